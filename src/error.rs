@@ -45,7 +45,7 @@ pub enum Error {
     NotOwned { what: String },
     #[error("{what}: gave up after {attempts} attempts, the NB kept changing underneath")]
     Contention { what: String, attempts: u32 },
-    #[error("OVN Northbound: {0}")]
+    #[error("OVN Northbound")]
     Ovsdb(#[from] ovsdb::Error),
     #[error("internal error: {0}")]
     Internal(String),
@@ -57,6 +57,22 @@ impl Error {
             field: field.to_string(),
             reason: reason.into(),
         }
+    }
+
+    /// The message with every cause appended ("a: b: c"), for stdout and
+    /// the log. Display stays short, per the cause-chain convention.
+    pub fn chain(&self) -> String {
+        let mut msg = self.to_string();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(self);
+        while let Some(e) = cur {
+            let text = e.to_string();
+            if !msg.ends_with(&text) {
+                msg.push_str(": ");
+                msg.push_str(&text);
+            }
+            cur = e.source();
+        }
+        msg
     }
 
     pub fn exit_code(&self) -> ExitCode {
@@ -71,6 +87,11 @@ impl Error {
             Error::NotOwned { .. } | Error::Contention { .. } => ExitCode::Rejected,
             Error::Ovsdb(e) => match e {
                 ovsdb::Error::InvalidRemote(_) | ovsdb::Error::Tls(_) => ExitCode::Config,
+                ovsdb::Error::AllRemotesFailed { last, .. }
+                    if matches!(**last, ovsdb::Error::Tls(_)) =>
+                {
+                    ExitCode::Config
+                }
                 ovsdb::Error::Operation { .. }
                 | ovsdb::Error::Commit { .. }
                 | ovsdb::Error::Rpc { .. } => ExitCode::Rejected,

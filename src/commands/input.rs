@@ -72,10 +72,20 @@ pub fn nic_spec(ctx: &Context) -> Result<NicSpec> {
         .map(|v| ipv6("ip6_address", &v))
         .transpose()?;
     if let (Some(ip), Some(c)) = (ipv4, switch_spec(ctx)?.cidr) {
-        if subnet_of(ctx)?.is_none() && !c.contains(ip) {
+        // A shared network may span several subnets: an address outside the
+        // network's CIDR is fine only when it comes with its own netmask and a
+        // gateway on that subnet.
+        let own_subnet_ok = match (subnet_of(ctx)?, optional_v4(p, "gateway")?) {
+            (Some(sub), Some(gw)) => sub.contains(gw),
+            _ => false,
+        };
+        if !c.contains(ip) && !own_subnet_ok {
             return Err(Error::field(
                 "ip",
-                format!("{ip} is outside cidr {}", c.network()),
+                format!(
+                    "{ip} is outside cidr {} and has no gateway on its own subnet",
+                    c.network()
+                ),
             ));
         }
     }

@@ -195,6 +195,9 @@ fn backoff(attempt: u32) {
 #[derive(Clone, Debug, Default)]
 pub struct Want {
     pub switch: bool,
+    /// Also find switches by name (a server-side scan of Logical_Switch,
+    /// which has no name index; only implement-network pays for it).
+    pub switch_by_name: bool,
     pub port: Option<String>,
     /// The port of the NIC with this CloudStack id (legacy set-dhcp-options
     /// names the NIC by id only): a server-side scan of the port table,
@@ -219,6 +222,14 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
     if let (true, Some(s)) = (want.switch, scope) {
         ops.push(Switch::select(s.switch_uuid()));
         slots.push(Slot::Switch);
+    }
+    if let (true, Some(s)) = (want.switch_by_name, scope) {
+        ops.push(Operation::Select {
+            table: table::LOGICAL_SWITCH.into(),
+            conditions: vec![Condition::eq("name", s.switch_name().as_str())],
+            columns: Some(Switch::COLUMNS.iter().map(|c| c.to_string()).collect()),
+        });
+        slots.push(Slot::SameName);
     }
     if let Some(name) = &want.port {
         ops.push(Port::select_by_name(name));
@@ -274,6 +285,15 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
     for (slot, result) in slots.iter().zip(results.iter()) {
         match slot {
             Slot::Switch => obs.switch = first_row(result).and_then(Switch::from_row),
+            Slot::SameName => {
+                obs.same_name = result
+                    .get("rows")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_object().and_then(Switch::from_row))
+                    .collect();
+            }
             Slot::Port => obs.port = first_row(result).and_then(Port::from_row),
             Slot::Dhcp => obs
                 .dhcp
@@ -300,6 +320,7 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
 
 enum Slot {
     Switch,
+    SameName,
     Port,
     Dhcp,
     AllDhcp,
@@ -460,7 +481,7 @@ fn fail(command: &str, e: &Error, started: Instant, inv: Option<&Invocation>) ->
     let field = |k: &str| inv.and_then(|i| i.payload.str(k)).unwrap_or_default();
     log::event(
         log::Level::Error,
-        &e.to_string(),
+        &e.chain(),
         &[
             ("command", &command),
             ("network_id", &field("network_id")),
@@ -474,6 +495,6 @@ fn fail(command: &str, e: &Error, started: Instant, inv: Option<&Invocation>) ->
             ),
         ],
     );
-    output::print_error(&e.to_string());
+    output::print_error(&e.chain());
     code
 }

@@ -35,6 +35,7 @@ pub fn implement(ctx: &Context) -> Result<Outcome> {
     let spec = input::switch_spec(ctx)?;
     let want = Want {
         switch: true,
+        switch_by_name: true,
         scope: Some(scope.clone()),
         ..Want::default()
     };

@@ -82,6 +82,8 @@ impl Scope {
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub switch: Option<Switch>,
+    /// Other switches with our switch's name (only `implement-network` looks).
+    pub same_name: Vec<Switch>,
     pub port: Option<Port>,
     pub dhcp: Vec<DhcpOptions>,
     pub dns: Option<Dns>,
@@ -128,6 +130,18 @@ pub fn ensure_switch(
         ids.insert(key::GATEWAY.into(), g.to_string());
     }
     let name = scope.switch_name();
+    if let Some(other) = obs
+        .same_name
+        .iter()
+        .find(|sw| sw.uuid != scope.switch_uuid())
+    {
+        return Err(Error::NotOwned {
+            what: format!(
+                "the name {name}: Logical_Switch {} already uses it and is not this network's",
+                other.uuid
+            ),
+        });
+    }
     match &obs.switch {
         None => {
             let mut row = Map::new();

@@ -1,0 +1,214 @@
+//! OVN "central": NB + SB ovsdb-server and ovn-northd.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::daemon::{stop_all, Daemon};
+use super::nb::Nb;
+use super::util::{
+    dump_logs, ovs_command, require, run, run_ok, LabDir, CMD_TIMEOUT, OVN_NB_SCHEMA, OVN_SB_SCHEMA,
+};
+
+pub struct Central {
+    northd: Daemon,
+    nb: Nb,
+    sb: Daemon,
+    sb_remote: String,
+    dir: Arc<LabDir>,
+}
+
+impl Central {
+    /// NB + SB + northd; returns once `ovn-nbctl --wait=sb sync` returned.
+    pub fn start() -> Central {
+        require(
+            &[
+                "ovsdb-tool",
+                "ovsdb-server",
+                "ovsdb-client",
+                "ovn-nbctl",
+                "ovn-sbctl",
+                "ovn-northd",
+                "ovn-trace",
+            ],
+            &[OVN_NB_SCHEMA, OVN_SB_SCHEMA],
+        );
+        let dir = Arc::new(LabDir::new("central"));
+        let nb = Nb::start_in(dir.clone());
+        let sb_db = dir.file("sb.db");
+        let sb_sock = dir.file("sb.sock");
+        run_ok(
+            ovs_command(dir.path(), "ovsdb-tool")
+                .arg("create")
+                .arg(&sb_db)
+                .arg(OVN_SB_SCHEMA),
+        );
+        let sb = Daemon::launch(
+            dir.path(),
+            None,
+            "ovsdb-server",
+            "sb",
+            true,
+            &[
+                &format!("--remote=punix:{}", sb_sock.display()),
+                &sb_db.to_string_lossy(),
+            ],
+        );
+        let sb_remote = format!("unix:{}", sb_sock.display());
+        let mut c = ovs_command(dir.path(), "ovn-sbctl");
+        c.arg(format!("--db={sb_remote}"))
+            .arg("--timeout=10")
+            .arg("init");
+        run_ok(&mut c);
+        let northd = Daemon::launch(
+            dir.path(),
+            None,
+            "ovn-northd",
+            "northd",
+            true,
+            &[
+                &format!("--ovnnb-db={}", nb.remote()),
+                &format!("--ovnsb-db={sb_remote}"),
+            ],
+        );
+        let central = Central {
+            northd,
+            nb,
+            sb,
+            sb_remote,
+            dir,
+        };
+        let o = central
+            .nb
+            .nbctl_result(&["--timeout=20", "--wait=sb", "sync"]);
+        if !o.status.success() {
+            panic!(
+                "ovn-northd did not sync: {}\n--- northd.log:\n{}",
+                String::from_utf8_lossy(&o.stderr).trim(),
+                super::util::tail(central.northd.log(), 20)
+            );
+        }
+        central
+    }
+
+    /// The NB server (nbctl, snapshot, count_rows, ...).
+    pub fn nb(&self) -> &Nb {
+        &self.nb
+    }
+
+    pub fn nb_remote(&self) -> String {
+        self.nb.remote()
+    }
+
+    pub fn sb_remote(&self) -> String {
+        self.sb_remote.clone()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn northd_log(&self) -> &Path {
+        self.northd.log()
+    }
+
+    pub fn nbctl(&self, args: &[&str]) -> String {
+        self.nb.nbctl(args)
+    }
+
+    pub fn nbctl_result(&self, args: &[&str]) -> Output {
+        self.nb.nbctl_result(args)
+    }
+
+    /// `ovn-sbctl --db=<sb> --timeout=10 ARGS`; panics on failure.
+    pub fn sbctl(&self, args: &[&str]) -> String {
+        run_ok(&mut self.sbctl_command(args))
+    }
+
+    pub fn sbctl_result(&self, args: &[&str]) -> Output {
+        run(&mut self.sbctl_command(args), CMD_TIMEOUT)
+    }
+
+    fn sbctl_command(&self, args: &[&str]) -> Command {
+        let mut c = ovs_command(self.dir(), "ovn-sbctl");
+        c.arg(format!("--db={}", self.sb_remote))
+            .arg("--timeout=10")
+            .args(args);
+        c
+    }
+
+    /// `ovn-nbctl --wait=sb sync`: northd has caught up with NB.
+    pub fn sync(&self) {
+        self.nb.nbctl(&["--wait=sb", "sync"]);
+    }
+
+    /// `ovn-trace --db=<sb> --no-friendly-names DATAPATH MICROFLOW`
+    /// (default, detailed output). `--no-friendly-names` keeps UUID-like port
+    /// names whole (by default ovn-trace prints `"3f0c00"` for
+    /// `"3f0c0000-0000-..."`). Panics if it fails or reports a flow syntax
+    /// error (which exits 0); returns stdout. `parsing actions failed`
+    /// warnings are not fatal: use [`Central::trace_output`] to see stderr.
+    pub fn trace(&self, datapath: &str, microflow: &str) -> String {
+        self.trace_opts(&[], datapath, microflow)
+    }
+
+    /// [`Central::trace`] with extra ovn-trace options, e.g. `["--minimal"]`,
+    /// `["--summary"]`, `["--ct=new"]`.
+    pub fn trace_opts(&self, opts: &[&str], datapath: &str, microflow: &str) -> String {
+        let o = self.trace_output_opts(opts, datapath, microflow);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        if !o.status.success() || stderr.contains("error parsing flow") {
+            panic!(
+                "ovn-trace {opts:?} {datapath} '{microflow}' failed ({})\n--- stdout:\n{}\n--- stderr:\n{}",
+                o.status,
+                String::from_utf8_lossy(&o.stdout).trim_end(),
+                stderr.trim_end()
+            );
+        }
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Raw `ovn-trace` output (exit code is not reliable, see README §6).
+    pub fn trace_output(&self, datapath: &str, microflow: &str) -> Output {
+        self.trace_output_opts(&[], datapath, microflow)
+    }
+
+    pub fn trace_output_opts(&self, opts: &[&str], datapath: &str, microflow: &str) -> Output {
+        let mut c = ovs_command(self.dir(), "ovn-trace");
+        c.arg(format!("--db={}", self.sb_remote))
+            .arg("--no-friendly-names")
+            .args(opts)
+            .arg(datapath)
+            .arg(microflow);
+        run(&mut c, CMD_TIMEOUT)
+    }
+
+    /// Wait until NB `Logical_Switch_Port <lsp>` has `up=true`.
+    pub fn wait_lsp_up(&self, lsp: &str, timeout: Duration) -> bool {
+        let mut c = ovs_command(self.dir(), "ovn-nbctl");
+        c.arg(format!("--db={}", self.nb.remote()))
+            .arg(format!("--timeout={}", timeout.as_secs().max(1)))
+            .args(["wait-until", "Logical_Switch_Port", lsp, "up=true"]);
+        run(&mut c, timeout + Duration::from_secs(5))
+            .status
+            .success()
+    }
+}
+
+impl Drop for Central {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            dump_logs(
+                "central",
+                &[
+                    self.northd.log().to_path_buf(),
+                    self.sb.log().to_path_buf(),
+                    self.nb.log_file().to_path_buf(),
+                ],
+            );
+        }
+        let Central { northd, nb, sb, .. } = self;
+        stop_all(&mut [northd, nb.server_mut(), sb]);
+    }
+}

@@ -1,0 +1,221 @@
+//! Detached OVS/OVN daemons, stopped by the pid in their own pidfile.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::util::{ovs_command, ovs_command_in, tail, wait_until};
+
+/// How long a daemon may take to detach (its launcher returns once it is
+/// ready, e.g. ovsdb-server listens).
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(20);
+/// SIGTERM grace period before SIGKILL (as lib.sh stop_pidfile).
+const TERM_GRACE: Duration = Duration::from_secs(5);
+
+pub(crate) struct Daemon {
+    name: String,
+    pidfile: PathBuf,
+    log: PathBuf,
+    ctl: Option<PathBuf>,
+    stderr: PathBuf,
+    stopped: bool,
+}
+
+impl Daemon {
+    /// Start `tool` with `--detach --no-chdir --pidfile --log-file
+    /// [--unixctl] ARGS` (inside `netns` if given), files named
+    /// `<dir>/<name>.{pid,log,ctl,stderr}`. Panics with the daemon's stderr
+    /// and log tail if it does not come up.
+    pub(crate) fn launch(
+        dir: &Path,
+        netns: Option<&str>,
+        tool: &str,
+        name: &str,
+        unixctl: bool,
+        args: &[&str],
+    ) -> Daemon {
+        let d = Daemon {
+            name: name.to_string(),
+            pidfile: dir.join(format!("{name}.pid")),
+            log: dir.join(format!("{name}.log")),
+            ctl: unixctl.then(|| dir.join(format!("{name}.ctl"))),
+            stderr: dir.join(format!("{name}.stderr")),
+            stopped: false,
+        };
+        let mut c = match netns {
+            Some(ns) => ovs_command_in(dir, ns, tool),
+            None => ovs_command(dir, tool),
+        };
+        c.arg("--detach")
+            .arg("--no-chdir")
+            .arg(format!("--pidfile={}", d.pidfile.display()))
+            .arg(format!("--log-file={}", d.log.display()));
+        if let Some(ctl) = &d.ctl {
+            c.arg(format!("--unixctl={}", ctl.display()));
+        }
+        c.args(args);
+        // Files, not pipes: the detached child would otherwise hold a pipe open.
+        let f = File::create(&d.stderr).expect("create daemon stderr file");
+        c.stdout(Stdio::from(f.try_clone().expect("dup stderr file")));
+        c.stderr(Stdio::from(f));
+        let desc = super::util::describe(&c);
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{desc}`: {e}"));
+        let deadline = Instant::now() + LAUNCH_TIMEOUT;
+        let status = loop {
+            if let Some(st) = child.try_wait().expect("wait for daemon launcher") {
+                break st;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "`{desc}` did not detach within {LAUNCH_TIMEOUT:?}\n{}",
+                    d.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        if !status.success() {
+            panic!("`{desc}` failed ({status})\n{}", d.diagnostics());
+        }
+        if !d.pid().is_some_and(running) {
+            panic!("`{desc}` exited right after start\n{}", d.diagnostics());
+        }
+        d
+    }
+
+    fn diagnostics(&self) -> String {
+        format!(
+            "--- {}:\n{}\n--- {}:\n{}",
+            self.stderr.display(),
+            tail(&self.stderr, 20),
+            self.log.display(),
+            tail(&self.log, 20)
+        )
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn log(&self) -> &Path {
+        &self.log
+    }
+
+    pub(crate) fn ctl(&self) -> Option<&Path> {
+        self.ctl.as_deref()
+    }
+
+    pub(crate) fn pidfile(&self) -> &Path {
+        &self.pidfile
+    }
+
+    /// The pid written in the pidfile, if any.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pidfile)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Is the daemon (still) running?
+    pub(crate) fn is_running(&self) -> bool {
+        self.pid()
+            .is_some_and(|p| running(p) && mentions(p, &self.pidfile))
+    }
+
+    /// Send `sig` if the pid is ours (its cmdline mentions the pidfile).
+    fn signal(&self, sig: &str) -> Option<u32> {
+        let pid = self.pid()?;
+        if !running(pid) || !mentions(pid, &self.pidfile) {
+            return None;
+        }
+        kill(sig, pid);
+        Some(pid)
+    }
+
+    pub(crate) fn stop(&mut self) {
+        stop_all(&mut [self]);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// SIGTERM all (still running) daemons at once, wait for them (zombies
+/// count as gone: PID 1 may reap slowly), SIGKILL stragglers after 5 s.
+pub(crate) fn stop_all(ds: &mut [&mut Daemon]) {
+    let mut pending: Vec<(usize, u32)> = Vec::new();
+    for (i, d) in ds.iter().enumerate() {
+        if d.stopped {
+            continue;
+        }
+        if let Some(pid) = d.signal("TERM") {
+            pending.push((i, pid));
+        }
+    }
+    if !pending.is_empty() && !wait_until(TERM_GRACE, || pending.iter().all(|&(_, p)| !running(p)))
+    {
+        for &(i, pid) in &pending {
+            if running(pid) && mentions(pid, &ds[i].pidfile) {
+                eprintln!(
+                    "[harness] {} (pid {pid}) ignored SIGTERM for {TERM_GRACE:?}, sending SIGKILL",
+                    ds[i].name
+                );
+                kill("KILL", pid);
+            }
+        }
+        wait_until(Duration::from_secs(2), || {
+            pending.iter().all(|&(_, p)| !running(p))
+        });
+    }
+    for d in ds.iter_mut() {
+        d.stopped = true;
+        let _ = std::fs::remove_file(&d.pidfile);
+    }
+}
+
+fn kill(sig: &str, pid: u32) {
+    let _ = Command::new("/bin/sh")
+        .args([
+            "-c",
+            "kill -s \"$0\" \"$1\" 2>/dev/null",
+            sig,
+            &pid.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .status();
+}
+
+/// True while `pid` exists and is not a zombie (detached daemons are
+/// re-parented to PID 1, which may reap them late).
+pub fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            // "pid (comm) S ..." -- comm may contain spaces and parens.
+            let state = s
+                .rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next());
+            !matches!(state, None | Some("Z" | "X"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Does `/proc/PID/cmdline` mention `path` (e.g. `--pidfile=<path>`)?
+fn mentions(pid: u32, path: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let needle = path.as_os_str().as_encoded_bytes();
+    cmdline
+        .split(|&b| b == 0)
+        .any(|arg| arg.windows(needle.len()).any(|w| w == needle))
+}
