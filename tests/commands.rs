@@ -7,101 +7,9 @@ mod common;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::scenario::*;
 use common::*;
 use serde_json::{json, Value};
-
-const NIC1: &str = "3f0c0000-0000-4000-8000-000000000001";
-const NIC2: &str = "3f0c0000-0000-4000-8000-000000000002";
-
-fn network(id: u32) -> Value {
-    json!({"network_id": id.to_string(), "vlan": format!("cs-net-{id}"), "zone_id": "1", "guest_type": "isolated",
-           "network_state": "implemented", "gateway": "10.1.1.1", "cidr": "10.1.1.0/24", "extension_ip": "10.1.1.1"})
-}
-
-fn nic(id: u32, uuid: &str, mac: &str, ip: &str, hostname: &str, default_nic: bool) -> Value {
-    let mut p = network(id);
-    let extra = json!({"nic_id": "77", "nic_uuid": uuid, "mac": mac, "ip": ip, "netmask": "255.255.255.0",
-        "default_nic": default_nic.to_string(), "device_id": "0", "hostname": hostname,
-        "dns": "10.1.1.53,8.8.8.8", "domain": "cs.example"});
-    p.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    p
-}
-
-fn vm1(id: u32) -> Value {
-    nic(id, NIC1, "02:00:4c:3e:00:05", "10.1.1.23", "vm-1", true)
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-/// Success means exit 0, nothing on stderr, and (unless the command has
-/// output) nothing on stdout: CloudStack merges and parses both.
-#[track_caller]
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}, stdout {}, stderr {}",
-        o.status.code(),
-        stdout(&o),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        o.stderr.is_empty(),
-        "stderr must stay empty: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    stdout(&o)
-}
-
-/// Failure: non-zero exit with exactly one line of JSON error on stdout.
-#[track_caller]
-fn fails(o: Output, code: i32) -> String {
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(code), "stdout {out}");
-    assert!(
-        o.stderr.is_empty(),
-        "stderr must stay empty: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_eq!(out.lines().count(), 1, "one line: {out}");
-    let v: Value = serde_json::from_str(&out).expect("error output is JSON");
-    assert_eq!(v["status"], "error");
-    v["message"].as_str().unwrap().to_string()
-}
-
-/// CloudStack spawns ensure-network-device before every command.
-fn cs(nb: &Nb, command: &str, payload: Value) -> Output {
-    let mut ensure = json!({"network_id": payload["network_id"], "vlan": "", "zone_id": "1", "current_details": "{}"});
-    if payload.get("network_id").is_none() {
-        ensure = json!({"vpc_id": payload["vpc_id"], "zone_id": "1", "current_details": "{}"});
-    }
-    let out = ok(run_cs(
-        &nb.remote(),
-        "ensure-network-device",
-        &envelope(ensure),
-    ));
-    let v: Value = serde_json::from_str(&out).expect("ensure-network-device prints JSON");
-    assert!(v.is_object() && out.lines().count() == 1, "{out}");
-    run_cs(&nb.remote(), command, &envelope(payload))
-}
-
-/// Run a command twice; the second run must change nothing.
-#[track_caller]
-fn twice(nb: &Nb, command: &str, payload: Value) -> String {
-    let out = ok(cs(nb, command, payload.clone()));
-    let after_first = nb.snapshot();
-    let out2 = ok(cs(nb, command, payload));
-    assert_eq!(out, out2, "{command}: same output both times");
-    assert_eq!(
-        after_first,
-        nb.snapshot(),
-        "{command}: second run changed the NB"
-    );
-    out
-}
 
 fn first_vm_sequence(nb: &Nb, id: u32) {
     let out = twice(nb, "implement-network", network(id));
@@ -837,4 +745,73 @@ fn deadline_is_enforced_against_a_silent_nb() {
         took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
         "took {took:?}"
     );
+}
+
+/// The shipped examples are real: each payload file runs as CloudStack would
+/// run it (the registration detail pointed at the test NB), in lifecycle order.
+#[test]
+fn shipped_examples_work() {
+    let nb = Nb::start();
+    let dir = tempfile::tempdir().unwrap();
+    let order = [
+        "ensure-network-device",
+        "ensure-network-device-vpc",
+        "implement-network",
+        "prepare-nic",
+        "config-dhcp-subnet",
+        "add-dhcp-entry",
+        "config-dns-subnet",
+        "add-dns-entry",
+        "remove-dns-entry",
+        "remove-dhcp-entry",
+        "release-nic",
+        "remove-dns-subnet",
+        "remove-dhcp-subnet",
+        "shutdown-network",
+        "destroy-network",
+    ];
+    let listed: std::collections::BTreeSet<String> = std::fs::read_dir("examples")
+        .unwrap()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        order.iter().map(|s| s.to_string()).collect(),
+        "every example is exercised"
+    );
+    for name in order {
+        let text = std::fs::read_to_string(format!("examples/{name}.json")).unwrap();
+        let mut doc: Value = serde_json::from_str(&text).unwrap();
+        doc["physical-network-extension-details"]["ovn.nb.connection"] = json!(nb.remote());
+        let command = name.trim_end_matches("-vpc");
+        let out = ok(run_cs(&nb.remote(), command, &doc));
+        if command == "ensure-network-device" || command == "implement-network" {
+            assert!(
+                serde_json::from_str::<Value>(&out).unwrap().is_object(),
+                "{out}"
+            );
+        }
+        if name == "add-dns-entry" {
+            assert_eq!(nb.count_rows("Logical_Switch_Port"), 1);
+        }
+    }
+    assert_eq!(owned_rows(&nb), 0);
+
+    let o = std::process::Command::new("bash")
+        .args(["examples/legacy-flags.sh", bin()])
+        .env("OVN_NB_DB", nb.remote())
+        .env("CLOUDSTACK_OVN_LOG", dir.path().join("l"))
+        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    ok(o);
+    assert!(nb
+        .nbctl(&["lsp-list", "cs-net-43"])
+        .contains("3f0c0000-0000-4000-8000-000000000009"));
 }

@@ -36,6 +36,7 @@ mod chassis;
 mod cs;
 mod daemon;
 mod nb;
+pub mod scenario;
 mod util;
 
 pub use central::Central;

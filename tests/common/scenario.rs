@@ -1,0 +1,121 @@
+//! CloudStack-side helpers shared by the integration tests: payloads as
+//! CloudStack builds them, the ensure-before-every-command calling pattern,
+//! and the stdout/exit-code assertions of the protocol.
+
+use std::process::Output;
+
+use serde_json::{json, Value};
+
+use super::{envelope, run_cs, Nb};
+
+pub const NIC1: &str = "3f0c0000-0000-4000-8000-000000000001";
+pub const NIC2: &str = "3f0c0000-0000-4000-8000-000000000002";
+
+pub fn network(id: u32) -> Value {
+    json!({"network_id": id.to_string(), "vlan": format!("cs-net-{id}"), "zone_id": "1", "guest_type": "isolated",
+           "network_state": "implemented", "gateway": "10.1.1.1", "cidr": "10.1.1.0/24", "extension_ip": "10.1.1.1"})
+}
+
+pub fn nic(id: u32, uuid: &str, mac: &str, ip: &str, hostname: &str, default_nic: bool) -> Value {
+    let mut p = network(id);
+    let extra = json!({"nic_id": "77", "nic_uuid": uuid, "mac": mac, "ip": ip, "netmask": "255.255.255.0",
+        "default_nic": default_nic.to_string(), "device_id": "0", "hostname": hostname,
+        "dns": "10.1.1.53,8.8.8.8", "domain": "cs.example"});
+    p.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    p
+}
+
+pub fn vm1(id: u32) -> Value {
+    nic(id, NIC1, "02:00:4c:3e:00:05", "10.1.1.23", "vm-1", true)
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Success means exit 0, nothing on stderr, and (unless the command has
+/// output) nothing on stdout: CloudStack merges and parses both.
+#[track_caller]
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}, stdout {}, stderr {}",
+        o.status.code(),
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "stderr must stay empty: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout(&o)
+}
+
+/// Failure: non-zero exit with exactly one line of JSON error on stdout.
+#[track_caller]
+pub fn fails(o: Output, code: i32) -> String {
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(code), "stdout {out}");
+    assert!(
+        o.stderr.is_empty(),
+        "stderr must stay empty: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(out.lines().count(), 1, "one line: {out}");
+    let v: Value = serde_json::from_str(&out).expect("error output is JSON");
+    assert_eq!(v["status"], "error");
+    v["message"].as_str().unwrap().to_string()
+}
+
+/// CloudStack spawns ensure-network-device before every command.
+pub fn cs(nb: &Nb, command: &str, payload: Value) -> Output {
+    let mut ensure = json!({"network_id": payload["network_id"], "vlan": "", "zone_id": "1", "current_details": "{}"});
+    if payload.get("network_id").is_none() {
+        ensure = json!({"vpc_id": payload["vpc_id"], "zone_id": "1", "current_details": "{}"});
+    }
+    let out = ok(run_cs(
+        &nb.remote(),
+        "ensure-network-device",
+        &envelope(ensure),
+    ));
+    let v: Value = serde_json::from_str(&out).expect("ensure-network-device prints JSON");
+    assert!(v.is_object() && out.lines().count() == 1, "{out}");
+    run_cs(&nb.remote(), command, &envelope(payload))
+}
+
+/// Run a command twice; the second run must change nothing.
+#[track_caller]
+pub fn twice(nb: &Nb, command: &str, payload: Value) -> String {
+    let out = ok(cs(nb, command, payload.clone()));
+    let after_first = nb.snapshot();
+    let out2 = ok(cs(nb, command, payload));
+    assert_eq!(out, out2, "{command}: same output both times");
+    assert_eq!(
+        after_first,
+        nb.snapshot(),
+        "{command}: second run changed the NB"
+    );
+    out
+}
+
+/// The per-NIC commands CloudStack sends when a VM starts (with
+/// `DhcpAccrossMultipleSubnets=true`), each preceded by ensure-network-device.
+pub const NIC_START: &[&str] = &[
+    "prepare-nic",
+    "config-dhcp-subnet",
+    "add-dhcp-entry",
+    "config-dns-subnet",
+    "add-dns-entry",
+];
+
+/// What CloudStack sends when a VM's NIC goes away.
+pub const NIC_STOP: &[&str] = &["release-nic", "remove-dhcp-entry", "remove-dns-entry"];
+
+pub fn run_all(nb: &Nb, commands: &[&str], payload: &Value) {
+    for c in commands {
+        ok(cs(nb, c, payload.clone()));
+    }
+}
