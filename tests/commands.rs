@@ -517,11 +517,8 @@ fn bad_input_is_refused_and_nb_unchanged() {
         (vec!["prepare-nic", bad.to_str().unwrap(), "sixty"], 2),
         (vec![], 2),
     ] {
-        let o = std::process::Command::new(bin())
+        let o = product(&nb.remote(), &dir.path().join("l"))
             .args(&args)
-            .env("OVN_NB_DB", nb.remote())
-            .env("CLOUDSTACK_OVN_LOG", dir.path().join("l"))
-            .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
             .output()
             .unwrap();
         fails(o, code);
@@ -652,12 +649,9 @@ fn settings_precedence_and_logging() {
     let doc = json!({"physical-network-extension-details": {"ovn.nb.connection": nb.remote(), "password": "hunter2", "sshkey": "-----BEGIN KEY-----"},
                      "network-extension-details": {}, "payload": network(50)});
     std::fs::write(&payload, doc.to_string()).unwrap();
-    let o = std::process::Command::new(bin())
+    let o = product("unix:/nonexistent/nb.sock", &log)
         .args(["implement-network", payload.to_str().unwrap(), "30"])
-        .env("OVN_NB_DB", "unix:/nonexistent/nb.sock")
-        .env("CLOUDSTACK_OVN_LOG", &log)
         .env("CLOUDSTACK_OVN_LOG_LEVEL", "debug")
-        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
         .output()
         .unwrap();
     ok(o);
@@ -692,10 +686,9 @@ fn settings_precedence_and_logging() {
     let doc = json!({"payload": vm1(50)});
     std::fs::write(&payload, doc.to_string()).unwrap();
     let run = |cfg: &std::path::Path| {
-        std::process::Command::new(bin())
+        product("", &log)
             .args(["config-dhcp-subnet", payload.to_str().unwrap(), "30"])
             .env_remove("OVN_NB_DB")
-            .env("CLOUDSTACK_OVN_LOG", &log)
             .env("CLOUDSTACK_OVN_CONFIG", cfg)
             .output()
             .unwrap()
@@ -731,11 +724,8 @@ fn deadline_is_enforced_against_a_silent_nb() {
     let payload = dir.path().join("p.payload");
     std::fs::write(&payload, json!({"payload": network(60)}).to_string()).unwrap();
     let started = Instant::now();
-    let o = std::process::Command::new(bin())
+    let o = product(&format!("unix:{}", sock.display()), &dir.path().join("l"))
         .args(["implement-network", payload.to_str().unwrap(), "2"])
-        .env("OVN_NB_DB", format!("unix:{}", sock.display()))
-        .env("CLOUDSTACK_OVN_LOG", dir.path().join("l"))
-        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
         .output()
         .unwrap();
     let took = started.elapsed();

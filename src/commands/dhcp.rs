@@ -38,7 +38,7 @@ pub fn config_subnet(ctx: &Context) -> Result<Outcome> {
 pub fn remove_subnet(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
     let want = Want {
-        all_dhcp_of: Some(scope.clone()),
+        all_dhcp: true,
         scope: Some(scope.clone()),
         ..Want::default()
     };
@@ -239,7 +239,7 @@ pub fn set_options(ctx: &Context) -> Result<Outcome> {
         switch: true,
         port: port_name,
         port_by_nic_id: nic_id,
-        all_dhcp_of: Some(scope.clone()),
+        all_dhcp: true,
         scope: Some(scope.clone()),
         ..Want::default()
     };

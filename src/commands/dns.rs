@@ -10,6 +10,17 @@ use crate::plan::network::{ensure_dns, ensure_switch, remove_dns, remove_dns_rec
 use crate::plan::Plan;
 
 pub fn config_subnet(ctx: &Context) -> Result<Outcome> {
+    ensure_records(ctx, BTreeMap::new())
+}
+
+pub fn add_entry(ctx: &Context) -> Result<Outcome> {
+    ensure_records(ctx, input::dns_entry(ctx)?.records())
+}
+
+/// The network's DNS row exists, is linked from the switch (created if
+/// missing, as for a shared network whose implement we never saw), and
+/// holds `records`.
+fn ensure_records(ctx: &Context, records: BTreeMap<String, String>) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
     let spec = input::switch_spec(ctx)?;
     let want = Want {
@@ -21,7 +32,7 @@ pub fn config_subnet(ctx: &Context) -> Result<Outcome> {
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         ensure_switch(&mut plan, &scope, &spec, obs)?;
-        ensure_dns(&mut plan, &scope, &BTreeMap::new(), obs)?;
+        ensure_dns(&mut plan, &scope, &records, obs)?;
         Ok(plan)
     })
 }
@@ -36,24 +47,6 @@ pub fn remove_subnet(ctx: &Context) -> Result<Outcome> {
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         remove_dns(&mut plan, &scope, obs)?;
-        Ok(plan)
-    })
-}
-
-pub fn add_entry(ctx: &Context) -> Result<Outcome> {
-    let scope = input::scope(ctx)?;
-    let spec = input::switch_spec(ctx)?;
-    let records = input::dns_entry(ctx)?.records();
-    let want = Want {
-        switch: true,
-        dns: true,
-        scope: Some(scope.clone()),
-        ..Want::default()
-    };
-    ctx.converge(&want, |obs| {
-        let mut plan = Plan::default();
-        ensure_switch(&mut plan, &scope, &spec, obs)?;
-        ensure_dns(&mut plan, &scope, &records, obs)?;
         Ok(plan)
     })
 }

@@ -1,7 +1,7 @@
 //! Payload fields → validated planner inputs. Every check happens here,
 //! before any connection to the NB, so bad input never changes anything.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Context;
 use crate::error::{Error, Result};
@@ -29,6 +29,12 @@ pub fn vpc_id(ctx: &Context) -> Result<Option<u64>> {
 
 fn optional_v4(p: &Payload, field: &str) -> Result<Option<Ipv4Addr>> {
     p.nonempty(field).map(|v| ipv4(field, &v)).transpose()
+}
+
+fn optional_v6(p: &Payload) -> Result<Option<Ipv6Addr>> {
+    p.nonempty("ip6_address")
+        .map(|v| ipv6("ip6_address", &v))
+        .transpose()
 }
 
 /// The network's CIDR and gateway (in NIC payloads `gateway` is the NIC's,
@@ -67,10 +73,7 @@ pub fn nic_spec(ctx: &Context) -> Result<NicSpec> {
     let nic_uuid = nic_uuid_field(ctx)?;
     let mac = Mac::parse("mac", &p.require("mac")?)?;
     let ipv4 = optional_v4(p, "ip")?;
-    let ipv6 = p
-        .nonempty("ip6_address")
-        .map(|v| ipv6("ip6_address", &v))
-        .transpose()?;
+    let ipv6 = optional_v6(p)?;
     if let (Some(ip), Some(c)) = (ipv4, switch_spec(ctx)?.cidr) {
         // A shared network may span several subnets: an address outside the
         // network's CIDR is fine only when it comes with its own netmask and a
@@ -186,16 +189,8 @@ pub fn dhcp_subnet(ctx: &Context) -> Result<DhcpSubnet> {
 }
 
 pub fn dns_entry(ctx: &Context) -> Result<DnsEntry> {
-    let p = ctx.payload();
     let hostname = hostname(ctx)?.ok_or_else(|| Error::Missing("hostname".into()))?;
-    let ipv4 = optional_v4(p, "ip")?;
-    let ipv6 = p
-        .nonempty("ip6_address")
-        .map(|v| ipv6("ip6_address", &v))
-        .transpose()?;
-    if ipv4.is_none() && ipv6.is_none() {
-        return Err(Error::Missing("ip (or ip6_address)".into()));
-    }
+    let (ipv4, ipv6) = nic_addresses(ctx)?;
     Ok(DnsEntry {
         hostname,
         domain: domain(ctx)?,
@@ -204,13 +199,11 @@ pub fn dns_entry(ctx: &Context) -> Result<DnsEntry> {
     })
 }
 
-pub fn nic_addresses(ctx: &Context) -> Result<(Option<Ipv4Addr>, Option<std::net::Ipv6Addr>)> {
+/// The NIC's IPv4 and/or IPv6 address; at least one is required.
+pub fn nic_addresses(ctx: &Context) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
     let p = ctx.payload();
     let ipv4 = optional_v4(p, "ip")?;
-    let ipv6 = p
-        .nonempty("ip6_address")
-        .map(|v| ipv6("ip6_address", &v))
-        .transpose()?;
+    let ipv6 = optional_v6(p)?;
     if ipv4.is_none() && ipv6.is_none() {
         return Err(Error::Missing("ip (or ip6_address)".into()));
     }

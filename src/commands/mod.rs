@@ -18,9 +18,9 @@ use uuid::Uuid;
 use crate::cli::{self, Invocation, Request, Style};
 use crate::config::{self, FileConfig, Settings};
 use crate::error::{Error, ExitCode, Result};
-use crate::nb::rows::{first_row, DhcpOptions, Dns, Port, Switch};
-use crate::nb::{key, table, Owner, DB};
-use crate::ovsdb::{self, Client, Condition, Deadline, Operation};
+use crate::nb::rows::{all_rows, first_row, DhcpOptions, Dns, Port, Switch};
+use crate::nb::{Owner, DB};
+use crate::ovsdb::{Client, Deadline, Operation};
 use crate::plan::network::{Observed, Scope};
 use crate::plan::Plan;
 use crate::{log, output};
@@ -208,74 +208,45 @@ pub struct Want {
     /// Every DHCP row of this network (`destroy`, `remove-dhcp-subnet`):
     /// a server-side scan of DHCP_Options, which holds a few rows per
     /// network; see docs/performance.md.
-    pub all_dhcp_of: Option<Scope>,
+    pub all_dhcp: bool,
     pub dns: bool,
     pub scope: Option<Scope>,
 }
 
 /// One read-only transaction for everything in `want`, by `_uuid` or by
-/// an indexed column.
+/// an indexed column (the few scans are named in `Want`).
 fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
     let mut ops = Vec::new();
     let mut slots = Vec::new();
-    let scope = want.scope.as_ref();
-    if let (true, Some(s)) = (want.switch, scope) {
-        ops.push(Switch::select(s.switch_uuid()));
-        slots.push(Slot::Switch);
-    }
-    if let (true, Some(s)) = (want.switch_by_name, scope) {
-        ops.push(Operation::Select {
-            table: table::LOGICAL_SWITCH.into(),
-            conditions: vec![Condition::eq("name", s.switch_name().as_str())],
-            columns: Some(Switch::COLUMNS.iter().map(|c| c.to_string()).collect()),
-        });
-        slots.push(Slot::SameName);
+    let mut ask = |op: Operation, slot: Slot| {
+        ops.push(op);
+        slots.push(slot);
+    };
+    if let Some(s) = &want.scope {
+        if want.switch {
+            ask(Switch::select(s.switch_uuid()), Slot::Switch);
+        }
+        if want.switch_by_name {
+            ask(Switch::select_by_name(&s.switch_name()), Slot::SameName);
+        }
+        if let Some(nic_id) = want.port_by_nic_id {
+            ask(Port::select_by_nic_id(&s.owner, nic_id), Slot::Port);
+        }
+        if want.all_dhcp {
+            ask(
+                DhcpOptions::select_by_network(&s.owner, s.network_id),
+                Slot::Dhcp,
+            );
+        }
+        if want.dns {
+            ask(Dns::select(s.dns_uuid()), Slot::Dns);
+        }
     }
     if let Some(name) = &want.port {
-        ops.push(Port::select_by_name(name));
-        slots.push(Slot::Port);
-    }
-    if let (Some(nic_id), Some(s)) = (want.port_by_nic_id, scope) {
-        let ids: BTreeMap<String, String> = [
-            (key::OWNER.to_string(), s.owner.0.clone()),
-            (key::NIC_ID.to_string(), nic_id.to_string()),
-        ]
-        .into();
-        ops.push(Operation::Select {
-            table: table::LOGICAL_SWITCH_PORT.into(),
-            conditions: vec![Condition(
-                "external_ids".into(),
-                ovsdb::Function::Includes,
-                ovsdb::value::string_map(&ids),
-            )],
-            columns: Some(Port::COLUMNS.iter().map(|c| c.to_string()).collect()),
-        });
-        slots.push(Slot::Port);
+        ask(Port::select_by_name(name), Slot::Port);
     }
     for u in &want.dhcp {
-        ops.push(DhcpOptions::select(*u));
-        slots.push(Slot::Dhcp);
-    }
-    if let Some(s) = &want.all_dhcp_of {
-        let ids: BTreeMap<String, String> = [
-            (key::OWNER.to_string(), s.owner.0.clone()),
-            (key::NETWORK_ID.to_string(), s.network_id.to_string()),
-        ]
-        .into();
-        ops.push(Operation::Select {
-            table: table::DHCP_OPTIONS.into(),
-            conditions: vec![Condition(
-                "external_ids".into(),
-                ovsdb::Function::Includes,
-                ovsdb::value::string_map(&ids),
-            )],
-            columns: Some(DhcpOptions::COLUMNS.iter().map(|c| c.to_string()).collect()),
-        });
-        slots.push(Slot::AllDhcp);
-    }
-    if let (true, Some(s)) = (want.dns, scope) {
-        ops.push(Dns::select(s.dns_uuid()));
-        slots.push(Slot::Dns);
+        ask(DhcpOptions::select(*u), Slot::Dhcp);
     }
     let mut obs = Observed::default();
     if ops.is_empty() {
@@ -286,29 +257,18 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         match slot {
             Slot::Switch => obs.switch = first_row(result).and_then(Switch::from_row),
             Slot::SameName => {
-                obs.same_name = result
-                    .get("rows")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|r| r.as_object().and_then(Switch::from_row))
-                    .collect();
+                obs.same_name = all_rows(result).filter_map(Switch::from_row).collect()
             }
-            Slot::Port => obs.port = first_row(result).and_then(Port::from_row),
-            Slot::Dhcp => obs
-                .dhcp
-                .extend(first_row(result).and_then(DhcpOptions::from_row)),
-            Slot::AllDhcp => {
-                for row in result
-                    .get("rows")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(d) = row.as_object().and_then(DhcpOptions::from_row) {
-                        if !obs.dhcp.iter().any(|x| x.uuid == d.uuid) {
-                            obs.dhcp.push(d);
-                        }
+            Slot::Port => {
+                obs.port = obs
+                    .port
+                    .take()
+                    .or_else(|| first_row(result).and_then(Port::from_row))
+            }
+            Slot::Dhcp => {
+                for d in all_rows(result).filter_map(DhcpOptions::from_row) {
+                    if !obs.dhcp.iter().any(|x| x.uuid == d.uuid) {
+                        obs.dhcp.push(d);
                     }
                 }
             }
@@ -323,7 +283,6 @@ enum Slot {
     SameName,
     Port,
     Dhcp,
-    AllDhcp,
     Dns,
 }
 

@@ -68,7 +68,7 @@ pub fn destroy(ctx: &Context) -> Result<Outcome> {
     let want = Want {
         switch: true,
         dns: true,
-        all_dhcp_of: Some(scope.clone()),
+        all_dhcp: true,
         scope: Some(scope.clone()),
         ..Want::default()
     };

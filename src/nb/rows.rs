@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::table;
-use crate::ovsdb::value::{as_uuid, optional_uuid, string_map_of, string_set_of, uuid_set_of};
-use crate::ovsdb::{Condition, Operation};
+use super::{key, table, Owner};
+use crate::ovsdb::value::{
+    as_uuid, optional_uuid, string_map, string_map_of, string_set_of, uuid_set_of,
+};
+use crate::ovsdb::{Condition, Function, Operation};
 
 fn uuid_col(row: &Map<String, Value>) -> Option<Uuid> {
     row.get("_uuid").and_then(as_uuid)
@@ -27,6 +29,18 @@ fn str_col(row: &Map<String, Value>, col: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
+}
+
+/// `external_ids includes {owner, key: value}`: rows of ours carrying that
+/// id. A server-side scan of the table (no index on external_ids); only the
+/// matching rows are transferred.
+fn tagged(owner: &Owner, key: &str, value: String) -> Condition {
+    let ids: BTreeMap<String, String> = [
+        (key::OWNER.to_string(), owner.0.clone()),
+        (key.to_string(), value),
+    ]
+    .into();
+    Condition("external_ids".into(), Function::Includes, string_map(&ids))
 }
 
 fn select(table: &str, cond: Condition, columns: &[&str]) -> Operation {
@@ -54,6 +68,15 @@ impl Switch {
         select(
             table::LOGICAL_SWITCH,
             Condition::uuid_is(uuid),
+            Self::COLUMNS,
+        )
+    }
+
+    /// By name: a scan, Logical_Switch has no name index.
+    pub fn select_by_name(name: &str) -> Operation {
+        select(
+            table::LOGICAL_SWITCH,
+            Condition::eq("name", name),
             Self::COLUMNS,
         )
     }
@@ -101,6 +124,15 @@ impl Port {
         )
     }
 
+    /// Our port of the NIC with this CloudStack id (a scan).
+    pub fn select_by_nic_id(owner: &Owner, nic_id: u64) -> Operation {
+        select(
+            table::LOGICAL_SWITCH_PORT,
+            tagged(owner, key::NIC_ID, nic_id.to_string()),
+            Self::COLUMNS,
+        )
+    }
+
     pub fn from_row(row: &Map<String, Value>) -> Option<Port> {
         Some(Port {
             uuid: uuid_col(row)?,
@@ -127,6 +159,15 @@ impl DhcpOptions {
 
     pub fn select(uuid: Uuid) -> Operation {
         select(table::DHCP_OPTIONS, Condition::uuid_is(uuid), Self::COLUMNS)
+    }
+
+    /// Every DHCP row of ours for the network (a scan of a small table).
+    pub fn select_by_network(owner: &Owner, network_id: u64) -> Operation {
+        select(
+            table::DHCP_OPTIONS,
+            tagged(owner, key::NETWORK_ID, network_id.to_string()),
+            Self::COLUMNS,
+        )
     }
 
     pub fn from_row(row: &Map<String, Value>) -> Option<DhcpOptions> {
@@ -160,6 +201,16 @@ impl Dns {
             external_ids: map_col(row, "external_ids"),
         })
     }
+}
+
+/// Every row of a select result.
+pub fn all_rows(result: &Value) -> impl Iterator<Item = &Map<String, Value>> {
+    result
+        .get("rows")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
 }
 
 /// The first row of a select result, if any.

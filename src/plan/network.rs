@@ -508,43 +508,57 @@ pub fn ensure_dhcp(
         let mut ids = scope.ids(kind);
         ids.insert(key::CIDR.into(), cidr.clone());
         let options = subnet.options(&scope.server_mac(), with_router);
-        match obs.dhcp_row(uuid) {
-            None => {
-                let mut row = Map::new();
+        let what = format!("{} for {cidr}", kind.as_str());
+        upsert_dhcp(plan, scope, uuid, &cidr, &options, &ids, &what, obs)?;
+    }
+    Ok(())
+}
+
+/// Insert a DHCP_Options row with its deterministic uuid, or bring an
+/// existing one of ours to exactly `cidr` and `options` (the row is ours
+/// entirely) and our `external_ids` keys.
+#[allow(clippy::too_many_arguments)]
+fn upsert_dhcp(
+    plan: &mut Plan,
+    scope: &Scope,
+    uuid: Uuid,
+    cidr: &str,
+    options: &BTreeMap<String, String>,
+    ids: &BTreeMap<String, String>,
+    what: &str,
+    obs: &Observed,
+) -> Result<()> {
+    match obs.dhcp_row(uuid) {
+        None => {
+            let mut row = Map::new();
+            row.insert("cidr".into(), json!(cidr));
+            row.insert("options".into(), map_value(options));
+            row.insert("external_ids".into(), map_value(ids));
+            plan.insert(
+                table::DHCP_OPTIONS,
+                Some(uuid),
+                None,
+                row,
+                format!("insert {what}"),
+            );
+        }
+        Some(d) => {
+            scope.require_owned(format!("DHCP_Options {}", d.uuid), &d.external_ids)?;
+            let mut row = Map::new();
+            if d.cidr != cidr {
                 row.insert("cidr".into(), json!(cidr));
-                row.insert("options".into(), map_value(&options));
-                row.insert("external_ids".into(), map_value(&ids));
-                plan.insert(
-                    table::DHCP_OPTIONS,
-                    Some(uuid),
-                    None,
-                    row,
-                    format!("insert {} for {cidr}", kind.as_str()),
-                );
             }
-            Some(d) => {
-                scope.require_owned(format!("DHCP_Options {}", d.uuid), &d.external_ids)?;
-                let mut row = Map::new();
-                if d.cidr != cidr {
-                    row.insert("cidr".into(), json!(cidr));
-                }
-                if d.options != options {
-                    row.insert("options".into(), map_value(&options));
-                }
-                plan.update(
-                    table::DHCP_OPTIONS,
-                    d.uuid,
-                    row,
-                    format!("update {} for {cidr}", kind.as_str()),
-                );
-                let muts = map_mutations("external_ids", &ids, &d.external_ids, ours);
-                plan.mutate(
-                    table::DHCP_OPTIONS,
-                    d.uuid,
-                    muts,
-                    format!("update {} external_ids", kind.as_str()),
-                );
+            if d.options != *options {
+                row.insert("options".into(), map_value(options));
             }
+            plan.update(table::DHCP_OPTIONS, d.uuid, row, format!("update {what}"));
+            let muts = map_mutations("external_ids", ids, &d.external_ids, ours);
+            plan.mutate(
+                table::DHCP_OPTIONS,
+                d.uuid,
+                muts,
+                format!("update {what} external_ids"),
+            );
         }
     }
     Ok(())
@@ -584,44 +598,8 @@ pub fn dhcp_nic_row(
     ids.insert(key::NIC_UUID.into(), port.name.clone());
     ids.insert(key::BASE_DHCP.into(), base.uuid.to_string());
     ids.insert(key::CIDR.into(), base.cidr.clone());
-    match obs.dhcp_row(uuid) {
-        None => {
-            let mut row = Map::new();
-            row.insert("cidr".into(), json!(base.cidr));
-            row.insert("options".into(), map_value(&options));
-            row.insert("external_ids".into(), map_value(&ids));
-            plan.insert(
-                table::DHCP_OPTIONS,
-                Some(uuid),
-                None,
-                row,
-                format!("insert per-NIC DHCP options for {}", port.name),
-            );
-        }
-        Some(d) => {
-            scope.require_owned(format!("DHCP_Options {}", d.uuid), &d.external_ids)?;
-            let mut row = Map::new();
-            if d.cidr != base.cidr {
-                row.insert("cidr".into(), json!(base.cidr));
-            }
-            if d.options != options {
-                row.insert("options".into(), map_value(&options));
-            }
-            plan.update(
-                table::DHCP_OPTIONS,
-                d.uuid,
-                row,
-                format!("update per-NIC DHCP options for {}", port.name),
-            );
-            let muts = map_mutations("external_ids", &ids, &d.external_ids, ours);
-            plan.mutate(
-                table::DHCP_OPTIONS,
-                d.uuid,
-                muts,
-                format!("update per-NIC DHCP ids for {}", port.name),
-            );
-        }
-    }
+    let what = format!("per-NIC DHCP options of {}", port.name);
+    upsert_dhcp(plan, scope, uuid, &base.cidr, &options, &ids, &what, obs)?;
     Ok(uuid)
 }
 

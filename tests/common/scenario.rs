@@ -119,3 +119,13 @@ pub fn run_all(nb: &Nb, commands: &[&str], payload: &Value) {
         ok(cs(nb, c, payload.clone()));
     }
 }
+
+/// The product binary with a private log file, no config file, and the NB
+/// at `nb_remote`; tests add or override environment and arguments.
+pub fn product(nb_remote: &str, log: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(super::bin());
+    c.env("OVN_NB_DB", nb_remote)
+        .env("CLOUDSTACK_OVN_LOG", log)
+        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent");
+    c
+}
