@@ -95,9 +95,17 @@ impl Observed {
     }
 }
 
-/// Our `cloudstack:*` keys; other keys in `external_ids` are left alone.
-fn ours(k: &str) -> bool {
-    k.starts_with("cloudstack:")
+/// Add or correct our ids in `external_ids`; never drop one. Commands carry
+/// different subsets of the ids (a legacy `add-dhcp-entry` has no zone, a
+/// NIC command no cidr), and an id one command recorded must survive the
+/// others. Keys of other tools are left alone.
+fn merge_ids(
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+) -> Vec<Mutation> {
+    map_mutations("external_ids", desired, observed, |k| {
+        desired.contains_key(k)
+    })
 }
 
 fn map_value(m: &BTreeMap<String, String>) -> Value {
@@ -157,12 +165,6 @@ pub fn ensure_switch(
         }
         Some(sw) => {
             scope.require_owned(format!("Logical_Switch {}", sw.uuid), &sw.external_ids)?;
-            for (k, v) in &sw.external_ids {
-                // Keep recorded values the spec does not mention.
-                if (k == key::CIDR || k == key::GATEWAY) && !ids.contains_key(k) {
-                    ids.insert(k.clone(), v.clone());
-                }
-            }
             if sw.name != name {
                 let mut row = Map::new();
                 row.insert("name".into(), json!(name));
@@ -173,7 +175,7 @@ pub fn ensure_switch(
                     format!("rename switch {} to {name}", sw.name),
                 );
             }
-            let muts = map_mutations("external_ids", &ids, &sw.external_ids, ours);
+            let muts = merge_ids(&ids, &sw.external_ids);
             plan.mutate(
                 table::LOGICAL_SWITCH,
                 sw.uuid,
@@ -378,7 +380,7 @@ fn update_port(
         format!("update port {}", port.name),
     );
 
-    let mut muts = map_mutations("external_ids", &ids, &port.external_ids, ours);
+    let mut muts = merge_ids(&ids, &port.external_ids);
     let opts_desired: BTreeMap<String, String> = match hostname {
         Hostname::Set(h) => [("hostname".to_string(), quoted(h))].into(),
         Hostname::Clear | Hostname::Keep => BTreeMap::new(),
@@ -552,7 +554,7 @@ fn upsert_dhcp(
                 row.insert("options".into(), map_value(options));
             }
             plan.update(table::DHCP_OPTIONS, d.uuid, row, format!("update {what}"));
-            let muts = map_mutations("external_ids", ids, &d.external_ids, ours);
+            let muts = merge_ids(ids, &d.external_ids);
             plan.mutate(
                 table::DHCP_OPTIONS,
                 d.uuid,
@@ -685,7 +687,7 @@ pub fn ensure_dns(
         Some(d) => {
             scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
             let mut muts = map_mutations("records", add, &d.records, |k| add.contains_key(k));
-            muts.extend(map_mutations("external_ids", &ids, &d.external_ids, ours));
+            muts.extend(merge_ids(&ids, &d.external_ids));
             plan.mutate(
                 table::DNS,
                 d.uuid,
@@ -896,6 +898,41 @@ mod tests {
         )
         .unwrap();
         assert!(p.is_empty(), "{:?}", p.changes);
+    }
+
+    #[test]
+    fn ids_a_command_lacks_are_kept() {
+        let s = scope();
+        let mut recorded = s.ids(Kind::Network);
+        recorded.insert(key::CIDR.into(), "10.1.1.0/24".into());
+        recorded.insert("other-tool".into(), "x".into());
+        let sw = Switch {
+            uuid: s.switch_uuid(),
+            name: "cs-net-42".into(),
+            ports: vec![],
+            dns_records: vec![],
+            external_ids: recorded,
+        };
+        let obs = Observed {
+            switch: Some(sw),
+            ..Default::default()
+        };
+        // A legacy NIC command: no zone, no cidr.
+        let bare = Scope {
+            zone_id: None,
+            ..scope()
+        };
+        let mut p = Plan::default();
+        ensure_switch(&mut p, &bare, &SwitchSpec::default(), &obs).unwrap();
+        assert!(p.is_empty(), "{:?}", p.changes);
+        // A changed value is corrected.
+        let moved = Scope {
+            zone_id: Some(2),
+            ..scope()
+        };
+        let mut p = Plan::default();
+        ensure_switch(&mut p, &moved, &SwitchSpec::default(), &obs).unwrap();
+        assert_eq!(p.changes.len(), 1);
     }
 
     #[test]
