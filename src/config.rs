@@ -24,6 +24,11 @@ pub const NB_CA_CERT: &str = "ovn.nb.ca_cert";
 pub const MTU: &str = "ovn.mtu";
 pub const DHCP_LEASE_TIME: &str = "ovn.dhcp.lease_time";
 pub const OWNER: &str = "ovn.owner";
+pub const PUBLIC_NETWORK_NAME: &str = "ovn.public.network_name";
+pub const PUBLIC_MTU: &str = "ovn.public.mtu";
+pub const GATEWAY_CHASSIS: &str = "ovn.gateway.chassis";
+/// At most this many ports per port-forwarding range (one Load_Balancer VIP each).
+pub const MAX_FORWARD_RANGE: u32 = 256;
 pub const LOG_FILE: &str = "log.file";
 pub const LOG_LEVEL: &str = "log.level";
 
@@ -233,6 +238,64 @@ impl Settings {
 
     pub fn lease_time(&self) -> Result<u32> {
         self.number(DHCP_LEASE_TIME, DEFAULT_LEASE_TIME, 60..=u32::MAX)
+    }
+
+    /// OVN `network_name` of the public network's localnet ports (the
+    /// chassis' `ovn-bridge-mappings` key).
+    pub fn public_network_name(&self) -> Result<String> {
+        let name = self
+            .get(PUBLIC_NETWORK_NAME)
+            .map(|(v, _)| v)
+            .unwrap_or_else(|| "public".to_string());
+        if !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            Ok(name)
+        } else {
+            Err(Error::Config(format!(
+                "{PUBLIC_NETWORK_NAME}={name:?}: use letters, digits, '-', '_' or '.'"
+            )))
+        }
+    }
+
+    pub fn public_mtu(&self) -> Result<u32> {
+        self.number(PUBLIC_MTU, 1500, 576..=9216)
+    }
+
+    /// Ordered gateway chassis names (highest priority first), at most 5
+    /// (OVN's limit for HA gateway scheduling).
+    pub fn gateway_chassis(&self) -> Result<Vec<String>> {
+        let Some((raw, src)) = self.get(GATEWAY_CHASSIS) else {
+            return Ok(Vec::new());
+        };
+        let names: Vec<String> = raw
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if names.len() > 5 {
+            return Err(Error::Config(format!(
+                "{GATEWAY_CHASSIS} from {src} names {} chassis; at most 5",
+                names.len()
+            )));
+        }
+        if let Some(bad) = names.iter().find(|n| {
+            !n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        }) {
+            return Err(Error::Config(format!(
+                "{GATEWAY_CHASSIS} from {src}: {bad:?} is not a chassis name"
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
+            return Err(Error::Config(format!(
+                "{GATEWAY_CHASSIS} from {src} names {dup} twice"
+            )));
+        }
+        Ok(names)
     }
 
     /// The value of our ownership tag. Two CloudStack installations sharing

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::payload::types::{db_id, dns_name, ip_list, ipv4, ipv6, nic_uuid, Ipv4Cidr, Mac};
 use crate::payload::Payload;
 use crate::plan::network::{DhcpSubnet, DnsEntry, NicSpec, Scope, SwitchSpec};
+use crate::plan::router::{GatewaySpec, Protocol, PublicIp, PublicNet, RouterOf, RouterScope};
 
 fn optional_id(p: &Payload, field: &str) -> Result<Option<u64>> {
     p.nonempty(field).map(|v| db_id(field, &v)).transpose()
@@ -210,9 +211,171 @@ pub fn nic_addresses(ctx: &Context) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr
     Ok((ipv4, ipv6))
 }
 
+/// The router a command concerns: the VPC's for a tier (or VPC command),
+/// else the isolated network's.
+pub fn router_scope(ctx: &Context) -> Result<RouterScope> {
+    let p = ctx.payload();
+    let of = match vpc_id(ctx)? {
+        Some(v) => RouterOf::Vpc(v),
+        None => RouterOf::Network(db_id("network_id", &p.require("network_id")?)?),
+    };
+    Ok(RouterScope {
+        owner: ctx.owner.clone(),
+        of,
+        zone_id: optional_id(p, "zone_id")?,
+    })
+}
+
+/// `public_vlan` arrives as `101`, `vlan://101` or `untagged` (§4.4).
+pub fn vlan(field: &str, raw: &str) -> Result<Option<u16>> {
+    let v = raw.trim().trim_start_matches("vlan://");
+    if v.is_empty() || v.eq_ignore_ascii_case("untagged") {
+        return Ok(None);
+    }
+    v.parse::<u16>()
+        .ok()
+        .filter(|n| (1..=4094).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            Error::field(
+                field,
+                format!("expected a VLAN id 1-4094, vlan://N or untagged, got {raw:?}"),
+            )
+        })
+}
+
+/// The public IP of the payload with its subnet, gateway and VLAN.
+pub fn public_ip(ctx: &Context) -> Result<PublicIp> {
+    let p = ctx.payload();
+    let ip = ipv4("public_ip", &p.require("public_ip")?)?;
+    // Newer CloudStack sends network/prefix, the CLI era ip/prefix: only the prefix counts.
+    let cidr = Ipv4Cidr::parse("public_cidr", &p.require("public_cidr")?)?;
+    let subnet = Ipv4Cidr {
+        addr: ip,
+        prefix: cidr.prefix,
+    }
+    .network();
+    let gateway = ipv4("public_gateway", &p.require("public_gateway")?)?;
+    if !subnet.contains(gateway) {
+        return Err(Error::field(
+            "public_gateway",
+            format!("{gateway} is not on the public IP's subnet {subnet}"),
+        ));
+    }
+    if gateway == ip {
+        return Err(Error::field(
+            "public_ip",
+            format!("{ip} is the public gateway itself"),
+        ));
+    }
+    let net = PublicNet {
+        network_name: ctx.settings.public_network_name()?,
+        vlan: vlan("public_vlan", &p.str("public_vlan").unwrap_or_default())?,
+    };
+    Ok(PublicIp {
+        ip,
+        prefix: cidr.prefix,
+        gateway,
+        net,
+    })
+}
+
+/// Just the address, for commands that only name it (release, NAT deletes).
+pub fn public_address(ctx: &Context) -> Result<Ipv4Addr> {
+    ipv4("public_ip", &ctx.payload().require("public_ip")?)
+}
+
+/// The prefix of `public_cidr`, when given.
+pub fn public_prefix(ctx: &Context) -> Result<Option<u8>> {
+    Ok(ctx
+        .payload()
+        .nonempty("public_cidr")
+        .map(|c| Ipv4Cidr::parse("public_cidr", &c))
+        .transpose()?
+        .map(|c| c.prefix))
+}
+
+pub fn source_nat(ctx: &Context) -> Result<bool> {
+    Ok(ctx.payload().bool("source_nat")?.unwrap_or(false))
+}
+
+pub fn gateway_spec(ctx: &Context) -> Result<GatewaySpec> {
+    Ok(GatewaySpec {
+        chassis: ctx.settings.gateway_chassis()?,
+        mtu: ctx.settings.public_mtu()?,
+    })
+}
+
+/// `private_ip`, which must be on the network when its CIDR is known.
+pub fn private_ip(ctx: &Context) -> Result<Ipv4Addr> {
+    let ip = ipv4("private_ip", &ctx.payload().require("private_ip")?)?;
+    if let Some(c) = switch_spec(ctx)?.cidr {
+        if !c.contains(ip) {
+            return Err(Error::field(
+                "private_ip",
+                format!("{ip} is outside the network's cidr {}", c.network()),
+            ));
+        }
+    }
+    Ok(ip)
+}
+
+/// Forwarding protocol: tcp (the default) or udp.
+pub fn protocol(ctx: &Context) -> Result<Protocol> {
+    match ctx
+        .payload()
+        .nonempty("protocol")
+        .map(|p| p.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("tcp") => Ok(Protocol::Tcp),
+        Some("udp") => Ok(Protocol::Udp),
+        Some(other) => Err(Error::field(
+            "protocol",
+            format!("port forwarding supports tcp and udp, got {other:?}"),
+        )),
+    }
+}
+
+/// The guest network's gateway address with the network's prefix.
+pub fn guest_gateway(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
+    let spec = switch_spec(ctx)?;
+    Ok(match (spec.gateway, spec.cidr) {
+        (Some(g), Some(c)) => Some(Ipv4Cidr {
+            addr: g,
+            prefix: c.prefix,
+        }),
+        _ => None,
+    })
+}
+
+/// The VPC's super-CIDR (`vpc_cidr`; README-era payloads call it `cidr`).
+pub fn vpc_cidr(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
+    let p = ctx.payload();
+    let raw = p.nonempty("vpc_cidr").or_else(|| {
+        p.nonempty("network_id")
+            .is_none()
+            .then(|| p.nonempty("cidr"))
+            .flatten()
+    });
+    raw.map(|c| Ipv4Cidr::parse("vpc_cidr", &c)).transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vlans() {
+        assert_eq!(vlan("v", "101").unwrap(), Some(101));
+        assert_eq!(vlan("v", "vlan://101").unwrap(), Some(101));
+        assert_eq!(vlan("v", "untagged").unwrap(), None);
+        assert_eq!(vlan("v", "vlan://untagged").unwrap(), None);
+        assert_eq!(vlan("v", "").unwrap(), None);
+        for bad in ["0", "4095", "vlan://x", "lswitch://1"] {
+            assert!(vlan("v", bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn netmasks() {

@@ -6,8 +6,10 @@
 mod dhcp;
 mod dns;
 mod input;
+mod ip;
 mod network;
 mod nic;
+mod vpc;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -18,10 +20,14 @@ use uuid::Uuid;
 use crate::cli::{self, Invocation, Request, Style};
 use crate::config::{self, FileConfig, Settings};
 use crate::error::{Error, ExitCode, Result};
-use crate::nb::rows::{all_rows, first_row, DhcpOptions, Dns, Port, Switch};
+use crate::nb::rows::{
+    all_rows, first_row, DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, Router,
+    RouterPort, StaticRoute, Switch,
+};
 use crate::nb::{Owner, DB};
 use crate::ovsdb::{Client, Deadline, Operation};
 use crate::plan::network::{Observed, Scope};
+use crate::plan::router::{guest_peer_name, guest_port_name, PublicNet, RouterScope};
 use crate::plan::Plan;
 use crate::{log, output};
 
@@ -44,16 +50,16 @@ pub const COMMANDS: &[(&str, bool)] = &[
     ("remove-dns-subnet", true),
     ("add-dns-entry", true),
     ("remove-dns-entry", true),
-    ("implement-vpc", false),
-    ("shutdown-vpc", false),
-    ("destroy-vpc", false),
-    ("update-vpc-source-nat-ip", false),
-    ("assign-ip", false),
-    ("release-ip", false),
-    ("add-static-nat", false),
-    ("delete-static-nat", false),
-    ("add-port-forward", false),
-    ("delete-port-forward", false),
+    ("implement-vpc", true),
+    ("shutdown-vpc", true),
+    ("destroy-vpc", true),
+    ("update-vpc-source-nat-ip", true),
+    ("assign-ip", true),
+    ("release-ip", true),
+    ("add-static-nat", true),
+    ("delete-static-nat", true),
+    ("add-port-forward", true),
+    ("delete-port-forward", true),
     ("apply-fw-rules", false),
     ("apply-network-acl", false),
     ("apply-lb-rules", false),
@@ -211,6 +217,44 @@ pub struct Want {
     pub all_dhcp: bool,
     pub dns: bool,
     pub scope: Option<Scope>,
+    pub router: Option<RouterWant>,
+}
+
+/// The routing rows a command needs to see.
+#[derive(Clone, Debug)]
+pub struct RouterWant {
+    pub rs: RouterScope,
+    /// The guest network's router port and its peer (needs `Want::scope`).
+    pub guest: bool,
+    pub public: PublicLookup,
+    /// Configured gateway chassis, whose Gateway_Chassis rows to read.
+    pub chassis: Vec<String>,
+    pub nats: Vec<Uuid>,
+    pub lbs: Vec<Uuid>,
+}
+
+impl RouterWant {
+    pub fn new(rs: RouterScope) -> RouterWant {
+        RouterWant {
+            rs,
+            guest: false,
+            public: PublicLookup::None,
+            chassis: Vec::new(),
+            nats: Vec::new(),
+            lbs: Vec::new(),
+        }
+    }
+}
+
+/// How to find the public switch.
+#[derive(Clone, Debug)]
+pub enum PublicLookup {
+    None,
+    /// The payload names the public network: by its deterministic uuid.
+    Net(PublicNet),
+    /// Teardown without public fields: the switch holding the router's
+    /// gateway peer (a scan of Logical_Switch; see docs/performance.md).
+    ByGatewayPeer,
 }
 
 /// One read-only transaction for everything in `want`, by `_uuid` or by
@@ -245,6 +289,55 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
     if let Some(name) = &want.port {
         ask(Port::select_by_name(name), Slot::Port);
     }
+    if let Some(rw) = &want.router {
+        let rs = &rw.rs;
+        ask(Router::select(rs.uuid()), Slot::Router);
+        ask(
+            RouterPort::select_by_name(&rs.gateway_port_name()),
+            Slot::GatewayPort,
+        );
+        ask(
+            Port::select_by_name(&rs.gateway_peer_name()),
+            Slot::GatewayPeer,
+        );
+        ask(StaticRoute::select(rs.route_uuid()), Slot::Route);
+        for c in &rw.chassis {
+            ask(
+                GatewayChassis::select_by_name(&rs.gateway_chassis_name(c)),
+                Slot::GatewayChassis,
+            );
+        }
+        for u in &rw.nats {
+            ask(Nat::select(*u), Slot::Nat);
+        }
+        for u in &rw.lbs {
+            ask(LoadBalancer::select(*u), Slot::Lb);
+        }
+        if let (true, Some(s)) = (rw.guest, &want.scope) {
+            ask(
+                RouterPort::select_by_name(&guest_port_name(s.network_id)),
+                Slot::GuestPort,
+            );
+            ask(
+                Port::select_by_name(&guest_peer_name(s.network_id)),
+                Slot::GuestPeer,
+            );
+        }
+        match &rw.public {
+            PublicLookup::None => {}
+            PublicLookup::Net(net) => {
+                ask(
+                    Switch::select(net.switch_uuid(&rs.owner)),
+                    Slot::PublicSwitch,
+                );
+                ask(Port::select_by_name(&net.localnet_name()), Slot::Localnet);
+            }
+            PublicLookup::ByGatewayPeer => ask(
+                Switch::select_holding(rs.gateway_peer_uuid()),
+                Slot::PublicSwitch,
+            ),
+        }
+    }
     for u in &want.dhcp {
         ask(DhcpOptions::select(*u), Slot::Dhcp);
     }
@@ -273,6 +366,23 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
                 }
             }
             Slot::Dns => obs.dns = first_row(result).and_then(Dns::from_row),
+            Slot::Router => obs.router = first_row(result).and_then(Router::from_row),
+            Slot::GatewayPort => {
+                obs.gateway_port = first_row(result).and_then(RouterPort::from_row)
+            }
+            Slot::GatewayPeer => obs.gateway_peer = first_row(result).and_then(Port::from_row),
+            Slot::Route => obs.route = first_row(result).and_then(StaticRoute::from_row),
+            Slot::GatewayChassis => obs
+                .gateway_chassis
+                .extend(first_row(result).and_then(GatewayChassis::from_row)),
+            Slot::Nat => obs.nats.extend(first_row(result).and_then(Nat::from_row)),
+            Slot::Lb => obs
+                .lbs
+                .extend(first_row(result).and_then(LoadBalancer::from_row)),
+            Slot::GuestPort => obs.guest_port = first_row(result).and_then(RouterPort::from_row),
+            Slot::GuestPeer => obs.guest_peer = first_row(result).and_then(Port::from_row),
+            Slot::PublicSwitch => obs.public_switch = first_row(result).and_then(Switch::from_row),
+            Slot::Localnet => obs.localnet = first_row(result).and_then(Port::from_row),
         }
     }
     Ok(obs)
@@ -284,6 +394,17 @@ enum Slot {
     Port,
     Dhcp,
     Dns,
+    Router,
+    GatewayPort,
+    GatewayPeer,
+    Route,
+    GatewayChassis,
+    Nat,
+    Lb,
+    GuestPort,
+    GuestPeer,
+    PublicSwitch,
+    Localnet,
 }
 
 fn dispatch(ctx: &Context) -> Result<Outcome> {
@@ -304,6 +425,16 @@ fn dispatch(ctx: &Context) -> Result<Outcome> {
         "remove-dns-subnet" => dns::remove_subnet(ctx),
         "add-dns-entry" => dns::add_entry(ctx),
         "remove-dns-entry" => dns::remove_entry(ctx),
+        "implement-vpc" => vpc::implement(ctx),
+        // destroy-vpc is never sent by CloudStack; the reference accepts it.
+        "shutdown-vpc" | "destroy-vpc" => vpc::shutdown(ctx),
+        "update-vpc-source-nat-ip" => vpc::update_source_nat(ctx),
+        "assign-ip" => ip::assign(ctx),
+        "release-ip" => ip::release(ctx),
+        "add-static-nat" => ip::add_static_nat(ctx),
+        "delete-static-nat" => ip::delete_static_nat(ctx),
+        "add-port-forward" => ip::add_port_forward(ctx),
+        "delete-port-forward" => ip::delete_port_forward(ctx),
         other if COMMANDS.iter().any(|(c, _)| *c == other) => {
             Err(Error::Unsupported(other.to_string()))
         }

@@ -2,10 +2,11 @@
 
 use serde_json::json;
 
-use super::{input, Context, Outcome, Want};
+use super::{input, Context, Outcome, PublicLookup, RouterWant, Want};
 use crate::error::{Error, Result};
 use crate::nb::{broadcast_uri, switch_name};
-use crate::plan::network::{destroy as plan_destroy, ensure_switch};
+use crate::plan::network::{destroy as destroy_l2, ensure_switch, Observed, Scope};
+use crate::plan::router::{self, RouterOf, RouterScope};
 use crate::plan::Plan;
 
 /// Runs before every command; CloudStack stores whatever we print as the
@@ -28,20 +29,53 @@ pub fn ensure_network_device(ctx: &Context) -> Result<Outcome> {
     })
 }
 
-/// Create (or converge) `cs-net-<id>` and tell CloudStack to bind NICs to
-/// it: broadcast type `Lswitch`, URI `ovn://cs-net-<id>`.
+/// The router that routes this network, if we are its gateway: always the
+/// VPC's for a tier; for an isolated network its own when CloudStack names
+/// us the gateway (`extension_ip` = gateway, §11 of the protocol). Otherwise
+/// the router appears with the first public IP (`assign-ip`).
+fn routed_by(ctx: &Context) -> Result<Option<RouterScope>> {
+    let rs = input::router_scope(ctx)?;
+    if matches!(rs.of, RouterOf::Vpc(_)) {
+        return Ok(Some(rs));
+    }
+    let p = ctx.payload();
+    let we_are_gateway = match (p.nonempty("extension_ip"), p.nonempty("gateway")) {
+        (Some(e), Some(g)) => e == g,
+        _ => false,
+    };
+    Ok(we_are_gateway.then_some(rs))
+}
+
+/// Create (or converge) `cs-net-<id>`, its router attachment when we route
+/// it, and tell CloudStack to bind NICs to the switch: broadcast type
+/// `Lswitch`, URI `ovn://cs-net-<id>`.
 pub fn implement(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
     let spec = input::switch_spec(ctx)?;
+    let routed = routed_by(ctx)?;
+    let gateway = input::guest_gateway(ctx)?;
+    if routed.is_some() && gateway.is_none() {
+        return Err(Error::Missing(
+            "gateway and cidr (the network is routed by its VPC)".into(),
+        ));
+    }
     let want = Want {
         switch: true,
         switch_by_name: true,
         scope: Some(scope.clone()),
+        router: routed.clone().map(|rs| RouterWant {
+            guest: true,
+            ..RouterWant::new(rs)
+        }),
         ..Want::default()
     };
     let mut outcome = ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         ensure_switch(&mut plan, &scope, &spec, obs)?;
+        if let (Some(rs), Some(gw)) = (&routed, gateway) {
+            router::ensure_router(&mut plan, rs, None, obs)?;
+            router::attach_network(&mut plan, rs, &scope, gw, obs)?;
+        }
         Ok(plan)
     })?;
     outcome.output = Some(json!({
@@ -51,30 +85,73 @@ pub fn implement(ctx: &Context) -> Result<Outcome> {
     Ok(outcome)
 }
 
+/// What the network has beyond L2: an isolated network's router (with its
+/// NAT, forwarding and gateway), or a tier's attachment to its VPC router.
+fn teardown_routing(
+    plan: &mut Plan,
+    scope: &Scope,
+    rs: &RouterScope,
+    obs: &Observed,
+) -> Result<()> {
+    router::detach_network(plan, rs, scope, obs)?;
+    if matches!(rs.of, RouterOf::Network(_)) {
+        router::destroy_router(plan, rs, obs)?;
+    }
+    Ok(())
+}
+
+fn routing_want(ctx: &Context) -> Result<RouterWant> {
+    let rs = input::router_scope(ctx)?;
+    let public = match rs.of {
+        RouterOf::Network(_) => PublicLookup::ByGatewayPeer,
+        RouterOf::Vpc(_) => PublicLookup::None,
+    };
+    Ok(RouterWant {
+        guest: true,
+        public,
+        ..RouterWant::new(rs)
+    })
+}
+
 /// CloudStack shuts a network down on garbage collection and on restart
-/// with cleanup. Running VMs must keep working, so the switch, its ports,
-/// DHCP and DNS stay; only what a network has *beyond* L2 goes, and in this
-/// version we create nothing beyond L2 (routers and NAT come with the
-/// routing release), so there is nothing to remove.
+/// with cleanup. Running VMs must keep working on their L2 network, so the
+/// switch, its ports, DHCP and DNS stay; routing goes (and comes back with
+/// implement-network, assign-ip and the re-applied rules).
 pub fn shutdown(ctx: &Context) -> Result<Outcome> {
-    input::scope(ctx)?;
-    Ok(Outcome::default())
+    let scope = input::scope(ctx)?;
+    let rw = routing_want(ctx)?;
+    let rs = rw.rs.clone();
+    let want = Want {
+        switch: true,
+        scope: Some(scope.clone()),
+        router: Some(rw),
+        ..Want::default()
+    };
+    ctx.converge(&want, |obs| {
+        let mut plan = Plan::default();
+        teardown_routing(&mut plan, &scope, &rs, obs)?;
+        Ok(plan)
+    })
 }
 
 /// Remove every row the network owns, including the weakly referenced
-/// DHCP_Options and DNS rows OVN would keep forever.
+/// DHCP_Options, DNS and Load_Balancer rows OVN would keep forever.
 pub fn destroy(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
+    let rw = routing_want(ctx)?;
+    let rs = rw.rs.clone();
     let want = Want {
         switch: true,
         dns: true,
         all_dhcp: true,
         scope: Some(scope.clone()),
+        router: Some(rw),
         ..Want::default()
     };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
-        plan_destroy(&mut plan, &scope, obs)?;
+        teardown_routing(&mut plan, &scope, &rs, obs)?;
+        destroy_l2(&mut plan, &scope, obs)?;
         Ok(plan)
     })
 }

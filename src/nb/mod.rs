@@ -17,6 +17,12 @@ pub mod table {
     pub const LOGICAL_SWITCH_PORT: &str = "Logical_Switch_Port";
     pub const DHCP_OPTIONS: &str = "DHCP_Options";
     pub const DNS: &str = "DNS";
+    pub const LOGICAL_ROUTER: &str = "Logical_Router";
+    pub const LOGICAL_ROUTER_PORT: &str = "Logical_Router_Port";
+    pub const GATEWAY_CHASSIS: &str = "Gateway_Chassis";
+    pub const NAT: &str = "NAT";
+    pub const STATIC_ROUTE: &str = "Logical_Router_Static_Route";
+    pub const LOAD_BALANCER: &str = "Load_Balancer";
 }
 
 /// `external_ids` keys. Every row we create carries [`OWNER`]; we never
@@ -33,7 +39,21 @@ pub mod key {
     pub const GATEWAY: &str = "cloudstack:gateway";
     /// On a per-NIC DHCP row: the subnet row it extends.
     pub const BASE_DHCP: &str = "cloudstack:base_dhcp";
+    /// On a router: `cloudstack:public_ip:<ip>` = [`super::IP_SOURCE_NAT`] or
+    /// [`super::IP_ASSIGNED`], one key per public IP CloudStack assigned to it.
+    pub const PUBLIC_IP_PREFIX: &str = "cloudstack:public_ip:";
+    /// On a router: the public switch its gateway port is on.
+    pub const PUBLIC_SWITCH: &str = "cloudstack:public_switch";
+    pub const VPC_CIDR: &str = "cloudstack:vpc_cidr";
+    pub const PUBLIC_IP: &str = "cloudstack:public_ip";
+    pub const PRIVATE_IP: &str = "cloudstack:private_ip";
+    pub const PROTOCOL: &str = "cloudstack:protocol";
+    pub const PUBLIC_VLAN: &str = "cloudstack:public_vlan";
+    pub const NETWORK_NAME: &str = "cloudstack:network_name";
 }
+
+pub const IP_SOURCE_NAT: &str = "source-nat";
+pub const IP_ASSIGNED: &str = "assigned";
 
 /// Values of `cloudstack:kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +71,28 @@ pub enum Kind {
     Dhcp4Nic,
     /// The network's DNS records.
     Dns,
+    /// A network's or VPC's Logical_Router.
+    Router,
+    /// The router port holding a guest network's gateway address.
+    GuestRouterPort,
+    /// Its router-type peer on the guest switch.
+    GuestRouterPeer,
+    /// A router's gateway port on the public switch.
+    GatewayPort,
+    /// Its router-type peer on the public switch.
+    GatewayPeer,
+    /// The public switch of one physical network + VLAN (shared by routers).
+    PublicSwitch,
+    /// Its localnet port.
+    Localnet,
+    /// A router's default route to the public gateway.
+    DefaultRoute,
+    /// Source NAT of the guest (or VPC) CIDR.
+    Snat,
+    /// Static NAT (`dnat_and_snat`) of one public IP.
+    StaticNat,
+    /// Port forwarding of one public IP and protocol (a Load_Balancer).
+    PortForward,
 }
 
 impl Kind {
@@ -62,6 +104,17 @@ impl Kind {
             Kind::Dhcp4NoRouter => "dhcpv4-norouter",
             Kind::Dhcp4Nic => "dhcpv4-nic",
             Kind::Dns => "dns",
+            Kind::Router => "router",
+            Kind::GuestRouterPort => "guest-router-port",
+            Kind::GuestRouterPeer => "guest-router-peer",
+            Kind::GatewayPort => "gateway-port",
+            Kind::GatewayPeer => "gateway-peer",
+            Kind::PublicSwitch => "public-switch",
+            Kind::Localnet => "localnet",
+            Kind::DefaultRoute => "default-route",
+            Kind::Snat => "snat",
+            Kind::StaticNat => "static-nat",
+            Kind::PortForward => "port-forward",
         }
     }
 }

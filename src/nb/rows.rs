@@ -57,17 +57,37 @@ pub struct Switch {
     pub name: String,
     pub ports: Vec<Uuid>,
     pub dns_records: Vec<Uuid>,
+    pub load_balancer: Vec<Uuid>,
     pub external_ids: BTreeMap<String, String>,
 }
 
 impl Switch {
-    pub const COLUMNS: &'static [&'static str] =
-        &["_uuid", "name", "ports", "dns_records", "external_ids"];
+    pub const COLUMNS: &'static [&'static str] = &[
+        "_uuid",
+        "name",
+        "ports",
+        "dns_records",
+        "load_balancer",
+        "external_ids",
+    ];
 
     pub fn select(uuid: Uuid) -> Operation {
         select(
             table::LOGICAL_SWITCH,
             Condition::uuid_is(uuid),
+            Self::COLUMNS,
+        )
+    }
+
+    /// The switch holding this port (a scan: `ports` has no index).
+    pub fn select_holding(port: Uuid) -> Operation {
+        select(
+            table::LOGICAL_SWITCH,
+            Condition(
+                "ports".into(),
+                Function::Includes,
+                crate::ovsdb::value::uuid(port),
+            ),
             Self::COLUMNS,
         )
     }
@@ -87,6 +107,10 @@ impl Switch {
             name: str_col(row, "name"),
             ports: row.get("ports").map(uuid_set_of).unwrap_or_default(),
             dns_records: row.get("dns_records").map(uuid_set_of).unwrap_or_default(),
+            load_balancer: row
+                .get("load_balancer")
+                .map(uuid_set_of)
+                .unwrap_or_default(),
             external_ids: map_col(row, "external_ids"),
         })
     }
@@ -96,6 +120,9 @@ impl Switch {
 pub struct Port {
     pub uuid: Uuid,
     pub name: String,
+    /// `type`: "" for a VM, "router", "localnet".
+    pub kind: String,
+    pub tag_request: Option<i64>,
     pub addresses: Vec<String>,
     pub port_security: Vec<String>,
     pub dhcpv4_options: Option<Uuid>,
@@ -137,6 +164,12 @@ impl Port {
         Some(Port {
             uuid: uuid_col(row)?,
             name: str_col(row, "name"),
+            kind: str_col(row, "type"),
+            tag_request: row.get("tag_request").and_then(|v| {
+                crate::ovsdb::value::set_items(v)
+                    .first()
+                    .and_then(|x| x.as_i64())
+            }),
             addresses: set_col(row, "addresses"),
             port_security: set_col(row, "port_security"),
             dhcpv4_options: row.get("dhcpv4_options").and_then(optional_uuid),
@@ -198,6 +231,230 @@ impl Dns {
         Some(Dns {
             uuid: uuid_col(row)?,
             records: map_col(row, "records"),
+            external_ids: map_col(row, "external_ids"),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Router {
+    pub uuid: Uuid,
+    pub name: String,
+    pub ports: Vec<Uuid>,
+    pub nat: Vec<Uuid>,
+    pub static_routes: Vec<Uuid>,
+    pub load_balancer: Vec<Uuid>,
+    pub options: BTreeMap<String, String>,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl Router {
+    pub const COLUMNS: &'static [&'static str] = &[
+        "_uuid",
+        "name",
+        "ports",
+        "nat",
+        "static_routes",
+        "load_balancer",
+        "options",
+        "external_ids",
+    ];
+
+    pub fn select(uuid: Uuid) -> Operation {
+        select(
+            table::LOGICAL_ROUTER,
+            Condition::uuid_is(uuid),
+            Self::COLUMNS,
+        )
+    }
+
+    pub fn from_row(row: &Map<String, Value>) -> Option<Router> {
+        let uuids = |c: &str| row.get(c).map(uuid_set_of).unwrap_or_default();
+        Some(Router {
+            uuid: uuid_col(row)?,
+            name: str_col(row, "name"),
+            ports: uuids("ports"),
+            nat: uuids("nat"),
+            static_routes: uuids("static_routes"),
+            load_balancer: uuids("load_balancer"),
+            options: map_col(row, "options"),
+            external_ids: map_col(row, "external_ids"),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouterPort {
+    pub uuid: Uuid,
+    pub name: String,
+    pub mac: String,
+    pub networks: Vec<String>,
+    pub gateway_chassis: Vec<Uuid>,
+    pub options: BTreeMap<String, String>,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl RouterPort {
+    pub const COLUMNS: &'static [&'static str] = &[
+        "_uuid",
+        "name",
+        "mac",
+        "networks",
+        "gateway_chassis",
+        "options",
+        "external_ids",
+    ];
+
+    /// By name: Logical_Router_Port has a unique index on `name`.
+    pub fn select_by_name(name: &str) -> Operation {
+        select(
+            table::LOGICAL_ROUTER_PORT,
+            Condition::eq("name", name),
+            Self::COLUMNS,
+        )
+    }
+
+    pub fn from_row(row: &Map<String, Value>) -> Option<RouterPort> {
+        Some(RouterPort {
+            uuid: uuid_col(row)?,
+            name: str_col(row, "name"),
+            mac: str_col(row, "mac"),
+            networks: set_col(row, "networks"),
+            gateway_chassis: row
+                .get("gateway_chassis")
+                .map(uuid_set_of)
+                .unwrap_or_default(),
+            options: map_col(row, "options"),
+            external_ids: map_col(row, "external_ids"),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayChassis {
+    pub uuid: Uuid,
+    pub name: String,
+    pub chassis_name: String,
+    pub priority: i64,
+}
+
+impl GatewayChassis {
+    pub const COLUMNS: &'static [&'static str] = &["_uuid", "name", "chassis_name", "priority"];
+
+    /// By name (`<gateway port>_<chassis>`, unique index).
+    pub fn select_by_name(name: &str) -> Operation {
+        select(
+            table::GATEWAY_CHASSIS,
+            Condition::eq("name", name),
+            Self::COLUMNS,
+        )
+    }
+
+    pub fn from_row(row: &Map<String, Value>) -> Option<GatewayChassis> {
+        Some(GatewayChassis {
+            uuid: uuid_col(row)?,
+            name: str_col(row, "name"),
+            chassis_name: str_col(row, "chassis_name"),
+            priority: row
+                .get("priority")
+                .and_then(Value::as_i64)
+                .unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Nat {
+    pub uuid: Uuid,
+    pub kind: String,
+    pub external_ip: String,
+    pub logical_ip: String,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl Nat {
+    pub const COLUMNS: &'static [&'static str] =
+        &["_uuid", "type", "external_ip", "logical_ip", "external_ids"];
+
+    pub fn select(uuid: Uuid) -> Operation {
+        select(table::NAT, Condition::uuid_is(uuid), Self::COLUMNS)
+    }
+
+    pub fn from_row(row: &Map<String, Value>) -> Option<Nat> {
+        Some(Nat {
+            uuid: uuid_col(row)?,
+            kind: str_col(row, "type"),
+            external_ip: str_col(row, "external_ip"),
+            logical_ip: str_col(row, "logical_ip"),
+            external_ids: map_col(row, "external_ids"),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StaticRoute {
+    pub uuid: Uuid,
+    pub ip_prefix: String,
+    pub nexthop: String,
+    pub output_port: Option<String>,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl StaticRoute {
+    pub const COLUMNS: &'static [&'static str] = &[
+        "_uuid",
+        "ip_prefix",
+        "nexthop",
+        "output_port",
+        "external_ids",
+    ];
+
+    pub fn select(uuid: Uuid) -> Operation {
+        select(table::STATIC_ROUTE, Condition::uuid_is(uuid), Self::COLUMNS)
+    }
+
+    pub fn from_row(row: &Map<String, Value>) -> Option<StaticRoute> {
+        Some(StaticRoute {
+            uuid: uuid_col(row)?,
+            ip_prefix: str_col(row, "ip_prefix"),
+            nexthop: str_col(row, "nexthop"),
+            output_port: row
+                .get("output_port")
+                .and_then(crate::ovsdb::value::optional_string),
+            external_ids: map_col(row, "external_ids"),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadBalancer {
+    pub uuid: Uuid,
+    pub name: String,
+    pub vips: BTreeMap<String, String>,
+    pub protocol: Option<String>,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl LoadBalancer {
+    pub const COLUMNS: &'static [&'static str] =
+        &["_uuid", "name", "vips", "protocol", "external_ids"];
+
+    pub fn select(uuid: Uuid) -> Operation {
+        select(
+            table::LOAD_BALANCER,
+            Condition::uuid_is(uuid),
+            Self::COLUMNS,
+        )
+    }
+
+    pub fn from_row(row: &Map<String, Value>) -> Option<LoadBalancer> {
+        Some(LoadBalancer {
+            uuid: uuid_col(row)?,
+            name: str_col(row, "name"),
+            vips: map_col(row, "vips"),
+            protocol: row
+                .get("protocol")
+                .and_then(crate::ovsdb::value::optional_string),
             external_ids: map_col(row, "external_ids"),
         })
     }

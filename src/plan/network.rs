@@ -9,7 +9,10 @@ use uuid::Uuid;
 
 use super::{changed_columns, map_mutations, Plan};
 use crate::error::{Error, Result};
-use crate::nb::rows::{DhcpOptions, Dns, Port, Switch};
+use crate::nb::rows::{
+    DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, Router, RouterPort, StaticRoute,
+    Switch,
+};
 use crate::nb::{key, quoted, switch_name, table, Kind, Owner};
 use crate::ovsdb::value::{named_uuid, string_map, string_set, uuid as uuid_value, uuid_set};
 use crate::ovsdb::{Mutation, Mutator};
@@ -69,7 +72,11 @@ impl Scope {
         m
     }
 
-    fn require_owned(&self, what: String, external_ids: &BTreeMap<String, String>) -> Result<()> {
+    pub(crate) fn require_owned(
+        &self,
+        what: String,
+        external_ids: &BTreeMap<String, String>,
+    ) -> Result<()> {
         if self.owner.owns(external_ids) {
             Ok(())
         } else {
@@ -87,6 +94,18 @@ pub struct Observed {
     pub port: Option<Port>,
     pub dhcp: Vec<DhcpOptions>,
     pub dns: Option<Dns>,
+    // Routing (plan::router).
+    pub router: Option<Router>,
+    pub guest_port: Option<RouterPort>,
+    pub guest_peer: Option<Port>,
+    pub gateway_port: Option<RouterPort>,
+    pub gateway_peer: Option<Port>,
+    pub gateway_chassis: Vec<GatewayChassis>,
+    pub public_switch: Option<Switch>,
+    pub localnet: Option<Port>,
+    pub route: Option<StaticRoute>,
+    pub nats: Vec<Nat>,
+    pub lbs: Vec<LoadBalancer>,
 }
 
 impl Observed {
@@ -99,7 +118,7 @@ impl Observed {
 /// different subsets of the ids (a legacy `add-dhcp-entry` has no zone, a
 /// NIC command no cidr), and an id one command recorded must survive the
 /// others. Keys of other tools are left alone.
-fn merge_ids(
+pub(crate) fn merge_ids(
     desired: &BTreeMap<String, String>,
     observed: &BTreeMap<String, String>,
 ) -> Vec<Mutation> {
@@ -863,6 +882,7 @@ mod tests {
             name: "cs-net-42".into(),
             ports: vec![Uuid::from_u128(7)],
             dns_records: vec![],
+            load_balancer: vec![],
             external_ids: s.ids(Kind::Network),
         };
         let mut ids = s.ids(Kind::Nic);
@@ -871,6 +891,8 @@ mod tests {
         let port = Port {
             uuid: Uuid::from_u128(7),
             name: nic().nic_uuid,
+            kind: String::new(),
+            tag_request: None,
             addresses: vec![nic().address()],
             port_security: vec![nic().address()],
             dhcpv4_options: None,
@@ -911,6 +933,7 @@ mod tests {
             name: "cs-net-42".into(),
             ports: vec![],
             dns_records: vec![],
+            load_balancer: vec![],
             external_ids: recorded,
         };
         let obs = Observed {
@@ -943,6 +966,7 @@ mod tests {
             name: "cs-net-42".into(),
             ports: vec![],
             dns_records: vec![],
+            load_balancer: vec![],
             external_ids: BTreeMap::new(),
         };
         let obs = Observed {

@@ -1,0 +1,1506 @@
+//! Planning for routing and the public side: a Logical_Router per isolated
+//! network or per VPC, guest attachments, the gateway port on a shared
+//! public switch, Source NAT, static NAT and port forwarding.
+//!
+//! OVN facts this relies on (verified on 23.03, `docs/routing.md`):
+//! * `dnat_and_snat` needs a gateway: the gateway router port is a
+//!   distributed gateway port pinned with Gateway_Chassis rows;
+//! * the NAT table has no L4 ports, so port forwarding is a router
+//!   Load_Balancer `public:port → private:port`; it is attached to the guest
+//!   switch too, or a VM cannot reach its own network's forwarded ports;
+//! * Load_Balancer is referenced weakly: deleting a router does not delete
+//!   them, we do.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::network::{merge_ids, Observed, Scope};
+use super::{map_mutations, Plan};
+use crate::error::{Error, Result};
+use crate::nb::rows::{LoadBalancer, RouterPort};
+use crate::nb::{key, table, Kind, Owner, IP_ASSIGNED, IP_SOURCE_NAT};
+use crate::ovsdb::value::{string_map, string_set, uuid_set};
+use crate::ovsdb::{Condition, Mutation, Mutator, Operation, WaitUntil};
+use crate::payload::types::Ipv4Cidr;
+
+/// Whose router: an isolated network's or a VPC's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouterOf {
+    Network(u64),
+    Vpc(u64),
+}
+
+#[derive(Clone, Debug)]
+pub struct RouterScope {
+    pub owner: Owner,
+    pub of: RouterOf,
+    pub zone_id: Option<u64>,
+}
+
+impl RouterScope {
+    fn id(&self) -> String {
+        match self.of {
+            RouterOf::Network(n) => format!("net-{n}"),
+            RouterOf::Vpc(v) => format!("vpc-{v}"),
+        }
+    }
+
+    /// `cs-router-<network_id>` or `cs-vpc-<vpc_id>` (the in-tree plugin's names).
+    pub fn name(&self) -> String {
+        match self.of {
+            RouterOf::Network(n) => format!("cs-router-{n}"),
+            RouterOf::Vpc(v) => format!("cs-vpc-{v}"),
+        }
+    }
+
+    fn row(&self, kind: Kind, suffix: &str) -> Uuid {
+        self.owner.row_uuid(kind, &format!("{}{suffix}", self.id()))
+    }
+
+    pub fn uuid(&self) -> Uuid {
+        self.row(Kind::Router, "")
+    }
+
+    pub fn gateway_port_name(&self) -> String {
+        format!("lrp-{}-pub", self.name())
+    }
+
+    pub fn gateway_port_uuid(&self) -> Uuid {
+        self.row(Kind::GatewayPort, "")
+    }
+
+    pub fn gateway_peer_name(&self) -> String {
+        format!("lsp-{}-pub", self.name())
+    }
+
+    pub fn gateway_peer_uuid(&self) -> Uuid {
+        self.row(Kind::GatewayPeer, "")
+    }
+
+    pub fn route_uuid(&self) -> Uuid {
+        self.row(Kind::DefaultRoute, "")
+    }
+
+    pub fn snat_uuid(&self) -> Uuid {
+        self.row(Kind::Snat, "")
+    }
+
+    pub fn static_nat_uuid(&self, ip: Ipv4Addr) -> Uuid {
+        self.row(Kind::StaticNat, &format!("/{ip}"))
+    }
+
+    pub fn port_forward_uuid(&self, ip: Ipv4Addr, protocol: Protocol) -> Uuid {
+        self.row(Kind::PortForward, &format!("/{ip}/{}", protocol.as_str()))
+    }
+
+    /// Every port-forwarding row this router can have for `ips`.
+    pub fn port_forward_uuids<'a>(
+        &'a self,
+        ips: impl IntoIterator<Item = Ipv4Addr> + 'a,
+    ) -> impl Iterator<Item = Uuid> + 'a {
+        ips.into_iter().flat_map(move |ip| {
+            Protocol::ALL
+                .iter()
+                .map(move |p| self.port_forward_uuid(ip, *p))
+        })
+    }
+
+    pub fn gateway_chassis_name(&self, chassis: &str) -> String {
+        format!("{}_{chassis}", self.gateway_port_name())
+    }
+
+    pub fn ids(&self, kind: Kind) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert(key::OWNER.to_string(), self.owner.0.clone());
+        m.insert(key::KIND.to_string(), kind.as_str().to_string());
+        match self.of {
+            RouterOf::Network(n) => m.insert(key::NETWORK_ID.to_string(), n.to_string()),
+            RouterOf::Vpc(v) => m.insert(key::VPC_ID.to_string(), v.to_string()),
+        };
+        if let Some(z) = self.zone_id {
+            m.insert(key::ZONE_ID.to_string(), z.to_string());
+        }
+        m
+    }
+
+    fn require_owned(&self, what: String, external_ids: &BTreeMap<String, String>) -> Result<()> {
+        if self.owner.owns(external_ids) {
+            Ok(())
+        } else {
+            Err(Error::NotOwned { what })
+        }
+    }
+}
+
+/// Names and row ids of a guest network's attachment to a router.
+pub fn guest_port_name(network_id: u64) -> String {
+    format!("lrp-cs-net-{network_id}")
+}
+
+pub fn guest_peer_name(network_id: u64) -> String {
+    format!("rtr-cs-net-{network_id}")
+}
+
+pub fn guest_port_uuid(scope: &Scope) -> Uuid {
+    scope
+        .owner
+        .row_uuid(Kind::GuestRouterPort, &scope.network_id.to_string())
+}
+
+pub fn guest_peer_uuid(scope: &Scope) -> Uuid {
+    scope
+        .owner
+        .row_uuid(Kind::GuestRouterPeer, &scope.network_id.to_string())
+}
+
+/// One public L2 domain: an OVN `network_name` (bridge mapping) and a VLAN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicNet {
+    pub network_name: String,
+    pub vlan: Option<u16>,
+}
+
+impl PublicNet {
+    fn id(&self) -> String {
+        match self.vlan {
+            Some(v) => format!("{}/{v}", self.network_name),
+            None => format!("{}/untagged", self.network_name),
+        }
+    }
+
+    pub fn switch_name(&self) -> String {
+        match self.vlan {
+            Some(v) => format!("cs-public-{}-{v}", self.network_name),
+            None => format!("cs-public-{}-untagged", self.network_name),
+        }
+    }
+
+    pub fn switch_uuid(&self, owner: &Owner) -> Uuid {
+        owner.row_uuid(Kind::PublicSwitch, &self.id())
+    }
+
+    pub fn localnet_name(&self) -> String {
+        format!("ln-{}", self.switch_name())
+    }
+
+    pub fn localnet_uuid(&self, owner: &Owner) -> Uuid {
+        owner.row_uuid(Kind::Localnet, &self.id())
+    }
+
+    /// Read back from a public switch's `external_ids`.
+    pub fn from_switch_ids(ids: &BTreeMap<String, String>) -> Option<PublicNet> {
+        let vlan = match ids.get(key::PUBLIC_VLAN)?.as_str() {
+            "untagged" => None,
+            v => Some(v.parse().ok()?),
+        };
+        Some(PublicNet {
+            network_name: ids.get(key::NETWORK_NAME)?.clone(),
+            vlan,
+        })
+    }
+}
+
+/// A public IP as CloudStack hands it over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublicIp {
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub net: PublicNet,
+}
+
+/// Gateway placement and MTU (registration details `ovn.gateway.chassis`, `ovn.public.mtu`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewaySpec {
+    pub chassis: Vec<String>,
+    pub mtu: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub const ALL: &'static [Protocol] = &[Protocol::Tcp, Protocol::Udp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+fn row(pairs: &[(&str, Value)]) -> Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn link(table: &str, parent: Uuid, column: &str, child: Uuid) -> Operation {
+    Operation::Mutate {
+        table: table.into(),
+        conditions: vec![Condition::uuid_is(parent)],
+        mutations: vec![Mutation(column.into(), Mutator::Insert, uuid_set([child]))],
+    }
+}
+
+fn unlink(table: &str, parent: Uuid, column: &str, children: &[Uuid]) -> Operation {
+    Operation::Mutate {
+        table: table.into(),
+        conditions: vec![Condition::uuid_is(parent)],
+        mutations: vec![Mutation(
+            column.into(),
+            Mutator::Delete,
+            uuid_set(children.iter().copied()),
+        )],
+    }
+}
+
+/// The public IPs recorded on the router: ip → role.
+pub fn recorded_ips(obs: &Observed) -> BTreeMap<Ipv4Addr, String> {
+    obs.router
+        .as_ref()
+        .map(|r| {
+            r.external_ids
+                .iter()
+                .filter_map(|(k, v)| {
+                    Some((
+                        k.strip_prefix(key::PUBLIC_IP_PREFIX)?.parse().ok()?,
+                        v.clone(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- router
+
+/// The router row. `vpc_cidr` is recorded for VPC routers.
+pub fn ensure_router(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    vpc_cidr: Option<Ipv4Cidr>,
+    obs: &Observed,
+) -> Result<()> {
+    let mut ids = rs.ids(Kind::Router);
+    if let Some(c) = vpc_cidr {
+        ids.insert(key::VPC_CIDR.into(), c.network().to_string());
+    }
+    // Neutron's and ovn-kubernetes' settings: do not learn every ARP
+    // request's sender (MAC_Binding growth on big public L2 domains), and
+    // resolve neighbour OVN routers dynamically.
+    let options: BTreeMap<String, String> = [
+        (
+            "always_learn_from_arp_request".to_string(),
+            "false".to_string(),
+        ),
+        ("dynamic_neigh_routers".to_string(), "true".to_string()),
+    ]
+    .into();
+    match &obs.router {
+        None => {
+            let r = row(&[
+                ("name", json!(rs.name())),
+                ("options", string_map(&options)),
+                ("external_ids", string_map(&ids)),
+            ]);
+            plan.insert(
+                table::LOGICAL_ROUTER,
+                Some(rs.uuid()),
+                None,
+                r,
+                format!("insert router {}", rs.name()),
+            );
+        }
+        Some(r) => {
+            rs.require_owned(format!("Logical_Router {}", r.uuid), &r.external_ids)?;
+            let mut muts = merge_ids(&ids, &r.external_ids);
+            muts.extend(map_mutations("options", &options, &r.options, |k| {
+                options.contains_key(k)
+            }));
+            plan.mutate(
+                table::LOGICAL_ROUTER,
+                r.uuid,
+                muts,
+                format!("update router {}", rs.name()),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn require_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) {
+    if obs.router.is_some() {
+        plan.require_row(table::LOGICAL_ROUTER, rs.uuid(), &rs.name());
+    }
+}
+
+/// Attach a guest network: a router port with the guest gateway address and
+/// a stable MAC, and its router-type peer on the guest switch.
+pub fn attach_network(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    net: &Scope,
+    gateway: Ipv4Cidr,
+    obs: &Observed,
+) -> Result<()> {
+    let name = guest_port_name(net.network_id);
+    let network = format!("{}/{}", gateway.addr, gateway.prefix);
+    let mac = net
+        .owner
+        .stable_mac(&format!("router-port/{}", net.network_id));
+    let mut ids = net.ids(Kind::GuestRouterPort);
+    if let RouterOf::Vpc(v) = rs.of {
+        ids.insert(key::VPC_ID.into(), v.to_string());
+    }
+    let port_uuid = guest_port_uuid(net);
+    match &obs.guest_port {
+        None => {
+            let r = row(&[
+                ("name", json!(name)),
+                ("mac", json!(mac)),
+                ("networks", string_set([network.as_str()])),
+                ("external_ids", string_map(&ids)),
+            ]);
+            require_router(plan, rs, obs);
+            plan.insert(
+                table::LOGICAL_ROUTER_PORT,
+                Some(port_uuid),
+                None,
+                r,
+                format!("insert router port {name}"),
+            );
+            plan.change(
+                link(table::LOGICAL_ROUTER, rs.uuid(), "ports", port_uuid),
+                format!("link {name} to {}", rs.name()),
+            );
+        }
+        Some(p) => {
+            net.require_owned(format!("port {}", p.name), &p.external_ids)?;
+            let on_router = obs
+                .router
+                .as_ref()
+                .is_some_and(|r| r.ports.contains(&p.uuid));
+            if !on_router {
+                return Err(Error::NotOwned {
+                    what: format!(
+                        "Logical_Router_Port {name} (it is attached to another router than {})",
+                        rs.name()
+                    ),
+                });
+            }
+            update_router_port(plan, p, &mac, &[network], &BTreeMap::new(), &ids);
+        }
+    }
+    let peer = guest_peer_name(net.network_id);
+    let peer_uuid = guest_peer_uuid(net);
+    let options: BTreeMap<String, String> = [("router-port".to_string(), name.clone())].into();
+    match &obs.guest_peer {
+        None => {
+            let r = row(&[
+                ("name", json!(peer)),
+                ("type", json!("router")),
+                ("addresses", string_set(["router"])),
+                ("options", string_map(&options)),
+                ("external_ids", string_map(&net.ids(Kind::GuestRouterPeer))),
+            ]);
+            if obs.switch.is_some() {
+                plan.require_row(table::LOGICAL_SWITCH, net.switch_uuid(), &net.switch_name());
+            }
+            plan.insert(
+                table::LOGICAL_SWITCH_PORT,
+                Some(peer_uuid),
+                None,
+                r,
+                format!("insert router peer {peer}"),
+            );
+            plan.change(
+                link(table::LOGICAL_SWITCH, net.switch_uuid(), "ports", peer_uuid),
+                format!("link {peer} to {}", net.switch_name()),
+            );
+        }
+        Some(p) => {
+            net.require_owned(format!("port {}", p.name), &p.external_ids)?;
+            let muts = map_mutations("options", &options, &p.options, |k| k == "router-port");
+            plan.mutate(
+                table::LOGICAL_SWITCH_PORT,
+                p.uuid,
+                muts,
+                format!("update router peer {peer}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn update_router_port(
+    plan: &mut Plan,
+    p: &RouterPort,
+    mac: &str,
+    networks: &[String],
+    options: &BTreeMap<String, String>,
+    ids: &BTreeMap<String, String>,
+) {
+    let mut r = Map::new();
+    if p.mac != mac {
+        r.insert("mac".into(), json!(mac));
+    }
+    let mut have = p.networks.clone();
+    have.sort();
+    let mut want = networks.to_vec();
+    want.sort();
+    if have != want {
+        r.insert(
+            "networks".into(),
+            string_set(networks.iter().map(String::as_str)),
+        );
+    }
+    plan.update(
+        table::LOGICAL_ROUTER_PORT,
+        p.uuid,
+        r,
+        format!("update router port {}", p.name),
+    );
+    let mut muts = merge_ids(ids, &p.external_ids);
+    muts.extend(map_mutations("options", options, &p.options, |k| {
+        options.contains_key(k)
+    }));
+    plan.mutate(
+        table::LOGICAL_ROUTER_PORT,
+        p.uuid,
+        muts,
+        format!("update router port {} options", p.name),
+    );
+}
+
+/// Undo [`attach_network`] (the guest switch and its VMs stay).
+pub fn detach_network(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    net: &Scope,
+    obs: &Observed,
+) -> Result<()> {
+    if let (Some(p), Some(r)) = (&obs.guest_port, &obs.router) {
+        net.require_owned(format!("port {}", p.name), &p.external_ids)?;
+        if r.ports.contains(&p.uuid) {
+            plan.change(
+                unlink(table::LOGICAL_ROUTER, r.uuid, "ports", &[p.uuid]),
+                format!("detach {} from {}", p.name, rs.name()),
+            );
+        }
+    }
+    if let (Some(p), Some(sw)) = (&obs.guest_peer, &obs.switch) {
+        net.require_owned(format!("port {}", p.name), &p.external_ids)?;
+        if sw.ports.contains(&p.uuid) {
+            plan.change(
+                unlink(table::LOGICAL_SWITCH, sw.uuid, "ports", &[p.uuid]),
+                format!("remove router peer {}", p.name),
+            );
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- public side
+
+/// Which address the gateway port carries: the source-NAT IP if there is
+/// one, else the address it already has if still assigned, else the lowest.
+fn primary_ip(ips: &BTreeMap<Ipv4Addr, String>, current: Option<Ipv4Addr>) -> Option<Ipv4Addr> {
+    ips.iter()
+        .find(|(_, role)| role.as_str() == IP_SOURCE_NAT)
+        .map(|(ip, _)| *ip)
+        .or(current.filter(|c| ips.contains_key(c)))
+        .or_else(|| ips.keys().next().copied())
+}
+
+fn current_primary(obs: &Observed) -> Option<Ipv4Addr> {
+    obs.gateway_port
+        .as_ref()?
+        .networks
+        .first()?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Record `ip` with `role` on the router and make sure the router has its
+/// gateway: the public switch (+ localnet port) of the IP's VLAN, the
+/// gateway port pinned to the gateway chassis, its peer, the default route.
+pub fn ensure_public_ip(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    public: &PublicIp,
+    role: &str,
+    gw: &GatewaySpec,
+    obs: &Observed,
+) -> Result<()> {
+    let mut ips = recorded_ips(obs);
+    let switch_uuid = public.net.switch_uuid(&rs.owner);
+    if let Some(r) = &obs.router {
+        if let Some(other) = r
+            .external_ids
+            .get(key::PUBLIC_SWITCH)
+            .filter(|s| **s != switch_uuid.to_string())
+        {
+            if !ips.is_empty() {
+                return Err(Error::Unsupported(format!(
+                    "public IP {} is on {}, but router {} already has its gateway on another public network ({other}); one public VLAN per router",
+                    public.ip,
+                    public.net.switch_name(),
+                    rs.name()
+                )));
+            }
+        }
+    }
+    // A source-NAT IP demotes any previous one (update-vpc-source-nat-ip).
+    if role == IP_SOURCE_NAT {
+        for v in ips.values_mut() {
+            if v == IP_SOURCE_NAT {
+                *v = IP_ASSIGNED.to_string();
+            }
+        }
+    }
+    // An IP keeps its source-NAT role when it is assigned again without it.
+    let role =
+        if ips.get(&public.ip).map(String::as_str) == Some(IP_SOURCE_NAT) && role == IP_ASSIGNED {
+            IP_SOURCE_NAT
+        } else {
+            role
+        };
+    ips.insert(public.ip, role.to_string());
+    let mut ids = BTreeMap::new();
+    for (ip, r) in &ips {
+        ids.insert(format!("{}{ip}", key::PUBLIC_IP_PREFIX), r.clone());
+    }
+    ids.insert(key::PUBLIC_SWITCH.to_string(), switch_uuid.to_string());
+    let observed_ids = obs
+        .router
+        .as_ref()
+        .map(|r| r.external_ids.clone())
+        .unwrap_or_default();
+    plan.mutate(
+        table::LOGICAL_ROUTER,
+        rs.uuid(),
+        map_mutations("external_ids", &ids, &observed_ids, |k| {
+            k.starts_with(key::PUBLIC_IP_PREFIX) || k == key::PUBLIC_SWITCH
+        }),
+        format!("record public IP {} on {}", public.ip, rs.name()),
+    );
+    let primary = primary_ip(&ips, current_primary(obs)).unwrap_or(public.ip);
+    ensure_gateway(plan, rs, public, primary, gw, obs)
+}
+
+fn ensure_gateway(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    public: &PublicIp,
+    primary: Ipv4Addr,
+    gw: &GatewaySpec,
+    obs: &Observed,
+) -> Result<()> {
+    if gw.chassis.is_empty() {
+        return Err(Error::Config(
+            "no gateway chassis: set the registration detail ovn.gateway.chassis (ordered chassis names) so OVN can place NAT".into(),
+        ));
+    }
+    let owner = &rs.owner;
+    let sw_uuid = public.net.switch_uuid(owner);
+    let sw_name = public.net.switch_name();
+    let mut sw_ids = BTreeMap::new();
+    sw_ids.insert(key::OWNER.to_string(), owner.0.clone());
+    sw_ids.insert(
+        key::KIND.to_string(),
+        Kind::PublicSwitch.as_str().to_string(),
+    );
+    sw_ids.insert(
+        key::PUBLIC_VLAN.to_string(),
+        public
+            .net
+            .vlan
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "untagged".into()),
+    );
+    sw_ids.insert(
+        key::NETWORK_NAME.to_string(),
+        public.net.network_name.clone(),
+    );
+    match &obs.public_switch {
+        None => {
+            let r = row(&[
+                ("name", json!(sw_name)),
+                ("external_ids", string_map(&sw_ids)),
+            ]);
+            plan.insert(
+                table::LOGICAL_SWITCH,
+                Some(sw_uuid),
+                None,
+                r,
+                format!("insert public switch {sw_name}"),
+            );
+        }
+        Some(sw) => {
+            rs.require_owned(format!("Logical_Switch {sw_name}"), &sw.external_ids)?;
+            plan.require_row(table::LOGICAL_SWITCH, sw_uuid, &sw_name);
+        }
+    }
+    // The localnet port: the switch's way onto the physical network.
+    let ln_uuid = public.net.localnet_uuid(owner);
+    let ln_name = public.net.localnet_name();
+    let ln_opts: BTreeMap<String, String> =
+        [("network_name".to_string(), public.net.network_name.clone())].into();
+    let mut ln_ids = sw_ids.clone();
+    ln_ids.insert(key::KIND.to_string(), Kind::Localnet.as_str().to_string());
+    match &obs.localnet {
+        None => {
+            let mut r = row(&[
+                ("name", json!(ln_name)),
+                ("type", json!("localnet")),
+                ("addresses", string_set(["unknown"])),
+                ("options", string_map(&ln_opts)),
+                ("external_ids", string_map(&ln_ids)),
+            ]);
+            if let Some(v) = public.net.vlan {
+                r.insert("tag_request".into(), json!(v));
+            }
+            plan.insert(
+                table::LOGICAL_SWITCH_PORT,
+                Some(ln_uuid),
+                None,
+                r,
+                format!("insert localnet port {ln_name}"),
+            );
+            plan.change(
+                link(table::LOGICAL_SWITCH, sw_uuid, "ports", ln_uuid),
+                format!("link {ln_name}"),
+            );
+        }
+        Some(p) => {
+            rs.require_owned(format!("Logical_Switch_Port {ln_name}"), &p.external_ids)?;
+            let muts = map_mutations("options", &ln_opts, &p.options, |k| k == "network_name");
+            plan.mutate(
+                table::LOGICAL_SWITCH_PORT,
+                p.uuid,
+                muts,
+                format!("update localnet port {ln_name}"),
+            );
+            if p.tag_request != public.net.vlan.map(i64::from) {
+                let tag = match public.net.vlan {
+                    Some(v) => json!(v),
+                    None => json!(["set", []]),
+                };
+                plan.update(
+                    table::LOGICAL_SWITCH_PORT,
+                    p.uuid,
+                    row(&[("tag_request", tag)]),
+                    format!("retag {ln_name}"),
+                );
+            }
+        }
+    }
+
+    // The gateway port and its placement.
+    let port_name = rs.gateway_port_name();
+    let port_uuid = rs.gateway_port_uuid();
+    let mac = owner.stable_mac(&format!("gateway-port/{}", rs.name()));
+    let networks = vec![format!("{primary}/{}", public.prefix)];
+    let options: BTreeMap<String, String> =
+        [("gateway_mtu".to_string(), gw.mtu.to_string())].into();
+    let ids = rs.ids(Kind::GatewayPort);
+    match &obs.gateway_port {
+        None => {
+            let r = row(&[
+                ("name", json!(port_name)),
+                ("mac", json!(mac)),
+                ("networks", string_set(networks.iter().map(String::as_str))),
+                ("options", string_map(&options)),
+                ("external_ids", string_map(&ids)),
+            ]);
+            require_router(plan, rs, obs);
+            plan.insert(
+                table::LOGICAL_ROUTER_PORT,
+                Some(port_uuid),
+                None,
+                r,
+                format!("insert gateway port {port_name}"),
+            );
+            plan.change(
+                link(table::LOGICAL_ROUTER, rs.uuid(), "ports", port_uuid),
+                format!("link {port_name}"),
+            );
+        }
+        Some(p) => {
+            rs.require_owned(format!("Logical_Router_Port {port_name}"), &p.external_ids)?;
+            update_router_port(plan, p, &mac, &networks, &options, &ids);
+        }
+    }
+    ensure_gateway_chassis(plan, rs, gw, obs);
+
+    // The gateway port's peer on the public switch. `nat-addresses=router`
+    // makes the active gateway chassis announce the NAT addresses (GARP)
+    // when it takes over.
+    let peer_name = rs.gateway_peer_name();
+    let peer_uuid = rs.gateway_peer_uuid();
+    let peer_opts: BTreeMap<String, String> = [
+        ("router-port".to_string(), port_name.clone()),
+        ("nat-addresses".to_string(), "router".to_string()),
+    ]
+    .into();
+    match &obs.gateway_peer {
+        None => {
+            let r = row(&[
+                ("name", json!(peer_name)),
+                ("type", json!("router")),
+                ("addresses", string_set(["router"])),
+                ("options", string_map(&peer_opts)),
+                ("external_ids", string_map(&rs.ids(Kind::GatewayPeer))),
+            ]);
+            plan.insert(
+                table::LOGICAL_SWITCH_PORT,
+                Some(peer_uuid),
+                None,
+                r,
+                format!("insert gateway peer {peer_name}"),
+            );
+            plan.change(
+                link(table::LOGICAL_SWITCH, sw_uuid, "ports", peer_uuid),
+                format!("link {peer_name} to {sw_name}"),
+            );
+        }
+        Some(p) => {
+            rs.require_owned(format!("Logical_Switch_Port {peer_name}"), &p.external_ids)?;
+            let muts = map_mutations("options", &peer_opts, &p.options, |k| {
+                peer_opts.contains_key(k)
+            });
+            plan.mutate(
+                table::LOGICAL_SWITCH_PORT,
+                p.uuid,
+                muts,
+                format!("update gateway peer {peer_name}"),
+            );
+        }
+    }
+
+    // Default route to the public gateway.
+    let route_uuid = rs.route_uuid();
+    let nexthop = public.gateway.to_string();
+    match &obs.route {
+        None => {
+            let r = row(&[
+                ("ip_prefix", json!("0.0.0.0/0")),
+                ("nexthop", json!(nexthop)),
+                ("output_port", json!(port_name)),
+                ("external_ids", string_map(&rs.ids(Kind::DefaultRoute))),
+            ]);
+            require_router(plan, rs, obs);
+            plan.insert(
+                table::STATIC_ROUTE,
+                Some(route_uuid),
+                None,
+                r,
+                format!("insert default route via {nexthop}"),
+            );
+            plan.change(
+                link(
+                    table::LOGICAL_ROUTER,
+                    rs.uuid(),
+                    "static_routes",
+                    route_uuid,
+                ),
+                "link default route".into(),
+            );
+        }
+        Some(r) => {
+            let mut u = Map::new();
+            if r.nexthop != nexthop {
+                u.insert("nexthop".into(), json!(nexthop));
+            }
+            if r.output_port.as_deref() != Some(port_name.as_str()) {
+                u.insert("output_port".into(), json!(port_name));
+            }
+            plan.update(
+                table::STATIC_ROUTE,
+                r.uuid,
+                u,
+                format!("update default route via {nexthop}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Gateway_Chassis rows `<port>_<chassis>`, highest priority first, as
+/// configured; rows for chassis no longer configured are unlinked.
+fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, obs: &Observed) {
+    let port_uuid = rs.gateway_port_uuid();
+    let mut keep = Vec::new();
+    for (i, chassis) in gw.chassis.iter().enumerate() {
+        let name = rs.gateway_chassis_name(chassis);
+        let priority = 32767 - i as i64;
+        match obs.gateway_chassis.iter().find(|g| g.name == name) {
+            Some(g) => {
+                keep.push(g.uuid);
+                if g.priority != priority || g.chassis_name != *chassis {
+                    plan.update(
+                        table::GATEWAY_CHASSIS,
+                        g.uuid,
+                        row(&[
+                            ("priority", json!(priority)),
+                            ("chassis_name", json!(chassis)),
+                        ]),
+                        format!("reprioritise {name}"),
+                    );
+                }
+            }
+            None => {
+                let named = format!("gwc{i}");
+                let r = row(&[
+                    ("name", json!(name)),
+                    ("chassis_name", json!(chassis)),
+                    ("priority", json!(priority)),
+                    ("external_ids", string_map(&rs.ids(Kind::GatewayPort))),
+                ]);
+                plan.insert(
+                    table::GATEWAY_CHASSIS,
+                    None,
+                    Some(&named),
+                    r,
+                    format!("insert gateway chassis {name}"),
+                );
+                plan.change(
+                    Operation::Mutate {
+                        table: table::LOGICAL_ROUTER_PORT.into(),
+                        conditions: vec![Condition::uuid_is(port_uuid)],
+                        mutations: vec![Mutation(
+                            "gateway_chassis".into(),
+                            Mutator::Insert,
+                            crate::ovsdb::value::set(vec![crate::ovsdb::value::named_uuid(&named)]),
+                        )],
+                    },
+                    format!("pin {} to {chassis}", rs.gateway_port_name()),
+                );
+            }
+        }
+    }
+    if let Some(p) = &obs.gateway_port {
+        let stale: Vec<Uuid> = p
+            .gateway_chassis
+            .iter()
+            .filter(|u| !keep.contains(u))
+            .copied()
+            .collect();
+        if !stale.is_empty() {
+            plan.change(
+                unlink(
+                    table::LOGICAL_ROUTER_PORT,
+                    p.uuid,
+                    "gateway_chassis",
+                    &stale,
+                ),
+                "unpin stale gateway chassis".into(),
+            );
+        }
+    }
+}
+
+/// Forget `ip`; when it was the router's last public IP, take the gateway
+/// down (port, peer, route, and the public switch if no router is left on it).
+pub fn release_public_ip(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    ip: Ipv4Addr,
+    prefix: Option<u8>,
+    obs: &Observed,
+) -> Result<()> {
+    let Some(r) = &obs.router else { return Ok(()) };
+    rs.require_owned(format!("Logical_Router {}", r.uuid), &r.external_ids)?;
+    let mut ips = recorded_ips(obs);
+    let keyname = format!("{}{ip}", key::PUBLIC_IP_PREFIX);
+    if ips.remove(&ip).is_some() {
+        plan.mutate(
+            table::LOGICAL_ROUTER,
+            r.uuid,
+            vec![Mutation(
+                "external_ids".into(),
+                Mutator::Delete,
+                string_set([keyname.as_str()]),
+            )],
+            format!("forget public IP {ip}"),
+        );
+    }
+    if ips.is_empty() {
+        return remove_gateway(plan, rs, obs);
+    }
+    // The gateway port carried this address: move it to another one.
+    if current_primary(obs) == Some(ip) {
+        if let (Some(p), Some(next), Some(prefix)) =
+            (&obs.gateway_port, primary_ip(&ips, None), prefix)
+        {
+            let networks = [format!("{next}/{prefix}")];
+            plan.update(
+                table::LOGICAL_ROUTER_PORT,
+                p.uuid,
+                row(&[("networks", string_set(networks.iter().map(String::as_str)))]),
+                format!("move {} to {next}", p.name),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Remove the router's gateway: port (its Gateway_Chassis rows go with it),
+/// peer, default route; then the public switch if only its localnet port
+/// would be left. A guard on the switch's `ports` makes us re-plan if another
+/// router joins it meanwhile.
+pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Result<()> {
+    if let (Some(p), Some(r)) = (&obs.gateway_port, &obs.router) {
+        rs.require_owned(format!("Logical_Router_Port {}", p.name), &p.external_ids)?;
+        if r.ports.contains(&p.uuid) {
+            plan.change(
+                unlink(table::LOGICAL_ROUTER, r.uuid, "ports", &[p.uuid]),
+                format!("remove gateway port {}", p.name),
+            );
+        }
+    }
+    if let (Some(route), Some(r)) = (&obs.route, &obs.router) {
+        if r.static_routes.contains(&route.uuid) {
+            plan.change(
+                unlink(
+                    table::LOGICAL_ROUTER,
+                    r.uuid,
+                    "static_routes",
+                    &[route.uuid],
+                ),
+                "remove default route".into(),
+            );
+        }
+    }
+    if let Some(r) = &obs.router {
+        if r.external_ids.contains_key(key::PUBLIC_SWITCH) {
+            plan.mutate(
+                table::LOGICAL_ROUTER,
+                r.uuid,
+                vec![Mutation(
+                    "external_ids".into(),
+                    Mutator::Delete,
+                    string_set([key::PUBLIC_SWITCH]),
+                )],
+                "forget public switch".into(),
+            );
+        }
+    }
+    let Some(sw) = &obs.public_switch else {
+        return Ok(());
+    };
+    let peer = obs
+        .gateway_peer
+        .as_ref()
+        .filter(|p| sw.ports.contains(&p.uuid));
+    if let Some(p) = peer {
+        rs.require_owned(format!("Logical_Switch_Port {}", p.name), &p.external_ids)?;
+    }
+    // Found by the switch when the command names no public network (teardown).
+    let ln = obs.localnet.as_ref().map(|p| p.uuid).or_else(|| {
+        PublicNet::from_switch_ids(&sw.external_ids).map(|n| n.localnet_uuid(&rs.owner))
+    });
+    let others = sw
+        .ports
+        .iter()
+        .filter(|u| Some(**u) != ln && Some(**u) != peer.map(|p| p.uuid))
+        .count();
+    if others == 0 && rs.owner.owns(&sw.external_ids) {
+        guard_ports(plan, sw.uuid, &sw.ports);
+        plan.delete(
+            table::LOGICAL_SWITCH,
+            sw.uuid,
+            format!("delete public switch {} (no router left)", sw.name),
+        );
+    } else if let Some(p) = peer {
+        plan.change(
+            unlink(table::LOGICAL_SWITCH, sw.uuid, "ports", &[p.uuid]),
+            format!("remove gateway peer {}", p.name),
+        );
+    }
+    Ok(())
+}
+
+/// Fail unless the switch's `ports` are still exactly `ports`.
+fn guard_ports(plan: &mut Plan, switch: Uuid, ports: &[Uuid]) {
+    let mut r = Map::new();
+    r.insert("ports".into(), uuid_set(ports.iter().copied()));
+    plan.guard(Operation::Wait {
+        table: table::LOGICAL_SWITCH.into(),
+        conditions: vec![Condition::uuid_is(switch)],
+        columns: vec!["ports".into()],
+        until: WaitUntil::Equal,
+        rows: vec![r],
+        timeout_ms: Some(0),
+    });
+}
+
+// ---------------------------------------------------------------- NAT
+
+/// One NAT row as we want it.
+struct NatRow {
+    uuid: Uuid,
+    kind: &'static str,
+    external: Ipv4Addr,
+    logical: String,
+    ids: BTreeMap<String, String>,
+}
+
+fn ensure_nat(plan: &mut Plan, rs: &RouterScope, nat: NatRow, obs: &Observed) -> Result<()> {
+    let NatRow {
+        uuid,
+        kind,
+        external,
+        logical,
+        ids,
+    } = nat;
+    let logical = logical.as_str();
+    match obs.nats.iter().find(|n| n.uuid == uuid) {
+        None => {
+            let r = row(&[
+                ("type", json!(kind)),
+                ("external_ip", json!(external.to_string())),
+                ("logical_ip", json!(logical)),
+                ("external_ids", string_map(&ids)),
+            ]);
+            require_router(plan, rs, obs);
+            plan.insert(
+                table::NAT,
+                Some(uuid),
+                None,
+                r,
+                format!("insert {kind} {external} ↔ {logical}"),
+            );
+            plan.change(
+                link(table::LOGICAL_ROUTER, rs.uuid(), "nat", uuid),
+                format!("link {kind} {external}"),
+            );
+        }
+        Some(n) => {
+            rs.require_owned(format!("NAT {}", n.uuid), &n.external_ids)?;
+            let mut u = Map::new();
+            if n.external_ip != external.to_string() {
+                u.insert("external_ip".into(), json!(external.to_string()));
+            }
+            if n.logical_ip != logical {
+                u.insert("logical_ip".into(), json!(logical));
+            }
+            plan.update(
+                table::NAT,
+                n.uuid,
+                u,
+                format!("update {kind} {external} ↔ {logical}"),
+            );
+            plan.mutate(
+                table::NAT,
+                n.uuid,
+                merge_ids(&ids, &n.external_ids),
+                format!("update {kind} ids"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Source NAT of `logical` (guest or VPC CIDR) to `ip`: one row per router,
+/// moved in place (update) when the source-NAT IP changes.
+pub fn ensure_snat(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    logical: Ipv4Cidr,
+    ip: Ipv4Addr,
+    obs: &Observed,
+) -> Result<()> {
+    let mut ids = rs.ids(Kind::Snat);
+    ids.insert(key::PUBLIC_IP.into(), ip.to_string());
+    let nat = NatRow {
+        uuid: rs.snat_uuid(),
+        kind: "snat",
+        external: ip,
+        logical: logical.network().to_string(),
+        ids,
+    };
+    ensure_nat(plan, rs, nat, obs)
+}
+
+pub fn ensure_static_nat(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    public: Ipv4Addr,
+    private: Ipv4Addr,
+    obs: &Observed,
+) -> Result<()> {
+    let mut ids = rs.ids(Kind::StaticNat);
+    ids.insert(key::PUBLIC_IP.into(), public.to_string());
+    ids.insert(key::PRIVATE_IP.into(), private.to_string());
+    let nat = NatRow {
+        uuid: rs.static_nat_uuid(public),
+        kind: "dnat_and_snat",
+        external: public,
+        logical: private.to_string(),
+        ids,
+    };
+    ensure_nat(plan, rs, nat, obs)
+}
+
+fn remove_nat(plan: &mut Plan, rs: &RouterScope, uuid: Uuid, obs: &Observed) -> Result<()> {
+    if let (Some(n), Some(r)) = (obs.nats.iter().find(|n| n.uuid == uuid), &obs.router) {
+        rs.require_owned(format!("NAT {}", n.uuid), &n.external_ids)?;
+        if r.nat.contains(&n.uuid) {
+            plan.change(
+                unlink(table::LOGICAL_ROUTER, r.uuid, "nat", &[n.uuid]),
+                format!("remove {} {}", n.kind, n.external_ip),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn remove_static_nat(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    public: Ipv4Addr,
+    obs: &Observed,
+) -> Result<()> {
+    remove_nat(plan, rs, rs.static_nat_uuid(public), obs)
+}
+
+/// Remove the source NAT if it translates to `ip` (or any IP when `None`).
+pub fn remove_snat(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    ip: Option<Ipv4Addr>,
+    obs: &Observed,
+) -> Result<()> {
+    let uuid = rs.snat_uuid();
+    let matches = obs
+        .nats
+        .iter()
+        .any(|n| n.uuid == uuid && ip.is_none_or(|ip| n.external_ip == ip.to_string()));
+    if matches {
+        remove_nat(plan, rs, uuid, obs)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- port forwarding
+
+/// A port range `a` or `a-b`, validated.
+pub fn port_range(field: &str, raw: &str, max_len: u32) -> Result<(u16, u16)> {
+    let bad = || {
+        Error::field(
+            field,
+            format!("expected a port or a range a-b within 1-65535, got {raw:?}"),
+        )
+    };
+    let (a, b) = match raw.split_once(['-', ':']) {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (raw.trim(), raw.trim()),
+    };
+    let a: u16 = a.parse().map_err(|_| bad())?;
+    let b: u16 = b.parse().map_err(|_| bad())?;
+    if a == 0 || b < a {
+        return Err(bad());
+    }
+    if u32::from(b - a) + 1 > max_len {
+        return Err(Error::field(
+            field,
+            format!(
+                "range {raw} has {} ports; at most {max_len} are forwarded per rule",
+                u32::from(b - a) + 1
+            ),
+        ));
+    }
+    Ok((a, b))
+}
+
+/// `public:port → private:port` pairs of a forwarding rule (port for port).
+pub fn forward_vips(
+    public: Ipv4Addr,
+    public_ports: (u16, u16),
+    private: Ipv4Addr,
+    private_ports: (u16, u16),
+) -> Result<BTreeMap<String, String>> {
+    let len = public_ports.1 - public_ports.0;
+    if private_ports.1 - private_ports.0 != len {
+        return Err(Error::field(
+            "private_port",
+            format!(
+                "range {}-{} does not match the public range {}-{}",
+                private_ports.0, private_ports.1, public_ports.0, public_ports.1
+            ),
+        ));
+    }
+    Ok((0..=len)
+        .map(|i| {
+            (
+                format!("{public}:{}", public_ports.0 + i),
+                format!("{private}:{}", private_ports.0 + i),
+            )
+        })
+        .collect())
+}
+
+pub struct Forward<'a> {
+    pub public: Ipv4Addr,
+    pub protocol: Protocol,
+    pub vips: &'a BTreeMap<String, String>,
+    /// The guest switch behind the private address (hairpin).
+    pub guest_switch: Uuid,
+}
+
+fn lb_of(obs: &Observed, uuid: Uuid) -> Option<&LoadBalancer> {
+    obs.lbs.iter().find(|l| l.uuid == uuid)
+}
+
+/// Add the VIPs to the router's forwarding Load_Balancer for this public IP
+/// and protocol, creating it (attached to the router and the guest switch)
+/// if needed. A VIP already forwarding elsewhere is re-pointed.
+pub fn add_port_forward(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    fwd: &Forward,
+    obs: &Observed,
+) -> Result<()> {
+    let uuid = rs.port_forward_uuid(fwd.public, fwd.protocol);
+    let name = format!(
+        "cs-pf-{}-{}-{}",
+        rs.name(),
+        fwd.public,
+        fwd.protocol.as_str()
+    );
+    let mut ids = rs.ids(Kind::PortForward);
+    ids.insert(key::PUBLIC_IP.into(), fwd.public.to_string());
+    ids.insert(key::PROTOCOL.into(), fwd.protocol.as_str().into());
+    match lb_of(obs, uuid) {
+        None => {
+            let r = row(&[
+                ("name", json!(name)),
+                ("protocol", json!(fwd.protocol.as_str())),
+                ("vips", string_map(fwd.vips)),
+                ("external_ids", string_map(&ids)),
+            ]);
+            plan.insert(
+                table::LOAD_BALANCER,
+                Some(uuid),
+                None,
+                r,
+                format!("insert port forwarding {name}"),
+            );
+        }
+        Some(lb) => {
+            rs.require_owned(format!("Load_Balancer {}", lb.uuid), &lb.external_ids)?;
+            let muts = map_mutations("vips", fwd.vips, &lb.vips, |k| fwd.vips.contains_key(k));
+            plan.mutate(
+                table::LOAD_BALANCER,
+                lb.uuid,
+                muts,
+                format!("update port forwarding {name}"),
+            );
+        }
+    }
+    if !obs
+        .router
+        .as_ref()
+        .is_some_and(|r| r.load_balancer.contains(&uuid))
+    {
+        require_router(plan, rs, obs);
+        plan.change(
+            link(table::LOGICAL_ROUTER, rs.uuid(), "load_balancer", uuid),
+            format!("attach {name} to {}", rs.name()),
+        );
+    }
+    let on_switch = obs
+        .switch
+        .as_ref()
+        .is_some_and(|sw| sw.uuid == fwd.guest_switch && sw.load_balancer.contains(&uuid));
+    if !on_switch {
+        plan.change(
+            link(
+                table::LOGICAL_SWITCH,
+                fwd.guest_switch,
+                "load_balancer",
+                uuid,
+            ),
+            format!("attach {name} to the guest switch"),
+        );
+    }
+    Ok(())
+}
+
+/// Remove the VIPs (exact pairs); delete the Load_Balancer when none is left
+/// (its weak references from router and switch disappear with it).
+pub fn remove_port_forward(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    public: Ipv4Addr,
+    protocol: Protocol,
+    vips: &BTreeMap<String, String>,
+    obs: &Observed,
+) -> Result<()> {
+    let uuid = rs.port_forward_uuid(public, protocol);
+    let Some(lb) = lb_of(obs, uuid) else {
+        return Ok(());
+    };
+    rs.require_owned(format!("Load_Balancer {}", lb.uuid), &lb.external_ids)?;
+    let gone: BTreeMap<String, String> = vips
+        .iter()
+        .filter(|(k, v)| lb.vips.get(*k) == Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if gone.len() == lb.vips.len() {
+        plan.delete(
+            table::LOAD_BALANCER,
+            lb.uuid,
+            format!("delete port forwarding {}", lb.name),
+        );
+    } else if !gone.is_empty() {
+        plan.mutate(
+            table::LOAD_BALANCER,
+            lb.uuid,
+            vec![Mutation("vips".into(), Mutator::Delete, string_map(&gone))],
+            format!("remove {} forwarded ports from {}", gone.len(), lb.name),
+        );
+    }
+    Ok(())
+}
+
+/// Every row that uses `ip`: its static NAT, its forwarding, the source NAT
+/// if it translates to it, and the IP itself.
+pub fn release_ip_rows(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    ip: Ipv4Addr,
+    prefix: Option<u8>,
+    obs: &Observed,
+) -> Result<()> {
+    remove_static_nat(plan, rs, ip, obs)?;
+    remove_snat(plan, rs, Some(ip), obs)?;
+    for p in Protocol::ALL {
+        if let Some(lb) = lb_of(obs, rs.port_forward_uuid(ip, *p)) {
+            rs.require_owned(format!("Load_Balancer {}", lb.uuid), &lb.external_ids)?;
+            plan.delete(
+                table::LOAD_BALANCER,
+                lb.uuid,
+                format!("delete port forwarding {}", lb.name),
+            );
+        }
+    }
+    release_public_ip(plan, rs, ip, prefix, obs)
+}
+
+/// Everything of the router: its forwarding Load_Balancers (weakly
+/// referenced, so deleted explicitly), its gateway presence on the public
+/// switch, and the router itself with all its children (ports, NAT, routes).
+pub fn destroy_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Result<()> {
+    let Some(r) = &obs.router else { return Ok(()) };
+    rs.require_owned(format!("Logical_Router {}", r.uuid), &r.external_ids)?;
+    let candidates: BTreeSet<Uuid> = rs
+        .port_forward_uuids(recorded_ips(obs).into_keys().collect::<Vec<_>>())
+        .collect();
+    for lb in &r.load_balancer {
+        if candidates.contains(lb)
+            || obs
+                .lbs
+                .iter()
+                .any(|l| l.uuid == *lb && rs.owner.owns(&l.external_ids))
+        {
+            plan.delete(
+                table::LOAD_BALANCER,
+                *lb,
+                format!("delete port forwarding {lb}"),
+            );
+        }
+    }
+    remove_gateway(plan, rs, obs)?;
+    plan.delete(
+        table::LOGICAL_ROUTER,
+        r.uuid,
+        format!("delete router {} and its ports, NAT and routes", r.name),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn primary_prefers_source_nat_then_current() {
+        let a: Ipv4Addr = "203.0.113.10".parse().unwrap();
+        let b: Ipv4Addr = "203.0.113.11".parse().unwrap();
+        let mut ips = BTreeMap::new();
+        ips.insert(a, IP_ASSIGNED.to_string());
+        ips.insert(b, IP_ASSIGNED.to_string());
+        assert_eq!(primary_ip(&ips, Some(b)), Some(b));
+        assert_eq!(primary_ip(&ips, None), Some(a));
+        ips.insert(b, IP_SOURCE_NAT.to_string());
+        assert_eq!(primary_ip(&ips, Some(a)), Some(b));
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(port_range("p", "22", 256).unwrap(), (22, 22));
+        assert_eq!(port_range("p", "2000-2010", 256).unwrap(), (2000, 2010));
+        assert_eq!(port_range("p", "2000:2001", 256).unwrap(), (2000, 2001));
+        for bad in ["0", "65536", "10-5", "x", "1-", ""] {
+            assert!(port_range("p", bad, 256).is_err(), "{bad}");
+        }
+        assert!(port_range("p", "1-65535", 256)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 256"));
+        let v = forward_vips(
+            "203.0.113.12".parse().unwrap(),
+            (2222, 2223),
+            "10.1.1.5".parse().unwrap(),
+            (22, 23),
+        )
+        .unwrap();
+        assert_eq!(v["203.0.113.12:2223"], "10.1.1.5:23");
+        assert!(forward_vips(
+            "203.0.113.12".parse().unwrap(),
+            (1, 2),
+            "10.1.1.5".parse().unwrap(),
+            (1, 1)
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn names_are_the_in_tree_plugins() {
+        let rs = RouterScope {
+            owner: Owner("cloudstack".into()),
+            of: RouterOf::Network(42),
+            zone_id: None,
+        };
+        assert_eq!(rs.name(), "cs-router-42");
+        assert_eq!(rs.gateway_port_name(), "lrp-cs-router-42-pub");
+        let v = RouterScope {
+            of: RouterOf::Vpc(5),
+            ..rs.clone()
+        };
+        assert_eq!(v.name(), "cs-vpc-5");
+        assert_ne!(v.uuid(), rs.uuid());
+        let p = PublicNet {
+            network_name: "public".into(),
+            vlan: Some(101),
+        };
+        assert_eq!(p.switch_name(), "cs-public-public-101");
+        assert_eq!(
+            PublicNet { vlan: None, ..p }.switch_name(),
+            "cs-public-public-untagged"
+        );
+    }
+}
