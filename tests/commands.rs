@@ -171,8 +171,15 @@ fn vm_stop_start_and_restart_with_cleanup() {
     for l2 in ["DHCP_Options", "DNS"] {
         assert_eq!(before[l2], after[l2], "shutdown must keep {l2}");
     }
-    assert!(nb.nbctl(&["lsp-list", "cs-net-7"]).contains(NIC1), "shutdown must keep the VM port");
-    assert_eq!(nb.count_rows("Logical_Router"), 0, "shutdown removes the router");
+    assert!(
+        nb.nbctl(&["lsp-list", "cs-net-7"]).contains(NIC1),
+        "shutdown must keep the VM port"
+    );
+    assert_eq!(
+        nb.count_rows("Logical_Router"),
+        0,
+        "shutdown removes the router"
+    );
     twice(&nb, "implement-network", network(7));
     assert_eq!(before, nb.snapshot());
     let _ = converged;
@@ -628,7 +635,11 @@ fn concurrent_commands_converge_without_duplicates() {
         ok(c);
     }
     let ports = nb.nbctl(&["lsp-list", "cs-net-40"]);
-    assert_eq!(ports.lines().filter(|l| l.contains("3f0c0000-")).count(), 16, "{ports}");
+    assert_eq!(
+        ports.lines().filter(|l| l.contains("3f0c0000-")).count(),
+        16,
+        "{ports}"
+    );
     // 16 VM ports plus the router's peer: implement-network made us the gateway.
     assert_eq!(nb.count_rows("Logical_Switch_Port"), 17);
     assert_eq!(nb.count_rows("Logical_Router"), 1);
@@ -793,7 +804,9 @@ fn shipped_examples_work() {
             );
         }
         if name == "add-dns-entry" {
-            assert!(nb.nbctl(&["lsp-list", "cs-net-42"]).contains("3f0c0000-0000-4000-8000-000000000001"));
+            assert!(nb
+                .nbctl(&["lsp-list", "cs-net-42"])
+                .contains("3f0c0000-0000-4000-8000-000000000001"));
         }
     }
     assert_eq!(owned_rows(&nb), 0);

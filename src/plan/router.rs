@@ -861,7 +861,7 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
                 }
             }
             None => {
-                let named = format!("gwc{i}");
+                let uuid = rs.row(Kind::GatewayPort, &format!("/chassis/{chassis}"));
                 let r = row(&[
                     ("name", json!(name)),
                     ("chassis_name", json!(chassis)),
@@ -870,21 +870,18 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
                 ]);
                 plan.insert(
                     table::GATEWAY_CHASSIS,
+                    Some(uuid),
                     None,
-                    Some(&named),
                     r,
                     format!("insert gateway chassis {name}"),
                 );
                 plan.change(
-                    Operation::Mutate {
-                        table: table::LOGICAL_ROUTER_PORT.into(),
-                        conditions: vec![Condition::uuid_is(port_uuid)],
-                        mutations: vec![Mutation(
-                            "gateway_chassis".into(),
-                            Mutator::Insert,
-                            crate::ovsdb::value::set(vec![crate::ovsdb::value::named_uuid(&named)]),
-                        )],
-                    },
+                    link(
+                        table::LOGICAL_ROUTER_PORT,
+                        port_uuid,
+                        "gateway_chassis",
+                        uuid,
+                    ),
                     format!("pin {} to {chassis}", rs.gateway_port_name()),
                 );
             }

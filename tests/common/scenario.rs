@@ -83,7 +83,47 @@ pub fn cs(nb: &Nb, command: &str, payload: Value) -> Output {
     ));
     let v: Value = serde_json::from_str(&out).expect("ensure-network-device prints JSON");
     assert!(v.is_object() && out.lines().count() == 1, "{out}");
-    run_cs(&nb.remote(), command, &envelope(payload))
+    run_cs(&nb.remote(), command, &registered(payload))
+}
+
+/// The gateway chassis the scenarios register (the data-plane chassis' name).
+pub const GATEWAY_CHASSIS: &str = "hv1";
+
+/// An envelope whose registration details name the gateway chassis, as an
+/// operator registers the extension on the physical network.
+pub fn registered(payload: Value) -> Value {
+    let mut env = envelope(payload);
+    env["physical-network-extension-details"]["ovn.gateway.chassis"] = json!(GATEWAY_CHASSIS);
+    env
+}
+
+/// Public-IP fields of the payload (§4.4), on VLAN `vlan` of 203.0.113.0/24.
+pub fn public(payload: Value, ip: &str, source_nat: bool, vlan: &str) -> Value {
+    with(
+        payload,
+        json!({"public_ip": ip, "public_vlan": vlan, "public_gateway": "203.0.113.1",
+               "public_cidr": "203.0.113.0/24", "source_nat": source_nat.to_string()}),
+    )
+}
+
+/// `payload` with `extra`'s fields added or replaced.
+pub fn with(mut payload: Value, extra: Value) -> Value {
+    payload
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    payload
+}
+
+/// A VPC tier's network payload.
+pub fn tier(vpc: u32, id: u32, octet: u8) -> Value {
+    json!({"network_id": id.to_string(), "vpc_id": vpc.to_string(), "vlan": format!("cs-net-{id}"), "zone_id": "1",
+           "guest_type": "isolated", "gateway": format!("10.7.{octet}.1"), "cidr": format!("10.7.{octet}.0/24")})
+}
+
+/// VPC-level payload (implement-vpc, update-vpc-source-nat-ip, shutdown-vpc).
+pub fn vpc(id: u32) -> Value {
+    json!({"vpc_id": id.to_string(), "zone_id": "1", "vpc_state": "enabled", "vpc_cidr": "10.7.0.0/16"})
 }
 
 /// Run a command twice; the second run must change nothing.
@@ -128,4 +168,29 @@ pub fn product(nb_remote: &str, log: &std::path::Path) -> std::process::Command 
         .env("CLOUDSTACK_OVN_LOG", log)
         .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent");
     c
+}
+
+/// The rows that differ between two NB snapshots, one per line.
+pub fn snapshot_diff(a: &Value, b: &Value) -> String {
+    let mut out = String::new();
+    let empty = serde_json::Map::new();
+    for (table, rows_a) in a.as_object().unwrap() {
+        let rows_a = rows_a.as_object().unwrap_or(&empty);
+        let rows_b = b[table].as_object().unwrap_or(&empty);
+        for (uuid, row) in rows_a {
+            match rows_b.get(uuid) {
+                None => out.push_str(&format!("- {table} {uuid} {row}\n")),
+                Some(r) if r != row => {
+                    out.push_str(&format!("~ {table} {uuid}\n    {row}\n -> {r}\n"))
+                }
+                _ => {}
+            }
+        }
+        for (uuid, row) in rows_b {
+            if !rows_a.contains_key(uuid) {
+                out.push_str(&format!("+ {table} {uuid} {row}\n"));
+            }
+        }
+    }
+    out
 }
