@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::central::Central;
 use super::daemon::{stop_all, Daemon};
+use super::public::{self, Helper, Outside, PublicNet, Server};
 use super::util::{
     dump_logs, next_id, ovs_command, require, run, run_ok, tail, tool, try_run, wait_until, LabDir,
     Netns, CMD_TIMEOUT, OVS_SCHEMA,
@@ -37,6 +38,9 @@ const CHASSIS_TOOLS: &[&str] = &[
     "busybox",
 ];
 
+/// What the public network and the TCP test endpoints need on top.
+const PUBLIC_TOOLS: &[&str] = &["python3"];
+
 pub struct Chassis {
     // Stopped explicitly in Drop (controller first); then the netns and the
     // dir go, in this order.
@@ -48,6 +52,9 @@ pub struct Chassis {
     sb_remote: String,
     db_remote: String,
     encap_ip: String,
+    /// Public networks ([`Chassis::add_public`]); cleaned up here too, in
+    /// case their [`Outside`] handle was leaked.
+    publics: Mutex<Vec<Arc<PublicNet>>>,
     dir: Arc<LabDir>,
 }
 
@@ -140,6 +147,7 @@ impl Chassis {
             sb_remote,
             db_remote,
             encap_ip,
+            publics: Mutex::new(Vec::new()),
             dir,
         };
         let mut c = ovs_command(chassis.dir(), "ovn-sbctl");
@@ -218,6 +226,81 @@ impl Chassis {
 
     pub fn controller_log(&self) -> &Path {
         self.controller.log()
+    }
+
+    pub fn vswitchd_log(&self) -> &Path {
+        self.vswitchd.log()
+    }
+
+    /// Is ovs-vswitchd still running? (OVS 3.1's userspace conntrack
+    /// crashed once in the lab with an assertion in `conn_update_state`.)
+    pub fn vswitchd_alive(&self) -> bool {
+        self.vswitchd.is_running()
+    }
+
+    /// The EMER lines of vswitchd.log (what it logs when an assertion
+    /// fails), or "(no EMER line)".
+    pub fn vswitchd_emer(&self) -> String {
+        let emer: Vec<String> = std::fs::read_to_string(self.vswitchd.log())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("|EMER|"))
+            .map(str::to_string)
+            .collect();
+        if emer.is_empty() {
+            "(no EMER line)".to_string()
+        } else {
+            emer.join("\n")
+        }
+    }
+
+    /// Panics (with the EMER lines and the log tail) if ovs-vswitchd died.
+    #[track_caller]
+    pub fn assert_vswitchd_alive(&self) {
+        if !self.vswitchd_alive() {
+            panic!(
+                "ovs-vswitchd of chassis {} is not running any more\n--- EMER lines:\n{}\n--- vswitchd.log:\n{}",
+                self.name,
+                self.vswitchd_emer(),
+                tail(self.vswitchd.log(), 15)
+            );
+        }
+    }
+
+    /// A public (provider) network: the netdev bridge `br-ex`,
+    /// `ovn-bridge-mappings=<physnet>:br-ex` (merged with the mappings
+    /// already set), and an outside namespace acting as the upstream router
+    /// (eth0 = 203.0.113.1/24, MAC 02:00:cb:00:71:01; 198.51.100.10/32 and
+    /// .20/32 on lo; arp_announce=2; offloads off). `vlan = None`: an
+    /// untagged veth from br-ex to the outside eth0. `vlan = Some(n)`: a
+    /// trunk veth from br-ex into an emulated upstream switch `br-up`,
+    /// whose access port (tag=n) leads to the outside eth0; the NB
+    /// localnet port then needs `tag_request=n`.
+    ///
+    /// One live public network per chassis (drop the `Outside` to rebuild,
+    /// e.g. in the other mode). Dropping the `Outside` stops its servers
+    /// and removes the namespace and the ports; the chassis' Drop does the
+    /// same if the handle was leaked.
+    pub fn add_public(&self, physnet: &str, vlan: Option<u16>) -> Outside {
+        require(PUBLIC_TOOLS, &[]);
+        let mut publics = self.publics.lock().unwrap_or_else(PoisonError::into_inner);
+        publics.retain(|p| p.is_live());
+        if let Some(p) = publics.first() {
+            panic!(
+                "chassis {} already has a public network ({}); drop its Outside first",
+                self.name,
+                p.physnet()
+            );
+        }
+        let net = Arc::new(PublicNet::create(
+            self.netns(),
+            &self.db_remote,
+            self.dir(),
+            physnet,
+            vlan,
+        ));
+        publics.push(net.clone());
+        Outside::new(net)
     }
 
     fn controller_ctl(&self) -> PathBuf {
@@ -314,6 +397,7 @@ impl Chassis {
             "external-ids:iface-status=active",
         ]);
         Vm {
+            servers: Mutex::new(Vec::new()),
             netns,
             ifname: ifname.to_string(),
             iface_id: iface_id.to_string(),
@@ -334,6 +418,24 @@ impl Drop for Chassis {
                     self.vswitchd.log().to_path_buf(),
                 ],
             );
+        }
+        if !self.vswitchd.is_running() {
+            // Reported even when the test passed (libtest shows it with
+            // --nocapture only): a dead vswitchd explains every timeout.
+            eprintln!(
+                "[harness] chassis {}: ovs-vswitchd DIED during the test (userspace conntrack \
+                 crash?). EMER lines of {}:\n{}",
+                self.name,
+                self.vswitchd.log().display(),
+                self.vswitchd_emer()
+            );
+        }
+        // Outside namespaces (and the servers in them) go first: a process
+        // left in a deleted namespace would keep it alive.
+        let publics =
+            std::mem::take(&mut *self.publics.lock().unwrap_or_else(PoisonError::into_inner));
+        for p in publics {
+            p.chassis_dropped();
         }
         // Graceful ovn-controller exit removes its Chassis row and releases
         // the port bindings; only worth it while the SB is still there.
@@ -366,6 +468,8 @@ impl Drop for Chassis {
 
 /// A "VM": a network namespace holding `eth0`, the peer of an OVS port.
 pub struct Vm {
+    /// Test servers started in the namespace (stopped before it goes).
+    servers: Mutex<Vec<Arc<Helper>>>,
     netns: Netns,
     ifname: String,
     iface_id: String,
@@ -589,6 +693,34 @@ exit 0
         })
     }
 
+    /// TCP server in the VM on `ip:port` (e.g. "0.0.0.0", 22): answers
+    /// every connection with `"<name> peer=<ip>:<port> local=<ip>:<port>\n"`
+    /// and closes. Returns once it listens; stopped on drop (of the
+    /// `Server` or of this `Vm`).
+    pub fn serve_tcp(&self, ip: &str, port: u16, name: &str) -> Server {
+        require(PUBLIC_TOOLS, &[]);
+        Server::start(self.dir.path(), self.netns(), ip, port, name, &self.servers)
+    }
+
+    /// One TCP connection from the VM: the server's line, or `None` on
+    /// timeout / refusal (the reason is logged). Use >= 3 s for the first
+    /// connection through a new router.
+    pub fn connect_tcp(&self, ip: &str, port: u16, timeout: Duration) -> Option<String> {
+        require(PUBLIC_TOOLS, &[]);
+        public::tcp_connect_opt(self.dir.path(), self.netns(), ip, port, None, timeout)
+    }
+
+    /// [`Vm::connect_tcp`] with the failure reason.
+    pub fn try_connect_tcp(
+        &self,
+        ip: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        require(PUBLIC_TOOLS, &[]);
+        public::tcp_connect(self.dir.path(), self.netns(), ip, port, None, timeout)
+    }
+
     /// Unplug like libvirt on VM shutdown (`ovs-vsctl del-port`), then drop
     /// the namespace.
     pub fn unplug(self) {
@@ -600,5 +732,12 @@ exit 0
             &self.ifname,
         ]);
         run_ok(&mut c);
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        // before `netns` is deleted: a server would keep it alive
+        public::stop_helpers(&self.servers);
     }
 }

@@ -36,6 +36,7 @@ mod chassis;
 mod cs;
 mod daemon;
 mod nb;
+mod public;
 pub mod scenario;
 mod util;
 
@@ -44,4 +45,8 @@ pub use chassis::{Chassis, Lease, Vm};
 pub use cs::{bin, envelope, run_cs, run_cs_flags, run_cs_flags_logged, run_cs_logged, CsRun};
 pub use daemon::running as pid_running;
 pub use nb::{canonicalize, Nb};
+pub use public::{
+    Outside, Server, VlanCapture, INTERNET_HOSTS, OUTSIDE_CIDR, OUTSIDE_GW, OUTSIDE_MAC,
+    PUBLIC_BRIDGE, UPSTREAM_BRIDGE,
+};
 pub use util::{wait_until, INSTALL_HINT};
