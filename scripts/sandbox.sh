@@ -54,14 +54,24 @@ for c in implement-network prepare-nic config-dhcp-subnet add-dhcp-entry config-
     run ensure-network-device
     run "$c"
 done
+echo "== source NAT, an IP with static NAT, port forwarding 2222 -> 22 (associateIp / enableStaticNat / createPortForwardingRule)"
+for c in assign-ip assign-ip-static add-static-nat add-port-forward; do
+    run ensure-network-device
+    run "${c%-static}" "$c"
+done
 echo "== the same sequence again changes nothing (idempotent)"
 before=$(ovsdb-client dump "$OVN_NB_DB" OVN_Northbound | sort)
-for c in implement-network prepare-nic config-dhcp-subnet add-dhcp-entry config-dns-subnet add-dns-entry; do run "$c"; done
+for c in implement-network prepare-nic config-dhcp-subnet add-dhcp-entry config-dns-subnet add-dns-entry assign-ip; do run "$c"; done
+run add-static-nat; run add-port-forward
 after=$(ovsdb-client dump "$OVN_NB_DB" OVN_Northbound | sort)
 [ "$before" = "$after" ] && echo "NB unchanged by the second run"
 
 echo "== ovn-nbctl show"
 ovn-nbctl show
+echo "== NAT, routes and port forwarding of cs-router-42"
+ovn-nbctl lr-nat-list cs-router-42
+ovn-nbctl lr-route-list cs-router-42
+ovn-nbctl lr-lb-list cs-router-42
 echo "== DHCP options of the VM's port"
 ovn-nbctl dhcp-options-get-options "$(ovn-nbctl lsp-get-dhcpv4-options 3f0c0000-0000-4000-8000-000000000001 | cut -d' ' -f1)"
 echo "== DNS records"
@@ -70,8 +80,8 @@ echo "== ovn-trace: the VM's DHCP DISCOVER is answered by OVN"
 ovn-trace --db="$OVN_SB_DB" cs-net-42 'inport=="3f0c0000-0000-4000-8000-000000000001" && eth.src==02:00:4c:3e:00:05 && eth.dst==ff:ff:ff:ff:ff:ff && ip4.src==0.0.0.0 && ip4.dst==255.255.255.255 && udp.src==68 && udp.dst==67' \
     | grep -o 'put_dhcp_opts([^)]*)' | head -1
 
-echo "== delete the network (release-nic, shutdown-network, destroy-network)"
-for c in release-nic remove-dhcp-entry remove-dns-entry shutdown-network destroy-network; do run "$c"; done
+echo "== delete the network (release-nic, ..., shutdown-network, destroy-network)"
+for c in release-nic remove-dhcp-entry remove-dns-entry delete-port-forward delete-static-nat release-ip shutdown-network destroy-network; do run "$c"; done
 echo "== ovn-nbctl show (empty: nothing of ours is left)"
 ovn-nbctl show
 echo "== log ($CLOUDSTACK_OVN_LOG)"

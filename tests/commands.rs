@@ -763,11 +763,21 @@ fn shipped_examples_work() {
         "ensure-network-device",
         "ensure-network-device-vpc",
         "implement-network",
+        "assign-ip",
         "prepare-nic",
         "config-dhcp-subnet",
         "add-dhcp-entry",
         "config-dns-subnet",
         "add-dns-entry",
+        "assign-ip-static",
+        "add-static-nat",
+        "add-port-forward",
+        "delete-port-forward",
+        "delete-static-nat",
+        "release-ip",
+        "implement-vpc",
+        "update-vpc-source-nat-ip",
+        "shutdown-vpc",
         "remove-dns-entry",
         "remove-dhcp-entry",
         "release-nic",
@@ -795,7 +805,12 @@ fn shipped_examples_work() {
         let text = std::fs::read_to_string(format!("examples/{name}.json")).unwrap();
         let mut doc: Value = serde_json::from_str(&text).unwrap();
         doc["physical-network-extension-details"]["ovn.nb.connection"] = json!(nb.remote());
-        let command = name.trim_end_matches("-vpc");
+        let command = name.trim_end_matches("-static");
+        let command = if command == "ensure-network-device-vpc" {
+            "ensure-network-device"
+        } else {
+            command
+        };
         let out = ok(run_cs(&nb.remote(), command, &doc));
         if command == "ensure-network-device" || command == "implement-network" {
             assert!(
