@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::ovsdb::value::{string_map, string_set};
+use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Condition, Mutation, Mutator, Operation, WaitUntil};
 
 #[derive(Debug, Default)]
@@ -100,6 +100,21 @@ impl Plan {
         );
     }
 
+    /// Insert a non-root row with its deterministic uuid and link it from its
+    /// parent in the same transaction: OVSDB silently drops an unreferenced
+    /// non-root row at commit.
+    fn insert_child(
+        &mut self,
+        table: &str,
+        uuid: Uuid,
+        row: Map<String, Value>,
+        parent: Parent,
+        what: String,
+    ) {
+        self.insert(table, Some(uuid), None, row, format!("insert {what}"));
+        self.change(parent.link(uuid), format!("link {what}"));
+    }
+
     /// Fail the transaction unless the row still exists with this `name`.
     /// Needed before linking a new child: a mutate on a row deleted
     /// concurrently matches nothing, and the unreferenced child would be
@@ -115,6 +130,32 @@ impl Plan {
             rows: vec![row],
             timeout_ms: Some(0),
         });
+    }
+}
+
+/// Where a child row hangs: a set column of a parent row.
+#[derive(Clone, Copy)]
+pub(crate) struct Parent<'a> {
+    pub table: &'a str,
+    pub uuid: Uuid,
+    pub column: &'a str,
+}
+
+impl Parent<'_> {
+    fn mutate(&self, mutator: Mutator, children: impl IntoIterator<Item = Uuid>) -> Operation {
+        Operation::Mutate {
+            table: self.table.into(),
+            conditions: vec![Condition::uuid_is(self.uuid)],
+            mutations: vec![Mutation(self.column.into(), mutator, uuid_set(children))],
+        }
+    }
+
+    pub fn link(&self, child: Uuid) -> Operation {
+        self.mutate(Mutator::Insert, [child])
+    }
+
+    pub fn unlink(&self, children: &[Uuid]) -> Operation {
+        self.mutate(Mutator::Delete, children.iter().copied())
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{changed_columns, map_mutations, Plan};
+use super::{changed_columns, map_mutations, Parent, Plan};
 use crate::error::{Error, Result};
 use crate::nb::rows::{
     DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, Router, RouterPort, StaticRoute,
@@ -447,14 +447,13 @@ pub fn remove_port(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()>
             ),
         });
     };
-    plan.mutate(
-        table::LOGICAL_SWITCH,
-        sw.uuid,
-        vec![Mutation(
-            "ports".into(),
-            Mutator::Delete,
-            uuid_set([port.uuid]),
-        )],
+    let parent = Parent {
+        table: table::LOGICAL_SWITCH,
+        uuid: sw.uuid,
+        column: "ports",
+    };
+    plan.change(
+        parent.unlink(&[port.uuid]),
         format!("remove port {}", port.name),
     );
     if let Some(d) = port.dhcpv4_options.and_then(|u| obs.dhcp_row(u)) {
@@ -721,14 +720,13 @@ pub fn ensure_dns(
         .is_some_and(|sw| sw.dns_records.contains(&uuid));
     if !linked {
         require_switch(plan, scope, obs);
-        plan.mutate(
-            table::LOGICAL_SWITCH,
-            scope.switch_uuid(),
-            vec![Mutation(
-                "dns_records".into(),
-                Mutator::Insert,
-                uuid_set([uuid]),
-            )],
+        let parent = Parent {
+            table: table::LOGICAL_SWITCH,
+            uuid: scope.switch_uuid(),
+            column: "dns_records",
+        };
+        plan.change(
+            parent.link(uuid),
             format!("link DNS records to {}", scope.switch_name()),
         );
     }

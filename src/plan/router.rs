@@ -18,9 +18,9 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::network::{merge_ids, Observed, Scope};
-use super::{map_mutations, Plan};
+use super::{map_mutations, Parent, Plan};
 use crate::error::{Error, Result};
-use crate::nb::rows::{LoadBalancer, RouterPort};
+use crate::nb::rows::{LoadBalancer, Port, RouterPort};
 use crate::nb::{key, table, Kind, Owner, IP_ASSIGNED, IP_SOURCE_NAT};
 use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Condition, Mutation, Mutator, Operation, WaitUntil};
@@ -243,26 +243,6 @@ fn row(pairs: &[(&str, Value)]) -> Map<String, Value> {
         .collect()
 }
 
-fn link(table: &str, parent: Uuid, column: &str, child: Uuid) -> Operation {
-    Operation::Mutate {
-        table: table.into(),
-        conditions: vec![Condition::uuid_is(parent)],
-        mutations: vec![Mutation(column.into(), Mutator::Insert, uuid_set([child]))],
-    }
-}
-
-fn unlink(table: &str, parent: Uuid, column: &str, children: &[Uuid]) -> Operation {
-    Operation::Mutate {
-        table: table.into(),
-        conditions: vec![Condition::uuid_is(parent)],
-        mutations: vec![Mutation(
-            column.into(),
-            Mutator::Delete,
-            uuid_set(children.iter().copied()),
-        )],
-    }
-}
-
 /// The public IPs recorded on the router: ip → role.
 pub fn recorded_ips(obs: &Observed) -> BTreeMap<Ipv4Addr, String> {
     obs.router
@@ -371,16 +351,16 @@ pub fn attach_network(
                 ("external_ids", string_map(&ids)),
             ]);
             require_router(plan, rs, obs);
-            plan.insert(
+            plan.insert_child(
                 table::LOGICAL_ROUTER_PORT,
-                Some(port_uuid),
-                None,
+                port_uuid,
                 r,
-                format!("insert router port {name}"),
-            );
-            plan.change(
-                link(table::LOGICAL_ROUTER, rs.uuid(), "ports", port_uuid),
-                format!("link {name} to {}", rs.name()),
+                Parent {
+                    table: table::LOGICAL_ROUTER,
+                    uuid: rs.uuid(),
+                    column: "ports",
+                },
+                format!("router port {name}"),
             );
         }
         Some(p) => {
@@ -400,44 +380,17 @@ pub fn attach_network(
             update_router_port(plan, p, &mac, &[network], &BTreeMap::new(), &ids);
         }
     }
-    let peer = guest_peer_name(net.network_id);
-    let peer_uuid = guest_peer_uuid(net);
-    let options: BTreeMap<String, String> = [("router-port".to_string(), name.clone())].into();
-    match &obs.guest_peer {
-        None => {
-            let r = row(&[
-                ("name", json!(peer)),
-                ("type", json!("router")),
-                ("addresses", string_set(["router"])),
-                ("options", string_map(&options)),
-                ("external_ids", string_map(&net.ids(Kind::GuestRouterPeer))),
-            ]);
-            if obs.switch.is_some() {
-                plan.require_row(table::LOGICAL_SWITCH, net.switch_uuid(), &net.switch_name());
-            }
-            plan.insert(
-                table::LOGICAL_SWITCH_PORT,
-                Some(peer_uuid),
-                None,
-                r,
-                format!("insert router peer {peer}"),
-            );
-            plan.change(
-                link(table::LOGICAL_SWITCH, net.switch_uuid(), "ports", peer_uuid),
-                format!("link {peer} to {}", net.switch_name()),
-            );
-        }
-        Some(p) => {
-            net.require_owned(format!("port {}", p.name), &p.external_ids)?;
-            let muts = map_mutations("options", &options, &p.options, |k| k == "router-port");
-            plan.mutate(
-                table::LOGICAL_SWITCH_PORT,
-                p.uuid,
-                muts,
-                format!("update router peer {peer}"),
-            );
-        }
+    if obs.guest_peer.is_none() && obs.switch.is_some() {
+        plan.require_row(table::LOGICAL_SWITCH, net.switch_uuid(), &net.switch_name());
     }
+    let peer = RouterPeer {
+        name: guest_peer_name(net.network_id),
+        uuid: guest_peer_uuid(net),
+        switch: net.switch_uuid(),
+        options: [("router-port".to_string(), name.clone())].into(),
+        ids: net.ids(Kind::GuestRouterPeer),
+    };
+    ensure_router_peer(plan, &net.owner, &peer, obs.guest_peer.as_ref())?;
     Ok(())
 }
 
@@ -481,6 +434,63 @@ fn update_router_port(
     );
 }
 
+/// A router-type switch port: the switch side of a router port.
+struct RouterPeer {
+    name: String,
+    uuid: Uuid,
+    switch: Uuid,
+    options: BTreeMap<String, String>,
+    ids: BTreeMap<String, String>,
+}
+
+fn ensure_router_peer(
+    plan: &mut Plan,
+    owner: &Owner,
+    peer: &RouterPeer,
+    observed: Option<&Port>,
+) -> Result<()> {
+    match observed {
+        None => {
+            let r = row(&[
+                ("name", json!(peer.name)),
+                ("type", json!("router")),
+                ("addresses", string_set(["router"])),
+                ("options", string_map(&peer.options)),
+                ("external_ids", string_map(&peer.ids)),
+            ]);
+            let parent = Parent {
+                table: table::LOGICAL_SWITCH,
+                uuid: peer.switch,
+                column: "ports",
+            };
+            plan.insert_child(
+                table::LOGICAL_SWITCH_PORT,
+                peer.uuid,
+                r,
+                parent,
+                format!("router peer {}", peer.name),
+            );
+        }
+        Some(p) => {
+            if !owner.owns(&p.external_ids) {
+                return Err(Error::NotOwned {
+                    what: format!("Logical_Switch_Port {}", p.name),
+                });
+            }
+            let muts = map_mutations("options", &peer.options, &p.options, |k| {
+                peer.options.contains_key(k)
+            });
+            plan.mutate(
+                table::LOGICAL_SWITCH_PORT,
+                p.uuid,
+                muts,
+                format!("update router peer {}", peer.name),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Undo [`attach_network`] (the guest switch and its VMs stay).
 pub fn detach_network(
     plan: &mut Plan,
@@ -492,7 +502,12 @@ pub fn detach_network(
         net.require_owned(format!("port {}", p.name), &p.external_ids)?;
         if r.ports.contains(&p.uuid) {
             plan.change(
-                unlink(table::LOGICAL_ROUTER, r.uuid, "ports", &[p.uuid]),
+                Parent {
+                    table: table::LOGICAL_ROUTER,
+                    uuid: r.uuid,
+                    column: "ports",
+                }
+                .unlink(&[p.uuid]),
                 format!("detach {} from {}", p.name, rs.name()),
             );
         }
@@ -501,7 +516,12 @@ pub fn detach_network(
         net.require_owned(format!("port {}", p.name), &p.external_ids)?;
         if sw.ports.contains(&p.uuid) {
             plan.change(
-                unlink(table::LOGICAL_SWITCH, sw.uuid, "ports", &[p.uuid]),
+                Parent {
+                    table: table::LOGICAL_SWITCH,
+                    uuid: sw.uuid,
+                    column: "ports",
+                }
+                .unlink(&[p.uuid]),
                 format!("remove router peer {}", p.name),
             );
         }
@@ -671,16 +691,16 @@ fn ensure_gateway(
             if let Some(v) = public.net.vlan {
                 r.insert("tag_request".into(), json!(v));
             }
-            plan.insert(
+            plan.insert_child(
                 table::LOGICAL_SWITCH_PORT,
-                Some(ln_uuid),
-                None,
+                ln_uuid,
                 r,
-                format!("insert localnet port {ln_name}"),
-            );
-            plan.change(
-                link(table::LOGICAL_SWITCH, sw_uuid, "ports", ln_uuid),
-                format!("link {ln_name}"),
+                Parent {
+                    table: table::LOGICAL_SWITCH,
+                    uuid: sw_uuid,
+                    column: "ports",
+                },
+                format!("localnet port {ln_name}"),
             );
         }
         Some(p) => {
@@ -725,16 +745,16 @@ fn ensure_gateway(
                 ("external_ids", string_map(&ids)),
             ]);
             require_router(plan, rs, obs);
-            plan.insert(
+            plan.insert_child(
                 table::LOGICAL_ROUTER_PORT,
-                Some(port_uuid),
-                None,
+                port_uuid,
                 r,
-                format!("insert gateway port {port_name}"),
-            );
-            plan.change(
-                link(table::LOGICAL_ROUTER, rs.uuid(), "ports", port_uuid),
-                format!("link {port_name}"),
+                Parent {
+                    table: table::LOGICAL_ROUTER,
+                    uuid: rs.uuid(),
+                    column: "ports",
+                },
+                format!("gateway port {port_name}"),
             );
         }
         Some(p) => {
@@ -747,47 +767,18 @@ fn ensure_gateway(
     // The gateway port's peer on the public switch. `nat-addresses=router`
     // makes the active gateway chassis announce the NAT addresses (GARP)
     // when it takes over.
-    let peer_name = rs.gateway_peer_name();
-    let peer_uuid = rs.gateway_peer_uuid();
-    let peer_opts: BTreeMap<String, String> = [
-        ("router-port".to_string(), port_name.clone()),
-        ("nat-addresses".to_string(), "router".to_string()),
-    ]
-    .into();
-    match &obs.gateway_peer {
-        None => {
-            let r = row(&[
-                ("name", json!(peer_name)),
-                ("type", json!("router")),
-                ("addresses", string_set(["router"])),
-                ("options", string_map(&peer_opts)),
-                ("external_ids", string_map(&rs.ids(Kind::GatewayPeer))),
-            ]);
-            plan.insert(
-                table::LOGICAL_SWITCH_PORT,
-                Some(peer_uuid),
-                None,
-                r,
-                format!("insert gateway peer {peer_name}"),
-            );
-            plan.change(
-                link(table::LOGICAL_SWITCH, sw_uuid, "ports", peer_uuid),
-                format!("link {peer_name} to {sw_name}"),
-            );
-        }
-        Some(p) => {
-            rs.require_owned(format!("Logical_Switch_Port {peer_name}"), &p.external_ids)?;
-            let muts = map_mutations("options", &peer_opts, &p.options, |k| {
-                peer_opts.contains_key(k)
-            });
-            plan.mutate(
-                table::LOGICAL_SWITCH_PORT,
-                p.uuid,
-                muts,
-                format!("update gateway peer {peer_name}"),
-            );
-        }
-    }
+    let peer = RouterPeer {
+        name: rs.gateway_peer_name(),
+        uuid: rs.gateway_peer_uuid(),
+        switch: sw_uuid,
+        options: [
+            ("router-port".to_string(), port_name.clone()),
+            ("nat-addresses".to_string(), "router".to_string()),
+        ]
+        .into(),
+        ids: rs.ids(Kind::GatewayPeer),
+    };
+    ensure_router_peer(plan, owner, &peer, obs.gateway_peer.as_ref())?;
 
     // Default route to the public gateway.
     let route_uuid = rs.route_uuid();
@@ -801,21 +792,16 @@ fn ensure_gateway(
                 ("external_ids", string_map(&rs.ids(Kind::DefaultRoute))),
             ]);
             require_router(plan, rs, obs);
-            plan.insert(
+            plan.insert_child(
                 table::STATIC_ROUTE,
-                Some(route_uuid),
-                None,
+                route_uuid,
                 r,
-                format!("insert default route via {nexthop}"),
-            );
-            plan.change(
-                link(
-                    table::LOGICAL_ROUTER,
-                    rs.uuid(),
-                    "static_routes",
-                    route_uuid,
-                ),
-                "link default route".into(),
+                Parent {
+                    table: table::LOGICAL_ROUTER,
+                    uuid: rs.uuid(),
+                    column: "static_routes",
+                },
+                format!("default route via {nexthop}"),
             );
         }
         Some(r) => {
@@ -868,21 +854,16 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
                     ("priority", json!(priority)),
                     ("external_ids", string_map(&rs.ids(Kind::GatewayPort))),
                 ]);
-                plan.insert(
+                plan.insert_child(
                     table::GATEWAY_CHASSIS,
-                    Some(uuid),
-                    None,
+                    uuid,
                     r,
-                    format!("insert gateway chassis {name}"),
-                );
-                plan.change(
-                    link(
-                        table::LOGICAL_ROUTER_PORT,
-                        port_uuid,
-                        "gateway_chassis",
-                        uuid,
-                    ),
-                    format!("pin {} to {chassis}", rs.gateway_port_name()),
+                    Parent {
+                        table: table::LOGICAL_ROUTER_PORT,
+                        uuid: port_uuid,
+                        column: "gateway_chassis",
+                    },
+                    format!("gateway chassis {name}"),
                 );
             }
         }
@@ -896,12 +877,12 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
             .collect();
         if !stale.is_empty() {
             plan.change(
-                unlink(
-                    table::LOGICAL_ROUTER_PORT,
-                    p.uuid,
-                    "gateway_chassis",
-                    &stale,
-                ),
+                Parent {
+                    table: table::LOGICAL_ROUTER_PORT,
+                    uuid: p.uuid,
+                    column: "gateway_chassis",
+                }
+                .unlink(&stale),
                 "unpin stale gateway chassis".into(),
             );
         }
@@ -962,7 +943,12 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
         rs.require_owned(format!("Logical_Router_Port {}", p.name), &p.external_ids)?;
         if r.ports.contains(&p.uuid) {
             plan.change(
-                unlink(table::LOGICAL_ROUTER, r.uuid, "ports", &[p.uuid]),
+                Parent {
+                    table: table::LOGICAL_ROUTER,
+                    uuid: r.uuid,
+                    column: "ports",
+                }
+                .unlink(&[p.uuid]),
                 format!("remove gateway port {}", p.name),
             );
         }
@@ -970,12 +956,12 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
     if let (Some(route), Some(r)) = (&obs.route, &obs.router) {
         if r.static_routes.contains(&route.uuid) {
             plan.change(
-                unlink(
-                    table::LOGICAL_ROUTER,
-                    r.uuid,
-                    "static_routes",
-                    &[route.uuid],
-                ),
+                Parent {
+                    table: table::LOGICAL_ROUTER,
+                    uuid: r.uuid,
+                    column: "static_routes",
+                }
+                .unlink(&[route.uuid]),
                 "remove default route".into(),
             );
         }
@@ -1022,7 +1008,12 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
         );
     } else if let Some(p) = peer {
         plan.change(
-            unlink(table::LOGICAL_SWITCH, sw.uuid, "ports", &[p.uuid]),
+            Parent {
+                table: table::LOGICAL_SWITCH,
+                uuid: sw.uuid,
+                column: "ports",
+            }
+            .unlink(&[p.uuid]),
             format!("remove gateway peer {}", p.name),
         );
     }
@@ -1072,16 +1063,16 @@ fn ensure_nat(plan: &mut Plan, rs: &RouterScope, nat: NatRow, obs: &Observed) ->
                 ("external_ids", string_map(&ids)),
             ]);
             require_router(plan, rs, obs);
-            plan.insert(
+            plan.insert_child(
                 table::NAT,
-                Some(uuid),
-                None,
+                uuid,
                 r,
-                format!("insert {kind} {external} ↔ {logical}"),
-            );
-            plan.change(
-                link(table::LOGICAL_ROUTER, rs.uuid(), "nat", uuid),
-                format!("link {kind} {external}"),
+                Parent {
+                    table: table::LOGICAL_ROUTER,
+                    uuid: rs.uuid(),
+                    column: "nat",
+                },
+                format!("{kind} {external} ↔ {logical}"),
             );
         }
         Some(n) => {
@@ -1156,7 +1147,12 @@ fn remove_nat(plan: &mut Plan, rs: &RouterScope, uuid: Uuid, obs: &Observed) -> 
         rs.require_owned(format!("NAT {}", n.uuid), &n.external_ids)?;
         if r.nat.contains(&n.uuid) {
             plan.change(
-                unlink(table::LOGICAL_ROUTER, r.uuid, "nat", &[n.uuid]),
+                Parent {
+                    table: table::LOGICAL_ROUTER,
+                    uuid: r.uuid,
+                    column: "nat",
+                }
+                .unlink(&[n.uuid]),
                 format!("remove {} {}", n.kind, n.external_ip),
             );
         }
@@ -1314,7 +1310,12 @@ pub fn add_port_forward(
     {
         require_router(plan, rs, obs);
         plan.change(
-            link(table::LOGICAL_ROUTER, rs.uuid(), "load_balancer", uuid),
+            Parent {
+                table: table::LOGICAL_ROUTER,
+                uuid: rs.uuid(),
+                column: "load_balancer",
+            }
+            .link(uuid),
             format!("attach {name} to {}", rs.name()),
         );
     }
@@ -1324,12 +1325,12 @@ pub fn add_port_forward(
         .is_some_and(|sw| sw.uuid == fwd.guest_switch && sw.load_balancer.contains(&uuid));
     if !on_switch {
         plan.change(
-            link(
-                table::LOGICAL_SWITCH,
-                fwd.guest_switch,
-                "load_balancer",
-                uuid,
-            ),
+            Parent {
+                table: table::LOGICAL_SWITCH,
+                uuid: fwd.guest_switch,
+                column: "load_balancer",
+            }
+            .link(uuid),
             format!("attach {name} to the guest switch"),
         );
     }
