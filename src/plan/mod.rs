@@ -141,6 +141,32 @@ pub(crate) struct Parent<'a> {
     pub column: &'a str,
 }
 
+impl Parent<'static> {
+    pub fn switch_ports(switch: Uuid) -> Self {
+        Parent {
+            table: crate::nb::table::LOGICAL_SWITCH,
+            uuid: switch,
+            column: "ports",
+        }
+    }
+
+    pub fn switch(switch: Uuid, column: &'static str) -> Self {
+        Parent {
+            table: crate::nb::table::LOGICAL_SWITCH,
+            uuid: switch,
+            column,
+        }
+    }
+
+    pub fn router(router: Uuid, column: &'static str) -> Self {
+        Parent {
+            table: crate::nb::table::LOGICAL_ROUTER,
+            uuid: router,
+            column,
+        }
+    }
+}
+
 impl Parent<'_> {
     fn mutate(&self, mutator: Mutator, children: impl IntoIterator<Item = Uuid>) -> Operation {
         Operation::Mutate {

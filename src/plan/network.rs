@@ -447,11 +447,7 @@ pub fn remove_port(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()>
             ),
         });
     };
-    let parent = Parent {
-        table: table::LOGICAL_SWITCH,
-        uuid: sw.uuid,
-        column: "ports",
-    };
+    let parent = Parent::switch_ports(sw.uuid);
     plan.change(
         parent.unlink(&[port.uuid]),
         format!("remove port {}", port.name),
@@ -720,11 +716,7 @@ pub fn ensure_dns(
         .is_some_and(|sw| sw.dns_records.contains(&uuid));
     if !linked {
         require_switch(plan, scope, obs);
-        let parent = Parent {
-            table: table::LOGICAL_SWITCH,
-            uuid: scope.switch_uuid(),
-            column: "dns_records",
-        };
+        let parent = Parent::switch(scope.switch_uuid(), "dns_records");
         plan.change(
             parent.link(uuid),
             format!("link DNS records to {}", scope.switch_name()),

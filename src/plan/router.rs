@@ -355,11 +355,7 @@ pub fn attach_network(
                 table::LOGICAL_ROUTER_PORT,
                 port_uuid,
                 r,
-                Parent {
-                    table: table::LOGICAL_ROUTER,
-                    uuid: rs.uuid(),
-                    column: "ports",
-                },
+                Parent::router(rs.uuid(), "ports"),
                 format!("router port {name}"),
             );
         }
@@ -458,11 +454,7 @@ fn ensure_router_peer(
                 ("options", string_map(&peer.options)),
                 ("external_ids", string_map(&peer.ids)),
             ]);
-            let parent = Parent {
-                table: table::LOGICAL_SWITCH,
-                uuid: peer.switch,
-                column: "ports",
-            };
+            let parent = Parent::switch_ports(peer.switch);
             plan.insert_child(
                 table::LOGICAL_SWITCH_PORT,
                 peer.uuid,
@@ -502,12 +494,7 @@ pub fn detach_network(
         net.require_owned(format!("port {}", p.name), &p.external_ids)?;
         if r.ports.contains(&p.uuid) {
             plan.change(
-                Parent {
-                    table: table::LOGICAL_ROUTER,
-                    uuid: r.uuid,
-                    column: "ports",
-                }
-                .unlink(&[p.uuid]),
+                Parent::router(r.uuid, "ports").unlink(&[p.uuid]),
                 format!("detach {} from {}", p.name, rs.name()),
             );
         }
@@ -516,12 +503,7 @@ pub fn detach_network(
         net.require_owned(format!("port {}", p.name), &p.external_ids)?;
         if sw.ports.contains(&p.uuid) {
             plan.change(
-                Parent {
-                    table: table::LOGICAL_SWITCH,
-                    uuid: sw.uuid,
-                    column: "ports",
-                }
-                .unlink(&[p.uuid]),
+                Parent::switch_ports(sw.uuid).unlink(&[p.uuid]),
                 format!("remove router peer {}", p.name),
             );
         }
@@ -695,11 +677,7 @@ fn ensure_gateway(
                 table::LOGICAL_SWITCH_PORT,
                 ln_uuid,
                 r,
-                Parent {
-                    table: table::LOGICAL_SWITCH,
-                    uuid: sw_uuid,
-                    column: "ports",
-                },
+                Parent::switch_ports(sw_uuid),
                 format!("localnet port {ln_name}"),
             );
         }
@@ -749,11 +727,7 @@ fn ensure_gateway(
                 table::LOGICAL_ROUTER_PORT,
                 port_uuid,
                 r,
-                Parent {
-                    table: table::LOGICAL_ROUTER,
-                    uuid: rs.uuid(),
-                    column: "ports",
-                },
+                Parent::router(rs.uuid(), "ports"),
                 format!("gateway port {port_name}"),
             );
         }
@@ -796,11 +770,7 @@ fn ensure_gateway(
                 table::STATIC_ROUTE,
                 route_uuid,
                 r,
-                Parent {
-                    table: table::LOGICAL_ROUTER,
-                    uuid: rs.uuid(),
-                    column: "static_routes",
-                },
+                Parent::router(rs.uuid(), "static_routes"),
                 format!("default route via {nexthop}"),
             );
         }
@@ -943,12 +913,7 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
         rs.require_owned(format!("Logical_Router_Port {}", p.name), &p.external_ids)?;
         if r.ports.contains(&p.uuid) {
             plan.change(
-                Parent {
-                    table: table::LOGICAL_ROUTER,
-                    uuid: r.uuid,
-                    column: "ports",
-                }
-                .unlink(&[p.uuid]),
+                Parent::router(r.uuid, "ports").unlink(&[p.uuid]),
                 format!("remove gateway port {}", p.name),
             );
         }
@@ -956,12 +921,7 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
     if let (Some(route), Some(r)) = (&obs.route, &obs.router) {
         if r.static_routes.contains(&route.uuid) {
             plan.change(
-                Parent {
-                    table: table::LOGICAL_ROUTER,
-                    uuid: r.uuid,
-                    column: "static_routes",
-                }
-                .unlink(&[route.uuid]),
+                Parent::router(r.uuid, "static_routes").unlink(&[route.uuid]),
                 "remove default route".into(),
             );
         }
@@ -1008,12 +968,7 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
         );
     } else if let Some(p) = peer {
         plan.change(
-            Parent {
-                table: table::LOGICAL_SWITCH,
-                uuid: sw.uuid,
-                column: "ports",
-            }
-            .unlink(&[p.uuid]),
+            Parent::switch_ports(sw.uuid).unlink(&[p.uuid]),
             format!("remove gateway peer {}", p.name),
         );
     }
@@ -1067,11 +1022,7 @@ fn ensure_nat(plan: &mut Plan, rs: &RouterScope, nat: NatRow, obs: &Observed) ->
                 table::NAT,
                 uuid,
                 r,
-                Parent {
-                    table: table::LOGICAL_ROUTER,
-                    uuid: rs.uuid(),
-                    column: "nat",
-                },
+                Parent::router(rs.uuid(), "nat"),
                 format!("{kind} {external} ↔ {logical}"),
             );
         }
@@ -1147,12 +1098,7 @@ fn remove_nat(plan: &mut Plan, rs: &RouterScope, uuid: Uuid, obs: &Observed) -> 
         rs.require_owned(format!("NAT {}", n.uuid), &n.external_ids)?;
         if r.nat.contains(&n.uuid) {
             plan.change(
-                Parent {
-                    table: table::LOGICAL_ROUTER,
-                    uuid: r.uuid,
-                    column: "nat",
-                }
-                .unlink(&[n.uuid]),
+                Parent::router(r.uuid, "nat").unlink(&[n.uuid]),
                 format!("remove {} {}", n.kind, n.external_ip),
             );
         }
@@ -1310,12 +1256,7 @@ pub fn add_port_forward(
     {
         require_router(plan, rs, obs);
         plan.change(
-            Parent {
-                table: table::LOGICAL_ROUTER,
-                uuid: rs.uuid(),
-                column: "load_balancer",
-            }
-            .link(uuid),
+            Parent::router(rs.uuid(), "load_balancer").link(uuid),
             format!("attach {name} to {}", rs.name()),
         );
     }
@@ -1325,12 +1266,7 @@ pub fn add_port_forward(
         .is_some_and(|sw| sw.uuid == fwd.guest_switch && sw.load_balancer.contains(&uuid));
     if !on_switch {
         plan.change(
-            Parent {
-                table: table::LOGICAL_SWITCH,
-                uuid: fwd.guest_switch,
-                column: "load_balancer",
-            }
-            .link(uuid),
+            Parent::switch(fwd.guest_switch, "load_balancer").link(uuid),
             format!("attach {name} to the guest switch"),
         );
     }
