@@ -117,8 +117,7 @@ const FILE_FLAGS: &[&str] = &["fw-rules", "acl-rules", "vm-data", "restore-data"
 pub fn parse(args: &[String]) -> Result<Request> {
     let Some(first) = args.get(1) else {
         return Err(Error::Usage(
-            "usage: cloudstack-ovn <command> <payload-file> [<timeout-seconds>] (see --help)"
-                .into(),
+            "usage: cloudstack-ovn <command> <payload-file> [<timeout-seconds>] (see --help)".into(),
         ));
     };
     match first.as_str() {
@@ -135,16 +134,9 @@ pub fn parse(args: &[String]) -> Result<Request> {
 }
 
 fn parse_timeout(raw: &str) -> Result<Duration> {
-    raw.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|s| (1..=MAX_TIMEOUT_SECS).contains(s))
-        .map(Duration::from_secs)
-        .ok_or_else(|| {
-            Error::Usage(format!(
-                "timeout must be a number of seconds between 1 and {MAX_TIMEOUT_SECS}, got {raw:?}"
-            ))
-        })
+    raw.trim().parse::<u64>().ok().filter(|s| (1..=MAX_TIMEOUT_SECS).contains(s)).map(Duration::from_secs).ok_or_else(
+        || Error::Usage(format!("timeout must be a number of seconds between 1 and {MAX_TIMEOUT_SECS}, got {raw:?}")),
+    )
 }
 
 fn parse_payload_file(command: String, rest: &[String]) -> Result<Request> {
@@ -154,26 +146,14 @@ fn parse_payload_file(command: String, rest: &[String]) -> Result<Request> {
         None => DEFAULT_TIMEOUT,
     };
     let text = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::Payload(format!("payload file {} does not exist", path.display()))
-        }
+        std::io::ErrorKind::NotFound => Error::Payload(format!("payload file {} does not exist", path.display())),
         _ => Error::Payload(format!("cannot read payload file {}: {e}", path.display())),
     })?;
-    let doc: Value = serde_json::from_slice(&text).map_err(|e| {
-        Error::Payload(format!(
-            "payload file {} is not valid JSON: {e}",
-            path.display()
-        ))
-    })?;
+    let doc: Value = serde_json::from_slice(&text)
+        .map_err(|e| Error::Payload(format!("payload file {} is not valid JSON: {e}", path.display())))?;
     let payload = Payload::from_envelope(doc)?;
     let unknown_flags = rest.iter().skip(2).cloned().collect();
-    Ok(Request::Run(Invocation {
-        command,
-        style: Style::PayloadFile,
-        timeout,
-        payload,
-        unknown_flags,
-    }))
+    Ok(Request::Run(Invocation { command, style: Style::PayloadFile, timeout, payload, unknown_flags }))
 }
 
 fn parse_flags(command: String, rest: &[String]) -> Result<Request> {
@@ -204,16 +184,11 @@ fn parse_flags(command: String, rest: &[String]) -> Result<Request> {
         };
         i += 1;
         match name.as_str() {
-            payload::PHYSICAL_DETAILS => {
-                physical = Some(payload::details_from_flag(&name, &value)?)
-            }
+            payload::PHYSICAL_DETAILS => physical = Some(payload::details_from_flag(&name, &value)?),
             payload::NETWORK_DETAILS => network = Some(payload::details_from_flag(&name, &value)?),
             "timeout" => timeout = parse_timeout(&value)?,
             _ => {
-                if let Some(base) = name
-                    .strip_suffix("-file")
-                    .filter(|b| FILE_FLAGS.contains(b))
-                {
+                if let Some(base) = name.strip_suffix("-file").filter(|b| FILE_FLAGS.contains(b)) {
                     let doc = read_base64_json_file(&name, Path::new(&value))?;
                     payload.fields.insert(base.replace('-', "_"), doc);
                     continue;
@@ -221,20 +196,12 @@ fn parse_flags(command: String, rest: &[String]) -> Result<Request> {
                 if !KNOWN_FLAGS.contains(&name.as_str()) {
                     unknown.push(format!("--{name}"));
                 }
-                payload
-                    .fields
-                    .insert(name.replace('-', "_"), Value::String(value));
+                payload.fields.insert(name.replace('-', "_"), Value::String(value));
             }
         }
     }
     payload::set_details(&mut payload, physical.as_ref(), network.as_ref())?;
-    Ok(Request::Run(Invocation {
-        command,
-        style: Style::Flags,
-        timeout,
-        payload,
-        unknown_flags: unknown,
-    }))
+    Ok(Request::Run(Invocation { command, style: Style::Flags, timeout, payload, unknown_flags: unknown }))
 }
 
 fn read_base64_json_file(flag: &str, path: &Path) -> Result<Value> {
@@ -244,8 +211,7 @@ fn read_base64_json_file(flag: &str, path: &Path) -> Result<Value> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(trimmed.as_bytes())
         .map_err(|_| Error::Payload(format!("--{flag} {}: not Base64", path.display())))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Payload(format!("--{flag} {}: not JSON: {e}", path.display())))
+    serde_json::from_slice(&bytes).map_err(|e| Error::Payload(format!("--{flag} {}: not JSON: {e}", path.display())))
 }
 
 pub const HELP: &str = "\
@@ -273,10 +239,7 @@ mod tests {
     use super::*;
 
     fn args(v: &[&str]) -> Vec<String> {
-        std::iter::once("cloudstack-ovn")
-            .chain(v.iter().copied())
-            .map(String::from)
-            .collect()
+        std::iter::once("cloudstack-ovn").chain(v.iter().copied()).map(String::from).collect()
     }
 
     fn run(v: &[&str]) -> Invocation {
@@ -308,10 +271,7 @@ mod tests {
         assert_eq!(i.style, Style::Flags);
         assert_eq!(i.payload.str("network_id").as_deref(), Some("42"));
         assert_eq!(i.payload.str("source_nat").as_deref(), Some(""));
-        assert_eq!(
-            i.payload.str("nic_uuid").as_deref(),
-            Some("3f0c0000-0000-4000-8000-000000000001")
-        );
+        assert_eq!(i.payload.str("nic_uuid").as_deref(), Some("3f0c0000-0000-4000-8000-000000000001"));
         assert_eq!(i.payload.physical_details["ovn.nb.connection"], "unix:/s");
         assert_eq!(i.unknown_flags, vec!["--brand-new".to_string()]);
     }
@@ -320,22 +280,9 @@ mod tests {
     fn file_flags_hold_base64_json() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("fw");
-        std::fs::write(
-            &f,
-            base64::engine::general_purpose::STANDARD.encode(r#"{"rules":[]}"#),
-        )
-        .unwrap();
-        let i = run(&[
-            "apply-fw-rules",
-            "--network-id",
-            "1",
-            "--fw-rules-file",
-            f.to_str().unwrap(),
-        ]);
-        assert_eq!(
-            i.payload.fields["fw_rules"],
-            serde_json::json!({"rules": []})
-        );
+        std::fs::write(&f, base64::engine::general_purpose::STANDARD.encode(r#"{"rules":[]}"#)).unwrap();
+        let i = run(&["apply-fw-rules", "--network-id", "1", "--fw-rules-file", f.to_str().unwrap()]);
+        assert_eq!(i.payload.fields["fw_rules"], serde_json::json!({"rules": []}));
     }
 
     #[test]
@@ -352,22 +299,13 @@ mod tests {
     #[test]
     fn usage_errors() {
         assert!(parse(&args(&[])).is_err());
-        assert!(matches!(
-            parse(&args(&["prepare-nic", "/nonexistent/p.json", "60"])),
-            Err(Error::Payload(_))
-        ));
+        assert!(matches!(parse(&args(&["prepare-nic", "/nonexistent/p.json", "60"])), Err(Error::Payload(_))));
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("p");
         std::fs::write(&f, "{not json").unwrap();
-        assert!(matches!(
-            parse(&args(&["prepare-nic", f.to_str().unwrap()])),
-            Err(Error::Payload(_))
-        ));
+        assert!(matches!(parse(&args(&["prepare-nic", f.to_str().unwrap()])), Err(Error::Payload(_))));
         std::fs::write(&f, "{}").unwrap();
-        assert!(matches!(
-            parse(&args(&["prepare-nic", f.to_str().unwrap(), "soon"])),
-            Err(Error::Usage(_))
-        ));
+        assert!(matches!(parse(&args(&["prepare-nic", f.to_str().unwrap(), "soon"])), Err(Error::Usage(_))));
         assert!(matches!(parse(&args(&["--help"])).unwrap(), Request::Help));
     }
 }

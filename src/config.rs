@@ -48,10 +48,7 @@ pub fn env_name(key: &str) -> String {
         LOG_LEVEL => "CLOUDSTACK_OVN_LOG_LEVEL".into(),
         other => {
             let rest = other.strip_prefix("ovn.").unwrap_or(other);
-            format!(
-                "CLOUDSTACK_OVN_{}",
-                rest.replace('.', "_").to_ascii_uppercase()
-            )
+            format!("CLOUDSTACK_OVN_{}", rest.replace('.', "_").to_ascii_uppercase())
         }
     }
 }
@@ -92,23 +89,13 @@ impl FileConfig {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
-            Err(e) => {
-                return Err(Error::Config(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )))
-            }
+            Err(e) => return Err(Error::Config(format!("cannot read {}: {e}", path.display()))),
         };
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let table: toml::Table = text.parse().map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         let mut values = BTreeMap::new();
         flatten("", &toml::Value::Table(table), &mut values)
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        Ok(FileConfig {
-            path: Some(path.to_path_buf()),
-            values,
-        })
+        Ok(FileConfig { path: Some(path.to_path_buf()), values })
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -116,19 +103,11 @@ impl FileConfig {
     }
 }
 
-fn flatten(
-    prefix: &str,
-    value: &toml::Value,
-    out: &mut BTreeMap<String, String>,
-) -> Result<(), String> {
+fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) -> Result<(), String> {
     match value {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 flatten(&key, v, out)?;
             }
         }
@@ -168,16 +147,8 @@ pub struct Settings {
 
 impl Settings {
     /// `env` is passed in (not read here) so resolution stays testable.
-    pub fn new(
-        registration: BTreeMap<String, String>,
-        env: BTreeMap<String, String>,
-        file: FileConfig,
-    ) -> Settings {
-        Settings {
-            registration,
-            env,
-            file,
-        }
+    pub fn new(registration: BTreeMap<String, String>, env: BTreeMap<String, String>, file: FileConfig) -> Settings {
+        Settings { registration, env, file }
     }
 
     pub fn get(&self, key: &str) -> Option<(String, Source)> {
@@ -188,10 +159,7 @@ impl Settings {
         if let Some(v) = self.env.get(&env_name(key)).filter(|v| nonempty(v)) {
             return Some((v.trim().to_string(), Source::Environment));
         }
-        self.file
-            .get(key)
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| (v.trim().to_string(), Source::File))
+        self.file.get(key).filter(|v| !v.trim().is_empty()).map(|v| (v.trim().to_string(), Source::File))
     }
 
     pub fn nb_connection(&self) -> Result<(String, Source)> {
@@ -199,11 +167,7 @@ impl Settings {
             Error::Config(format!(
                 "no OVN Northbound connection: set the registration detail {NB_CONNECTION}, \
                  the environment variable OVN_NB_DB, or {NB_CONNECTION} in {}",
-                self.file
-                    .path
-                    .as_deref()
-                    .unwrap_or(Path::new(DEFAULT_CONFIG_FILE))
-                    .display()
+                self.file.path.as_deref().unwrap_or(Path::new(DEFAULT_CONFIG_FILE)).display()
             ))
         })
     }
@@ -223,11 +187,7 @@ impl Settings {
                 .parse::<u32>()
                 .ok()
                 .filter(|n| range.contains(n))
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "{key}={v:?} from {src}: expected a number in {range:?}"
-                    ))
-                }),
+                .ok_or_else(|| Error::Config(format!("{key}={v:?} from {src}: expected a number in {range:?}"))),
         }
     }
 
@@ -243,20 +203,11 @@ impl Settings {
     /// OVN `network_name` of the public network's localnet ports (the
     /// chassis' `ovn-bridge-mappings` key).
     pub fn public_network_name(&self) -> Result<String> {
-        let name = self
-            .get(PUBLIC_NETWORK_NAME)
-            .map(|(v, _)| v)
-            .unwrap_or_else(|| "public".to_string());
-        if !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+        let name = self.get(PUBLIC_NETWORK_NAME).map(|(v, _)| v).unwrap_or_else(|| "public".to_string());
+        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             Ok(name)
         } else {
-            Err(Error::Config(format!(
-                "{PUBLIC_NETWORK_NAME}={name:?}: use letters, digits, '-', '_' or '.'"
-            )))
+            Err(Error::Config(format!("{PUBLIC_NETWORK_NAME}={name:?}: use letters, digits, '-', '_' or '.'")))
         }
     }
 
@@ -270,30 +221,19 @@ impl Settings {
         let Some((raw, src)) = self.get(GATEWAY_CHASSIS) else {
             return Ok(Vec::new());
         };
-        let names: Vec<String> = raw
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
+        let names: Vec<String> = raw.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         if names.len() > 5 {
             return Err(Error::Config(format!(
                 "{GATEWAY_CHASSIS} from {src} names {} chassis; at most 5",
                 names.len()
             )));
         }
-        if let Some(bad) = names.iter().find(|n| {
-            !n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-        }) {
-            return Err(Error::Config(format!(
-                "{GATEWAY_CHASSIS} from {src}: {bad:?} is not a chassis name"
-            )));
+        if let Some(bad) = names.iter().find(|n| !n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))) {
+            return Err(Error::Config(format!("{GATEWAY_CHASSIS} from {src}: {bad:?} is not a chassis name")));
         }
         let mut seen = std::collections::BTreeSet::new();
         if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
-            return Err(Error::Config(format!(
-                "{GATEWAY_CHASSIS} from {src} names {dup} twice"
-            )));
+            return Err(Error::Config(format!("{GATEWAY_CHASSIS} from {src} names {dup} twice")));
         }
         Ok(names)
     }
@@ -301,20 +241,11 @@ impl Settings {
     /// The value of our ownership tag. Two CloudStack installations sharing
     /// one NB must use different owners.
     pub fn owner(&self) -> Result<String> {
-        let owner = self
-            .get(OWNER)
-            .map(|(v, _)| v)
-            .unwrap_or_else(|| DEFAULT_OWNER.to_string());
-        if owner
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            && owner.len() <= 64
-        {
+        let owner = self.get(OWNER).map(|(v, _)| v).unwrap_or_else(|| DEFAULT_OWNER.to_string());
+        if owner.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && owner.len() <= 64 {
             Ok(owner)
         } else {
-            Err(Error::Config(format!(
-                "{OWNER}={owner:?}: use letters, digits, '-', '_' or '.' (at most 64)"
-            )))
+            Err(Error::Config(format!("{OWNER}={owner:?}: use letters, digits, '-', '_' or '.' (at most 64)")))
         }
     }
 }
@@ -324,10 +255,7 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn file(text: &str) -> FileConfig {
@@ -341,25 +269,12 @@ mod tests {
     fn precedence_registration_env_file() {
         let f = file("[ovn.nb]\nconnection = \"unix:/file\"\n[ovn]\nmtu = 1400\n");
         let s = Settings::new(map(&[]), map(&[]), f.clone());
-        assert_eq!(
-            s.nb_connection().unwrap(),
-            ("unix:/file".into(), Source::File)
-        );
+        assert_eq!(s.nb_connection().unwrap(), ("unix:/file".into(), Source::File));
         assert_eq!(s.mtu().unwrap(), 1400);
         let s = Settings::new(map(&[]), map(&[("OVN_NB_DB", "unix:/env")]), f.clone());
-        assert_eq!(
-            s.nb_connection().unwrap(),
-            ("unix:/env".into(), Source::Environment)
-        );
-        let s = Settings::new(
-            map(&[("ovn.nb.connection", "tcp:1.2.3.4:6641")]),
-            map(&[("OVN_NB_DB", "unix:/env")]),
-            f,
-        );
-        assert_eq!(
-            s.nb_connection().unwrap(),
-            ("tcp:1.2.3.4:6641".into(), Source::Registration)
-        );
+        assert_eq!(s.nb_connection().unwrap(), ("unix:/env".into(), Source::Environment));
+        let s = Settings::new(map(&[("ovn.nb.connection", "tcp:1.2.3.4:6641")]), map(&[("OVN_NB_DB", "unix:/env")]), f);
+        assert_eq!(s.nb_connection().unwrap(), ("tcp:1.2.3.4:6641".into(), Source::Registration));
     }
 
     #[test]
@@ -370,10 +285,7 @@ mod tests {
 
     #[test]
     fn missing_file_is_empty_and_bad_file_is_error() {
-        assert!(FileConfig::load(Path::new("/nonexistent/x.toml"))
-            .unwrap()
-            .get("x")
-            .is_none());
+        assert!(FileConfig::load(Path::new("/nonexistent/x.toml")).unwrap().get("x").is_none());
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.toml");
         std::fs::write(&p, "this is = = not toml").unwrap();
@@ -385,25 +297,14 @@ mod tests {
     fn no_connection_names_all_three_places() {
         let s = Settings::new(map(&[]), map(&[]), FileConfig::default());
         let e = s.nb_connection().unwrap_err().to_string();
-        assert!(
-            e.contains("ovn.nb.connection") && e.contains("OVN_NB_DB"),
-            "{e}"
-        );
+        assert!(e.contains("ovn.nb.connection") && e.contains("OVN_NB_DB"), "{e}");
     }
 
     #[test]
     fn bad_numbers_are_config_errors() {
-        let s = Settings::new(
-            map(&[("ovn.mtu", "jumbo")]),
-            map(&[]),
-            FileConfig::default(),
-        );
+        let s = Settings::new(map(&[("ovn.mtu", "jumbo")]), map(&[]), FileConfig::default());
         assert!(s.mtu().unwrap_err().to_string().contains("ovn.mtu"));
-        let s = Settings::new(
-            map(&[]),
-            map(&[("CLOUDSTACK_OVN_MTU", "1300")]),
-            FileConfig::default(),
-        );
+        let s = Settings::new(map(&[]), map(&[("CLOUDSTACK_OVN_MTU", "1300")]), FileConfig::default());
         assert_eq!(s.mtu().unwrap(), 1300);
     }
 }

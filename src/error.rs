@@ -53,10 +53,7 @@ pub enum Error {
 
 impl Error {
     pub fn field(field: &str, reason: impl Into<String>) -> Error {
-        Error::Field {
-            field: field.to_string(),
-            reason: reason.into(),
-        }
+        Error::Field { field: field.to_string(), reason: reason.into() }
     }
 
     /// The message with every cause appended ("a: b: c"), for stdout and
@@ -87,14 +84,12 @@ impl Error {
             Error::NotOwned { .. } | Error::Contention { .. } => ExitCode::Rejected,
             Error::Ovsdb(e) => match e {
                 ovsdb::Error::InvalidRemote(_) | ovsdb::Error::Tls(_) => ExitCode::Config,
-                ovsdb::Error::AllRemotesFailed { last, .. }
-                    if matches!(**last, ovsdb::Error::Tls(_)) =>
-                {
+                ovsdb::Error::AllRemotesFailed { last, .. } if matches!(**last, ovsdb::Error::Tls(_)) => {
                     ExitCode::Config
                 }
-                ovsdb::Error::Operation { .. }
-                | ovsdb::Error::Commit { .. }
-                | ovsdb::Error::Rpc { .. } => ExitCode::Rejected,
+                ovsdb::Error::Operation { .. } | ovsdb::Error::Commit { .. } | ovsdb::Error::Rpc { .. } => {
+                    ExitCode::Rejected
+                }
                 _ => ExitCode::Unavailable,
             },
             Error::Internal(_) => ExitCode::Internal,

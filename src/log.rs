@@ -55,11 +55,7 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 pub fn init(path: &Path, level: Level) {
     let file = open(path);
     let invocation = format!("{:08x}", std::process::id() ^ (now_nanos() as u32));
-    let _ = LOGGER.set(Logger {
-        file,
-        level,
-        invocation,
-    });
+    let _ = LOGGER.set(Logger { file, level, invocation });
 }
 
 fn open(path: &Path) -> Option<File> {
@@ -79,9 +75,7 @@ pub fn resolve_path(env: Option<String>, configured: Option<&str>) -> PathBuf {
 }
 
 pub fn enabled(level: Level) -> bool {
-    LOGGER
-        .get()
-        .is_some_and(|l| l.file.is_some() && level >= l.level)
+    LOGGER.get().is_some_and(|l| l.file.is_some() && level >= l.level)
 }
 
 /// Append one event. `fields` values are quoted when they contain spaces,
@@ -95,14 +89,8 @@ pub fn event(level: Level, msg: &str, fields: &[(&str, &dyn std::fmt::Display)])
         return;
     }
     let mut line = String::with_capacity(160);
-    let _ = write!(
-        line,
-        "{} level={} pid={} inv={}",
-        rfc3339_now(),
-        level.as_str(),
-        std::process::id(),
-        logger.invocation
-    );
+    let _ =
+        write!(line, "{} level={} pid={} inv={}", rfc3339_now(), level.as_str(), std::process::id(), logger.invocation);
     for (key, value) in fields {
         line.push(' ');
         line.push_str(key);
@@ -131,10 +119,8 @@ pub fn warn(msg: &str, fields: &[(&str, &dyn std::fmt::Display)]) {
 }
 
 fn push_value(line: &mut String, value: &str) {
-    let plain = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| !c.is_whitespace() && c != '"' && c != '=' && !c.is_control());
+    let plain =
+        !value.is_empty() && value.chars().all(|c| !c.is_whitespace() && c != '"' && c != '=' && !c.is_control());
     if plain {
         line.push_str(value);
     } else {
@@ -146,40 +132,22 @@ fn push_value(line: &mut String, value: &str) {
 /// reference implementation's SSH password and key; TLS keys; user data).
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "sshkey",
-        "ssh_key",
-        "private_key",
-        "privatekey",
-        "secret",
-        "token",
-        "userdata",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
+    ["password", "sshkey", "ssh_key", "private_key", "privatekey", "secret", "token", "userdata"]
+        .iter()
+        .any(|s| k.contains(s))
 }
 
 /// `k=v,k=v` rendering of a details map with secrets replaced by `***`.
 pub fn redacted<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
     pairs
         .into_iter()
-        .map(|(k, v)| {
-            if is_secret_key(k) {
-                format!("{k}=***")
-            } else {
-                format!("{k}={v}")
-            }
-        })
+        .map(|(k, v)| if is_secret_key(k) { format!("{k}=***") } else { format!("{k}={v}") })
         .collect::<Vec<_>>()
         .join(",")
 }
 
 fn now_nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 /// UTC timestamp with milliseconds, without pulling in a date crate.
@@ -189,12 +157,7 @@ fn rfc3339_now() -> String {
     let millis = ((nanos / 1_000_000) % 1000) as u32;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).

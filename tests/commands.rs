@@ -17,35 +17,21 @@ fn first_vm_sequence(nb: &Nb, id: u32) {
         serde_json::from_str::<Value>(&out).unwrap(),
         json!({"network.broadcast_domain_type": "Lswitch", "network.broadcast_uri": format!("ovn://cs-net-{id}")})
     );
-    for c in [
-        "prepare-nic",
-        "config-dhcp-subnet",
-        "add-dhcp-entry",
-        "config-dns-subnet",
-        "add-dns-entry",
-    ] {
+    for c in ["prepare-nic", "config-dhcp-subnet", "add-dhcp-entry", "config-dns-subnet", "add-dns-entry"] {
         twice(nb, c, vm1(id));
     }
 }
 
 fn owned_rows(nb: &Nb) -> usize {
-    [
-        "Logical_Switch",
-        "Logical_Switch_Port",
-        "DHCP_Options",
-        "DNS",
-    ]
-    .iter()
-    .map(|t| {
-        nb.nbctl(&["--bare", "--columns=external_ids", "list", t])
-            .lines()
-            .filter(|l| {
-                l.split_whitespace()
-                    .any(|w| w == "cloudstack:owner=cloudstack")
-            })
-            .count()
-    })
-    .sum()
+    ["Logical_Switch", "Logical_Switch_Port", "DHCP_Options", "DNS"]
+        .iter()
+        .map(|t| {
+            nb.nbctl(&["--bare", "--columns=external_ids", "list", t])
+                .lines()
+                .filter(|l| l.split_whitespace().any(|w| w == "cloudstack:owner=cloudstack"))
+                .count()
+        })
+        .sum()
 }
 
 #[test]
@@ -55,25 +41,12 @@ fn first_vm_in_isolated_network_matches_nbctl() {
 
     assert!(nb.nbctl(&["ls-list"]).contains("(cs-net-42)"));
     assert!(nb.nbctl(&["lsp-list", "cs-net-42"]).contains(NIC1));
-    assert_eq!(
-        nb.nbctl(&["lsp-get-addresses", NIC1]),
-        "02:00:4c:3e:00:05 10.1.1.23"
-    );
-    assert_eq!(
-        nb.nbctl(&["lsp-get-port-security", NIC1]),
-        "02:00:4c:3e:00:05 10.1.1.23"
-    );
-    assert_eq!(
-        nb.nbctl(&["get", "Logical_Switch_Port", NIC1, "options:hostname"]),
-        r#""\"vm-1\"""#
-    );
+    assert_eq!(nb.nbctl(&["lsp-get-addresses", NIC1]), "02:00:4c:3e:00:05 10.1.1.23");
+    assert_eq!(nb.nbctl(&["lsp-get-port-security", NIC1]), "02:00:4c:3e:00:05 10.1.1.23");
+    assert_eq!(nb.nbctl(&["get", "Logical_Switch_Port", NIC1, "options:hostname"]), r#""\"vm-1\"""#);
 
     let dhcp = nb.nbctl(&["lsp-get-dhcpv4-options", NIC1]);
-    let dhcp_uuid = dhcp
-        .split_whitespace()
-        .next()
-        .expect("port linked to DHCP options")
-        .to_string();
+    let dhcp_uuid = dhcp.split_whitespace().next().expect("port linked to DHCP options").to_string();
     assert!(dhcp.contains("10.1.1.0/24"), "{dhcp}");
     let opts = nb.nbctl(&["dhcp-options-get-options", &dhcp_uuid]);
     for expected in [
@@ -84,27 +57,15 @@ fn first_vm_in_isolated_network_matches_nbctl() {
         "dns_server={10.1.1.53, 8.8.8.8}",
         r#"domain_name="cs.example""#,
     ] {
-        assert!(
-            opts.lines().any(|l| l == expected),
-            "missing {expected} in\n{opts}"
-        );
+        assert!(opts.lines().any(|l| l == expected), "missing {expected} in\n{opts}");
     }
-    assert!(
-        opts.lines().any(|l| l.starts_with("server_mac=0a:")),
-        "{opts}"
-    );
+    assert!(opts.lines().any(|l| l.starts_with("server_mac=0a:")), "{opts}");
 
     let records = nb.nbctl(&["get", "Logical_Switch", "cs-net-42", "dns_records"]);
     let dns_uuid = records.trim_matches(|c| c == '[' || c == ']').to_string();
     let recs = nb.nbctl(&["get", "DNS", &dns_uuid, "records"]);
-    assert!(
-        recs.contains(r#"vm-1="10.1.1.23""#) && recs.contains(r#"vm-1.cs.example="10.1.1.23""#),
-        "{recs}"
-    );
-    assert!(
-        recs.contains(r#""23.1.1.10.in-addr.arpa"=vm-1.cs.example"#),
-        "{recs}"
-    );
+    assert!(recs.contains(r#"vm-1="10.1.1.23""#) && recs.contains(r#"vm-1.cs.example="10.1.1.23""#), "{recs}");
+    assert!(recs.contains(r#""23.1.1.10.in-addr.arpa"=vm-1.cs.example"#), "{recs}");
 
     // Every row we made carries our tag and the CloudStack ids.
     let ids = nb.nbctl(&["get", "Logical_Switch_Port", NIC1, "external_ids"]);
@@ -127,10 +88,7 @@ fn non_default_nic_gets_no_default_route() {
         twice(&nb, c, second.clone());
     }
     let dhcp = nb.nbctl(&["lsp-get-dhcpv4-options", NIC2]);
-    let opts = nb.nbctl(&[
-        "dhcp-options-get-options",
-        dhcp.split_whitespace().next().unwrap(),
-    ]);
+    let opts = nb.nbctl(&["dhcp-options-get-options", dhcp.split_whitespace().next().unwrap()]);
     assert!(!opts.contains("router="), "{opts}");
     assert!(opts.contains("server_id=10.1.1.1"), "{opts}");
     let first = nb.nbctl(&["lsp-get-dhcpv4-options", NIC1]);
@@ -146,22 +104,11 @@ fn vm_stop_start_and_restart_with_cleanup() {
     // VM stop: release-nic removes the port; start brings back the same state.
     twice(&nb, "release-nic", vm1(7));
     assert!(!nb.nbctl(&["lsp-list", "cs-net-7"]).contains(NIC1));
-    for c in [
-        "prepare-nic",
-        "config-dhcp-subnet",
-        "add-dhcp-entry",
-        "config-dns-subnet",
-        "add-dns-entry",
-    ] {
+    for c in ["prepare-nic", "config-dhcp-subnet", "add-dhcp-entry", "config-dns-subnet", "add-dns-entry"] {
         ok(cs(&nb, c, vm1(7)));
     }
-    assert_eq!(
-        nb.nbctl(&["lsp-get-addresses", NIC1]),
-        "02:00:4c:3e:00:05 10.1.1.23"
-    );
-    assert!(nb
-        .nbctl(&["lsp-get-dhcpv4-options", NIC1])
-        .contains("10.1.1.0/24"));
+    assert_eq!(nb.nbctl(&["lsp-get-addresses", NIC1]), "02:00:4c:3e:00:05 10.1.1.23");
+    assert!(nb.nbctl(&["lsp-get-dhcpv4-options", NIC1]).contains("10.1.1.0/24"));
 
     // restartNetwork cleanup=true: shutdown removes routing but keeps L2, so
     // running VMs keep working; implement brings back exactly what was there.
@@ -171,15 +118,8 @@ fn vm_stop_start_and_restart_with_cleanup() {
     for l2 in ["DHCP_Options", "DNS"] {
         assert_eq!(before[l2], after[l2], "shutdown must keep {l2}");
     }
-    assert!(
-        nb.nbctl(&["lsp-list", "cs-net-7"]).contains(NIC1),
-        "shutdown must keep the VM port"
-    );
-    assert_eq!(
-        nb.count_rows("Logical_Router"),
-        0,
-        "shutdown removes the router"
-    );
+    assert!(nb.nbctl(&["lsp-list", "cs-net-7"]).contains(NIC1), "shutdown must keep the VM port");
+    assert_eq!(nb.count_rows("Logical_Router"), 0, "shutdown removes the router");
     twice(&nb, "implement-network", network(7));
     assert_eq!(before, nb.snapshot());
     let _ = converged;
@@ -189,11 +129,7 @@ fn vm_stop_start_and_restart_with_cleanup() {
 fn delete_network_leaves_no_row_of_ours() {
     let nb = Nb::start();
     first_vm_sequence(&nb, 9);
-    ok(cs(
-        &nb,
-        "add-dhcp-entry",
-        nic(9, NIC2, "02:00:4c:3e:00:06", "10.1.1.24", "vm-2", false),
-    ));
+    ok(cs(&nb, "add-dhcp-entry", nic(9, NIC2, "02:00:4c:3e:00:06", "10.1.1.24", "vm-2", false)));
     // A foreign row in the same NB must survive everything we do.
     nb.nbctl(&[
         "ls-add",
@@ -204,11 +140,7 @@ fn delete_network_leaves_no_row_of_ours() {
         "foreign-sw",
         "external_ids:\"cloudstack:owner\"=someone-else",
     ]);
-    nb.nbctl(&[
-        "dhcp-options-create",
-        "10.9.9.0/24",
-        "\"cloudstack:network_id\"=9",
-    ]);
+    nb.nbctl(&["dhcp-options-create", "10.9.9.0/24", "\"cloudstack:network_id\"=9"]);
     assert!(owned_rows(&nb) >= 6);
 
     for c in ["release-nic", "remove-dhcp-entry", "remove-dns-entry"] {
@@ -218,11 +150,7 @@ fn delete_network_leaves_no_row_of_ours() {
     twice(&nb, "destroy-network", network(9));
     assert_eq!(owned_rows(&nb), 0, "{}", nb.nbctl(&["show"]));
     assert!(nb.nbctl(&["ls-list"]).contains("foreign-sw"));
-    assert_eq!(
-        nb.count_rows("DHCP_Options"),
-        1,
-        "the foreign DHCP row stays"
-    );
+    assert_eq!(nb.count_rows("DHCP_Options"), 1, "the foreign DHCP row stays");
     assert_eq!(nb.count_rows("DNS"), 0);
 }
 
@@ -232,26 +160,15 @@ fn remove_commands_undo_their_add() {
     first_vm_sequence(&nb, 11);
     twice(&nb, "remove-dns-entry", vm1(11));
     let dns = nb.nbctl(&["get", "Logical_Switch", "cs-net-11", "dns_records"]);
-    let recs = nb.nbctl(&[
-        "get",
-        "DNS",
-        dns.trim_matches(|c| c == '[' || c == ']'),
-        "records",
-    ]);
+    let recs = nb.nbctl(&["get", "DNS", dns.trim_matches(|c| c == '[' || c == ']'), "records"]);
     assert_eq!(recs, "{}");
     twice(&nb, "remove-dns-subnet", network(11));
     assert_eq!(nb.count_rows("DNS"), 0);
-    assert_eq!(
-        nb.nbctl(&["get", "Logical_Switch", "cs-net-11", "dns_records"]),
-        "[]"
-    );
+    assert_eq!(nb.nbctl(&["get", "Logical_Switch", "cs-net-11", "dns_records"]), "[]");
 
     twice(&nb, "remove-dhcp-entry", vm1(11));
     assert_eq!(nb.nbctl(&["lsp-get-dhcpv4-options", NIC1]), "");
-    assert!(
-        nb.nbctl(&["lsp-list", "cs-net-11"]).contains(NIC1),
-        "upstream remove-dhcp-entry keeps the port"
-    );
+    assert!(nb.nbctl(&["lsp-list", "cs-net-11"]).contains(NIC1), "upstream remove-dhcp-entry keeps the port");
     twice(&nb, "remove-dhcp-subnet", network(11));
     assert_eq!(nb.count_rows("DHCP_Options"), 0);
 }
@@ -273,16 +190,7 @@ fn legacy_flag_style_lswitch_variant() {
     let out = ok(legacy(
         &nb,
         "ensure-network-device",
-        &[
-            "--network-id",
-            "3",
-            "--vlan",
-            "100",
-            "--zone-id",
-            "1",
-            "--current-details",
-            "{}",
-        ],
+        &["--network-id", "3", "--vlan", "100", "--zone-id", "1", "--current-details", "{}"],
     ));
     assert!(serde_json::from_str::<Value>(&out).unwrap().is_object());
     // Old alias, and an argument no CloudStack version sends yet.
@@ -334,10 +242,7 @@ fn legacy_flag_style_lswitch_variant() {
     let snap = nb.snapshot();
     ok(legacy(&nb, "add-dhcp-entry", &entry));
     assert_eq!(snap, nb.snapshot());
-    assert_eq!(
-        nb.nbctl(&["lsp-get-addresses", NIC1]),
-        "02:00:00:00:03:09 10.3.0.9"
-    );
+    assert_eq!(nb.nbctl(&["lsp-get-addresses", NIC1]), "02:00:00:00:03:09 10.3.0.9");
     let dhcp = nb.nbctl(&["lsp-get-dhcpv4-options", NIC1]);
     assert!(dhcp.contains("10.3.0.0/24"), "{dhcp}");
 
@@ -363,18 +268,7 @@ fn legacy_flag_style_lswitch_variant() {
     // names the NIC only by id) cannot find this port: a clear error.
     let snap = nb.snapshot();
     let msg = fails(
-        legacy(
-            &nb,
-            "set-dhcp-options",
-            &[
-                "--network-id",
-                "3",
-                "--nic-id",
-                "5",
-                "--options",
-                r#"{"15":"y.example"}"#,
-            ],
-        ),
+        legacy(&nb, "set-dhcp-options", &["--network-id", "3", "--nic-id", "5", "--options", r#"{"15":"y.example"}"#]),
         2,
     );
     assert!(msg.contains("nic_id"), "{msg}");
@@ -402,15 +296,8 @@ fn legacy_flag_style_lswitch_variant() {
             NIC1,
         ],
     ));
-    assert!(
-        !nb.nbctl(&["lsp-list", "cs-net-3"]).contains(NIC1),
-        "legacy remove-dhcp-entry removes the port"
-    );
-    ok(legacy(
-        &nb,
-        "destroy",
-        &["--network-id", "3", "--vlan", "100"],
-    ));
+    assert!(!nb.nbctl(&["lsp-list", "cs-net-3"]).contains(NIC1), "legacy remove-dhcp-entry removes the port");
+    ok(legacy(&nb, "destroy", &["--network-id", "3", "--vlan", "100"]));
     assert_eq!(owned_rows(&nb), 0);
 }
 
@@ -433,19 +320,9 @@ fn set_dhcp_options_gives_the_nic_its_own_row() {
     ok(legacy(&nb, "set-dhcp-options", &args));
     assert_eq!(snap, nb.snapshot());
     let dhcp = nb.nbctl(&["lsp-get-dhcpv4-options", NIC1]);
-    let opts = nb.nbctl(&[
-        "dhcp-options-get-options",
-        dhcp.split_whitespace().next().unwrap(),
-    ]);
-    assert!(
-        opts.contains(r#"domain_name="override.example""#)
-            && opts.contains("ntp_server={10.1.1.5}"),
-        "{opts}"
-    );
-    assert!(
-        opts.contains("router=10.1.1.1") && opts.contains("server_id=10.1.1.1"),
-        "{opts}"
-    );
+    let opts = nb.nbctl(&["dhcp-options-get-options", dhcp.split_whitespace().next().unwrap()]);
+    assert!(opts.contains(r#"domain_name="override.example""#) && opts.contains("ntp_server={10.1.1.5}"), "{opts}");
+    assert!(opts.contains("router=10.1.1.1") && opts.contains("server_id=10.1.1.1"), "{opts}");
     assert_eq!(nb.count_rows("DHCP_Options"), 3);
     // A later VM start keeps the NIC on its own row; release deletes it (weak reference).
     ok(cs(&nb, "prepare-nic", vm1(13)));
@@ -453,21 +330,7 @@ fn set_dhcp_options_gives_the_nic_its_own_row() {
     ok(cs(&nb, "release-nic", vm1(13)));
     assert_eq!(nb.count_rows("DHCP_Options"), 2);
     // Unsupported option codes are refused, not ignored.
-    fails(
-        legacy(
-            &nb,
-            "set-dhcp-options",
-            &[
-                "--network-id",
-                "13",
-                "--nic-id",
-                "77",
-                "--options",
-                r#"{"43":"x"}"#,
-            ],
-        ),
-        6,
-    );
+    fails(legacy(&nb, "set-dhcp-options", &["--network-id", "13", "--nic-id", "77", "--options", r#"{"43":"x"}"#]), 6);
 }
 
 #[test]
@@ -496,11 +359,7 @@ fn bad_input_is_refused_and_nb_unchanged() {
         ("prepare-nic", with("hostname", "bad\"name"), "hostname"),
         ("implement-network", with("cidr", "10.1.1.0/33"), "cidr"),
         ("implement-network", with("gateway", "10.9.9.1"), "gateway"),
-        (
-            "implement-network",
-            with("network_id", "cs-net-21"),
-            "network_id",
-        ),
+        ("implement-network", with("network_id", "cs-net-21"), "network_id"),
         ("implement-network", without("network_id"), "network_id"),
         ("config-dhcp-subnet", with("dns", "10.1.1.53,nope"), "dns"),
         ("add-dhcp-entry", with("domain", "a..b"), "domain"),
@@ -510,11 +369,7 @@ fn bad_input_is_refused_and_nb_unchanged() {
     for (command, payload, field) in cases {
         let msg = fails(run_cs(&nb.remote(), command, &envelope(payload)), 2);
         assert!(msg.contains(field), "{command}: {msg} should name {field}");
-        assert_eq!(
-            snap,
-            nb.snapshot(),
-            "{command} with bad {field} changed the NB"
-        );
+        assert_eq!(snap, nb.snapshot(), "{command} with bad {field} changed the NB");
     }
     // Malformed and missing payload files, unknown and unsupported commands.
     let dir = tempfile::tempdir().unwrap();
@@ -526,16 +381,10 @@ fn bad_input_is_refused_and_nb_unchanged() {
         (vec!["prepare-nic", bad.to_str().unwrap(), "sixty"], 2),
         (vec![], 2),
     ] {
-        let o = product(&nb.remote(), &dir.path().join("l"))
-            .args(&args)
-            .output()
-            .unwrap();
+        let o = product(&nb.remote(), &dir.path().join("l")).args(&args).output().unwrap();
         fails(o, code);
     }
-    let msg = fails(
-        run_cs(&nb.remote(), "frobnicate-network", &envelope(network(21))),
-        2,
-    );
+    let msg = fails(run_cs(&nb.remote(), "frobnicate-network", &envelope(network(21))), 2);
     assert!(msg.contains("unknown command"), "{msg}");
     for unsupported in [
         "apply-fw-rules",
@@ -596,18 +445,7 @@ fn concurrent_commands_converge_without_duplicates() {
     for h in handles {
         ok(h.join().unwrap());
     }
-    assert_eq!(
-        nb.nbctl(&[
-            "--bare",
-            "--columns=name",
-            "find",
-            "Logical_Switch",
-            "name=cs-net-40"
-        ])
-        .lines()
-        .count(),
-        1
-    );
+    assert_eq!(nb.nbctl(&["--bare", "--columns=name", "find", "Logical_Switch", "name=cs-net-40"]).lines().count(), 1);
 
     let handles: Vec<_> = (0..16)
         .map(|i| {
@@ -635,23 +473,14 @@ fn concurrent_commands_converge_without_duplicates() {
         ok(c);
     }
     let ports = nb.nbctl(&["lsp-list", "cs-net-40"]);
-    assert_eq!(
-        ports.lines().filter(|l| l.contains("3f0c0000-")).count(),
-        16,
-        "{ports}"
-    );
+    assert_eq!(ports.lines().filter(|l| l.contains("3f0c0000-")).count(), 16, "{ports}");
     // 16 VM ports plus the router's peer: implement-network made us the gateway.
     assert_eq!(nb.count_rows("Logical_Switch_Port"), 17);
     assert_eq!(nb.count_rows("Logical_Router"), 1);
     assert_eq!(nb.count_rows("DHCP_Options"), 2);
     assert_eq!(nb.count_rows("DNS"), 1);
     let dns = nb.nbctl(&["get", "Logical_Switch", "cs-net-40", "dns_records"]);
-    let recs = nb.nbctl(&[
-        "get",
-        "DNS",
-        dns.trim_matches(|c| c == '[' || c == ']'),
-        "records",
-    ]);
+    let recs = nb.nbctl(&["get", "DNS", dns.trim_matches(|c| c == '[' || c == ']'), "records"]);
     assert_eq!(recs.matches("in-addr.arpa").count(), 16, "{recs}");
 }
 
@@ -672,33 +501,15 @@ fn settings_precedence_and_logging() {
         .unwrap();
     ok(o);
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        !text.contains("hunter2") && !text.contains("BEGIN KEY"),
-        "{text}"
-    );
-    let line = text
-        .lines()
-        .find(|l| l.contains("outcome=ok"))
-        .expect("a summary line");
-    for k in [
-        "command=implement-network",
-        "network_id=50",
-        "rows_changed=",
-        "latency_ms=",
-    ] {
+    assert!(!text.contains("hunter2") && !text.contains("BEGIN KEY"), "{text}");
+    let line = text.lines().find(|l| l.contains("outcome=ok")).expect("a summary line");
+    for k in ["command=implement-network", "network_id=50", "rows_changed=", "latency_ms="] {
         assert!(line.contains(k), "{k} missing from {line}");
     }
 
     // Config file is the last resort; a missing NB connection is a configuration error.
     let cfg = dir.path().join("config.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[ovn.nb]\nconnection = \"{}\"\n[ovn]\nmtu = 1400\n",
-            nb.remote()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&cfg, format!("[ovn.nb]\nconnection = \"{}\"\n[ovn]\nmtu = 1400\n", nb.remote())).unwrap();
     let doc = json!({"payload": vm1(50)});
     std::fs::write(&payload, doc.to_string()).unwrap();
     let run = |cfg: &std::path::Path| {
@@ -710,19 +521,10 @@ fn settings_precedence_and_logging() {
             .unwrap()
     };
     ok(run(&cfg));
-    let dhcp = nb.nbctl(&[
-        "--bare",
-        "--columns=options",
-        "find",
-        "DHCP_Options",
-        "cidr=10.1.1.0/24",
-    ]);
+    let dhcp = nb.nbctl(&["--bare", "--columns=options", "find", "DHCP_Options", "cidr=10.1.1.0/24"]);
     assert!(dhcp.contains("mtu=1400"), "{dhcp}");
     let msg = fails(run(std::path::Path::new("/nonexistent")), 3);
-    assert!(
-        msg.contains("ovn.nb.connection") && msg.contains("OVN_NB_DB"),
-        "{msg}"
-    );
+    assert!(msg.contains("ovn.nb.connection") && msg.contains("OVN_NB_DB"), "{msg}");
 }
 
 #[test]
@@ -747,10 +549,7 @@ fn deadline_is_enforced_against_a_silent_nb() {
     let took = started.elapsed();
     let msg = fails(o, 4);
     assert!(msg.contains("deadline"), "{msg}");
-    assert!(
-        took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
-        "took {took:?}"
-    );
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(5), "took {took:?}");
 }
 
 /// The shipped examples are real: each payload file runs as CloudStack would
@@ -788,40 +587,21 @@ fn shipped_examples_work() {
     ];
     let listed: std::collections::BTreeSet<String> = std::fs::read_dir("examples")
         .unwrap()
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_suffix(".json")
-                .map(str::to_string)
-        })
+        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
         .collect();
-    assert_eq!(
-        listed,
-        order.iter().map(|s| s.to_string()).collect(),
-        "every example is exercised"
-    );
+    assert_eq!(listed, order.iter().map(|s| s.to_string()).collect(), "every example is exercised");
     for name in order {
         let text = std::fs::read_to_string(format!("examples/{name}.json")).unwrap();
         let mut doc: Value = serde_json::from_str(&text).unwrap();
         doc["physical-network-extension-details"]["ovn.nb.connection"] = json!(nb.remote());
         let command = name.trim_end_matches("-static");
-        let command = if command == "ensure-network-device-vpc" {
-            "ensure-network-device"
-        } else {
-            command
-        };
+        let command = if command == "ensure-network-device-vpc" { "ensure-network-device" } else { command };
         let out = ok(run_cs(&nb.remote(), command, &doc));
         if command == "ensure-network-device" || command == "implement-network" {
-            assert!(
-                serde_json::from_str::<Value>(&out).unwrap().is_object(),
-                "{out}"
-            );
+            assert!(serde_json::from_str::<Value>(&out).unwrap().is_object(), "{out}");
         }
         if name == "add-dns-entry" {
-            assert!(nb
-                .nbctl(&["lsp-list", "cs-net-42"])
-                .contains("3f0c0000-0000-4000-8000-000000000001"));
+            assert!(nb.nbctl(&["lsp-list", "cs-net-42"]).contains("3f0c0000-0000-4000-8000-000000000001"));
         }
     }
     assert_eq!(owned_rows(&nb), 0);
@@ -834,7 +614,5 @@ fn shipped_examples_work() {
         .output()
         .unwrap();
     ok(o);
-    assert!(nb
-        .nbctl(&["lsp-list", "cs-net-43"])
-        .contains("3f0c0000-0000-4000-8000-000000000009"));
+    assert!(nb.nbctl(&["lsp-list", "cs-net-43"]).contains("3f0c0000-0000-4000-8000-000000000009"));
 }

@@ -31,11 +31,7 @@ fn put_dhcp_opts(trace: &str) -> String {
 /// The answer part of busybox nslookup's output (after the "Server:" and
 /// "Address: <server>#53" header lines, which name the server, not the answer).
 fn answer(nslookup: &str) -> String {
-    nslookup
-        .split("\n\n")
-        .skip(1)
-        .collect::<Vec<_>>()
-        .join("\n")
+    nslookup.split("\n\n").skip(1).collect::<Vec<_>>().join("\n")
 }
 
 #[test]
@@ -63,24 +59,15 @@ fn ovn_trace_shows_dhcp_answers_as_configured() {
     ] {
         assert!(put.contains(want), "missing `{want}` in {put}");
     }
-    assert!(
-        trace.contains(&format!("output to \"{NIC1}\"")),
-        "the offer must go back to the VM:\n{trace}"
-    );
+    assert!(trace.contains(&format!("output to \"{NIC1}\"")), "the offer must go back to the VM:\n{trace}");
 
     // The non-default NIC is offered no default route.
     let put = put_dhcp_opts(&central.trace("cs-net-42", &dhcp_discover(NIC2, MAC2)));
-    assert!(
-        put.contains("offerip = 10.1.1.24") && !put.contains("router ="),
-        "{put}"
-    );
+    assert!(put.contains("offerip = 10.1.1.24") && !put.contains("router ="), "{put}");
 
     // A MAC that is not the port's is dropped by port security: no answer.
     let spoofed = central.trace("cs-net-42", &dhcp_discover(NIC1, "02:00:4c:3e:00:99"));
-    assert!(
-        !spoofed.contains("put_dhcp_opts("),
-        "spoofed MAC got a DHCP answer:\n{spoofed}"
-    );
+    assert!(!spoofed.contains("put_dhcp_opts("), "spoofed MAC got a DHCP answer:\n{spoofed}");
 }
 
 #[test]
@@ -98,24 +85,15 @@ fn vms_get_leases_resolve_names_and_talk_through_ovn() {
     // libvirt plugs the taps with iface-id = NIC uuid; ovn-controller binds them.
     let guest1 = hv.plug_vm("tap1", NIC1, MAC1);
     let guest2 = hv.plug_vm("tap2", NIC2, MAC2);
-    assert!(
-        central.wait_lsp_up(NIC1, Duration::from_secs(10)),
-        "NB Logical_Switch_Port.up never became true"
-    );
-    assert_eq!(
-        central.nbctl(&["get", "Logical_Switch_Port", NIC1, "up"]),
-        "true"
-    );
+    assert!(central.wait_lsp_up(NIC1, Duration::from_secs(10)), "NB Logical_Switch_Port.up never became true");
+    assert_eq!(central.nbctl(&["get", "Logical_Switch_Port", NIC1, "up"]), "true");
 
     let lease = guest1.dhcp();
     assert_eq!(lease.ip, "10.1.1.23");
     assert_eq!(lease.mask, "24");
     assert_eq!(lease.router.as_deref(), Some("10.1.1.1"));
     assert_eq!(lease.mtu, Some(1442));
-    assert_eq!(
-        lease.dns,
-        vec!["10.1.1.53".to_string(), "8.8.8.8".to_string()]
-    );
+    assert_eq!(lease.dns, vec!["10.1.1.53".to_string(), "8.8.8.8".to_string()]);
     assert_eq!(lease.domain.as_deref(), Some("cs.example"));
     assert_eq!(lease.hostname.as_deref(), Some("vm-1"));
     assert_eq!(lease.lease, Some(86400));
@@ -123,17 +101,11 @@ fn vms_get_leases_resolve_names_and_talk_through_ovn() {
 
     let lease2 = guest2.dhcp();
     assert_eq!(lease2.ip, "10.1.1.24");
-    assert_eq!(
-        lease2.router, None,
-        "a non-default NIC gets no default route"
-    );
+    assert_eq!(lease2.router, None, "a non-default NIC gets no default route");
     assert_eq!(lease2.hostname.as_deref(), Some("vm-2"));
 
     // L2 between the VMs through OVN.
-    assert!(
-        guest2.ping("10.1.1.23", Duration::from_secs(10)),
-        "vm-2 cannot reach vm-1"
-    );
+    assert!(guest2.ping("10.1.1.23", Duration::from_secs(10)), "vm-2 cannot reach vm-1");
 
     // OVN answers DNS for the names we recorded, itself, on the VM's own
     // hypervisor: the query is addressed to the other VM (on-link, so its MAC
@@ -152,18 +124,12 @@ fn vms_get_leases_resolve_names_and_talk_through_ovn() {
     assert!(answer(&text).contains("10.1.1.23"), "{text}");
     let out = guest2.exec(&["busybox", "nslookup", "10.1.1.23", "10.1.1.23"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        answer(&text).contains("vm-1.cs.example"),
-        "OVN did not answer the PTR query:\n{text}"
-    );
+    assert!(answer(&text).contains("vm-1.cs.example"), "OVN did not answer the PTR query:\n{text}");
 
     // Port security: vm-2 taking another address is cut off.
     guest2.exec(&["ip", "addr", "flush", "dev", "eth0"]);
     guest2.exec(&["ip", "addr", "add", "10.1.1.99/24", "dev", "eth0"]);
-    assert!(
-        !guest2.ping("10.1.1.23", Duration::from_secs(3)),
-        "port security must drop a spoofed source address"
-    );
+    assert!(!guest2.ping("10.1.1.23", Duration::from_secs(3)), "port security must drop a spoofed source address");
 
     // VM stop (NIC released, tap removed) and start again: same lease.
     run_all(nb, NIC_STOP, &vm1(42));
@@ -178,12 +144,7 @@ fn vms_get_leases_resolve_names_and_talk_through_ovn() {
     run_all(nb, NIC_STOP, &vm2_payload);
     ok(cs(nb, "shutdown-network", network(42)));
     ok(cs(nb, "destroy-network", network(42)));
-    for table in [
-        "Logical_Switch",
-        "Logical_Switch_Port",
-        "DHCP_Options",
-        "DNS",
-    ] {
+    for table in ["Logical_Switch", "Logical_Switch_Port", "DHCP_Options", "DNS"] {
         assert_eq!(nb.count_rows(table), 0, "{table} still has rows");
     }
 }

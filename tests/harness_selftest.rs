@@ -17,18 +17,7 @@ const MAC: &str = "02:00:00:00:00:05";
 /// LS `cs-net-1`, a UUID-named LSP and a DHCP_Options row linked to it,
 /// created with ovn-nbctl; returns the DHCP_Options uuid.
 fn create_dhcp_network(c: &Central) -> String {
-    c.nbctl(&[
-        "ls-add",
-        LS,
-        "--",
-        "lsp-add",
-        LS,
-        LSP,
-        "--",
-        "lsp-set-addresses",
-        LSP,
-        &format!("{MAC} 10.1.1.23"),
-    ]);
+    c.nbctl(&["ls-add", LS, "--", "lsp-add", LS, LSP, "--", "lsp-set-addresses", LSP, &format!("{MAC} 10.1.1.23")]);
     // ovn-nbctl strips one level of quotes: domain_name must reach the DB
     // as "\"cs.example\"" (ovn-notes §3.3).
     let dhcp = c.nbctl(&[
@@ -52,40 +41,21 @@ fn nb_snapshot_detects_changes_only() {
     let t_start = ms(t);
     assert!(nb.remote().starts_with("unix:/tmp/"), "{}", nb.remote());
     assert!(nb.dir().join("nb.db").is_file());
-    assert_eq!(
-        nb.count_rows("NB_Global"),
-        1,
-        "ovn-nbctl init creates NB_Global"
-    );
+    assert_eq!(nb.count_rows("NB_Global"), 1, "ovn-nbctl init creates NB_Global");
 
-    nb.nbctl(&[
-        "ls-add",
-        "sw0",
-        "--",
-        "set",
-        "Logical_Switch",
-        "sw0",
-        "external_ids:b=2",
-        "external_ids:a=1",
-    ]);
+    nb.nbctl(&["ls-add", "sw0", "--", "set", "Logical_Switch", "sw0", "external_ids:b=2", "external_ids:a=1"]);
     assert_eq!(nb.count_rows("Logical_Switch"), 1);
     assert_eq!(nb.count_rows("Logical_Switch_Port"), 0);
 
     let before = nb.snapshot();
     // every schema table is present, rows are keyed by uuid without _uuid/_version
     let tables = before.as_object().unwrap();
-    assert!(
-        tables.contains_key("Logical_Switch") && tables.contains_key("ACL"),
-        "{before}"
-    );
+    assert!(tables.contains_key("Logical_Switch") && tables.contains_key("ACL"), "{before}");
     let ls = tables["Logical_Switch"].as_object().unwrap();
     assert_eq!(ls.len(), 1);
     let row = ls.values().next().unwrap();
     assert_eq!(row["name"], "sw0");
-    assert_eq!(
-        row["external_ids"],
-        json!(["map", [["a", "1"], ["b", "2"]]])
-    );
+    assert_eq!(row["external_ids"], json!(["map", [["a", "1"], ["b", "2"]]]));
     assert!(row.get("_uuid").is_none() && row.get("_version").is_none());
 
     // No-ops: read-only commands and a write of identical values.
@@ -98,11 +68,7 @@ fn nb_snapshot_detects_changes_only() {
     let after = nb.snapshot();
     assert_ne!(after, before, "a change was not detected");
     nb.nbctl(&["set", "Logical_Switch", "sw0", "external_ids:a=1"]);
-    assert_eq!(
-        nb.snapshot(),
-        before,
-        "restoring the value restores the snapshot"
-    );
+    assert_eq!(nb.snapshot(), before, "restoring the value restores the snapshot");
     nb.nbctl(&["lsp-add", "sw0", "p1"]);
     assert_ne!(nb.snapshot(), before, "a new row was not detected");
     assert_eq!(nb.count_rows("Logical_Switch_Port"), 1);
@@ -130,18 +96,9 @@ fn dhcp_lease_through_real_data_plane() {
     let t0 = Instant::now();
     let vm = hv.plug_vm("vnet0", LSP, MAC);
     let t_plug = ms(t0);
-    assert!(
-        central.wait_lsp_up(LSP, Duration::from_secs(10)),
-        "LSP never up in NB"
-    );
-    assert_eq!(
-        central.nbctl(&["get", "Logical_Switch_Port", LSP, "up"]),
-        "true"
-    );
-    assert_eq!(
-        central.sbctl(&["--bare", "--columns=name", "find", "Chassis", "name=hv1"]),
-        "hv1"
-    );
+    assert!(central.wait_lsp_up(LSP, Duration::from_secs(10)), "LSP never up in NB");
+    assert_eq!(central.nbctl(&["get", "Logical_Switch_Port", LSP, "up"]), "true");
+    assert_eq!(central.sbctl(&["--bare", "--columns=name", "find", "Chassis", "name=hv1"]), "hv1");
 
     let t0 = Instant::now();
     let lease = vm.dhcp();
@@ -158,10 +115,7 @@ fn dhcp_lease_through_real_data_plane() {
     // the script applied the lease like a real client
     let addr = vm.exec(&["ip", "-4", "addr", "show", "dev", "eth0"]);
     let addr = String::from_utf8_lossy(&addr.stdout);
-    assert!(
-        addr.contains("10.1.1.23/24") && addr.contains("mtu 1442"),
-        "{addr}"
-    );
+    assert!(addr.contains("10.1.1.23/24") && addr.contains("mtu 1442"), "{addr}");
     let route = vm.exec(&["ip", "route", "show", "default"]);
     assert!(String::from_utf8_lossy(&route.stdout).contains("via 10.1.1.1"));
 
@@ -201,10 +155,7 @@ fn trace_dhcp_discover_offers_configured_options() {
     ] {
         assert!(put.contains(want), "missing `{want}` in {put}");
     }
-    assert!(
-        out.contains(&format!("output to \"{LSP}\"")),
-        "reply not sent back:\n{out}"
-    );
+    assert!(out.contains(&format!("output to \"{LSP}\"")), "reply not sent back:\n{out}");
     let raw = central.trace_output(LS, &flow);
     assert!(!String::from_utf8_lossy(&raw.stderr).contains("parsing actions failed"));
     eprintln!("TIME trace_test_total_ms={}", ms(t));
@@ -245,11 +196,7 @@ fn teardown_after_panic_leaves_nothing_behind() {
     });
     assert!(h.join().is_err(), "the thread should have panicked");
     let (pids, netns, dirs) = rx.recv().unwrap();
-    assert_eq!(
-        pids.len(),
-        6,
-        "nb, sb, northd, ovsdb, vswitchd, controller: {pids:?}"
-    );
+    assert_eq!(pids.len(), 6, "nb, sb, northd, ovsdb, vswitchd, controller: {pids:?}");
     assert!(netns.iter().all(|n| n.len() <= 15));
     for p in &pids {
         assert!(!pid_running(*p), "pid {p} still running after drop");
@@ -257,10 +204,7 @@ fn teardown_after_panic_leaves_nothing_behind() {
     for n in &netns {
         assert!(!netns_exists(n), "netns {n} still exists after drop");
     }
-    for d in dirs
-        .iter()
-        .filter(|_| std::env::var_os("CSOVN_KEEP_TMP").is_none())
-    {
+    for d in dirs.iter().filter(|_| std::env::var_os("CSOVN_KEEP_TMP").is_none()) {
         assert!(!d.exists(), "{} still exists after drop", d.display());
     }
     eprintln!("TIME teardown_test_total_ms={}", ms(t));

@@ -8,8 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cloudstack_ovn::ovsdb::{
-    value, Client, Condition, Deadline, Error, LeaderCheck, Mutation, Mutator, Operation, Remote,
-    TlsFiles, WaitUntil,
+    value, Client, Condition, Deadline, Error, LeaderCheck, Mutation, Mutator, Operation, Remote, TlsFiles, WaitUntil,
 };
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -18,14 +17,11 @@ const NB: &str = "OVN_Northbound";
 const SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
 
 fn run(cmd: &mut Command) {
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| {
-        panic!("cannot run {cmd:?} (are openvswitch-common and ovn-central installed?): {e}")
-    });
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (are openvswitch-common and ovn-central installed?): {e}"));
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 struct Server {
@@ -46,10 +42,7 @@ impl Server {
         } else {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/ovn-nb.ovsschema")
         };
-        run(Command::new("ovsdb-tool")
-            .arg("create")
-            .arg(d.join("nb.db"))
-            .arg(&schema));
+        run(Command::new("ovsdb-tool").arg("create").arg(d.join("nb.db")).arg(&schema));
         run(Command::new("ovsdb-server")
             .arg(d.join("nb.db"))
             .arg(format!("--remote=punix:{}", d.join("nb.sock").display()))
@@ -66,11 +59,7 @@ impl Server {
     fn wait_for(&self, ready: impl Fn(&Server) -> bool) {
         let start = Instant::now();
         while !ready(self) {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "ovsdb-server did not start: {}",
-                self.log()
-            );
+            assert!(start.elapsed() < Duration::from_secs(10), "ovsdb-server did not start: {}", self.log());
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -94,9 +83,7 @@ impl Server {
         let log = self.log();
         let tail = log.split("listening on port ").nth(1).unwrap_or_default();
         let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
-        digits
-            .parse()
-            .unwrap_or_else(|_| panic!("no port in log: {log}"))
+        digits.parse().unwrap_or_else(|_| panic!("no port in log: {log}"))
     }
 
     fn connect(&self) -> Client {
@@ -108,10 +95,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         // Only the server we started: the pid from its own pidfile.
         if let Ok(pid) = std::fs::read_to_string(self.path("nb.pid")) {
-            let _ = Command::new("kill")
-                .arg(pid.trim())
-                .stderr(Stdio::null())
-                .status();
+            let _ = Command::new("kill").arg(pid.trim()).stderr(Stdio::null()).status();
         }
     }
 }
@@ -125,20 +109,13 @@ fn row(v: Value) -> Map<String, Value> {
 }
 
 fn insert_ls(name: &str, uuid: Option<Uuid>) -> Operation {
-    Operation::Insert {
-        table: "Logical_Switch".into(),
-        row: row(json!({ "name": name })),
-        uuid_name: None,
-        uuid,
-    }
+    Operation::Insert { table: "Logical_Switch".into(), row: row(json!({ "name": name })), uuid_name: None, uuid }
 }
 
 fn insert_lsp(uuid_name: &str, name: &str) -> Operation {
     Operation::Insert {
         table: "Logical_Switch_Port".into(),
-        row: row(
-            json!({"name": name, "addresses": value::string_set(["02:00:4c:3e:00:05 10.1.1.23"])}),
-        ),
+        row: row(json!({"name": name, "addresses": value::string_set(["02:00:4c:3e:00:05 10.1.1.23"])})),
         uuid_name: Some(uuid_name.into()),
         uuid: None,
     }
@@ -165,22 +142,11 @@ fn client_chosen_uuid_and_duplicate() {
     let u = Uuid::parse_str(LS).unwrap();
     let r = c.transact(NB, &[insert_ls("cs-net-42", Some(u))]).unwrap();
     assert_eq!(value::as_uuid(&r[0]["uuid"]), Some(u));
-    let e = c
-        .transact(NB, &[insert_ls("cs-net-42", Some(u))])
-        .unwrap_err();
+    let e = c.transact(NB, &[insert_ls("cs-net-42", Some(u))]).unwrap_err();
     assert!(e.is_conflict() && !e.is_connection(), "{e}");
     match e {
-        Error::Operation {
-            index,
-            op,
-            table,
-            error,
-            ..
-        } => {
-            assert_eq!(
-                (index, op.as_str(), table.as_deref()),
-                (0, "insert", Some("Logical_Switch"))
-            );
+        Error::Operation { index, op, table, error, .. } => {
+            assert_eq!((index, op.as_str(), table.as_deref()), (0, "insert", Some("Logical_Switch")));
             assert_eq!(error, "duplicate uuid");
         }
         other => panic!("expected duplicate uuid, got {other:?}"),
@@ -195,14 +161,7 @@ fn named_uuid_link_and_one_element_set() {
     let ls = Uuid::parse_str(LS).unwrap();
     c.transact(NB, &[insert_ls("net", Some(ls))]).unwrap();
     let r = c
-        .transact(
-            NB,
-            &[
-                insert_lsp("p1", "port-1"),
-                link_ports(ls, &["p1"]),
-                Operation::Comment("test: link".into()),
-            ],
-        )
+        .transact(NB, &[insert_lsp("p1", "port-1"), link_ports(ls, &["p1"]), Operation::Comment("test: link".into())])
         .unwrap();
     let lsp = value::as_uuid(&r[0]["uuid"]).expect("lsp uuid");
     assert_eq!(r[1], json!({"count": 1}));
@@ -215,11 +174,7 @@ fn named_uuid_link_and_one_element_set() {
         .transact(
             NB,
             &[
-                select(
-                    "Logical_Switch",
-                    Condition::uuid_is(ls),
-                    &["name", "ports", "external_ids"],
-                ),
+                select("Logical_Switch", Condition::uuid_is(ls), &["name", "ports", "external_ids"]),
                 select(
                     "Logical_Switch_Port",
                     Condition::eq("name", "port-1"),
@@ -234,15 +189,9 @@ fn named_uuid_link_and_one_element_set() {
     assert_eq!(value::uuid_set_of(&ls_row["ports"]), vec![lsp]);
     assert!(value::string_map_of(&ls_row["external_ids"]).is_empty());
     let lsp_row = &r[1]["rows"][0];
-    assert_eq!(
-        value::string_set_of(&lsp_row["addresses"]),
-        vec!["02:00:4c:3e:00:05 10.1.1.23"]
-    );
+    assert_eq!(value::string_set_of(&lsp_row["addresses"]), vec!["02:00:4c:3e:00:05 10.1.1.23"]);
     assert_eq!(value::optional_uuid(&lsp_row["dhcpv4_options"]), None);
-    assert_eq!(
-        value::optional_string(&lsp_row["type"]).as_deref(),
-        Some("")
-    );
+    assert_eq!(value::optional_string(&lsp_row["type"]).as_deref(), Some(""));
 }
 
 #[test]
@@ -252,11 +201,7 @@ fn commit_time_constraint_violation() {
     let ls = Uuid::parse_str(LS).unwrap();
     c.transact(NB, &[insert_ls("net", Some(ls))]).unwrap();
     // Logical_Switch_Port has an index on "name": the clash is found at commit.
-    let ops = [
-        insert_lsp("a", "dup"),
-        insert_lsp("b", "dup"),
-        link_ports(ls, &["a", "b"]),
-    ];
+    let ops = [insert_lsp("a", "dup"), insert_lsp("b", "dup"), link_ports(ls, &["a", "b"])];
     match c.transact(NB, &ops) {
         Err(e @ Error::Commit { .. }) => {
             assert!(e.is_conflict());
@@ -290,45 +235,25 @@ fn wait_guard_times_out() {
         "{e:?}"
     );
     // Nothing was committed by the failed transaction.
-    let all = Operation::Select {
-        table: "Logical_Switch".into(),
-        conditions: vec![],
-        columns: Some(vec!["name".into()]),
-    };
-    assert_eq!(
-        c.transact(NB, &[all]).unwrap()[0]["rows"]
-            .as_array()
-            .map(Vec::len),
-        Some(1)
-    );
+    let all =
+        Operation::Select { table: "Logical_Switch".into(), conditions: vec![], columns: Some(vec!["name".into()]) };
+    assert_eq!(c.transact(NB, &[all]).unwrap()[0]["rows"].as_array().map(Vec::len), Some(1));
 }
 
 #[test]
 fn rpc_error_and_leader_check() {
     let server = Server::start(&[]);
     let mut c = server.connect();
-    let e = c
-        .transact("Nope_DB", &[Operation::Comment("x".into())])
-        .unwrap_err();
-    assert!(
-        matches!(&e, Error::Rpc { error, .. } if error == "unknown database"),
-        "{e:?}"
-    );
+    let e = c.transact("Nope_DB", &[Operation::Comment("x".into())]).unwrap_err();
+    assert!(matches!(&e, Error::Rpc { error, .. } if error == "unknown database"), "{e:?}");
     // The connection stays usable after an RPC-level error.
     assert_eq!(c.call("echo", json!(["x"])).unwrap(), json!(["x"]));
 
     let status = c.database_status(NB).unwrap().expect("NB row in _Server");
     assert_eq!((status.model.as_str(), status.index), ("standalone", None));
-    let check = LeaderCheck {
-        database: NB.into(),
-        leader_only: true,
-    };
-    Client::connect_with(&server.unix(), &TlsFiles::default(), deadline(), &check)
-        .expect("standalone passes");
-    let check = LeaderCheck {
-        database: "Nope".into(),
-        leader_only: true,
-    };
+    let check = LeaderCheck { database: NB.into(), leader_only: true };
+    Client::connect_with(&server.unix(), &TlsFiles::default(), deadline(), &check).expect("standalone passes");
+    let check = LeaderCheck { database: "Nope".into(), leader_only: true };
     let e = Client::connect_with(&server.unix(), &TlsFiles::default(), deadline(), &check).err();
     assert!(matches!(e, Some(Error::ServerRejected { .. })), "{e:?}");
 }
@@ -341,10 +266,7 @@ fn tcp_remote() {
     assert_eq!(c.remote().to_string(), remote);
     c.transact(NB, &[insert_ls("over-tcp", None)]).unwrap();
     let dbs = c.call("list_dbs", json!([])).unwrap();
-    assert!(
-        dbs.as_array().is_some_and(|d| d.contains(&json!(NB))),
-        "{dbs}"
-    );
+    assert!(dbs.as_array().is_some_and(|d| d.contains(&json!(NB))), "{dbs}");
 }
 
 #[test]
@@ -377,33 +299,19 @@ fn deadline_on_silent_peer() {
 
     let start = Instant::now();
     let mut c = Client::connect(&remote, &TlsFiles::default(), Deadline::after(budget)).unwrap();
-    let e = c
-        .transact(NB, &[Operation::Comment("x".into())])
-        .unwrap_err();
+    let e = c.transact(NB, &[Operation::Comment("x".into())]).unwrap_err();
     assert!(matches!(e, Error::DeadlineExceeded), "{e:?}");
     assert!(e.is_connection());
     let took = start.elapsed();
-    assert!(
-        took >= budget - Duration::from_millis(5) && took < budget * 4,
-        "{took:?}"
-    );
+    assert!(took >= budget - Duration::from_millis(5) && took < budget * 4, "{took:?}");
     // The connection is now unusable rather than out of sync.
     c.set_deadline(deadline());
     assert!(c.transact(NB, &[]).is_err());
 
     // With a server check, connect itself is bounded by the deadline.
     let start = Instant::now();
-    let check = LeaderCheck {
-        database: NB.into(),
-        leader_only: true,
-    };
-    let e = Client::connect_with(
-        &remote,
-        &TlsFiles::default(),
-        Deadline::after(budget),
-        &check,
-    )
-    .err();
+    let check = LeaderCheck { database: NB.into(), leader_only: true };
+    let e = Client::connect_with(&remote, &TlsFiles::default(), Deadline::after(budget), &check).err();
     assert!(matches!(e, Some(Error::DeadlineExceeded)), "{e:?}");
     assert!(start.elapsed() < budget * 4);
 }
@@ -411,10 +319,7 @@ fn deadline_on_silent_peer() {
 /// Make a PKI with ovs-pki in `dir/NAME` and sign `certs` (in `dir`).
 fn pki(dir: &Path, name: &str, certs: &[&str]) {
     let pki = dir.join(name);
-    run(Command::new("ovs-pki")
-        .arg(format!("--dir={}", pki.display()))
-        .arg("init")
-        .current_dir(dir));
+    run(Command::new("ovs-pki").arg(format!("--dir={}", pki.display())).arg("init").current_dir(dir));
     for cert in certs {
         run(Command::new("ovs-pki")
             .arg(format!("--dir={}", pki.display()))
@@ -451,27 +356,17 @@ fn tls() {
     let mut c = Client::connect(&remote, &files, deadline()).expect("TLS connect");
     c.transact(NB, &[insert_ls("over-tls", None)]).unwrap();
 
-    let none = TlsFiles {
-        ca_cert: Some("none".into()),
-        ..files.clone()
-    };
-    Client::connect(&remote, &none, deadline())
-        .expect("-C none")
-        .transact(NB, &[])
-        .unwrap();
+    let none = TlsFiles { ca_cert: Some("none".into()), ..files.clone() };
+    Client::connect(&remote, &none, deadline()).expect("-C none").transact(NB, &[]).unwrap();
 
-    let wrong_ca = TlsFiles {
-        ca_cert: Some(d.join("other/switchca/cacert.pem")),
-        ..files.clone()
-    };
+    let wrong_ca = TlsFiles { ca_cert: Some(d.join("other/switchca/cacert.pem")), ..files.clone() };
     // ovs-pki names its CA "OVS switchca CA Certificate (<time to the
     // second>)": two PKIs made within one second have the same CA name, and
     // webpki then reports the wrong CA as BadSignature instead of
     // UnknownIssuer. Either way the chain must not verify.
     match Client::connect(&remote, &wrong_ca, deadline()) {
         Err(Error::Tls(m)) => assert!(
-            m.contains("certificate verify failed")
-                && (m.contains("UnknownIssuer") || m.contains("BadSignature")),
+            m.contains("certificate verify failed") && (m.contains("UnknownIssuer") || m.contains("BadSignature")),
             "{m}"
         ),
         other => panic!("expected a TLS verify failure, got {:?}", other.err()),
@@ -487,10 +382,7 @@ fn tls() {
     assert!(matches!(e, Err(Error::Tls(_))), "{e:?}");
 
     let missing = d.join("missing-privkey.pem");
-    let no_key = TlsFiles {
-        private_key: Some(missing.clone()),
-        ..files.clone()
-    };
+    let no_key = TlsFiles { private_key: Some(missing.clone()), ..files.clone() };
     match Client::connect(&remote, &no_key, deadline()) {
         Err(Error::Tls(m)) => assert!(m.contains(&missing.display().to_string()), "{m}"),
         other => panic!("expected a TLS file error, got {:?}", other.err()),

@@ -171,14 +171,7 @@ fn nb_config(c: &Central, chassis: &str, tag: Option<u16>) {
     .collect();
     if let Some(t) = tag {
         args.extend(
-            [
-                "--",
-                "set",
-                "Logical_Switch_Port",
-                "ln-cs-public",
-                &format!("tag_request={t}"),
-            ]
-            .map(String::from),
+            ["--", "set", "Logical_Switch_Port", "ln-cs-public", &format!("tag_request={t}")].map(String::from),
         );
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -186,13 +179,7 @@ fn nb_config(c: &Central, chassis: &str, tag: Option<u16>) {
 }
 
 fn set_tag(c: &Central, tag: u16) {
-    c.nbctl(&[
-        "--wait=hv",
-        "set",
-        "Logical_Switch_Port",
-        "ln-cs-public",
-        &format!("tag_request={tag}"),
-    ]);
+    c.nbctl(&["--wait=hv", "set", "Logical_Switch_Port", "ln-cs-public", &format!("tag_request={tag}")]);
 }
 
 /// `line` is "<name> peer=<peer_ip>:<port> local=<local>" (any client port).
@@ -217,15 +204,7 @@ fn untagged_snat_static_nat_and_port_forward() {
     let out = hv.add_public("public", None);
     let t_public = ms(t0);
     assert_eq!(out.gateway(), "203.0.113.1");
-    assert_eq!(
-        hv.vsctl(&[
-            "get",
-            "Open_vSwitch",
-            ".",
-            "external_ids:ovn-bridge-mappings"
-        ]),
-        "\"public:br-ex\""
-    );
+    assert_eq!(hv.vsctl(&["get", "Open_vSwitch", ".", "external_ids:ovn-bridge-mappings"]), "\"public:br-ex\"");
     let t0 = Instant::now();
     nb_config(&central, hv.name(), None);
     let t_nb = ms(t0);
@@ -295,13 +274,7 @@ fn untagged_snat_static_nat_and_port_forward() {
         "203.0.113.1 -> .12:2222",
     );
     // VM6 -> the PF VIP (hairpin, needs the LB on the guest LS too)
-    assert_answer(
-        vm6.connect_tcp(PF_VIP, 2222, PROBE),
-        "vm5",
-        "10.5.0.6",
-        "10.5.0.5:22",
-        "VM6 -> .12:2222 (hairpin)",
-    );
+    assert_answer(vm6.connect_tcp(PF_VIP, 2222, PROBE), "vm5", "10.5.0.6", "10.5.0.5:22", "VM6 -> .12:2222 (hairpin)");
     let frames = cap.finish();
     eprintln!("frames on {}: {frames:?}", out.uplink_if());
     assert!(
@@ -327,16 +300,9 @@ fn vlan_tag_request_must_match_the_access_vlan() {
     let out = hv.add_public("public", Some(101));
     let t_public = ms(t0);
     assert_eq!(out.vlan(), Some(101));
-    assert_eq!(
-        hv.vsctl(&["get", "Port", "ac-public", "tag"]),
-        "101",
-        "access port of the upstream switch"
-    );
+    assert_eq!(hv.vsctl(&["get", "Port", "ac-public", "tag"]), "101", "access port of the upstream switch");
     nb_config(&central, hv.name(), Some(101));
-    assert_eq!(
-        central.nbctl(&["get", "Logical_Switch_Port", "ln-cs-public", "tag"]),
-        "101"
-    );
+    assert_eq!(central.nbctl(&["get", "Logical_Switch_Port", "ln-cs-public", "tag"]), "101");
     let vm6 = hv.plug_vm("vnet6", VM6, MAC6);
     vm6.configure("10.5.0.6/24", Some("10.5.0.1"));
     let _internet = out.serve_tcp(INTERNET, 8080, "outside");
@@ -367,16 +333,9 @@ fn vlan_tag_request_must_match_the_access_vlan() {
     let r = vm6.try_connect_tcp(INTERNET, 8080, PROBE);
     let t_neg = ms(t0);
     let frames = cap.finish();
-    assert_eq!(
-        r,
-        Err("TIMEOUT".to_string()),
-        "tag_request=102 against access VLAN 101 must not pass"
-    );
+    assert_eq!(r, Err("TIMEOUT".to_string()), "tag_request=102 against access VLAN 101 must not pass");
     eprintln!("frames on trunk with tag_request=102: {frames:?}");
-    assert!(
-        frames.get(&102).copied().unwrap_or(0) > 0,
-        "expected the SYNs tagged 102 on the trunk, got {frames:?}"
-    );
+    assert!(frames.get(&102).copied().unwrap_or(0) > 0, "expected the SYNs tagged 102 on the trunk, got {frames:?}");
 
     // And back.
     set_tag(&central, 101);
@@ -408,31 +367,23 @@ fn outside_rebuild_and_cleanup() {
     let srv = out.serve_tcp("0.0.0.0", 8080, "outside");
     let (ns, pid) = (out.netns().to_string(), srv.pid());
     assert_eq!(
-        out.connect_tcp(OUTSIDE_GW, 8080, None, PROBE)
-            .map(|l| l.starts_with("outside peer=203.0.113.1:")),
+        out.connect_tcp(OUTSIDE_GW, 8080, None, PROBE).map(|l| l.starts_with("outside peer=203.0.113.1:")),
         Some(true)
     );
     // idle trunk: nothing untagged (IPv6 is off on the bridge-port veths)
     let idle = out.frames_per_vlan(0.3);
     assert!(idle.keys().all(|&v| v == 101), "{idle:?}");
     drop(out); // stops the server even though `srv` is still alive
-    assert!(
-        !srv.is_running() && !pid_running(pid),
-        "server survived its namespace"
-    );
+    assert!(!srv.is_running() && !pid_running(pid), "server survived its namespace");
     assert!(!netns_exists(&ns), "{ns} survived its Outside");
     assert!(!hv.vsctl(&["list-br"]).contains(UPSTREAM_BRIDGE));
-    assert!(!hv
-        .vsctl(&["list-ports", PUBLIC_BRIDGE])
-        .contains("ex-public"));
+    assert!(!hv.vsctl(&["list-ports", PUBLIC_BRIDGE]).contains("ex-public"));
     drop(srv);
 
     // rebuild untagged on the same chassis, then leak the handle
     let out = hv.add_public("public", None);
     let srv = out.serve_tcp(OUTSIDE_GW, 8080, "again");
-    assert!(hv
-        .vsctl(&["list-ports", PUBLIC_BRIDGE])
-        .contains("ex-public"));
+    assert!(hv.vsctl(&["list-ports", PUBLIC_BRIDGE]).contains("ex-public"));
     let (ns, pid) = (out.netns().to_string(), srv.pid());
     std::mem::forget(out);
     std::mem::forget(srv);

@@ -11,8 +11,7 @@ use crate::error::{Error, Result};
 use crate::nb::{key, quoted, Kind};
 use crate::payload::types::{db_id, dns_name, ip_list, ipv4};
 use crate::plan::network::{
-    dhcp_nic_row, ensure_dhcp, ensure_port, ensure_switch, relink_port, remove_dhcp, DhcpLink,
-    Hostname,
+    dhcp_nic_row, ensure_dhcp, ensure_port, ensure_switch, relink_port, remove_dhcp, DhcpLink, Hostname,
 };
 use crate::plan::Plan;
 
@@ -20,10 +19,7 @@ pub fn config_subnet(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
     let subnet = input::dhcp_subnet(ctx)?;
     let want = Want {
-        dhcp: vec![
-            scope.dhcp_uuid(subnet.cidr, true),
-            scope.dhcp_uuid(subnet.cidr, false),
-        ],
+        dhcp: vec![scope.dhcp_uuid(subnet.cidr, true), scope.dhcp_uuid(subnet.cidr, false)],
         scope: Some(scope.clone()),
         ..Want::default()
     };
@@ -37,11 +33,7 @@ pub fn config_subnet(ctx: &Context) -> Result<Outcome> {
 /// Removes every DHCP row of the network (all subnets, per-NIC rows too).
 pub fn remove_subnet(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
-    let want = Want {
-        all_dhcp: true,
-        scope: Some(scope.clone()),
-        ..Want::default()
-    };
+    let want = Want { all_dhcp: true, scope: Some(scope.clone()), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         remove_dhcp(&mut plan, &scope, obs);
@@ -59,18 +51,12 @@ pub fn add_entry(ctx: &Context) -> Result<Outcome> {
     let nic = input::nic_spec(ctx)?;
     let subnet = input::dhcp_subnet(ctx)?;
     let default_nic = input::default_nic(ctx)?;
-    let hostname = input::hostname(ctx)?
-        .map(Hostname::Set)
-        .unwrap_or(Hostname::Keep);
+    let hostname = input::hostname(ctx)?.map(Hostname::Set).unwrap_or(Hostname::Keep);
     let own = scope.owner.row_uuid(Kind::Dhcp4Nic, &nic.nic_uuid);
     let want = Want {
         switch: true,
         port: Some(nic.nic_uuid.clone()),
-        dhcp: vec![
-            scope.dhcp_uuid(subnet.cidr, true),
-            scope.dhcp_uuid(subnet.cidr, false),
-            own,
-        ],
+        dhcp: vec![scope.dhcp_uuid(subnet.cidr, true), scope.dhcp_uuid(subnet.cidr, false), own],
         scope: Some(scope.clone()),
         ..Want::default()
     };
@@ -79,9 +65,7 @@ pub fn add_entry(ctx: &Context) -> Result<Outcome> {
         ensure_switch(&mut plan, &scope, &spec, obs)?;
         ensure_dhcp(&mut plan, &scope, &subnet, obs)?;
         let link = match dhcp_link_for(&scope, &nic.nic_uuid, default_nic, Some(subnet.cidr), obs) {
-            DhcpLink::Keep if obs.port.as_ref().and_then(|p| p.dhcpv4_options) == Some(own) => {
-                DhcpLink::Keep
-            }
+            DhcpLink::Keep if obs.port.as_ref().and_then(|p| p.dhcpv4_options) == Some(own) => DhcpLink::Keep,
             // The rows may be inserted by this very plan.
             _ => DhcpLink::Link(scope.dhcp_uuid(subnet.cidr, default_nic)),
         };
@@ -98,12 +82,7 @@ pub fn remove_entry(ctx: &Context) -> Result<Outcome> {
     if ctx.legacy() {
         return release_port(ctx, &scope, nic_uuid);
     }
-    let want = Want {
-        switch: true,
-        port: Some(nic_uuid),
-        scope: Some(scope.clone()),
-        ..Want::default()
-    };
+    let want = Want { switch: true, port: Some(nic_uuid), scope: Some(scope.clone()), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         relink_port(&mut plan, &scope, DhcpLink::Unlink, &Hostname::Clear, obs)?;
@@ -140,28 +119,17 @@ const OPTION_CODES: &[(u8, &str, Syntax)] = &[
 
 /// `{"15":"example.com","119":"a.example,b.example"}` → OVN option pairs.
 fn extra_options(raw: &Value) -> Result<BTreeMap<String, String>> {
-    let obj = raw.as_object().ok_or_else(|| {
-        Error::field(
-            "options",
-            "expected a JSON object of DHCP option code → value",
-        )
-    })?;
+    let obj =
+        raw.as_object().ok_or_else(|| Error::field("options", "expected a JSON object of DHCP option code → value"))?;
     let mut out = BTreeMap::new();
     for (code, value) in obj {
         let value = match value {
             Value::String(s) => s.trim().to_string(),
             Value::Number(n) => n.to_string(),
-            _ => {
-                return Err(Error::field(
-                    "options",
-                    format!("option {code}: expected a string value"),
-                ))
-            }
+            _ => return Err(Error::field("options", format!("option {code}: expected a string value"))),
         };
-        let n: u8 = code
-            .trim()
-            .parse()
-            .map_err(|_| Error::field("options", format!("{code:?} is not a DHCP option code")))?;
+        let n: u8 =
+            code.trim().parse().map_err(|_| Error::field("options", format!("{code:?} is not a DHCP option code")))?;
         let (_, name, syntax) = OPTION_CODES
             .iter()
             .find(|(c, _, _)| *c == n)
@@ -174,45 +142,22 @@ fn extra_options(raw: &Value) -> Result<BTreeMap<String, String>> {
                 if ips.iter().any(|i| i.is_ipv6()) || ips.is_empty() {
                     return Err(Error::field(&field, "expected IPv4 addresses"));
                 }
-                format!(
-                    "{{{}}}",
-                    ips.iter()
-                        .map(|i| i.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!("{{{}}}", ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "))
             }
             Syntax::Str => {
                 if n == 119 {
-                    let names: Result<Vec<String>> = value
-                        .split(',')
-                        .map(|d| dns_name(&field, d.trim()))
-                        .collect();
+                    let names: Result<Vec<String>> = value.split(',').map(|d| dns_name(&field, d.trim())).collect();
                     quoted(&names?.join(","))
-                } else if value.is_empty()
-                    || value.contains(['"', '\\'])
-                    || value.chars().any(char::is_control)
-                {
-                    return Err(Error::field(
-                        &field,
-                        "expected a non-empty string without quotes or backslashes",
-                    ));
+                } else if value.is_empty() || value.contains(['"', '\\']) || value.chars().any(char::is_control) {
+                    return Err(Error::field(&field, "expected a non-empty string without quotes or backslashes"));
                 } else {
                     quoted(&value)
                 }
             }
-            Syntax::Uint => value
-                .parse::<u32>()
-                .map_err(|_| Error::field(&field, "expected a number"))?
-                .to_string(),
+            Syntax::Uint => value.parse::<u32>().map_err(|_| Error::field(&field, "expected a number"))?.to_string(),
             Syntax::Raw => {
-                if !(value.starts_with('{') && value.ends_with('}'))
-                    || value.contains(['"', '\\', ';'])
-                {
-                    return Err(Error::field(
-                        &field,
-                        "expected OVN's {prefix,nexthop, …} syntax",
-                    ));
+                if !(value.starts_with('{') && value.ends_with('}')) || value.contains(['"', '\\', ';']) {
+                    return Err(Error::field(&field, "expected OVN's {prefix,nexthop, …} syntax"));
                 }
                 value
             }
@@ -227,10 +172,7 @@ fn extra_options(raw: &Value) -> Result<BTreeMap<String, String>> {
 pub fn set_options(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
     let p = ctx.payload();
-    let extras = extra_options(
-        &p.nested("options")?
-            .ok_or_else(|| Error::Missing("options".into()))?,
-    )?;
+    let extras = extra_options(&p.nested("options")?.ok_or_else(|| Error::Missing("options".into()))?)?;
     let (port_name, nic_id) = match p.nonempty("nic_uuid") {
         Some(_) => (Some(input::nic_uuid_field(ctx)?), None),
         None => (None, Some(db_id("nic_id", &p.require("nic_id")?)?)),
@@ -244,30 +186,16 @@ pub fn set_options(ctx: &Context) -> Result<Outcome> {
         ..Want::default()
     };
     ctx.converge(&want, |obs| {
-        let port = obs
-            .port
-            .as_ref()
-            .ok_or_else(|| Error::field("nic_id", "no port of ours for this NIC in the network"))?;
-        let linked = port
-            .dhcpv4_options
-            .and_then(|u| obs.dhcp.iter().find(|d| d.uuid == u));
+        let port =
+            obs.port.as_ref().ok_or_else(|| Error::field("nic_id", "no port of ours for this NIC in the network"))?;
+        let linked = port.dhcpv4_options.and_then(|u| obs.dhcp.iter().find(|d| d.uuid == u));
         let base = match linked {
-            Some(d)
-                if d.external_ids.get(key::KIND).map(String::as_str)
-                    == Some(Kind::Dhcp4Nic.as_str()) =>
-            {
-                d.external_ids
-                    .get(key::BASE_DHCP)
-                    .and_then(|b| obs.dhcp.iter().find(|x| x.uuid.to_string() == *b))
+            Some(d) if d.external_ids.get(key::KIND).map(String::as_str) == Some(Kind::Dhcp4Nic.as_str()) => {
+                d.external_ids.get(key::BASE_DHCP).and_then(|b| obs.dhcp.iter().find(|x| x.uuid.to_string() == *b))
             }
             other => other,
         }
-        .ok_or_else(|| {
-            Error::field(
-                "nic_id",
-                "the NIC has no DHCP options to extend yet (add-dhcp-entry first)",
-            )
-        })?;
+        .ok_or_else(|| Error::field("nic_id", "the NIC has no DHCP options to extend yet (add-dhcp-entry first)"))?;
         let mut plan = Plan::default();
         let own = dhcp_nic_row(&mut plan, &scope, port, base, &extras, obs)?;
         relink_port(&mut plan, &scope, DhcpLink::Link(own), &Hostname::Keep, obs)?;
@@ -282,15 +210,15 @@ mod tests {
 
     #[test]
     fn option_codes_encode() {
-        let o = extra_options(&json!({"15": "example.com", "6": "10.0.0.1,10.0.0.2", "26": "1400", "119": "a.example,b.example"})).unwrap();
+        let o = extra_options(
+            &json!({"15": "example.com", "6": "10.0.0.1,10.0.0.2", "26": "1400", "119": "a.example,b.example"}),
+        )
+        .unwrap();
         assert_eq!(o["domain_name"], "\"example.com\"");
         assert_eq!(o["dns_server"], "{10.0.0.1, 10.0.0.2}");
         assert_eq!(o["mtu"], "1400");
         assert_eq!(o["domain_search_list"], "\"a.example,b.example\"");
-        assert!(matches!(
-            extra_options(&json!({"43": "x"})),
-            Err(Error::Unsupported(_))
-        ));
+        assert!(matches!(extra_options(&json!({"43": "x"})), Err(Error::Unsupported(_))));
         assert!(extra_options(&json!({"15": "bad\"quote"})).is_err());
         assert!(extra_options(&json!({"3": "not-an-ip"})).is_err());
         assert!(extra_options(&json!(["15"])).is_err());

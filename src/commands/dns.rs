@@ -23,12 +23,7 @@ pub fn add_entry(ctx: &Context) -> Result<Outcome> {
 fn ensure_records(ctx: &Context, records: BTreeMap<String, String>) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
     let spec = input::switch_spec(ctx)?;
-    let want = Want {
-        switch: true,
-        dns: true,
-        scope: Some(scope.clone()),
-        ..Want::default()
-    };
+    let want = Want { switch: true, dns: true, scope: Some(scope.clone()), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         ensure_switch(&mut plan, &scope, &spec, obs)?;
@@ -39,11 +34,7 @@ fn ensure_records(ctx: &Context, records: BTreeMap<String, String>) -> Result<Ou
 
 pub fn remove_subnet(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
-    let want = Want {
-        dns: true,
-        scope: Some(scope.clone()),
-        ..Want::default()
-    };
+    let want = Want { dns: true, scope: Some(scope.clone()), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         remove_dns(&mut plan, &scope, obs)?;
@@ -55,12 +46,7 @@ pub fn remove_subnet(ctx: &Context) -> Result<Outcome> {
 pub fn remove_entry(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
     let (ipv4, ipv6) = input::nic_addresses(ctx)?;
-    let want = Want {
-        dns: true,
-        switch: true,
-        scope: Some(scope.clone()),
-        ..Want::default()
-    };
+    let want = Want { dns: true, switch: true, scope: Some(scope.clone()), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         remove_dns_records(&mut plan, &scope, ipv4, ipv6, obs)?;

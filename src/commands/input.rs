@@ -33,26 +33,18 @@ fn optional_v4(p: &Payload, field: &str) -> Result<Option<Ipv4Addr>> {
 }
 
 fn optional_v6(p: &Payload) -> Result<Option<Ipv6Addr>> {
-    p.nonempty("ip6_address")
-        .map(|v| ipv6("ip6_address", &v))
-        .transpose()
+    p.nonempty("ip6_address").map(|v| ipv6("ip6_address", &v)).transpose()
 }
 
 /// The network's CIDR and gateway (in NIC payloads `gateway` is the NIC's,
 /// which CloudStack writes over the network's under the same key).
 pub fn switch_spec(ctx: &Context) -> Result<SwitchSpec> {
     let p = ctx.payload();
-    let cidr = p
-        .nonempty("cidr")
-        .map(|v| Ipv4Cidr::parse("cidr", &v))
-        .transpose()?;
+    let cidr = p.nonempty("cidr").map(|v| Ipv4Cidr::parse("cidr", &v)).transpose()?;
     let gateway = optional_v4(p, "gateway")?;
     if let (Some(c), Some(g)) = (cidr, gateway) {
         if !c.contains(g) {
-            return Err(Error::field(
-                "gateway",
-                format!("{g} is outside cidr {}", c.network()),
-            ));
+            return Err(Error::field("gateway", format!("{g} is outside cidr {}", c.network())));
         }
     }
     Ok(SwitchSpec { cidr, gateway })
@@ -86,20 +78,11 @@ pub fn nic_spec(ctx: &Context) -> Result<NicSpec> {
         if !c.contains(ip) && !own_subnet_ok {
             return Err(Error::field(
                 "ip",
-                format!(
-                    "{ip} is outside cidr {} and has no gateway on its own subnet",
-                    c.network()
-                ),
+                format!("{ip} is outside cidr {} and has no gateway on its own subnet", c.network()),
             ));
         }
     }
-    Ok(NicSpec {
-        nic_uuid,
-        nic_id: optional_id(p, "nic_id")?,
-        mac,
-        ipv4,
-        ipv6,
-    })
+    Ok(NicSpec { nic_uuid, nic_id: optional_id(p, "nic_id")?, mac, ipv4, ipv6 })
 }
 
 pub fn default_nic(ctx: &Context) -> Result<bool> {
@@ -107,27 +90,18 @@ pub fn default_nic(ctx: &Context) -> Result<bool> {
 }
 
 pub fn hostname(ctx: &Context) -> Result<Option<String>> {
-    ctx.payload()
-        .nonempty("hostname")
-        .map(|h| dns_name("hostname", &h))
-        .transpose()
+    ctx.payload().nonempty("hostname").map(|h| dns_name("hostname", &h)).transpose()
 }
 
 fn domain(ctx: &Context) -> Result<Option<String>> {
-    ctx.payload()
-        .nonempty("domain")
-        .map(|d| dns_name("domain", &d))
-        .transpose()
+    ctx.payload().nonempty("domain").map(|d| dns_name("domain", &d)).transpose()
 }
 
 fn prefix_of(netmask: &str) -> Result<u8> {
     let m = u32::from(ipv4("netmask", netmask)?);
     let prefix = m.leading_ones();
     if m.checked_shl(prefix).unwrap_or(0) != 0 {
-        return Err(Error::field(
-            "netmask",
-            format!("{netmask} is not a contiguous netmask"),
-        ));
+        return Err(Error::field("netmask", format!("{netmask} is not a contiguous netmask")));
     }
     Ok(prefix as u8)
 }
@@ -137,13 +111,7 @@ fn prefix_of(netmask: &str) -> Result<u8> {
 fn subnet_of(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
     let p = ctx.payload();
     match (optional_v4(p, "ip")?, p.nonempty("netmask")) {
-        (Some(ip), Some(mask)) => Ok(Some(
-            Ipv4Cidr {
-                addr: ip,
-                prefix: prefix_of(&mask)?,
-            }
-            .network(),
-        )),
+        (Some(ip), Some(mask)) => Ok(Some(Ipv4Cidr { addr: ip, prefix: prefix_of(&mask)? }.network())),
         _ => Ok(None),
     }
 }
@@ -159,15 +127,12 @@ pub fn dhcp_subnet(ctx: &Context) -> Result<DhcpSubnet> {
     let cidr = dhcp_cidr(ctx)?.ok_or_else(|| Error::Missing("cidr (or ip and netmask)".into()))?;
     let router = optional_v4(p, "gateway")?;
     if let Some(r) = router.filter(|r| !cidr.contains(*r)) {
-        return Err(Error::field(
-            "gateway",
-            format!("{r} is outside the DHCP subnet {cidr}"),
-        ));
+        return Err(Error::field("gateway", format!("{r} is outside the DHCP subnet {cidr}")));
     }
     let extension_ip = optional_v4(p, "extension_ip")?.filter(|ip| cidr.contains(*ip));
-    let server_id = extension_ip.or(router).ok_or_else(|| {
-        Error::Missing("gateway or extension_ip (the DHCP server address)".into())
-    })?;
+    let server_id = extension_ip
+        .or(router)
+        .ok_or_else(|| Error::Missing("gateway or extension_ip (the DHCP server address)".into()))?;
     let dns_servers = match p.nonempty("dns") {
         Some(list) => ip_list("dns", &list)?
             .into_iter()
@@ -192,12 +157,7 @@ pub fn dhcp_subnet(ctx: &Context) -> Result<DhcpSubnet> {
 pub fn dns_entry(ctx: &Context) -> Result<DnsEntry> {
     let hostname = hostname(ctx)?.ok_or_else(|| Error::Missing("hostname".into()))?;
     let (ipv4, ipv6) = nic_addresses(ctx)?;
-    Ok(DnsEntry {
-        hostname,
-        domain: domain(ctx)?,
-        ipv4,
-        ipv6,
-    })
+    Ok(DnsEntry { hostname, domain: domain(ctx)?, ipv4, ipv6 })
 }
 
 /// The NIC's IPv4 and/or IPv6 address; at least one is required.
@@ -219,11 +179,7 @@ pub fn router_scope(ctx: &Context) -> Result<RouterScope> {
         Some(v) => RouterOf::Vpc(v),
         None => RouterOf::Network(db_id("network_id", &p.require("network_id")?)?),
     };
-    Ok(RouterScope {
-        owner: ctx.owner.clone(),
-        of,
-        zone_id: optional_id(p, "zone_id")?,
-    })
+    Ok(RouterScope { owner: ctx.owner.clone(), of, zone_id: optional_id(p, "zone_id")? })
 }
 
 /// `public_vlan` arrives as `101`, `vlan://101` or `untagged` (§4.4).
@@ -236,12 +192,7 @@ pub fn vlan(field: &str, raw: &str) -> Result<Option<u16>> {
         .ok()
         .filter(|n| (1..=4094).contains(n))
         .map(Some)
-        .ok_or_else(|| {
-            Error::field(
-                field,
-                format!("expected a VLAN id 1-4094, vlan://N or untagged, got {raw:?}"),
-            )
-        })
+        .ok_or_else(|| Error::field(field, format!("expected a VLAN id 1-4094, vlan://N or untagged, got {raw:?}")))
 }
 
 /// The public IP of the payload with its subnet, gateway and VLAN.
@@ -250,34 +201,19 @@ pub fn public_ip(ctx: &Context) -> Result<PublicIp> {
     let ip = ipv4("public_ip", &p.require("public_ip")?)?;
     // Newer CloudStack sends network/prefix, the CLI era ip/prefix: only the prefix counts.
     let cidr = Ipv4Cidr::parse("public_cidr", &p.require("public_cidr")?)?;
-    let subnet = Ipv4Cidr {
-        addr: ip,
-        prefix: cidr.prefix,
-    }
-    .network();
+    let subnet = Ipv4Cidr { addr: ip, prefix: cidr.prefix }.network();
     let gateway = ipv4("public_gateway", &p.require("public_gateway")?)?;
     if !subnet.contains(gateway) {
-        return Err(Error::field(
-            "public_gateway",
-            format!("{gateway} is not on the public IP's subnet {subnet}"),
-        ));
+        return Err(Error::field("public_gateway", format!("{gateway} is not on the public IP's subnet {subnet}")));
     }
     if gateway == ip {
-        return Err(Error::field(
-            "public_ip",
-            format!("{ip} is the public gateway itself"),
-        ));
+        return Err(Error::field("public_ip", format!("{ip} is the public gateway itself")));
     }
     let net = PublicNet {
         network_name: ctx.settings.public_network_name()?,
         vlan: vlan("public_vlan", &p.str("public_vlan").unwrap_or_default())?,
     };
-    Ok(PublicIp {
-        ip,
-        prefix: cidr.prefix,
-        gateway,
-        net,
-    })
+    Ok(PublicIp { ip, prefix: cidr.prefix, gateway, net })
 }
 
 /// Just the address, for commands that only name it (release, NAT deletes).
@@ -287,12 +223,7 @@ pub fn public_address(ctx: &Context) -> Result<Ipv4Addr> {
 
 /// The prefix of `public_cidr`, when given.
 pub fn public_prefix(ctx: &Context) -> Result<Option<u8>> {
-    Ok(ctx
-        .payload()
-        .nonempty("public_cidr")
-        .map(|c| Ipv4Cidr::parse("public_cidr", &c))
-        .transpose()?
-        .map(|c| c.prefix))
+    Ok(ctx.payload().nonempty("public_cidr").map(|c| Ipv4Cidr::parse("public_cidr", &c)).transpose()?.map(|c| c.prefix))
 }
 
 pub fn source_nat(ctx: &Context) -> Result<bool> {
@@ -300,10 +231,7 @@ pub fn source_nat(ctx: &Context) -> Result<bool> {
 }
 
 pub fn gateway_spec(ctx: &Context) -> Result<GatewaySpec> {
-    Ok(GatewaySpec {
-        chassis: ctx.settings.gateway_chassis()?,
-        mtu: ctx.settings.public_mtu()?,
-    })
+    Ok(GatewaySpec { chassis: ctx.settings.gateway_chassis()?, mtu: ctx.settings.public_mtu()? })
 }
 
 /// `private_ip`, which must be on the network when its CIDR is known.
@@ -311,10 +239,7 @@ pub fn private_ip(ctx: &Context) -> Result<Ipv4Addr> {
     let ip = ipv4("private_ip", &ctx.payload().require("private_ip")?)?;
     if let Some(c) = switch_spec(ctx)?.cidr {
         if !c.contains(ip) {
-            return Err(Error::field(
-                "private_ip",
-                format!("{ip} is outside the network's cidr {}", c.network()),
-            ));
+            return Err(Error::field("private_ip", format!("{ip} is outside the network's cidr {}", c.network())));
         }
     }
     Ok(ip)
@@ -322,18 +247,10 @@ pub fn private_ip(ctx: &Context) -> Result<Ipv4Addr> {
 
 /// Forwarding protocol: tcp (the default) or udp.
 pub fn protocol(ctx: &Context) -> Result<Protocol> {
-    match ctx
-        .payload()
-        .nonempty("protocol")
-        .map(|p| p.to_ascii_lowercase())
-        .as_deref()
-    {
+    match ctx.payload().nonempty("protocol").map(|p| p.to_ascii_lowercase()).as_deref() {
         None | Some("tcp") => Ok(Protocol::Tcp),
         Some("udp") => Ok(Protocol::Udp),
-        Some(other) => Err(Error::field(
-            "protocol",
-            format!("port forwarding supports tcp and udp, got {other:?}"),
-        )),
+        Some(other) => Err(Error::field("protocol", format!("port forwarding supports tcp and udp, got {other:?}"))),
     }
 }
 
@@ -341,10 +258,7 @@ pub fn protocol(ctx: &Context) -> Result<Protocol> {
 pub fn guest_gateway(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
     let spec = switch_spec(ctx)?;
     Ok(match (spec.gateway, spec.cidr) {
-        (Some(g), Some(c)) => Some(Ipv4Cidr {
-            addr: g,
-            prefix: c.prefix,
-        }),
+        (Some(g), Some(c)) => Some(Ipv4Cidr { addr: g, prefix: c.prefix }),
         _ => None,
     })
 }
@@ -352,12 +266,8 @@ pub fn guest_gateway(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
 /// The VPC's super-CIDR (`vpc_cidr`; README-era payloads call it `cidr`).
 pub fn vpc_cidr(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
     let p = ctx.payload();
-    let raw = p.nonempty("vpc_cidr").or_else(|| {
-        p.nonempty("network_id")
-            .is_none()
-            .then(|| p.nonempty("cidr"))
-            .flatten()
-    });
+    let raw =
+        p.nonempty("vpc_cidr").or_else(|| p.nonempty("network_id").is_none().then(|| p.nonempty("cidr")).flatten());
     raw.map(|c| Ipv4Cidr::parse("vpc_cidr", &c)).transpose()
 }
 

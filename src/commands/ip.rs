@@ -23,21 +23,12 @@ pub(super) fn want_for_ip(
     ip: Ipv4Addr,
 ) -> Result<Want> {
     let mut rw = RouterWant::new(rs.clone());
-    rw.guest = scope.is_some()
-        && rs.of == RouterOf::Network(scope.map(|s| s.network_id).unwrap_or_default());
+    rw.guest = scope.is_some() && rs.of == RouterOf::Network(scope.map(|s| s.network_id).unwrap_or_default());
     rw.public = public;
     rw.chassis = ctx.settings.gateway_chassis()?;
     rw.nats = vec![rs.snat_uuid(), rs.static_nat_uuid(ip)];
-    rw.lbs = Protocol::ALL
-        .iter()
-        .map(|p| rs.port_forward_uuid(ip, *p))
-        .collect();
-    Ok(Want {
-        switch: scope.is_some(),
-        scope: scope.cloned(),
-        router: Some(rw),
-        ..Want::default()
-    })
+    rw.lbs = Protocol::ALL.iter().map(|p| rs.port_forward_uuid(ip, *p)).collect();
+    Ok(Want { switch: scope.is_some(), scope: scope.cloned(), router: Some(rw), ..Want::default() })
 }
 
 /// The isolated network's router and its guest attachment, created on
@@ -57,9 +48,7 @@ pub(super) fn ensure_network_router(
         Some(gateway) => router::attach_network(plan, rs, scope, gateway, obs),
         // Legacy NAT commands carry no gateway/cidr: fine once attached.
         None if obs.guest_port.is_some() => Ok(()),
-        None => Err(Error::Missing(
-            "gateway and cidr (the guest side of the router)".into(),
-        )),
+        None => Err(Error::Missing("gateway and cidr (the guest side of the router)".into())),
     }
 }
 
@@ -74,9 +63,7 @@ fn ensure_public(
     obs: &Observed,
 ) -> Result<()> {
     match (rs.of, net) {
-        (RouterOf::Network(_), Some((scope, spec))) => {
-            ensure_network_router(plan, scope, spec, rs, ctx, obs)?
-        }
+        (RouterOf::Network(_), Some((scope, spec))) => ensure_network_router(plan, scope, spec, rs, ctx, obs)?,
         _ => router::ensure_router(plan, rs, None, obs)?,
     }
     router::ensure_public_ip(plan, rs, public, role, &input::gateway_spec(ctx)?, obs)
@@ -102,27 +89,13 @@ pub fn assign(ctx: &Context) -> Result<Outcome> {
         return Ok(Outcome::default());
     }
     let guest_cidr = if source_nat {
-        Some(
-            input::switch_spec(ctx)?
-                .cidr
-                .ok_or_else(|| Error::Missing("cidr (the network to source-NAT)".into()))?,
-        )
+        Some(input::switch_spec(ctx)?.cidr.ok_or_else(|| Error::Missing("cidr (the network to source-NAT)".into()))?)
     } else {
         None
     };
     let scope = net.as_ref().map(|(s, _)| s.clone());
-    let want = want_for_ip(
-        ctx,
-        scope.as_ref(),
-        &rs,
-        PublicLookup::Net(public.net.clone()),
-        public.ip,
-    )?;
-    let role = if source_nat {
-        IP_SOURCE_NAT
-    } else {
-        IP_ASSIGNED
-    };
+    let want = want_for_ip(ctx, scope.as_ref(), &rs, PublicLookup::Net(public.net.clone()), public.ip)?;
+    let role = if source_nat { IP_SOURCE_NAT } else { IP_ASSIGNED };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         ensure_public(&mut plan, ctx, &net, &rs, &public, role, obs)?;
@@ -151,13 +124,7 @@ pub fn add_static_nat(ctx: &Context) -> Result<Outcome> {
     let public = input::public_ip(ctx)?;
     let private = input::private_ip(ctx)?;
     let scope = net.as_ref().map(|(s, _)| s.clone());
-    let want = want_for_ip(
-        ctx,
-        scope.as_ref(),
-        &rs,
-        PublicLookup::Net(public.net.clone()),
-        public.ip,
-    )?;
+    let want = want_for_ip(ctx, scope.as_ref(), &rs, PublicLookup::Net(public.net.clone()), public.ip)?;
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         ensure_public(&mut plan, ctx, &net, &rs, &public, IP_ASSIGNED, obs)?;
@@ -185,10 +152,7 @@ fn forward_rule(ctx: &Context) -> Result<(Protocol, std::collections::BTreeMap<S
     let max = crate::config::MAX_FORWARD_RANGE;
     let public_ports = router::port_range("public_port", &p.require("public_port")?, max)?;
     let private_ports = router::port_range("private_port", &p.require("private_port")?, max)?;
-    Ok((
-        input::protocol(ctx)?,
-        router::forward_vips(public, public_ports, private, private_ports)?,
-    ))
+    Ok((input::protocol(ctx)?, router::forward_vips(public, public_ports, private, private_ports)?))
 }
 
 pub fn add_port_forward(ctx: &Context) -> Result<Outcome> {
@@ -196,27 +160,13 @@ pub fn add_port_forward(ctx: &Context) -> Result<Outcome> {
     let rs = input::router_scope(ctx)?;
     let public = input::public_ip(ctx)?;
     let (protocol, vips) = forward_rule(ctx)?;
-    let want = want_for_ip(
-        ctx,
-        Some(&net.0),
-        &rs,
-        PublicLookup::Net(public.net.clone()),
-        public.ip,
-    )?;
+    let want = want_for_ip(ctx, Some(&net.0), &rs, PublicLookup::Net(public.net.clone()), public.ip)?;
     let net = Some(net);
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         ensure_public(&mut plan, ctx, &net, &rs, &public, IP_ASSIGNED, obs)?;
-        let guest_switch = net
-            .as_ref()
-            .map(|(s, _)| s.switch_uuid())
-            .unwrap_or_default();
-        let fwd = Forward {
-            public: public.ip,
-            protocol,
-            vips: &vips,
-            guest_switch,
-        };
+        let guest_switch = net.as_ref().map(|(s, _)| s.switch_uuid()).unwrap_or_default();
+        let fwd = Forward { public: public.ip, protocol, vips: &vips, guest_switch };
         router::add_port_forward(&mut plan, &rs, &fwd, obs)?;
         Ok(plan)
     })

@@ -21,8 +21,8 @@ use crate::cli::{self, Invocation, Request, Style};
 use crate::config::{self, FileConfig, Settings};
 use crate::error::{Error, ExitCode, Result};
 use crate::nb::rows::{
-    all_rows, first_row, DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, Router,
-    RouterPort, StaticRoute, Switch,
+    all_rows, first_row, DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, Router, RouterPort, StaticRoute,
+    Switch,
 };
 use crate::nb::{Owner, DB};
 use crate::ovsdb::{Client, Deadline, Operation};
@@ -106,11 +106,7 @@ impl Context {
     fn connect(&self) -> Result<Client> {
         let (remotes, source) = self.settings.nb_connection()?;
         log::debug("connecting", &[("remotes", &remotes), ("source", &source)]);
-        Ok(Client::connect(
-            &remotes,
-            &self.settings.tls(),
-            self.deadline,
-        )?)
+        Ok(Client::connect(&remotes, &self.settings.tls(), self.deadline)?)
     }
 
     /// Observe, plan, apply; repeat while a concurrent writer invalidates
@@ -118,11 +114,7 @@ impl Context {
     /// racing insert of the same deterministic row, an index collision).
     /// An ambiguous connection failure is retried the same way: the
     /// re-read shows whether the first attempt committed.
-    pub fn converge(
-        &self,
-        want: &Want,
-        planner: impl Fn(&Observed) -> Result<Plan>,
-    ) -> Result<Outcome> {
+    pub fn converge(&self, want: &Want, planner: impl Fn(&Observed) -> Result<Plan>) -> Result<Outcome> {
         let mut client = self.connect()?;
         let mut attempt = 0;
         loop {
@@ -131,11 +123,7 @@ impl Context {
             let plan = planner(&observed)?;
             if plan.is_empty() {
                 log::debug("already converged", &[("attempt", &attempt)]);
-                return Ok(Outcome {
-                    output: None,
-                    changes: 0,
-                    attempts: attempt,
-                });
+                return Ok(Outcome { output: None, changes: 0, attempts: attempt });
             }
             let changes = plan.changes.len();
             for c in &plan.changes {
@@ -143,35 +131,18 @@ impl Context {
             }
             let ops = plan.into_ops(self.comment());
             match client.transact(DB, &ops) {
-                Ok(_) => {
-                    return Ok(Outcome {
-                        output: None,
-                        changes,
-                        attempts: attempt,
-                    })
-                }
+                Ok(_) => return Ok(Outcome { output: None, changes, attempts: attempt }),
                 Err(e) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_conflict() => {
-                    log::info(
-                        "concurrent change, re-planning",
-                        &[("attempt", &attempt), ("error", &e)],
-                    );
+                    log::info("concurrent change, re-planning", &[("attempt", &attempt), ("error", &e)]);
                     backoff(attempt);
                 }
-                Err(e)
-                    if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_connection() =>
-                {
-                    log::warn(
-                        "connection lost, reconnecting",
-                        &[("attempt", &attempt), ("error", &e)],
-                    );
+                Err(e) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_connection() => {
+                    log::warn("connection lost, reconnecting", &[("attempt", &attempt), ("error", &e)]);
                     backoff(attempt);
                     client = self.connect()?;
                 }
                 Err(e) if e.is_conflict() => {
-                    return Err(Error::Contention {
-                        what: self.inv.command.clone(),
-                        attempts: attempt,
-                    });
+                    return Err(Error::Contention { what: self.inv.command.clone(), attempts: attempt });
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -277,10 +248,7 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             ask(Port::select_by_nic_id(&s.owner, nic_id), Slot::Port);
         }
         if want.all_dhcp {
-            ask(
-                DhcpOptions::select_by_network(&s.owner, s.network_id),
-                Slot::Dhcp,
-            );
+            ask(DhcpOptions::select_by_network(&s.owner, s.network_id), Slot::Dhcp);
         }
         if want.dns {
             ask(Dns::select(s.dns_uuid()), Slot::Dns);
@@ -292,20 +260,11 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
     if let Some(rw) = &want.router {
         let rs = &rw.rs;
         ask(Router::select(rs.uuid()), Slot::Router);
-        ask(
-            RouterPort::select_by_name(&rs.gateway_port_name()),
-            Slot::GatewayPort,
-        );
-        ask(
-            Port::select_by_name(&rs.gateway_peer_name()),
-            Slot::GatewayPeer,
-        );
+        ask(RouterPort::select_by_name(&rs.gateway_port_name()), Slot::GatewayPort);
+        ask(Port::select_by_name(&rs.gateway_peer_name()), Slot::GatewayPeer);
         ask(StaticRoute::select(rs.route_uuid()), Slot::Route);
         for c in &rw.chassis {
-            ask(
-                GatewayChassis::select_by_name(&rs.gateway_chassis_name(c)),
-                Slot::GatewayChassis,
-            );
+            ask(GatewayChassis::select_by_name(&rs.gateway_chassis_name(c)), Slot::GatewayChassis);
         }
         for u in &rw.nats {
             ask(Nat::select(*u), Slot::Nat);
@@ -314,28 +273,16 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             ask(LoadBalancer::select(*u), Slot::Lb);
         }
         if let (true, Some(s)) = (rw.guest, &want.scope) {
-            ask(
-                RouterPort::select_by_name(&guest_port_name(s.network_id)),
-                Slot::GuestPort,
-            );
-            ask(
-                Port::select_by_name(&guest_peer_name(s.network_id)),
-                Slot::GuestPeer,
-            );
+            ask(RouterPort::select_by_name(&guest_port_name(s.network_id)), Slot::GuestPort);
+            ask(Port::select_by_name(&guest_peer_name(s.network_id)), Slot::GuestPeer);
         }
         match &rw.public {
             PublicLookup::None => {}
             PublicLookup::Net(net) => {
-                ask(
-                    Switch::select(net.switch_uuid(&rs.owner)),
-                    Slot::PublicSwitch,
-                );
+                ask(Switch::select(net.switch_uuid(&rs.owner)), Slot::PublicSwitch);
                 ask(Port::select_by_name(&net.localnet_name()), Slot::Localnet);
             }
-            PublicLookup::ByGatewayPeer => ask(
-                Switch::select_holding(rs.gateway_peer_uuid()),
-                Slot::PublicSwitch,
-            ),
+            PublicLookup::ByGatewayPeer => ask(Switch::select_holding(rs.gateway_peer_uuid()), Slot::PublicSwitch),
         }
     }
     for u in &want.dhcp {
@@ -349,15 +296,8 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
     for (slot, result) in slots.iter().zip(results.iter()) {
         match slot {
             Slot::Switch => obs.switch = first_row(result).and_then(Switch::from_row),
-            Slot::SameName => {
-                obs.same_name = all_rows(result).filter_map(Switch::from_row).collect()
-            }
-            Slot::Port => {
-                obs.port = obs
-                    .port
-                    .take()
-                    .or_else(|| first_row(result).and_then(Port::from_row))
-            }
+            Slot::SameName => obs.same_name = all_rows(result).filter_map(Switch::from_row).collect(),
+            Slot::Port => obs.port = obs.port.take().or_else(|| first_row(result).and_then(Port::from_row)),
             Slot::Dhcp => {
                 for d in all_rows(result).filter_map(DhcpOptions::from_row) {
                     if !obs.dhcp.iter().any(|x| x.uuid == d.uuid) {
@@ -367,18 +307,12 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             }
             Slot::Dns => obs.dns = first_row(result).and_then(Dns::from_row),
             Slot::Router => obs.router = first_row(result).and_then(Router::from_row),
-            Slot::GatewayPort => {
-                obs.gateway_port = first_row(result).and_then(RouterPort::from_row)
-            }
+            Slot::GatewayPort => obs.gateway_port = first_row(result).and_then(RouterPort::from_row),
             Slot::GatewayPeer => obs.gateway_peer = first_row(result).and_then(Port::from_row),
             Slot::Route => obs.route = first_row(result).and_then(StaticRoute::from_row),
-            Slot::GatewayChassis => obs
-                .gateway_chassis
-                .extend(first_row(result).and_then(GatewayChassis::from_row)),
+            Slot::GatewayChassis => obs.gateway_chassis.extend(first_row(result).and_then(GatewayChassis::from_row)),
             Slot::Nat => obs.nats.extend(first_row(result).and_then(Nat::from_row)),
-            Slot::Lb => obs
-                .lbs
-                .extend(first_row(result).and_then(LoadBalancer::from_row)),
+            Slot::Lb => obs.lbs.extend(first_row(result).and_then(LoadBalancer::from_row)),
             Slot::GuestPort => obs.guest_port = first_row(result).and_then(RouterPort::from_row),
             Slot::GuestPeer => obs.guest_peer = first_row(result).and_then(Port::from_row),
             Slot::PublicSwitch => obs.public_switch = first_row(result).and_then(Switch::from_row),
@@ -435,17 +369,13 @@ fn dispatch(ctx: &Context) -> Result<Outcome> {
         "delete-static-nat" => ip::delete_static_nat(ctx),
         "add-port-forward" => ip::add_port_forward(ctx),
         "delete-port-forward" => ip::delete_port_forward(ctx),
-        other if COMMANDS.iter().any(|(c, _)| *c == other) => {
-            Err(Error::Unsupported(other.to_string()))
-        }
+        other if COMMANDS.iter().any(|(c, _)| *c == other) => Err(Error::Unsupported(other.to_string())),
         other => Err(Error::UnknownCommand(other.to_string())),
     }
 }
 
 fn env_settings() -> BTreeMap<String, String> {
-    std::env::vars()
-        .filter(|(k, _)| k.starts_with("OVN_NB_") || k.starts_with("CLOUDSTACK_OVN_"))
-        .collect()
+    std::env::vars().filter(|(k, _)| k.starts_with("OVN_NB_") || k.starts_with("CLOUDSTACK_OVN_")).collect()
 }
 
 /// The whole program: argv in, exit code out; stdout only through `output`.
@@ -468,13 +398,7 @@ pub fn main(args: &[String]) -> ExitCode {
         .or_else(|| file.get(config::LOG_LEVEL))
         .and_then(log::Level::parse)
         .unwrap_or(log::Level::Info);
-    log::init(
-        &log::resolve_path(
-            env.get("CLOUDSTACK_OVN_LOG").cloned(),
-            file.get(config::LOG_FILE),
-        ),
-        level,
-    );
+    log::init(&log::resolve_path(env.get("CLOUDSTACK_OVN_LOG").cloned(), file.get(config::LOG_FILE)), level);
 
     let result = match file_error {
         Some(e) => Err(e),
@@ -490,23 +414,10 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::Success;
         }
         Ok(Request::Run(inv)) => inv,
-        Err(e) => {
-            return fail(
-                args.get(1).map(String::as_str).unwrap_or(""),
-                &e,
-                started,
-                None,
-            )
-        }
+        Err(e) => return fail(args.get(1).map(String::as_str).unwrap_or(""), &e, started, None),
     };
     if !inv.unknown_flags.is_empty() {
-        log::info(
-            "ignoring unknown arguments",
-            &[
-                ("command", &inv.command),
-                ("args", &inv.unknown_flags.join(" ")),
-            ],
-        );
+        log::info("ignoring unknown arguments", &[("command", &inv.command), ("args", &inv.unknown_flags.join(" "))]);
     }
     if log::enabled(log::Level::Debug) {
         log::debug(
@@ -515,10 +426,7 @@ pub fn main(args: &[String]) -> ExitCode {
                 ("command", &inv.command),
                 ("style", &format!("{:?}", inv.style)),
                 ("timeout_s", &inv.timeout.as_secs()),
-                (
-                    "registration",
-                    &log::redacted(&inv.payload.physical_details),
-                ),
+                ("registration", &log::redacted(&inv.payload.physical_details)),
             ],
         );
     }
@@ -527,12 +435,7 @@ pub fn main(args: &[String]) -> ExitCode {
         Ok(o) => Owner(o),
         Err(e) => return fail(&inv.command, &e, started, Some(&inv)),
     };
-    let ctx = Context {
-        deadline: Deadline::after(inv.timeout),
-        inv,
-        settings,
-        owner,
-    };
+    let ctx = Context { deadline: Deadline::after(inv.timeout), inv, settings, owner };
     match dispatch(&ctx) {
         Ok(outcome) => {
             if let Some(out) = &outcome.output {
@@ -542,22 +445,13 @@ pub fn main(args: &[String]) -> ExitCode {
                 "ok",
                 &[
                     ("command", &ctx.inv.command),
-                    (
-                        "network_id",
-                        &ctx.payload().str("network_id").unwrap_or_default(),
-                    ),
+                    ("network_id", &ctx.payload().str("network_id").unwrap_or_default()),
                     ("vpc_id", &ctx.payload().str("vpc_id").unwrap_or_default()),
-                    (
-                        "nic_uuid",
-                        &ctx.payload().str("nic_uuid").unwrap_or_default(),
-                    ),
+                    ("nic_uuid", &ctx.payload().str("nic_uuid").unwrap_or_default()),
                     ("outcome", &"ok"),
                     ("rows_changed", &outcome.changes),
                     ("attempts", &outcome.attempts),
-                    (
-                        "latency_ms",
-                        &format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-                    ),
+                    ("latency_ms", &format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0)),
                 ],
             );
             ExitCode::Success
@@ -579,10 +473,7 @@ fn fail(command: &str, e: &Error, started: Instant, inv: Option<&Invocation>) ->
             ("nic_uuid", &field("nic_uuid")),
             ("outcome", &"error"),
             ("exit_code", &(code as i32)),
-            (
-                "latency_ms",
-                &format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
-            ),
+            ("latency_ms", &format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0)),
         ],
     );
     output::print_error(&e.chain());

@@ -23,10 +23,7 @@ pub fn ensure_network_device(ctx: &Context) -> Result<Outcome> {
     } else {
         return Err(Error::Missing("network_id or vpc_id".into()));
     };
-    Ok(Outcome {
-        output: Some(output),
-        ..Outcome::default()
-    })
+    Ok(Outcome { output: Some(output), ..Outcome::default() })
 }
 
 /// The router that routes this network, if we are its gateway: always the
@@ -55,18 +52,13 @@ pub fn implement(ctx: &Context) -> Result<Outcome> {
     let routed = routed_by(ctx)?;
     let gateway = input::guest_gateway(ctx)?;
     if routed.is_some() && gateway.is_none() {
-        return Err(Error::Missing(
-            "gateway and cidr (the network is routed by its VPC)".into(),
-        ));
+        return Err(Error::Missing("gateway and cidr (the network is routed by its VPC)".into()));
     }
     let want = Want {
         switch: true,
         switch_by_name: true,
         scope: Some(scope.clone()),
-        router: routed.clone().map(|rs| RouterWant {
-            guest: true,
-            ..RouterWant::new(rs)
-        }),
+        router: routed.clone().map(|rs| RouterWant { guest: true, ..RouterWant::new(rs) }),
         ..Want::default()
     };
     let mut outcome = ctx.converge(&want, |obs| {
@@ -87,12 +79,7 @@ pub fn implement(ctx: &Context) -> Result<Outcome> {
 
 /// What the network has beyond L2: an isolated network's router (with its
 /// NAT, forwarding and gateway), or a tier's attachment to its VPC router.
-fn teardown_routing(
-    plan: &mut Plan,
-    scope: &Scope,
-    rs: &RouterScope,
-    obs: &Observed,
-) -> Result<()> {
+fn teardown_routing(plan: &mut Plan, scope: &Scope, rs: &RouterScope, obs: &Observed) -> Result<()> {
     router::detach_network(plan, rs, scope, obs)?;
     if matches!(rs.of, RouterOf::Network(_)) {
         router::destroy_router(plan, rs, obs)?;
@@ -106,11 +93,7 @@ fn routing_want(ctx: &Context) -> Result<RouterWant> {
         RouterOf::Network(_) => PublicLookup::ByGatewayPeer,
         RouterOf::Vpc(_) => PublicLookup::None,
     };
-    Ok(RouterWant {
-        guest: true,
-        public,
-        ..RouterWant::new(rs)
-    })
+    Ok(RouterWant { guest: true, public, ..RouterWant::new(rs) })
 }
 
 /// CloudStack shuts a network down on garbage collection and on restart
@@ -121,12 +104,7 @@ pub fn shutdown(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
     let rw = routing_want(ctx)?;
     let rs = rw.rs.clone();
-    let want = Want {
-        switch: true,
-        scope: Some(scope.clone()),
-        router: Some(rw),
-        ..Want::default()
-    };
+    let want = Want { switch: true, scope: Some(scope.clone()), router: Some(rw), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         teardown_routing(&mut plan, &scope, &rs, obs)?;

@@ -4,9 +4,7 @@
 use super::{input, Context, Outcome, Want};
 use crate::error::Result;
 use crate::nb::Kind;
-use crate::plan::network::{
-    ensure_port, ensure_switch, remove_port, DhcpLink, Hostname, Observed, Scope,
-};
+use crate::plan::network::{ensure_port, ensure_switch, remove_port, DhcpLink, Hostname, Observed, Scope};
 use crate::plan::Plan;
 
 /// The DHCP row a NIC should use, if the subnet's rows exist: with a
@@ -34,20 +32,11 @@ pub fn prepare(ctx: &Context) -> Result<Outcome> {
     let spec = input::switch_spec(ctx)?;
     let nic = input::nic_spec(ctx)?;
     let default_nic = input::default_nic(ctx)?;
-    let hostname = input::hostname(ctx)?
-        .map(Hostname::Set)
-        .unwrap_or(Hostname::Keep);
+    let hostname = input::hostname(ctx)?.map(Hostname::Set).unwrap_or(Hostname::Keep);
     let cidr = input::dhcp_cidr(ctx)?;
-    let dhcp = cidr
-        .map(|c| vec![scope.dhcp_uuid(c, true), scope.dhcp_uuid(c, false)])
-        .unwrap_or_default();
-    let want = Want {
-        switch: true,
-        port: Some(nic.nic_uuid.clone()),
-        dhcp,
-        scope: Some(scope.clone()),
-        ..Want::default()
-    };
+    let dhcp = cidr.map(|c| vec![scope.dhcp_uuid(c, true), scope.dhcp_uuid(c, false)]).unwrap_or_default();
+    let want =
+        Want { switch: true, port: Some(nic.nic_uuid.clone()), dhcp, scope: Some(scope.clone()), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         // Shared networks may see prepare-nic before (or without) implement.

@@ -33,10 +33,7 @@ pub fn implement(ctx: &Context) -> Result<Outcome> {
     }
     let want = match &snat {
         Some(p) => want_for_ip(ctx, None, &rs, PublicLookup::Net(p.net.clone()), p.ip)?,
-        None => Want {
-            router: Some(RouterWant::new(rs.clone())),
-            ..Want::default()
-        },
+        None => Want { router: Some(RouterWant::new(rs.clone())), ..Want::default() },
     };
     let gw = match &snat {
         Some(_) => Some(input::gateway_spec(ctx)?),
@@ -61,13 +58,7 @@ pub fn update_source_nat(ctx: &Context) -> Result<Outcome> {
     let public = input::public_ip(ctx)?;
     let gw = input::gateway_spec(ctx)?;
     let payload_cidr = input::vpc_cidr(ctx)?;
-    let want = want_for_ip(
-        ctx,
-        None,
-        &rs,
-        PublicLookup::Net(public.net.clone()),
-        public.ip,
-    )?;
+    let want = want_for_ip(ctx, None, &rs, PublicLookup::Net(public.net.clone()), public.ip)?;
     ctx.converge(&want, |obs| {
         let recorded = obs
             .router
@@ -75,9 +66,7 @@ pub fn update_source_nat(ctx: &Context) -> Result<Outcome> {
             .and_then(|r| r.external_ids.get(key::VPC_CIDR))
             .map(|c| Ipv4Cidr::parse(key::VPC_CIDR, c))
             .transpose()?;
-        let cidr = payload_cidr
-            .or(recorded)
-            .ok_or_else(|| Error::Missing("vpc_cidr".into()))?;
+        let cidr = payload_cidr.or(recorded).ok_or_else(|| Error::Missing("vpc_cidr".into()))?;
         let mut plan = Plan::default();
         router::ensure_router(&mut plan, &rs, Some(cidr), obs)?;
         router::ensure_public_ip(&mut plan, &rs, &public, IP_SOURCE_NAT, &gw, obs)?;
@@ -93,10 +82,7 @@ pub fn shutdown(ctx: &Context) -> Result<Outcome> {
     let rs = vpc_router(ctx)?;
     let mut rw = RouterWant::new(rs.clone());
     rw.public = PublicLookup::ByGatewayPeer;
-    let want = Want {
-        router: Some(rw),
-        ..Want::default()
-    };
+    let want = Want { router: Some(rw), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         router::destroy_router(&mut plan, &rs, obs)?;

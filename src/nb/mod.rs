@@ -132,10 +132,7 @@ impl Owner {
     /// inserts of the same row then collide on `duplicate uuid` instead of
     /// creating two rows, and lookups are by `_uuid`, which never scans.
     pub fn row_uuid(&self, kind: Kind, id: &str) -> Uuid {
-        Uuid::new_v5(
-            &ROW_NAMESPACE,
-            format!("{}/{}/{}", self.0, kind.as_str(), id).as_bytes(),
-        )
+        Uuid::new_v5(&ROW_NAMESPACE, format!("{}/{}/{}", self.0, kind.as_str(), id).as_bytes())
     }
 
     pub fn owns(&self, external_ids: &BTreeMap<String, String>) -> bool {
@@ -146,13 +143,9 @@ impl Owner {
     /// (OVN's DHCP `server_mac`): the same network always answers from the
     /// same MAC, across restarts and management servers.
     pub fn stable_mac(&self, seed: &str) -> String {
-        let b =
-            Uuid::new_v5(&ROW_NAMESPACE, format!("{}/mac/{seed}", self.0).as_bytes()).into_bytes();
+        let b = Uuid::new_v5(&ROW_NAMESPACE, format!("{}/mac/{seed}", self.0).as_bytes()).into_bytes();
         // 0x0a: bit 1 set = locally administered, bit 0 clear = unicast.
-        format!(
-            "0a:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4]
-        )
+        format!("0a:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4])
     }
 }
 
@@ -181,19 +174,10 @@ mod tests {
     fn row_uuids_are_stable_and_scoped() {
         let a = Owner("cloudstack".into());
         let b = Owner("other".into());
-        assert_eq!(
-            a.row_uuid(Kind::Network, "42"),
-            a.row_uuid(Kind::Network, "42")
-        );
-        assert_ne!(
-            a.row_uuid(Kind::Network, "42"),
-            a.row_uuid(Kind::Network, "43")
-        );
+        assert_eq!(a.row_uuid(Kind::Network, "42"), a.row_uuid(Kind::Network, "42"));
+        assert_ne!(a.row_uuid(Kind::Network, "42"), a.row_uuid(Kind::Network, "43"));
         assert_ne!(a.row_uuid(Kind::Network, "42"), a.row_uuid(Kind::Dns, "42"));
-        assert_ne!(
-            a.row_uuid(Kind::Network, "42"),
-            b.row_uuid(Kind::Network, "42")
-        );
+        assert_ne!(a.row_uuid(Kind::Network, "42"), b.row_uuid(Kind::Network, "42"));
         // Pinned: a change here would orphan every row in every deployment.
         assert_eq!(
             a.row_uuid(Kind::Network, "42").to_string(),

@@ -7,9 +7,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{key, table, Owner};
-use crate::ovsdb::value::{
-    as_uuid, optional_uuid, string_map, string_map_of, string_set_of, uuid_set_of,
-};
+use crate::ovsdb::value::{as_uuid, optional_uuid, string_map, string_map_of, string_set_of, uuid_set_of};
 use crate::ovsdb::{Condition, Function, Operation};
 
 fn uuid_col(row: &Map<String, Value>) -> Option<Uuid> {
@@ -25,21 +23,14 @@ fn set_col(row: &Map<String, Value>, col: &str) -> Vec<String> {
 }
 
 fn str_col(row: &Map<String, Value>, col: &str) -> String {
-    row.get(col)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    row.get(col).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 /// `external_ids includes {owner, key: value}`: rows of ours carrying that
 /// id. A server-side scan of the table (no index on external_ids); only the
 /// matching rows are transferred.
 fn tagged(owner: &Owner, key: &str, value: String) -> Condition {
-    let ids: BTreeMap<String, String> = [
-        (key::OWNER.to_string(), owner.0.clone()),
-        (key.to_string(), value),
-    ]
-    .into();
+    let ids: BTreeMap<String, String> = [(key::OWNER.to_string(), owner.0.clone()), (key.to_string(), value)].into();
     Condition("external_ids".into(), Function::Includes, string_map(&ids))
 }
 
@@ -62,43 +53,25 @@ pub struct Switch {
 }
 
 impl Switch {
-    pub const COLUMNS: &'static [&'static str] = &[
-        "_uuid",
-        "name",
-        "ports",
-        "dns_records",
-        "load_balancer",
-        "external_ids",
-    ];
+    pub const COLUMNS: &'static [&'static str] =
+        &["_uuid", "name", "ports", "dns_records", "load_balancer", "external_ids"];
 
     pub fn select(uuid: Uuid) -> Operation {
-        select(
-            table::LOGICAL_SWITCH,
-            Condition::uuid_is(uuid),
-            Self::COLUMNS,
-        )
+        select(table::LOGICAL_SWITCH, Condition::uuid_is(uuid), Self::COLUMNS)
     }
 
     /// The switch holding this port (a scan: `ports` has no index).
     pub fn select_holding(port: Uuid) -> Operation {
         select(
             table::LOGICAL_SWITCH,
-            Condition(
-                "ports".into(),
-                Function::Includes,
-                crate::ovsdb::value::uuid(port),
-            ),
+            Condition("ports".into(), Function::Includes, crate::ovsdb::value::uuid(port)),
             Self::COLUMNS,
         )
     }
 
     /// By name: a scan, Logical_Switch has no name index.
     pub fn select_by_name(name: &str) -> Operation {
-        select(
-            table::LOGICAL_SWITCH,
-            Condition::eq("name", name),
-            Self::COLUMNS,
-        )
+        select(table::LOGICAL_SWITCH, Condition::eq("name", name), Self::COLUMNS)
     }
 
     pub fn from_row(row: &Map<String, Value>) -> Option<Switch> {
@@ -107,10 +80,7 @@ impl Switch {
             name: str_col(row, "name"),
             ports: row.get("ports").map(uuid_set_of).unwrap_or_default(),
             dns_records: row.get("dns_records").map(uuid_set_of).unwrap_or_default(),
-            load_balancer: row
-                .get("load_balancer")
-                .map(uuid_set_of)
-                .unwrap_or_default(),
+            load_balancer: row.get("load_balancer").map(uuid_set_of).unwrap_or_default(),
             external_ids: map_col(row, "external_ids"),
         })
     }
@@ -131,33 +101,18 @@ pub struct Port {
 }
 
 impl Port {
-    pub const COLUMNS: &'static [&'static str] = &[
-        "_uuid",
-        "name",
-        "addresses",
-        "port_security",
-        "dhcpv4_options",
-        "options",
-        "external_ids",
-    ];
+    pub const COLUMNS: &'static [&'static str] =
+        &["_uuid", "name", "addresses", "port_security", "dhcpv4_options", "options", "external_ids"];
 
     /// By name: Logical_Switch_Port has a unique index on `name`, so this
     /// does not scan, and it also finds a port someone else created.
     pub fn select_by_name(name: &str) -> Operation {
-        select(
-            table::LOGICAL_SWITCH_PORT,
-            Condition::eq("name", name),
-            Self::COLUMNS,
-        )
+        select(table::LOGICAL_SWITCH_PORT, Condition::eq("name", name), Self::COLUMNS)
     }
 
     /// Our port of the NIC with this CloudStack id (a scan).
     pub fn select_by_nic_id(owner: &Owner, nic_id: u64) -> Operation {
-        select(
-            table::LOGICAL_SWITCH_PORT,
-            tagged(owner, key::NIC_ID, nic_id.to_string()),
-            Self::COLUMNS,
-        )
+        select(table::LOGICAL_SWITCH_PORT, tagged(owner, key::NIC_ID, nic_id.to_string()), Self::COLUMNS)
     }
 
     pub fn from_row(row: &Map<String, Value>) -> Option<Port> {
@@ -165,11 +120,9 @@ impl Port {
             uuid: uuid_col(row)?,
             name: str_col(row, "name"),
             kind: str_col(row, "type"),
-            tag_request: row.get("tag_request").and_then(|v| {
-                crate::ovsdb::value::set_items(v)
-                    .first()
-                    .and_then(|x| x.as_i64())
-            }),
+            tag_request: row
+                .get("tag_request")
+                .and_then(|v| crate::ovsdb::value::set_items(v).first().and_then(|x| x.as_i64())),
             addresses: set_col(row, "addresses"),
             port_security: set_col(row, "port_security"),
             dhcpv4_options: row.get("dhcpv4_options").and_then(optional_uuid),
@@ -196,11 +149,7 @@ impl DhcpOptions {
 
     /// Every DHCP row of ours for the network (a scan of a small table).
     pub fn select_by_network(owner: &Owner, network_id: u64) -> Operation {
-        select(
-            table::DHCP_OPTIONS,
-            tagged(owner, key::NETWORK_ID, network_id.to_string()),
-            Self::COLUMNS,
-        )
+        select(table::DHCP_OPTIONS, tagged(owner, key::NETWORK_ID, network_id.to_string()), Self::COLUMNS)
     }
 
     pub fn from_row(row: &Map<String, Value>) -> Option<DhcpOptions> {
@@ -228,11 +177,7 @@ impl Dns {
     }
 
     pub fn from_row(row: &Map<String, Value>) -> Option<Dns> {
-        Some(Dns {
-            uuid: uuid_col(row)?,
-            records: map_col(row, "records"),
-            external_ids: map_col(row, "external_ids"),
-        })
+        Some(Dns { uuid: uuid_col(row)?, records: map_col(row, "records"), external_ids: map_col(row, "external_ids") })
     }
 }
 
@@ -249,23 +194,11 @@ pub struct Router {
 }
 
 impl Router {
-    pub const COLUMNS: &'static [&'static str] = &[
-        "_uuid",
-        "name",
-        "ports",
-        "nat",
-        "static_routes",
-        "load_balancer",
-        "options",
-        "external_ids",
-    ];
+    pub const COLUMNS: &'static [&'static str] =
+        &["_uuid", "name", "ports", "nat", "static_routes", "load_balancer", "options", "external_ids"];
 
     pub fn select(uuid: Uuid) -> Operation {
-        select(
-            table::LOGICAL_ROUTER,
-            Condition::uuid_is(uuid),
-            Self::COLUMNS,
-        )
+        select(table::LOGICAL_ROUTER, Condition::uuid_is(uuid), Self::COLUMNS)
     }
 
     pub fn from_row(row: &Map<String, Value>) -> Option<Router> {
@@ -295,23 +228,12 @@ pub struct RouterPort {
 }
 
 impl RouterPort {
-    pub const COLUMNS: &'static [&'static str] = &[
-        "_uuid",
-        "name",
-        "mac",
-        "networks",
-        "gateway_chassis",
-        "options",
-        "external_ids",
-    ];
+    pub const COLUMNS: &'static [&'static str] =
+        &["_uuid", "name", "mac", "networks", "gateway_chassis", "options", "external_ids"];
 
     /// By name: Logical_Router_Port has a unique index on `name`.
     pub fn select_by_name(name: &str) -> Operation {
-        select(
-            table::LOGICAL_ROUTER_PORT,
-            Condition::eq("name", name),
-            Self::COLUMNS,
-        )
+        select(table::LOGICAL_ROUTER_PORT, Condition::eq("name", name), Self::COLUMNS)
     }
 
     pub fn from_row(row: &Map<String, Value>) -> Option<RouterPort> {
@@ -320,10 +242,7 @@ impl RouterPort {
             name: str_col(row, "name"),
             mac: str_col(row, "mac"),
             networks: set_col(row, "networks"),
-            gateway_chassis: row
-                .get("gateway_chassis")
-                .map(uuid_set_of)
-                .unwrap_or_default(),
+            gateway_chassis: row.get("gateway_chassis").map(uuid_set_of).unwrap_or_default(),
             options: map_col(row, "options"),
             external_ids: map_col(row, "external_ids"),
         })
@@ -343,11 +262,7 @@ impl GatewayChassis {
 
     /// By name (`<gateway port>_<chassis>`, unique index).
     pub fn select_by_name(name: &str) -> Operation {
-        select(
-            table::GATEWAY_CHASSIS,
-            Condition::eq("name", name),
-            Self::COLUMNS,
-        )
+        select(table::GATEWAY_CHASSIS, Condition::eq("name", name), Self::COLUMNS)
     }
 
     pub fn from_row(row: &Map<String, Value>) -> Option<GatewayChassis> {
@@ -355,10 +270,7 @@ impl GatewayChassis {
             uuid: uuid_col(row)?,
             name: str_col(row, "name"),
             chassis_name: str_col(row, "chassis_name"),
-            priority: row
-                .get("priority")
-                .and_then(Value::as_i64)
-                .unwrap_or_default(),
+            priority: row.get("priority").and_then(Value::as_i64).unwrap_or_default(),
         })
     }
 }
@@ -373,8 +285,7 @@ pub struct Nat {
 }
 
 impl Nat {
-    pub const COLUMNS: &'static [&'static str] =
-        &["_uuid", "type", "external_ip", "logical_ip", "external_ids"];
+    pub const COLUMNS: &'static [&'static str] = &["_uuid", "type", "external_ip", "logical_ip", "external_ids"];
 
     pub fn select(uuid: Uuid) -> Operation {
         select(table::NAT, Condition::uuid_is(uuid), Self::COLUMNS)
@@ -401,13 +312,7 @@ pub struct StaticRoute {
 }
 
 impl StaticRoute {
-    pub const COLUMNS: &'static [&'static str] = &[
-        "_uuid",
-        "ip_prefix",
-        "nexthop",
-        "output_port",
-        "external_ids",
-    ];
+    pub const COLUMNS: &'static [&'static str] = &["_uuid", "ip_prefix", "nexthop", "output_port", "external_ids"];
 
     pub fn select(uuid: Uuid) -> Operation {
         select(table::STATIC_ROUTE, Condition::uuid_is(uuid), Self::COLUMNS)
@@ -418,9 +323,7 @@ impl StaticRoute {
             uuid: uuid_col(row)?,
             ip_prefix: str_col(row, "ip_prefix"),
             nexthop: str_col(row, "nexthop"),
-            output_port: row
-                .get("output_port")
-                .and_then(crate::ovsdb::value::optional_string),
+            output_port: row.get("output_port").and_then(crate::ovsdb::value::optional_string),
             external_ids: map_col(row, "external_ids"),
         })
     }
@@ -436,15 +339,10 @@ pub struct LoadBalancer {
 }
 
 impl LoadBalancer {
-    pub const COLUMNS: &'static [&'static str] =
-        &["_uuid", "name", "vips", "protocol", "external_ids"];
+    pub const COLUMNS: &'static [&'static str] = &["_uuid", "name", "vips", "protocol", "external_ids"];
 
     pub fn select(uuid: Uuid) -> Operation {
-        select(
-            table::LOAD_BALANCER,
-            Condition::uuid_is(uuid),
-            Self::COLUMNS,
-        )
+        select(table::LOAD_BALANCER, Condition::uuid_is(uuid), Self::COLUMNS)
     }
 
     pub fn from_row(row: &Map<String, Value>) -> Option<LoadBalancer> {
@@ -452,9 +350,7 @@ impl LoadBalancer {
             uuid: uuid_col(row)?,
             name: str_col(row, "name"),
             vips: map_col(row, "vips"),
-            protocol: row
-                .get("protocol")
-                .and_then(crate::ovsdb::value::optional_string),
+            protocol: row.get("protocol").and_then(crate::ovsdb::value::optional_string),
             external_ids: map_col(row, "external_ids"),
         })
     }
@@ -462,12 +358,7 @@ impl LoadBalancer {
 
 /// Every row of a select result.
 pub fn all_rows(result: &Value) -> impl Iterator<Item = &Map<String, Value>> {
-    result
-        .get("rows")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object)
+    result.get("rows").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_object)
 }
 
 /// The first row of a select result, if any.

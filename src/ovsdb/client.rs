@@ -49,17 +49,12 @@ impl Client {
         let mut last = None;
         for (i, remote) in list.iter().enumerate() {
             let share = u32::try_from(list.len() - i).unwrap_or(u32::MAX);
-            let attempt =
-                transport::connect(remote, config.as_ref(), deadline, share).and_then(|conn| {
-                    let mut client = Client {
-                        conn: BufReader::new(conn),
-                        remote: remote.clone(),
-                        next_id: 1,
-                        broken: false,
-                    };
-                    check.check(&mut client)?;
-                    Ok(client)
-                });
+            let attempt = transport::connect(remote, config.as_ref(), deadline, share).and_then(|conn| {
+                let mut client =
+                    Client { conn: BufReader::new(conn), remote: remote.clone(), next_id: 1, broken: false };
+                check.check(&mut client)?;
+                Ok(client)
+            });
             match attempt {
                 Ok(client) => return Ok(client),
                 Err(Error::DeadlineExceeded) => return Err(Error::DeadlineExceeded),
@@ -71,10 +66,7 @@ impl Client {
         }
         match last {
             Some(e) if tried.len() == 1 => Err(e),
-            Some(e) => Err(Error::AllRemotesFailed {
-                tried,
-                last: Box::new(e),
-            }),
+            Some(e) => Err(Error::AllRemotesFailed { tried, last: Box::new(e) }),
             // parse_list never returns an empty list.
             None => Err(Error::InvalidRemote(remotes.to_string())),
         }
@@ -99,19 +91,14 @@ impl Client {
     /// the `result`, or [`Error::Rpc`].
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, Error> {
         if self.broken {
-            return Err(Error::Protocol(
-                "connection unusable after an earlier failure".into(),
-            ));
+            return Err(Error::Protocol("connection unusable after an earlier failure".into()));
         }
         let id = self.next_id;
         self.next_id += 1;
         let r = self.exchange(method, params, id);
         // Only a well-formed error reply leaves the stream in sync.
         if let Err(e) = &r {
-            self.broken = !matches!(
-                e,
-                Error::Rpc { .. } | Error::Operation { .. } | Error::Commit { .. }
-            );
+            self.broken = !matches!(e, Error::Rpc { .. } | Error::Operation { .. } | Error::Commit { .. });
         }
         r
     }
@@ -141,17 +128,10 @@ impl Client {
         let select = Operation::Select {
             table: "Database".into(),
             conditions: vec![Condition::eq("name", db)],
-            columns: Some(
-                ["name", "model", "connected", "leader", "index"]
-                    .map(String::from)
-                    .to_vec(),
-            ),
+            columns: Some(["name", "model", "connected", "leader", "index"].map(String::from).to_vec()),
         };
         let result = self.transact("_Server", &[select])?;
-        let row = result
-            .first()
-            .and_then(|r| r.get("rows"))
-            .and_then(|r| r.get(0));
+        let row = result.first().and_then(|r| r.get("rows")).and_then(|r| r.get(0));
         Ok(row.and_then(DatabaseStatus::from_row))
     }
 
@@ -253,10 +233,7 @@ impl ServerCheck for LeaderCheck {
         };
         match reason {
             None => Ok(()),
-            Some(reason) => Err(Error::ServerRejected {
-                remote: client.remote().to_string(),
-                reason,
-            }),
+            Some(reason) => Err(Error::ServerRejected { remote: client.remote().to_string(), reason }),
         }
     }
 }
@@ -281,9 +258,7 @@ impl DatabaseStatus {
             model: row.get("model")?.as_str()?.to_string(),
             connected: row.get("connected")?.as_bool()?,
             leader: row.get("leader")?.as_bool()?,
-            index: row
-                .get("index")
-                .and_then(|v| value::set_items(v).first().and_then(|i| i.as_i64())),
+            index: row.get("index").and_then(|v| value::set_items(v).first().and_then(|i| i.as_i64())),
         })
     }
 
@@ -292,9 +267,7 @@ impl DatabaseStatus {
         match self.model.as_str() {
             "standalone" => None,
             _ if !self.connected => Some("not connected to its cluster".into()),
-            _ if leader_only && !self.leader => {
-                Some(format!("{} server is not the leader", self.model))
-            }
+            _ if leader_only && !self.leader => Some(format!("{} server is not the leader", self.model)),
             _ => None,
         }
     }
@@ -327,49 +300,26 @@ mod tests {
         let ok = check_results(&ops(), json!([{}, {}])).unwrap();
         assert_eq!(ok, vec![json!({}), json!({})]);
 
-        let e = check_results(
-            &ops(),
-            json!([{"error":"timed out","details":"\"where\" clause test failed"}, null]),
-        )
-        .unwrap_err();
+        let e = check_results(&ops(), json!([{"error":"timed out","details":"\"where\" clause test failed"}, null]))
+            .unwrap_err();
         assert!(e.is_conflict(), "{e}");
         match e {
-            Error::Operation {
-                index,
-                op,
-                table,
-                error,
-                details,
-            } => {
-                assert_eq!(
-                    (index, op.as_str(), table.as_deref()),
-                    (0, "wait", Some("Logical_Switch"))
-                );
+            Error::Operation { index, op, table, error, details } => {
+                assert_eq!((index, op.as_str(), table.as_deref()), (0, "wait", Some("Logical_Switch")));
                 assert_eq!(error, "timed out");
                 assert_eq!(details.as_deref(), Some("\"where\" clause test failed"));
             }
             other => panic!("{other:?}"),
         }
 
-        let e = check_results(
-            &ops(),
-            json!([{}, {}, {"error":"constraint violation","details":"dup"}]),
-        );
+        let e = check_results(&ops(), json!([{}, {}, {"error":"constraint violation","details":"dup"}]));
         assert!(matches!(e, Err(Error::Commit { error, .. }) if error == "constraint violation"));
 
         let e = check_results(&ops(), json!([{}, {"error":"syntax error","syntax":"5"}]));
-        assert!(
-            matches!(e, Err(Error::Operation { index: 1, details: Some(d), .. }) if d == "(syntax: 5)")
-        );
+        assert!(matches!(e, Err(Error::Operation { index: 1, details: Some(d), .. }) if d == "(syntax: 5)"));
 
-        assert!(matches!(
-            check_results(&ops(), json!([{}])),
-            Err(Error::Protocol(_))
-        ));
-        assert!(matches!(
-            check_results(&ops(), json!({})),
-            Err(Error::Protocol(_))
-        ));
+        assert!(matches!(check_results(&ops(), json!([{}])), Err(Error::Protocol(_))));
+        assert!(matches!(check_results(&ops(), json!({})), Err(Error::Protocol(_))));
     }
 
     #[test]
@@ -384,12 +334,8 @@ mod tests {
         assert_eq!(f.index, Some(7));
         assert_eq!(f.unusable_reason(false), None);
         assert!(f.unusable_reason(true).is_some());
-        let lost =
-            json!({"leader":true,"connected":false,"name":"x","model":"clustered","index":7});
-        assert!(DatabaseStatus::from_row(&lost)
-            .unwrap()
-            .unusable_reason(false)
-            .is_some());
+        let lost = json!({"leader":true,"connected":false,"name":"x","model":"clustered","index":7});
+        assert!(DatabaseStatus::from_row(&lost).unwrap().unusable_reason(false).is_some());
         assert_eq!(DatabaseStatus::from_row(&json!({"name":"x"})), None);
     }
 
@@ -409,8 +355,10 @@ mod tests {
             assert_eq!(req["method"], "transact");
             let id = req["id"].clone();
             // Probe and a notification, in one write, no delimiters.
-            w.write_all(br#"{"id":"echo","method":"echo","params":[]}{"id":null,"method":"update2","params":[null,{}]}"#)
-                .unwrap();
+            w.write_all(
+                br#"{"id":"echo","method":"echo","params":[]}{"id":null,"method":"update2","params":[null,{}]}"#,
+            )
+            .unwrap();
             let answer = jsonrpc::read_message(&mut r).unwrap();
             let reply = json!({"id": id, "result": [{"rows": []}], "error": null});
             w.write_all(reply.to_string().as_bytes()).unwrap();
@@ -420,17 +368,8 @@ mod tests {
             (Value::Object(answer), rest)
         });
         let remote = format!("unix:{}", path.display());
-        let mut c = Client::connect(
-            &remote,
-            &TlsFiles::default(),
-            Deadline::after(Duration::from_secs(5)),
-        )
-        .unwrap();
-        let select = Operation::Select {
-            table: "NB_Global".into(),
-            conditions: vec![],
-            columns: None,
-        };
+        let mut c = Client::connect(&remote, &TlsFiles::default(), Deadline::after(Duration::from_secs(5))).unwrap();
+        let select = Operation::Select { table: "NB_Global".into(), conditions: vec![], columns: None };
         let rows = c.transact("OVN_Northbound", &[select]).unwrap();
         assert_eq!(rows, vec![json!({"rows": []})]);
         drop(c);

@@ -23,9 +23,7 @@ impl Deadline {
     pub fn after(d: Duration) -> Deadline {
         let now = Instant::now();
         // An absurd duration (e.g. u64::MAX seconds) must not panic on overflow.
-        let at = now
-            .checked_add(d)
-            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
+        let at = now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
         Deadline { at }
     }
 
@@ -52,10 +50,7 @@ mod tests {
     #[test]
     fn expiry() {
         assert!(Deadline::after(Duration::ZERO).expired());
-        assert!(matches!(
-            Deadline::after(Duration::from_micros(10)).remaining(),
-            Err(Error::DeadlineExceeded)
-        ));
+        assert!(matches!(Deadline::after(Duration::from_micros(10)).remaining(), Err(Error::DeadlineExceeded)));
         let d = Deadline::after(Duration::from_secs(5));
         assert!(!d.expired());
         assert!(d.remaining().is_ok_and(|r| r > Duration::from_secs(4)));

@@ -8,11 +8,7 @@ use std::io;
 
 /// Error strings (RFC 7047 §4.1.3 / `ovsdb-server(7)`) that mean "someone
 /// else changed the data": re-reading and re-planning can succeed.
-const CONFLICTS: [&str; 3] = [
-    "duplicate uuid",
-    "constraint violation",
-    "referential integrity violation",
-];
+const CONFLICTS: [&str; 3] = ["duplicate uuid", "constraint violation", "referential integrity violation"];
 
 /// Everything the OVSDB client can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -63,38 +59,23 @@ pub enum Error {
     /// JSON-RPC level error (RFC 7047 §4.1: non-null `error`, e.g.
     /// "unknown database").
     #[error("OVSDB request failed: {error}{}", suffix(details))]
-    Rpc {
-        error: String,
-        details: Option<String>,
-    },
+    Rpc { error: String, details: Option<String> },
 
     /// Operation `index` of a transaction failed (RFC 7047 §4.1.3); nothing
     /// was committed.
     #[error("OVSDB operation {index} ({op}{}) failed: {error}{}",
         table.as_deref().map(|t| format!(" on {t}")).unwrap_or_default(), suffix(details))]
-    Operation {
-        index: usize,
-        op: String,
-        table: Option<String>,
-        error: String,
-        details: Option<String>,
-    },
+    Operation { index: usize, op: String, table: Option<String>, error: String, details: Option<String> },
 
     /// All operations succeeded but the commit failed (RFC 7047 §4.1.3: the
     /// extra result after the last operation), e.g. an index "constraint
     /// violation".
     #[error("OVSDB transaction commit failed: {error}{}", suffix(details))]
-    Commit {
-        error: String,
-        details: Option<String>,
-    },
+    Commit { error: String, details: Option<String> },
 }
 
 fn suffix(details: &Option<String>) -> String {
-    details
-        .as_deref()
-        .map(|d| format!(": {d}"))
-        .unwrap_or_default()
+    details.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
 }
 
 impl Error {
@@ -116,9 +97,7 @@ impl Error {
     /// have committed); `Connect`/`AllRemotesFailed` mean nothing was sent.
     pub fn is_connection(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::Io(_) | Error::DeadlineExceeded | Error::Protocol(_) => {
-                true
-            }
+            Error::Connect { .. } | Error::Io(_) | Error::DeadlineExceeded | Error::Protocol(_) => true,
             Error::AllRemotesFailed { last, .. } => last.is_connection(),
             _ => false,
         }
@@ -144,15 +123,9 @@ mod tests {
         assert!(op_err("wait", "timed out").is_conflict());
         assert!(op_err("insert", "duplicate uuid").is_conflict());
         assert!(!op_err("insert", "syntax error").is_conflict());
-        let commit = Error::Commit {
-            error: "constraint violation".into(),
-            details: None,
-        };
+        let commit = Error::Commit { error: "constraint violation".into(), details: None };
         assert!(commit.is_conflict() && !commit.is_connection());
-        assert_eq!(
-            commit.to_string(),
-            "OVSDB transaction commit failed: constraint violation"
-        );
+        assert_eq!(commit.to_string(), "OVSDB transaction commit failed: constraint violation");
         assert_eq!(
             op_err("wait", "timed out").to_string(),
             "OVSDB operation 0 (wait on Logical_Switch) failed: timed out: d"
@@ -163,9 +136,6 @@ mod tests {
             last: Box::new(Error::DeadlineExceeded),
         };
         assert!(all.is_connection());
-        assert_eq!(
-            all.to_string(),
-            "all 2 OVSDB remotes failed (unix:/a, unix:/b)"
-        );
+        assert_eq!(all.to_string(), "all 2 OVSDB remotes failed (unix:/a, unix:/b)");
     }
 }

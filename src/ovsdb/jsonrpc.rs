@@ -23,15 +23,10 @@ pub(crate) fn read_message<R: BufRead>(r: &mut R) -> Result<Map<String, Value>, 
         Ok(Value::Object(m)) => Ok(m),
         // A bare number would also have consumed one byte of look-ahead;
         // either way the peer is not speaking JSON-RPC.
-        Ok(other) => Err(Error::Protocol(format!(
-            "expected a JSON-RPC object, got {}",
-            truncate(&other.to_string())
-        ))),
+        Ok(other) => Err(Error::Protocol(format!("expected a JSON-RPC object, got {}", truncate(&other.to_string())))),
         Err(e) if e.is_io() => Err(map_io(e.into())),
         Err(e) if e.is_eof() => Err(Error::Protocol("connection closed by the server".into())),
-        Err(e) => Err(Error::Protocol(format!(
-            "malformed JSON from the server: {e}"
-        ))),
+        Err(e) => Err(Error::Protocol(format!("malformed JSON from the server: {e}"))),
     }
 }
 
@@ -74,8 +69,7 @@ pub(crate) fn classify(mut msg: Map<String, Value>, id: u64) -> Incoming {
         // ovsdb-server omits "result" on RPC errors but always sends it
         // otherwise; a reply with neither is malformed.
         _ => Incoming::Reply(
-            msg.remove("result")
-                .ok_or_else(|| Error::Protocol("reply has neither result nor error".into())),
+            msg.remove("result").ok_or_else(|| Error::Protocol("reply has neither result nor error".into())),
         ),
     }
 }
@@ -86,9 +80,7 @@ fn rpc_error(e: &Value) -> Error {
     let (error, details) = match e {
         Value::String(s) => (s.clone(), None),
         Value::Object(o) => (
-            o.get("error")
-                .and_then(Value::as_str)
-                .map_or_else(|| e.to_string(), str::to_owned),
+            o.get("error").and_then(Value::as_str).map_or_else(|| e.to_string(), str::to_owned),
             o.get("details").and_then(Value::as_str).map(str::to_owned),
         ),
         other => (other.to_string(), None),
@@ -185,10 +177,9 @@ mod tests {
     fn classification() {
         let echo = obj(json!({"id":"echo","method":"echo","params":[]}));
         match classify(echo, 1) {
-            Incoming::Answer(b) => assert_eq!(
-                serde_json::from_slice::<Value>(&b).unwrap(),
-                json!({"id":"echo","result":[],"error":null})
-            ),
+            Incoming::Answer(b) => {
+                assert_eq!(serde_json::from_slice::<Value>(&b).unwrap(), json!({"id":"echo","result":[],"error":null}))
+            }
             other => panic!("{other:?}"),
         }
         let notif = obj(json!({"id":null,"method":"update3","params":[]}));
@@ -206,8 +197,6 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let bare = obj(json!({"id":1,"error":"oops"}));
-        assert!(
-            matches!(classify(bare, 1), Incoming::Reply(Err(Error::Rpc { error, .. })) if error == "oops")
-        );
+        assert!(matches!(classify(bare, 1), Incoming::Reply(Err(Error::Rpc { error, .. })) if error == "oops"));
     }
 }

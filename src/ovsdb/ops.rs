@@ -101,35 +101,15 @@ pub enum Operation {
     /// ≥ 2.13) that lets the client
     /// choose the row UUID; a second insert with it fails with
     /// "duplicate uuid", which makes creates idempotent.
-    Insert {
-        table: String,
-        row: Map<String, Value>,
-        uuid_name: Option<String>,
-        uuid: Option<Uuid>,
-    },
+    Insert { table: String, row: Map<String, Value>, uuid_name: Option<String>, uuid: Option<Uuid> },
     /// §5.2.2. `columns: None` selects all columns.
-    Select {
-        table: String,
-        conditions: Vec<Condition>,
-        columns: Option<Vec<String>>,
-    },
+    Select { table: String, conditions: Vec<Condition>, columns: Option<Vec<String>> },
     /// §5.2.3: changes only the columns in `row`.
-    Update {
-        table: String,
-        conditions: Vec<Condition>,
-        row: Map<String, Value>,
-    },
+    Update { table: String, conditions: Vec<Condition>, row: Map<String, Value> },
     /// §5.2.4.
-    Mutate {
-        table: String,
-        conditions: Vec<Condition>,
-        mutations: Vec<Mutation>,
-    },
+    Mutate { table: String, conditions: Vec<Condition>, mutations: Vec<Mutation> },
     /// §5.2.5.
-    Delete {
-        table: String,
-        conditions: Vec<Condition>,
-    },
+    Delete { table: String, conditions: Vec<Condition> },
     /// §5.2.6: with `timeout_ms: Some(0)` an optimistic-concurrency guard
     /// that fails at once with "timed out" when the rows differ.
     Wait {
@@ -186,12 +166,7 @@ impl Operation {
             o.insert("table".into(), t.into());
         }
         match self {
-            Operation::Insert {
-                row,
-                uuid_name,
-                uuid,
-                ..
-            } => {
+            Operation::Insert { row, uuid_name, uuid, .. } => {
                 o.insert("row".into(), Value::Object(row.clone()));
                 if let Some(n) = uuid_name {
                     o.insert("uuid-name".into(), n.as_str().into());
@@ -201,45 +176,26 @@ impl Operation {
                     o.insert("uuid".into(), u.hyphenated().to_string().into());
                 }
             }
-            Operation::Select {
-                conditions,
-                columns,
-                ..
-            } => {
+            Operation::Select { conditions, columns, .. } => {
                 // §5.2.2 makes "where" required; an empty list selects all rows.
                 o.insert("where".into(), where_json(conditions));
                 if let Some(c) = columns {
                     o.insert("columns".into(), json!(c));
                 }
             }
-            Operation::Update {
-                conditions, row, ..
-            } => {
+            Operation::Update { conditions, row, .. } => {
                 o.insert("where".into(), where_json(conditions));
                 o.insert("row".into(), Value::Object(row.clone()));
             }
-            Operation::Mutate {
-                conditions,
-                mutations,
-                ..
-            } => {
+            Operation::Mutate { conditions, mutations, .. } => {
                 o.insert("where".into(), where_json(conditions));
-                let m = mutations
-                    .iter()
-                    .map(|Mutation(c, m, v)| json!([c, m.as_str(), v]));
+                let m = mutations.iter().map(|Mutation(c, m, v)| json!([c, m.as_str(), v]));
                 o.insert("mutations".into(), Value::Array(m.collect()));
             }
             Operation::Delete { conditions, .. } => {
                 o.insert("where".into(), where_json(conditions));
             }
-            Operation::Wait {
-                conditions,
-                columns,
-                until,
-                rows,
-                timeout_ms,
-                ..
-            } => {
+            Operation::Wait { conditions, columns, until, rows, timeout_ms, .. } => {
                 o.insert("where".into(), where_json(conditions));
                 o.insert("columns".into(), json!(columns));
                 let until = match until {
@@ -293,12 +249,7 @@ mod tests {
                        "row":{"name":"cs-net-42"}}),
             ),
             (
-                Operation::Insert {
-                    table: "NAT".into(),
-                    row: Map::new(),
-                    uuid_name: None,
-                    uuid: None,
-                },
+                Operation::Insert { table: "NAT".into(), row: Map::new(), uuid_name: None, uuid: None },
                 json!({"op":"insert","table":"NAT","row":{}}),
             ),
             (
@@ -311,11 +262,7 @@ mod tests {
                        "columns":["name","ports"]}),
             ),
             (
-                Operation::Select {
-                    table: "NB_Global".into(),
-                    conditions: vec![],
-                    columns: None,
-                },
+                Operation::Select { table: "NB_Global".into(), conditions: vec![], columns: None },
                 json!({"op":"select","table":"NB_Global","where":[]}),
             ),
             (
@@ -332,11 +279,7 @@ mod tests {
                     table: "Logical_Switch".into(),
                     conditions: vec![Condition::uuid_is(u)],
                     mutations: vec![
-                        Mutation(
-                            "ports".into(),
-                            Mutator::Insert,
-                            value::set(vec![value::named_uuid("p1")]),
-                        ),
+                        Mutation("ports".into(), Mutator::Insert, value::set(vec![value::named_uuid("p1")])),
                         Mutation("n".into(), Mutator::Add, json!(1)),
                     ],
                 },
@@ -374,10 +317,7 @@ mod tests {
                 json!({"op":"wait","table":"Logical_Router","where":[],"columns":["nat"],
                        "until":"!=","rows":[{"nat":["set",[]]}]}),
             ),
-            (
-                Operation::Comment("cloudstack: x".into()),
-                json!({"op":"comment","comment":"cloudstack: x"}),
-            ),
+            (Operation::Comment("cloudstack: x".into()), json!({"op":"comment","comment":"cloudstack: x"})),
             (Operation::Abort, json!({"op":"abort"})),
         ];
         for (op, want) in cases {
@@ -389,19 +329,10 @@ mod tests {
     #[test]
     fn all_function_and_mutator_spellings() {
         use Function::*;
-        let f: Vec<_> = [Eq, Ne, Lt, Le, Gt, Ge, Includes, Excludes]
-            .iter()
-            .map(|f| f.as_str())
-            .collect();
-        assert_eq!(
-            f,
-            ["==", "!=", "<", "<=", ">", ">=", "includes", "excludes"]
-        );
+        let f: Vec<_> = [Eq, Ne, Lt, Le, Gt, Ge, Includes, Excludes].iter().map(|f| f.as_str()).collect();
+        assert_eq!(f, ["==", "!=", "<", "<=", ">", ">=", "includes", "excludes"]);
         use Mutator::*;
-        let m: Vec<_> = [Add, Sub, Mul, Div, Mod, Insert, Delete]
-            .iter()
-            .map(|m| m.as_str())
-            .collect();
+        let m: Vec<_> = [Add, Sub, Mul, Div, Mod, Insert, Delete].iter().map(|m| m.as_str()).collect();
         assert_eq!(m, ["+=", "-=", "*=", "/=", "%=", "insert", "delete"]);
         assert_eq!(Operation::Abort.table(), None);
     }

@@ -103,28 +103,16 @@ mod tests {
     use super::*;
 
     fn tcp(host: &str, port: u16) -> Remote {
-        Remote::Tcp {
-            host: host.into(),
-            port,
-        }
+        Remote::Tcp { host: host.into(), port }
     }
 
     #[test]
     fn parse_and_display() {
         let cases = [
-            (
-                "unix:/run/ovn/ovnnb_db.sock",
-                Remote::Unix("/run/ovn/ovnnb_db.sock".into()),
-            ),
+            ("unix:/run/ovn/ovnnb_db.sock", Remote::Unix("/run/ovn/ovnnb_db.sock".into())),
             ("tcp:127.0.0.1:6641", tcp("127.0.0.1", 6641)),
             ("tcp:nb.example.org", tcp("nb.example.org", DEFAULT_PORT)),
-            (
-                "ssl:[::1]:6641",
-                Remote::Ssl {
-                    host: "::1".into(),
-                    port: 6641,
-                },
-            ),
+            ("ssl:[::1]:6641", Remote::Ssl { host: "::1".into(), port: 6641 }),
             ("tcp:[fe80::1%eth0]", tcp("fe80::1%eth0", DEFAULT_PORT)),
         ];
         for (s, want) in cases {

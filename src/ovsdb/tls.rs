@@ -16,9 +16,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::Error;
 
@@ -35,8 +33,7 @@ pub struct TlsFiles {
 }
 
 fn required<'a>(p: &'a Option<PathBuf>, what: &str) -> Result<&'a Path, Error> {
-    p.as_deref()
-        .ok_or_else(|| Error::Tls(format!("ssl: remotes need a {what} file")))
+    p.as_deref().ok_or_else(|| Error::Tls(format!("ssl: remotes need a {what} file")))
 }
 
 /// Build the client configuration. All three files are required: the OVS
@@ -47,8 +44,7 @@ pub(crate) fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, Error
     let cert_path = required(&files.certificate, "certificate")?;
     let ca_path = required(&files.ca_cert, "CA certificate")?;
 
-    let file_err =
-        |p: &Path, e: &dyn std::fmt::Display| Error::Tls(format!("{}: {e}", p.display()));
+    let file_err = |p: &Path, e: &dyn std::fmt::Display| Error::Tls(format!("{}: {e}", p.display()));
     let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| match e {
         pem::Error::NoItemsFound => file_err(key_path, &"no PEM private key found"),
         e => file_err(key_path, &e),
@@ -68,23 +64,14 @@ pub(crate) fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, Error
             .map_err(|e| file_err(ca_path, &e))?;
         Some(v)
     };
-    let verifier = Arc::new(OvsVerifier {
-        chain,
-        provider: provider.clone(),
-    });
+    let verifier = Arc::new(OvsVerifier { chain, provider: provider.clone() });
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(certs, key)
-        .map_err(|e| {
-            Error::Tls(format!(
-                "{} / {}: {e}",
-                cert_path.display(),
-                key_path.display()
-            ))
-        })?;
+        .map_err(|e| Error::Tls(format!("{} / {}: {e}", cert_path.display(), key_path.display())))?;
     Ok(Arc::new(config))
 }
 
@@ -156,12 +143,7 @@ impl ServerCertVerifier for OvsVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -170,18 +152,11 @@ impl ServerCertVerifier for OvsVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -204,17 +179,8 @@ mod tests {
 
     #[test]
     fn server_names() {
-        assert!(matches!(
-            server_name("127.0.0.1"),
-            Ok(ServerName::IpAddress(_))
-        ));
-        assert!(matches!(
-            server_name("fe80::1%eth0"),
-            Ok(ServerName::IpAddress(_))
-        ));
-        assert!(matches!(
-            server_name("nb.example.org"),
-            Ok(ServerName::DnsName(_))
-        ));
+        assert!(matches!(server_name("127.0.0.1"), Ok(ServerName::IpAddress(_))));
+        assert!(matches!(server_name("fe80::1%eth0"), Ok(ServerName::IpAddress(_))));
+        assert!(matches!(server_name("nb.example.org"), Ok(ServerName::DnsName(_))));
     }
 }

@@ -45,9 +45,7 @@ pub(crate) struct Timed<S> {
 
 impl<S> Timed<S> {
     fn left(&self) -> io::Result<Duration> {
-        self.deadline
-            .remaining()
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "deadline exceeded"))
+        self.deadline.remaining().map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "deadline exceeded"))
     }
 }
 
@@ -128,10 +126,7 @@ impl Write for Conn {
 /// elsewhere) are the deadline, rustls failures arrive wrapped in
 /// `InvalidData` and become [`Error::Tls`].
 pub(crate) fn map_io(e: io::Error) -> Error {
-    if matches!(
-        e.kind(),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-    ) {
+    if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
         return Error::DeadlineExceeded;
     }
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
@@ -151,10 +146,7 @@ pub(crate) fn connect(
 ) -> Result<Conn, Error> {
     // Plain socket errors name the remote; deadline and TLS errors stand alone.
     let connect_err = |e| match e {
-        Error::Io(source) => Error::Connect {
-            remote: remote.to_string(),
-            source,
-        },
+        Error::Io(source) => Error::Connect { remote: remote.to_string(), source },
         other => other,
     };
     let stream = match remote {
@@ -170,24 +162,17 @@ pub(crate) fn connect(
             let config = tls.ok_or_else(|| Error::Tls("no TLS configuration".into()))?;
             let name = tls::server_name(host)?;
             let sock = tcp_connect(host, *port, deadline, share).map_err(connect_err)?;
-            let conn = ClientConnection::new(config.clone(), name)
-                .map_err(|e| Error::Tls(tls::describe(&e)))?;
+            let conn = ClientConnection::new(config.clone(), name).map_err(|e| Error::Tls(tls::describe(&e)))?;
             let mut s = StreamOwned::new(conn, Timed { sock, deadline });
             // Finish the handshake now, so certificate problems surface as
             // connect failures (and the next remote is tried).
             while s.conn.is_handshaking() {
-                s.conn
-                    .complete_io(&mut s.sock)
-                    .map_err(|e| connect_err(map_io(e)))?;
+                s.conn.complete_io(&mut s.sock).map_err(|e| connect_err(map_io(e)))?;
             }
             Stream::Tls(Box::new(s))
         }
     };
-    Ok(Conn {
-        stream,
-        read: 0,
-        written: 0,
-    })
+    Ok(Conn { stream, read: 0, written: 0 })
 }
 
 /// Returns `Error::Io` for failures that should become `Error::Connect`.

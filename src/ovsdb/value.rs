@@ -39,10 +39,7 @@ pub fn string_set<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> Value
 
 /// A string→string map (sorted by key, so the JSON is deterministic).
 pub fn string_map(m: &BTreeMap<String, String>) -> Value {
-    map(m
-        .iter()
-        .map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str())))
-        .collect())
+    map(m.iter().map(|(k, v)| (Value::from(k.as_str()), Value::from(v.as_str()))).collect())
 }
 
 /// A set of uuids.
@@ -83,10 +80,7 @@ pub fn optional_uuid(v: &Value) -> Option<Uuid> {
 
 /// All strings of a string-set column.
 pub fn string_set_of(v: &Value) -> Vec<String> {
-    set_items(v)
-        .into_iter()
-        .filter_map(|s| s.as_str().map(str::to_owned))
-        .collect()
+    set_items(v).into_iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()
 }
 
 /// A map column as string→string. Integer, real and boolean atoms are
@@ -116,9 +110,7 @@ fn atom_text(v: &Value) -> Option<String> {
 
 /// An optional string column: a bare string or `["set",[]]`.
 pub fn optional_string(v: &Value) -> Option<String> {
-    set_items(v)
-        .into_iter()
-        .find_map(|s| s.as_str().map(str::to_owned))
+    set_items(v).into_iter().find_map(|s| s.as_str().map(str::to_owned))
 }
 
 #[cfg(test)]
@@ -138,10 +130,7 @@ mod tests {
         let m = BTreeMap::from([("z".to_string(), "1".to_string()), ("a".into(), "2".into())]);
         assert_eq!(string_map(&m), json!(["map", [["a", "2"], ["z", "1"]]]));
         assert_eq!(string_map(&BTreeMap::new()), json!(["map", []]));
-        assert_eq!(
-            map(vec![(json!(1), json!(true))]),
-            json!(["map", [[1, true]]])
-        );
+        assert_eq!(map(vec![(json!(1), json!(true))]), json!(["map", [[1, true]]]));
     }
 
     #[test]
@@ -149,18 +138,12 @@ mod tests {
         let u = Uuid::parse_str(U).unwrap();
         // §5.1: a one-element set may be a bare atom.
         assert_eq!(uuid_set_of(&json!(["uuid", U])), vec![u]);
-        assert_eq!(
-            uuid_set_of(&json!(["set", [["uuid", U], ["uuid", U]]])),
-            vec![u, u]
-        );
+        assert_eq!(uuid_set_of(&json!(["set", [["uuid", U], ["uuid", U]]])), vec![u, u]);
         assert!(uuid_set_of(&json!(["set", []])).is_empty());
         assert_eq!(optional_uuid(&json!(["uuid", U])), Some(u));
         assert_eq!(optional_uuid(&json!(["set", []])), None);
         assert_eq!(optional_uuid(&json!(["uuid", "not-a-uuid"])), None);
-        assert_eq!(
-            as_uuid(&json!("11111111-2222-3333-4444-555555555555")),
-            None
-        );
+        assert_eq!(as_uuid(&json!("11111111-2222-3333-4444-555555555555")), None);
         assert_eq!(string_set_of(&json!("a")), vec!["a"]);
         assert_eq!(string_set_of(&json!(["set", ["a", "b"]])), vec!["a", "b"]);
         assert_eq!(optional_string(&json!(["set", []])), None);

@@ -24,15 +24,8 @@ pub const PHYSICAL_DETAILS: &str = "physical-network-extension-details";
 pub const NETWORK_DETAILS: &str = "network-extension-details";
 
 /// Fields whose values are JSON documents rather than scalars.
-pub const NESTED_FIELDS: &[&str] = &[
-    "fw_rules",
-    "acl_rules",
-    "lb_rules",
-    "vm_data",
-    "restore_data",
-    "action_params",
-    "options",
-];
+pub const NESTED_FIELDS: &[&str] =
+    &["fw_rules", "acl_rules", "lb_rules", "vm_data", "restore_data", "action_params", "options"];
 
 #[derive(Clone, Debug, Default)]
 pub struct Payload {
@@ -47,9 +40,7 @@ impl Payload {
     /// Parse the upstream payload-file envelope.
     pub fn from_envelope(doc: Value) -> Result<Payload> {
         let Value::Object(mut top) = doc else {
-            return Err(Error::Payload(
-                "the payload file must hold a JSON object".into(),
-            ));
+            return Err(Error::Payload("the payload file must hold a JSON object".into()));
         };
         let physical = top.remove(PHYSICAL_DETAILS);
         let network = top.remove(NETWORK_DETAILS);
@@ -63,10 +54,7 @@ impl Payload {
             // custom-action payloads are flat: the fields are the top level.
             None => top,
         };
-        let mut payload = Payload {
-            fields,
-            ..Payload::default()
-        };
+        let mut payload = Payload { fields, ..Payload::default() };
         if let Some(v) = physical {
             payload.physical_details = details_strings(PHYSICAL_DETAILS, &v)?;
         }
@@ -93,8 +81,7 @@ impl Payload {
     }
 
     pub fn require(&self, key: &str) -> Result<String> {
-        self.nonempty(key)
-            .ok_or_else(|| Error::Missing(key.to_string()))
+        self.nonempty(key).ok_or_else(|| Error::Missing(key.to_string()))
     }
 
     /// `"true"`/`"false"` (any case) or a JSON boolean.
@@ -104,10 +91,7 @@ impl Payload {
             Some(s) => match s.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => Ok(Some(true)),
                 "false" | "0" | "no" => Ok(Some(false)),
-                _ => Err(Error::field(
-                    key,
-                    format!("expected true or false, got {s:?}"),
-                )),
+                _ => Err(Error::field(key, format!("expected true or false, got {s:?}"))),
             },
         }
     }
@@ -176,11 +160,7 @@ pub fn details_from_flag(key: &str, raw: &str) -> Result<Value> {
 }
 
 /// Attach the legacy details blobs to a payload built from flags.
-pub fn set_details(
-    payload: &mut Payload,
-    physical: Option<&Value>,
-    network: Option<&Value>,
-) -> Result<()> {
+pub fn set_details(payload: &mut Payload, physical: Option<&Value>, network: Option<&Value>) -> Result<()> {
     if let Some(v) = physical {
         payload.physical_details = details_strings(PHYSICAL_DETAILS, v)?;
     }
@@ -218,8 +198,7 @@ mod tests {
     fn nested_values_in_three_forms() {
         let obj = json!({"rules": []});
         let as_string = Value::String(obj.to_string());
-        let as_b64 =
-            Value::String(base64::engine::general_purpose::STANDARD.encode(obj.to_string()));
+        let as_b64 = Value::String(base64::engine::general_purpose::STANDARD.encode(obj.to_string()));
         for v in [obj.clone(), as_string, as_b64] {
             assert_eq!(decode_nested("fw_rules", &v).unwrap(), obj);
         }
@@ -230,10 +209,7 @@ mod tests {
     fn details_may_arrive_as_strings_or_base64() {
         let inner = json!({"ovn.nb.connection": "tcp:1.2.3.4:6641"});
         let b64 = base64::engine::general_purpose::STANDARD.encode(inner.to_string());
-        let p = Payload::from_envelope(
-            json!({"physical-network-extension-details": b64, "payload": {}}),
-        )
-        .unwrap();
+        let p = Payload::from_envelope(json!({"physical-network-extension-details": b64, "payload": {}})).unwrap();
         assert_eq!(p.physical_details["ovn.nb.connection"], "tcp:1.2.3.4:6641");
     }
 

@@ -10,13 +10,9 @@ use crate::error::{Error, Result};
 /// the payload carries them as decimal strings.
 pub fn db_id(field: &str, raw: &str) -> Result<u64> {
     if raw.is_empty() || raw.len() > 19 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::field(
-            field,
-            format!("expected a numeric id, got {raw:?}"),
-        ));
+        return Err(Error::field(field, format!("expected a numeric id, got {raw:?}")));
     }
-    raw.parse::<u64>()
-        .map_err(|_| Error::field(field, format!("expected a numeric id, got {raw:?}")))
+    raw.parse::<u64>().map_err(|_| Error::field(field, format!("expected a numeric id, got {raw:?}")))
 }
 
 /// IPv4 prefix as CloudStack writes it, e.g. `10.1.1.0/24`. The host bits
@@ -29,12 +25,7 @@ pub struct Ipv4Cidr {
 
 impl Ipv4Cidr {
     pub fn parse(field: &str, raw: &str) -> Result<Ipv4Cidr> {
-        let bad = || {
-            Error::field(
-                field,
-                format!("expected an IPv4 CIDR such as 10.1.1.0/24, got {raw:?}"),
-            )
-        };
+        let bad = || Error::field(field, format!("expected an IPv4 CIDR such as 10.1.1.0/24, got {raw:?}"));
         let (a, p) = raw.split_once('/').ok_or_else(bad)?;
         let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
         let prefix: u8 = p.parse().map_err(|_| bad())?;
@@ -53,10 +44,7 @@ impl Ipv4Cidr {
     }
 
     pub fn network(&self) -> Ipv4Cidr {
-        Ipv4Cidr {
-            addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()),
-            prefix: self.prefix,
-        }
+        Ipv4Cidr { addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()), prefix: self.prefix }
     }
 
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
@@ -75,13 +63,11 @@ impl fmt::Display for Ipv4Cidr {
 }
 
 pub fn ipv4(field: &str, raw: &str) -> Result<Ipv4Addr> {
-    raw.parse()
-        .map_err(|_| Error::field(field, format!("expected an IPv4 address, got {raw:?}")))
+    raw.parse().map_err(|_| Error::field(field, format!("expected an IPv4 address, got {raw:?}")))
 }
 
 pub fn ipv6(field: &str, raw: &str) -> Result<Ipv6Addr> {
-    raw.parse()
-        .map_err(|_| Error::field(field, format!("expected an IPv6 address, got {raw:?}")))
+    raw.parse().map_err(|_| Error::field(field, format!("expected an IPv6 address, got {raw:?}")))
 }
 
 /// `dns1[,dns2]`; IPv6 servers are accepted but only IPv4 ones go into DHCPv4.
@@ -89,10 +75,7 @@ pub fn ip_list(field: &str, raw: &str) -> Result<Vec<IpAddr>> {
     raw.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<IpAddr>()
-                .map_err(|_| Error::field(field, format!("expected IP addresses, got {s:?}")))
-        })
+        .map(|s| s.parse::<IpAddr>().map_err(|_| Error::field(field, format!("expected IP addresses, got {s:?}"))))
         .collect()
 }
 
@@ -112,8 +95,7 @@ impl Mac {
             if p.len() != 2 {
                 return Err(bad("expected a MAC address such as 02:00:4c:3e:00:05"));
             }
-            b[i] = u8::from_str_radix(p, 16)
-                .map_err(|_| bad("expected a MAC address such as 02:00:4c:3e:00:05"))?;
+            b[i] = u8::from_str_radix(p, 16).map_err(|_| bad("expected a MAC address such as 02:00:4c:3e:00:05"))?;
         }
         if b[0] & 1 == 1 {
             return Err(bad("a NIC MAC must be unicast"));
@@ -128,26 +110,18 @@ impl Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            b[0], b[1], b[2], b[3], b[4], b[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4], b[5])
     }
 }
 
 /// The NIC uuid, which libvirt writes as `iface-id` and which therefore *is*
 /// the Logical_Switch_Port name. Kept in CloudStack's lower-case hyphenated form.
 pub fn nic_uuid(field: &str, raw: &str) -> Result<String> {
-    let u = uuid::Uuid::try_parse(raw)
-        .map_err(|_| Error::field(field, format!("expected a UUID, got {raw:?}")))?;
+    let u = uuid::Uuid::try_parse(raw).map_err(|_| Error::field(field, format!("expected a UUID, got {raw:?}")))?;
     let canonical = u.hyphenated().to_string();
     if raw.len() != canonical.len() {
         // Braced / URN / simple forms would never match libvirt's iface-id.
-        return Err(Error::field(
-            field,
-            format!("expected a hyphenated UUID, got {raw:?}"),
-        ));
+        return Err(Error::field(field, format!("expected a hyphenated UUID, got {raw:?}")));
     }
     Ok(canonical)
 }
@@ -157,12 +131,7 @@ pub fn nic_uuid(field: &str, raw: &str) -> Result<String> {
 /// rather than escaped.
 pub fn dns_name(field: &str, raw: &str) -> Result<String> {
     let name = raw.trim_end_matches('.').to_ascii_lowercase();
-    let bad = || {
-        Error::field(
-            field,
-            format!("expected a DNS name (letters, digits, '-', '.'), got {raw:?}"),
-        )
-    };
+    let bad = || Error::field(field, format!("expected a DNS name (letters, digits, '-', '.'), got {raw:?}"));
     if name.is_empty() || name.len() > 253 {
         return Err(bad());
     }
@@ -171,9 +140,7 @@ pub fn dns_name(field: &str, raw: &str) -> Result<String> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
             return Err(bad());
         }
@@ -192,42 +159,19 @@ mod tests {
         assert!(c.contains("10.1.1.200".parse().unwrap()));
         assert!(!c.contains("10.1.2.1".parse().unwrap()));
         assert_eq!(c.netmask().to_string(), "255.255.255.0");
-        for bad in [
-            "10.1.1.0",
-            "10.1.1.0/33",
-            "10.1.1/24",
-            "x/24",
-            "10.1.1.0/+8",
-            "",
-        ] {
+        for bad in ["10.1.1.0", "10.1.1.0/33", "10.1.1/24", "x/24", "10.1.1.0/+8", ""] {
             assert!(Ipv4Cidr::parse("cidr", bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            Ipv4Cidr::parse("c", "0.0.0.0/0")
-                .unwrap()
-                .network()
-                .to_string(),
-            "0.0.0.0/0"
-        );
+        assert_eq!(Ipv4Cidr::parse("c", "0.0.0.0/0").unwrap().network().to_string(), "0.0.0.0/0");
     }
 
     #[test]
     fn macs() {
-        assert_eq!(
-            Mac::parse("mac", "02:00:4C:3E:00:05").unwrap().to_string(),
-            "02:00:4c:3e:00:05"
-        );
-        assert_eq!(
-            Mac::parse("mac", "02-00-4c-3e-00-05").unwrap().to_string(),
-            "02:00:4c:3e:00:05"
-        );
-        for bad in [
-            "01:00:5e:00:00:01",
-            "00:00:00:00:00:00",
-            "02:00:4c:3e:00",
-            "02:00:4c:3e:00:0g",
-            "020:0:4c:3e:00:05",
-        ] {
+        assert_eq!(Mac::parse("mac", "02:00:4C:3E:00:05").unwrap().to_string(), "02:00:4c:3e:00:05");
+        assert_eq!(Mac::parse("mac", "02-00-4c-3e-00-05").unwrap().to_string(), "02:00:4c:3e:00:05");
+        for bad in
+            ["01:00:5e:00:00:01", "00:00:00:00:00:00", "02:00:4c:3e:00", "02:00:4c:3e:00:0g", "020:0:4c:3e:00:05"]
+        {
             assert!(Mac::parse("mac", bad).is_err(), "{bad}");
         }
     }

@@ -54,12 +54,7 @@ impl Plan {
         what: String,
     ) {
         self.change(
-            Operation::Insert {
-                table: table.into(),
-                row,
-                uuid_name: uuid_name.map(str::to_string),
-                uuid,
-            },
+            Operation::Insert { table: table.into(), row, uuid_name: uuid_name.map(str::to_string), uuid },
             what,
         );
     }
@@ -67,11 +62,7 @@ impl Plan {
     fn update(&mut self, table: &str, uuid: Uuid, row: Map<String, Value>, what: String) {
         if !row.is_empty() {
             self.change(
-                Operation::Update {
-                    table: table.into(),
-                    conditions: vec![Condition::uuid_is(uuid)],
-                    row,
-                },
+                Operation::Update { table: table.into(), conditions: vec![Condition::uuid_is(uuid)], row },
                 what,
             );
         }
@@ -80,37 +71,20 @@ impl Plan {
     fn mutate(&mut self, table: &str, uuid: Uuid, mutations: Vec<Mutation>, what: String) {
         if !mutations.is_empty() {
             self.change(
-                Operation::Mutate {
-                    table: table.into(),
-                    conditions: vec![Condition::uuid_is(uuid)],
-                    mutations,
-                },
+                Operation::Mutate { table: table.into(), conditions: vec![Condition::uuid_is(uuid)], mutations },
                 what,
             );
         }
     }
 
     fn delete(&mut self, table: &str, uuid: Uuid, what: String) {
-        self.change(
-            Operation::Delete {
-                table: table.into(),
-                conditions: vec![Condition::uuid_is(uuid)],
-            },
-            what,
-        );
+        self.change(Operation::Delete { table: table.into(), conditions: vec![Condition::uuid_is(uuid)] }, what);
     }
 
     /// Insert a non-root row with its deterministic uuid and link it from its
     /// parent in the same transaction: OVSDB silently drops an unreferenced
     /// non-root row at commit.
-    fn insert_child(
-        &mut self,
-        table: &str,
-        uuid: Uuid,
-        row: Map<String, Value>,
-        parent: Parent,
-        what: String,
-    ) {
+    fn insert_child(&mut self, table: &str, uuid: Uuid, row: Map<String, Value>, parent: Parent, what: String) {
         self.insert(table, Some(uuid), None, row, format!("insert {what}"));
         self.change(parent.link(uuid), format!("link {what}"));
     }
@@ -143,27 +117,15 @@ pub(crate) struct Parent<'a> {
 
 impl Parent<'static> {
     pub fn switch_ports(switch: Uuid) -> Self {
-        Parent {
-            table: crate::nb::table::LOGICAL_SWITCH,
-            uuid: switch,
-            column: "ports",
-        }
+        Parent { table: crate::nb::table::LOGICAL_SWITCH, uuid: switch, column: "ports" }
     }
 
     pub fn switch(switch: Uuid, column: &'static str) -> Self {
-        Parent {
-            table: crate::nb::table::LOGICAL_SWITCH,
-            uuid: switch,
-            column,
-        }
+        Parent { table: crate::nb::table::LOGICAL_SWITCH, uuid: switch, column }
     }
 
     pub fn router(router: Uuid, column: &'static str) -> Self {
-        Parent {
-            table: crate::nb::table::LOGICAL_ROUTER,
-            uuid: router,
-            column,
-        }
+        Parent { table: crate::nb::table::LOGICAL_ROUTER, uuid: router, column }
     }
 }
 
@@ -196,44 +158,23 @@ pub fn map_mutations(
     observed: &BTreeMap<String, String>,
     managed: impl Fn(&str) -> bool,
 ) -> Vec<Mutation> {
-    let stale: Vec<&String> = observed
-        .iter()
-        .filter(|(k, v)| managed(k) && desired.get(*k) != Some(v))
-        .map(|(k, _)| k)
-        .collect();
-    let missing: BTreeMap<String, String> = desired
-        .iter()
-        .filter(|(k, v)| observed.get(*k) != Some(v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let stale: Vec<&String> =
+        observed.iter().filter(|(k, v)| managed(k) && desired.get(*k) != Some(v)).map(|(k, _)| k).collect();
+    let missing: BTreeMap<String, String> =
+        desired.iter().filter(|(k, v)| observed.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
     let mut out = Vec::new();
     if !stale.is_empty() {
-        out.push(Mutation(
-            column.into(),
-            Mutator::Delete,
-            string_set(stale.iter().map(|s| s.as_str())),
-        ));
+        out.push(Mutation(column.into(), Mutator::Delete, string_set(stale.iter().map(|s| s.as_str()))));
     }
     if !missing.is_empty() {
-        out.push(Mutation(
-            column.into(),
-            Mutator::Insert,
-            string_map(&missing),
-        ));
+        out.push(Mutation(column.into(), Mutator::Insert, string_map(&missing)));
     }
     out
 }
 
 /// Columns of a desired row whose values differ from what was observed.
-fn changed_columns(
-    desired: &Map<String, Value>,
-    differs: impl Fn(&str) -> bool,
-) -> Map<String, Value> {
-    desired
-        .iter()
-        .filter(|(k, _)| differs(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+fn changed_columns(desired: &Map<String, Value>, differs: impl Fn(&str) -> bool) -> Map<String, Value> {
+    desired.iter().filter(|(k, _)| differs(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 #[cfg(test)]
@@ -241,42 +182,19 @@ mod tests {
     use super::*;
 
     fn m(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
     fn map_mutations_touch_only_managed_keys() {
-        let observed = m(&[
-            ("cloudstack:a", "1"),
-            ("cloudstack:b", "old"),
-            ("cloudstack:gone", "x"),
-            ("foreign", "keep"),
-        ]);
-        let desired = m(&[
-            ("cloudstack:a", "1"),
-            ("cloudstack:b", "new"),
-            ("cloudstack:c", "3"),
-        ]);
-        let muts = map_mutations("external_ids", &desired, &observed, |k| {
-            k.starts_with("cloudstack:")
-        });
-        let json: Vec<Value> = muts
-            .iter()
-            .map(|x| serde_json::json!([x.0, format!("{:?}", x.1), x.2]))
-            .collect();
+        let observed =
+            m(&[("cloudstack:a", "1"), ("cloudstack:b", "old"), ("cloudstack:gone", "x"), ("foreign", "keep")]);
+        let desired = m(&[("cloudstack:a", "1"), ("cloudstack:b", "new"), ("cloudstack:c", "3")]);
+        let muts = map_mutations("external_ids", &desired, &observed, |k| k.starts_with("cloudstack:"));
+        let json: Vec<Value> = muts.iter().map(|x| serde_json::json!([x.0, format!("{:?}", x.1), x.2])).collect();
         let text = serde_json::to_string(&json).unwrap();
-        assert!(
-            text.contains("cloudstack:b")
-                && text.contains("cloudstack:gone")
-                && text.contains("cloudstack:c")
-        );
-        assert!(
-            !text.contains("foreign") && !text.contains("\"cloudstack:a\""),
-            "{text}"
-        );
+        assert!(text.contains("cloudstack:b") && text.contains("cloudstack:gone") && text.contains("cloudstack:c"));
+        assert!(!text.contains("foreign") && !text.contains("\"cloudstack:a\""), "{text}");
         assert!(map_mutations("x", &desired, &desired, |_| true).is_empty());
     }
 }

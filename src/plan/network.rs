@@ -10,8 +10,7 @@ use uuid::Uuid;
 use super::{changed_columns, map_mutations, Parent, Plan};
 use crate::error::{Error, Result};
 use crate::nb::rows::{
-    DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, Router, RouterPort, StaticRoute,
-    Switch,
+    DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, Router, RouterPort, StaticRoute, Switch,
 };
 use crate::nb::{key, quoted, switch_name, table, Kind, Owner};
 use crate::ovsdb::value::{named_uuid, string_map, string_set, uuid as uuid_value, uuid_set};
@@ -29,8 +28,7 @@ pub struct Scope {
 
 impl Scope {
     pub fn switch_uuid(&self) -> Uuid {
-        self.owner
-            .row_uuid(Kind::Network, &self.network_id.to_string())
+        self.owner.row_uuid(Kind::Network, &self.network_id.to_string())
     }
 
     pub fn switch_name(&self) -> String {
@@ -40,13 +38,8 @@ impl Scope {
     /// One pair of DHCP rows per subnet: a shared network may span several
     /// subnets (`Dhcp.DhcpAccrossMultipleSubnets`).
     pub fn dhcp_uuid(&self, subnet: Ipv4Cidr, with_router: bool) -> Uuid {
-        let kind = if with_router {
-            Kind::Dhcp4
-        } else {
-            Kind::Dhcp4NoRouter
-        };
-        self.owner
-            .row_uuid(kind, &format!("{}/{}", self.network_id, subnet.network()))
+        let kind = if with_router { Kind::Dhcp4 } else { Kind::Dhcp4NoRouter };
+        self.owner.row_uuid(kind, &format!("{}/{}", self.network_id, subnet.network()))
     }
 
     pub fn dns_uuid(&self) -> Uuid {
@@ -72,11 +65,7 @@ impl Scope {
         m
     }
 
-    pub(crate) fn require_owned(
-        &self,
-        what: String,
-        external_ids: &BTreeMap<String, String>,
-    ) -> Result<()> {
+    pub(crate) fn require_owned(&self, what: String, external_ids: &BTreeMap<String, String>) -> Result<()> {
         if self.owner.owns(external_ids) {
             Ok(())
         } else {
@@ -118,13 +107,8 @@ impl Observed {
 /// different subsets of the ids (a legacy `add-dhcp-entry` has no zone, a
 /// NIC command no cidr), and an id one command recorded must survive the
 /// others. Keys of other tools are left alone.
-pub(crate) fn merge_ids(
-    desired: &BTreeMap<String, String>,
-    observed: &BTreeMap<String, String>,
-) -> Vec<Mutation> {
-    map_mutations("external_ids", desired, observed, |k| {
-        desired.contains_key(k)
-    })
+pub(crate) fn merge_ids(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>) -> Vec<Mutation> {
+    map_mutations("external_ids", desired, observed, |k| desired.contains_key(k))
 }
 
 fn map_value(m: &BTreeMap<String, String>) -> Value {
@@ -143,12 +127,7 @@ pub struct SwitchSpec {
 /// `external_ids` up to date. Values the spec leaves out are kept, so a NIC
 /// command that lazily creates the switch never erases what
 /// `implement-network` recorded.
-pub fn ensure_switch(
-    plan: &mut Plan,
-    scope: &Scope,
-    spec: &SwitchSpec,
-    obs: &Observed,
-) -> Result<()> {
+pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Observed) -> Result<()> {
     let mut ids = scope.ids(Kind::Network);
     if let Some(c) = spec.cidr {
         ids.insert(key::CIDR.into(), c.network().to_string());
@@ -157,16 +136,9 @@ pub fn ensure_switch(
         ids.insert(key::GATEWAY.into(), g.to_string());
     }
     let name = scope.switch_name();
-    if let Some(other) = obs
-        .same_name
-        .iter()
-        .find(|sw| sw.uuid != scope.switch_uuid())
-    {
+    if let Some(other) = obs.same_name.iter().find(|sw| sw.uuid != scope.switch_uuid()) {
         return Err(Error::NotOwned {
-            what: format!(
-                "the name {name}: Logical_Switch {} already uses it and is not this network's",
-                other.uuid
-            ),
+            what: format!("the name {name}: Logical_Switch {} already uses it and is not this network's", other.uuid),
         });
     }
     match &obs.switch {
@@ -174,33 +146,17 @@ pub fn ensure_switch(
             let mut row = Map::new();
             row.insert("name".into(), json!(name));
             row.insert("external_ids".into(), map_value(&ids));
-            plan.insert(
-                table::LOGICAL_SWITCH,
-                Some(scope.switch_uuid()),
-                None,
-                row,
-                format!("insert switch {name}"),
-            );
+            plan.insert(table::LOGICAL_SWITCH, Some(scope.switch_uuid()), None, row, format!("insert switch {name}"));
         }
         Some(sw) => {
             scope.require_owned(format!("Logical_Switch {}", sw.uuid), &sw.external_ids)?;
             if sw.name != name {
                 let mut row = Map::new();
                 row.insert("name".into(), json!(name));
-                plan.update(
-                    table::LOGICAL_SWITCH,
-                    sw.uuid,
-                    row,
-                    format!("rename switch {} to {name}", sw.name),
-                );
+                plan.update(table::LOGICAL_SWITCH, sw.uuid, row, format!("rename switch {} to {name}", sw.name));
             }
             let muts = merge_ids(&ids, &sw.external_ids);
-            plan.mutate(
-                table::LOGICAL_SWITCH,
-                sw.uuid,
-                muts,
-                format!("update switch {name} external_ids"),
-            );
+            plan.mutate(table::LOGICAL_SWITCH, sw.uuid, muts, format!("update switch {name} external_ids"));
         }
     }
     Ok(())
@@ -210,11 +166,7 @@ pub fn ensure_switch(
 /// the switch vanished since we read it.
 fn require_switch(plan: &mut Plan, scope: &Scope, obs: &Observed) {
     if obs.switch.is_some() {
-        plan.require_row(
-            table::LOGICAL_SWITCH,
-            scope.switch_uuid(),
-            &scope.switch_name(),
-        );
+        plan.require_row(table::LOGICAL_SWITCH, scope.switch_uuid(), &scope.switch_name());
     }
 }
 
@@ -293,21 +245,11 @@ pub fn ensure_port(
                 row.insert("options".into(), map_value(&opts));
             }
             require_switch(plan, scope, obs);
-            plan.insert(
-                table::LOGICAL_SWITCH_PORT,
-                None,
-                Some("port"),
-                row,
-                format!("insert port {}", nic.nic_uuid),
-            );
+            plan.insert(table::LOGICAL_SWITCH_PORT, None, Some("port"), row, format!("insert port {}", nic.nic_uuid));
             plan.mutate(
                 table::LOGICAL_SWITCH,
                 scope.switch_uuid(),
-                vec![Mutation(
-                    "ports".into(),
-                    Mutator::Insert,
-                    crate::ovsdb::value::set(vec![named_uuid("port")]),
-                )],
+                vec![Mutation("ports".into(), Mutator::Insert, crate::ovsdb::value::set(vec![named_uuid("port")]))],
                 format!("link port {} to {}", nic.nic_uuid, scope.switch_name()),
             );
         }
@@ -316,16 +258,7 @@ pub fn ensure_port(
             desired.insert("addresses".into(), string_set([address.as_str()]));
             desired.insert("port_security".into(), string_set([address.as_str()]));
             let want_ids = ids;
-            update_port(
-                plan,
-                scope,
-                port,
-                Some(desired),
-                want_ids,
-                dhcp,
-                hostname,
-                obs,
-            )?;
+            update_port(plan, scope, port, Some(desired), want_ids, dhcp, hostname, obs)?;
         }
     }
     Ok(())
@@ -333,13 +266,7 @@ pub fn ensure_port(
 
 /// Change an existing port's DHCP link and host name only (used when no
 /// MAC/IP is at hand, e.g. `remove-dhcp-entry`). A missing port is fine.
-pub fn relink_port(
-    plan: &mut Plan,
-    scope: &Scope,
-    dhcp: DhcpLink,
-    hostname: &Hostname,
-    obs: &Observed,
-) -> Result<()> {
+pub fn relink_port(plan: &mut Plan, scope: &Scope, dhcp: DhcpLink, hostname: &Hostname, obs: &Observed) -> Result<()> {
     let Some(port) = &obs.port else { return Ok(()) };
     let ids = port.external_ids.clone();
     update_port(plan, scope, port, None, ids, dhcp, hostname, obs)
@@ -356,10 +283,7 @@ fn update_port(
     hostname: &Hostname,
     obs: &Observed,
 ) -> Result<()> {
-    scope.require_owned(
-        format!("Logical_Switch_Port {}", port.name),
-        &port.external_ids,
-    )?;
+    scope.require_owned(format!("Logical_Switch_Port {}", port.name), &port.external_ids)?;
     match &obs.switch {
         Some(sw) if sw.ports.contains(&port.uuid) => {}
         _ => {
@@ -392,12 +316,7 @@ fn update_port(
         },
         _ => true,
     });
-    plan.update(
-        table::LOGICAL_SWITCH_PORT,
-        port.uuid,
-        changed,
-        format!("update port {}", port.name),
-    );
+    plan.update(table::LOGICAL_SWITCH_PORT, port.uuid, changed, format!("update port {}", port.name));
 
     let mut muts = merge_ids(&ids, &port.external_ids);
     let opts_desired: BTreeMap<String, String> = match hostname {
@@ -405,19 +324,9 @@ fn update_port(
         Hostname::Clear | Hostname::Keep => BTreeMap::new(),
     };
     if *hostname != Hostname::Keep {
-        muts.extend(map_mutations(
-            "options",
-            &opts_desired,
-            &port.options,
-            |k| k == "hostname",
-        ));
+        muts.extend(map_mutations("options", &opts_desired, &port.options, |k| k == "hostname"));
     }
-    plan.mutate(
-        table::LOGICAL_SWITCH_PORT,
-        port.uuid,
-        muts,
-        format!("update port {} options", port.name),
-    );
+    plan.mutate(table::LOGICAL_SWITCH_PORT, port.uuid, muts, format!("update port {} options", port.name));
     Ok(())
 }
 
@@ -430,15 +339,8 @@ fn desired_strings(row: &Map<String, Value>, col: &str) -> Option<Vec<String>> {
 /// referenced and would otherwise leak.
 pub fn remove_port(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
     let Some(port) = &obs.port else { return Ok(()) };
-    scope.require_owned(
-        format!("Logical_Switch_Port {}", port.name),
-        &port.external_ids,
-    )?;
-    let Some(sw) = obs
-        .switch
-        .as_ref()
-        .filter(|sw| sw.ports.contains(&port.uuid))
-    else {
+    scope.require_owned(format!("Logical_Switch_Port {}", port.name), &port.external_ids)?;
+    let Some(sw) = obs.switch.as_ref().filter(|sw| sw.ports.contains(&port.uuid)) else {
         return Err(Error::NotOwned {
             what: format!(
                 "Logical_Switch_Port {} (it is attached to another switch than {})",
@@ -448,19 +350,12 @@ pub fn remove_port(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()>
         });
     };
     let parent = Parent::switch_ports(sw.uuid);
-    plan.change(
-        parent.unlink(&[port.uuid]),
-        format!("remove port {}", port.name),
-    );
+    plan.change(parent.unlink(&[port.uuid]), format!("remove port {}", port.name));
     if let Some(d) = port.dhcpv4_options.and_then(|u| obs.dhcp_row(u)) {
         if scope.owner.owns(&d.external_ids)
             && d.external_ids.get(key::KIND).map(String::as_str) == Some(Kind::Dhcp4Nic.as_str())
         {
-            plan.delete(
-                table::DHCP_OPTIONS,
-                d.uuid,
-                format!("delete per-NIC DHCP options of {}", port.name),
-            );
+            plan.delete(table::DHCP_OPTIONS, d.uuid, format!("delete per-NIC DHCP options of {}", port.name));
         }
     }
     Ok(())
@@ -507,20 +402,11 @@ impl DhcpSubnet {
 
 /// Both DHCP rows of the subnet: with `router` for default NICs, without for
 /// the others. The rows are ours entirely, so `options` is written whole.
-pub fn ensure_dhcp(
-    plan: &mut Plan,
-    scope: &Scope,
-    subnet: &DhcpSubnet,
-    obs: &Observed,
-) -> Result<()> {
+pub fn ensure_dhcp(plan: &mut Plan, scope: &Scope, subnet: &DhcpSubnet, obs: &Observed) -> Result<()> {
     let cidr = subnet.cidr.network().to_string();
     for with_router in [true, false] {
         let uuid = scope.dhcp_uuid(subnet.cidr, with_router);
-        let kind = if with_router {
-            Kind::Dhcp4
-        } else {
-            Kind::Dhcp4NoRouter
-        };
+        let kind = if with_router { Kind::Dhcp4 } else { Kind::Dhcp4NoRouter };
         let mut ids = scope.ids(kind);
         ids.insert(key::CIDR.into(), cidr.clone());
         let options = subnet.options(&scope.server_mac(), with_router);
@@ -550,13 +436,7 @@ fn upsert_dhcp(
             row.insert("cidr".into(), json!(cidr));
             row.insert("options".into(), map_value(options));
             row.insert("external_ids".into(), map_value(ids));
-            plan.insert(
-                table::DHCP_OPTIONS,
-                Some(uuid),
-                None,
-                row,
-                format!("insert {what}"),
-            );
+            plan.insert(table::DHCP_OPTIONS, Some(uuid), None, row, format!("insert {what}"));
         }
         Some(d) => {
             scope.require_owned(format!("DHCP_Options {}", d.uuid), &d.external_ids)?;
@@ -569,12 +449,7 @@ fn upsert_dhcp(
             }
             plan.update(table::DHCP_OPTIONS, d.uuid, row, format!("update {what}"));
             let muts = merge_ids(ids, &d.external_ids);
-            plan.mutate(
-                table::DHCP_OPTIONS,
-                d.uuid,
-                muts,
-                format!("update {what} external_ids"),
-            );
+            plan.mutate(table::DHCP_OPTIONS, d.uuid, muts, format!("update {what} external_ids"));
         }
     }
     Ok(())
@@ -588,11 +463,7 @@ pub fn remove_dhcp(plan: &mut Plan, scope: &Scope, obs: &Observed) {
         if scope.owner.owns(&d.external_ids)
             && d.external_ids.get(key::NETWORK_ID) == Some(&scope.network_id.to_string())
         {
-            plan.delete(
-                table::DHCP_OPTIONS,
-                d.uuid,
-                format!("delete DHCP options {} ({})", d.cidr, d.uuid),
-            );
+            plan.delete(table::DHCP_OPTIONS, d.uuid, format!("delete DHCP options {} ({})", d.cidr, d.uuid));
         }
     }
 }
@@ -632,12 +503,8 @@ pub struct DnsEntry {
 impl DnsEntry {
     /// Host name, FQDN and PTR records, as OVN's `dns_lookup()` answers them.
     pub fn records(&self) -> BTreeMap<String, String> {
-        let ips: Vec<String> = self
-            .ipv4
-            .map(|i| i.to_string())
-            .into_iter()
-            .chain(self.ipv6.map(|i| i.to_string()))
-            .collect();
+        let ips: Vec<String> =
+            self.ipv4.map(|i| i.to_string()).into_iter().chain(self.ipv6.map(|i| i.to_string())).collect();
         let mut r = BTreeMap::new();
         if ips.is_empty() {
             return r;
@@ -677,12 +544,7 @@ pub fn ptr_v6(ip: Ipv6Addr) -> String {
 
 /// The network's DNS row, linked from the switch's `dns_records`, holding
 /// at least `add`. Existing records with other values are replaced.
-pub fn ensure_dns(
-    plan: &mut Plan,
-    scope: &Scope,
-    add: &BTreeMap<String, String>,
-    obs: &Observed,
-) -> Result<()> {
+pub fn ensure_dns(plan: &mut Plan, scope: &Scope, add: &BTreeMap<String, String>, obs: &Observed) -> Result<()> {
     let uuid = scope.dns_uuid();
     let ids = scope.ids(Kind::Dns);
     match &obs.dns {
@@ -690,37 +552,20 @@ pub fn ensure_dns(
             let mut row = Map::new();
             row.insert("records".into(), map_value(add));
             row.insert("external_ids".into(), map_value(&ids));
-            plan.insert(
-                table::DNS,
-                Some(uuid),
-                None,
-                row,
-                format!("insert DNS records of {}", scope.switch_name()),
-            );
+            plan.insert(table::DNS, Some(uuid), None, row, format!("insert DNS records of {}", scope.switch_name()));
         }
         Some(d) => {
             scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
             let mut muts = map_mutations("records", add, &d.records, |k| add.contains_key(k));
             muts.extend(merge_ids(&ids, &d.external_ids));
-            plan.mutate(
-                table::DNS,
-                d.uuid,
-                muts,
-                format!("update DNS records of {}", scope.switch_name()),
-            );
+            plan.mutate(table::DNS, d.uuid, muts, format!("update DNS records of {}", scope.switch_name()));
         }
     }
-    let linked = obs
-        .switch
-        .as_ref()
-        .is_some_and(|sw| sw.dns_records.contains(&uuid));
+    let linked = obs.switch.as_ref().is_some_and(|sw| sw.dns_records.contains(&uuid));
     if !linked {
         require_switch(plan, scope, obs);
         let parent = Parent::switch(scope.switch_uuid(), "dns_records");
-        plan.change(
-            parent.link(uuid),
-            format!("link DNS records to {}", scope.switch_name()),
-        );
+        plan.change(parent.link(uuid), format!("link DNS records to {}", scope.switch_name()));
     }
     Ok(())
 }
@@ -737,38 +582,20 @@ pub fn remove_dns_records(
 ) -> Result<()> {
     let Some(d) = &obs.dns else { return Ok(()) };
     scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
-    let addrs: Vec<String> = ipv4
-        .map(|i| i.to_string())
-        .into_iter()
-        .chain(ipv6.map(|i| i.to_string()))
-        .collect();
-    let ptrs: Vec<String> = ipv4
-        .map(ptr_v4)
-        .into_iter()
-        .chain(ipv6.map(ptr_v6))
-        .collect();
+    let addrs: Vec<String> = ipv4.map(|i| i.to_string()).into_iter().chain(ipv6.map(|i| i.to_string())).collect();
+    let ptrs: Vec<String> = ipv4.map(ptr_v4).into_iter().chain(ipv6.map(ptr_v6)).collect();
     let gone: BTreeMap<String, String> = d
         .records
         .iter()
-        .filter(|(k, v)| {
-            ptrs.contains(k) || v.split_whitespace().any(|a| addrs.iter().any(|x| x == a))
-        })
+        .filter(|(k, v)| ptrs.contains(k) || v.split_whitespace().any(|a| addrs.iter().any(|x| x == a)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if !gone.is_empty() {
         plan.mutate(
             table::DNS,
             d.uuid,
-            vec![Mutation(
-                "records".into(),
-                Mutator::Delete,
-                string_map(&gone),
-            )],
-            format!(
-                "remove {} DNS records from {}",
-                gone.len(),
-                scope.switch_name()
-            ),
+            vec![Mutation("records".into(), Mutator::Delete, string_map(&gone))],
+            format!("remove {} DNS records from {}", gone.len(), scope.switch_name()),
         );
     }
     Ok(())
@@ -779,11 +606,7 @@ pub fn remove_dns_records(
 pub fn remove_dns(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
     if let Some(d) = &obs.dns {
         scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
-        plan.delete(
-            table::DNS,
-            d.uuid,
-            format!("delete DNS records of {}", scope.switch_name()),
-        );
+        plan.delete(table::DNS, d.uuid, format!("delete DNS records of {}", scope.switch_name()));
     }
     Ok(())
 }
@@ -816,12 +639,7 @@ mod tests {
     use super::*;
 
     fn scope() -> Scope {
-        Scope {
-            owner: Owner("cloudstack".into()),
-            network_id: 42,
-            zone_id: Some(1),
-            vpc_id: None,
-        }
+        Scope { owner: Owner("cloudstack".into()), network_id: 42, zone_id: Some(1), vpc_id: None }
     }
 
     fn nic() -> NicSpec {
@@ -840,27 +658,13 @@ mod tests {
         let obs = Observed::default();
         let mut p = Plan::default();
         ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
-        ensure_port(
-            &mut p,
-            &s,
-            &nic(),
-            DhcpLink::Keep,
-            &Hostname::Set("vm-1".into()),
-            &obs,
-        )
-        .unwrap();
+        ensure_port(&mut p, &s, &nic(), DhcpLink::Keep, &Hostname::Set("vm-1".into()), &obs).unwrap();
         let ops: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
         assert_eq!(ops.len(), 3, "{ops:#?}");
         assert_eq!(ops[0]["op"], "insert");
         assert_eq!(ops[0]["uuid"], s.switch_uuid().to_string());
-        assert_eq!(
-            ops[1]["row"]["addresses"],
-            json!(["set", ["02:00:4c:3e:00:05 10.1.1.23"]])
-        );
-        assert_eq!(
-            ops[1]["row"]["options"],
-            json!(["map", [["hostname", "\"vm-1\""]]])
-        );
+        assert_eq!(ops[1]["row"]["addresses"], json!(["set", ["02:00:4c:3e:00:05 10.1.1.23"]]));
+        assert_eq!(ops[1]["row"]["options"], json!(["map", [["hostname", "\"vm-1\""]]]));
         assert_eq!(ops[2]["op"], "mutate");
     }
 
@@ -886,29 +690,13 @@ mod tests {
             addresses: vec![nic().address()],
             port_security: vec![nic().address()],
             dhcpv4_options: None,
-            options: [
-                ("hostname".to_string(), "\"vm-1\"".to_string()),
-                ("foreign".into(), "x".into()),
-            ]
-            .into(),
+            options: [("hostname".to_string(), "\"vm-1\"".to_string()), ("foreign".into(), "x".into())].into(),
             external_ids: ids,
         };
-        let obs = Observed {
-            switch: Some(sw),
-            port: Some(port),
-            ..Default::default()
-        };
+        let obs = Observed { switch: Some(sw), port: Some(port), ..Default::default() };
         let mut p = Plan::default();
         ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
-        ensure_port(
-            &mut p,
-            &s,
-            &nic(),
-            DhcpLink::Keep,
-            &Hostname::Set("vm-1".into()),
-            &obs,
-        )
-        .unwrap();
+        ensure_port(&mut p, &s, &nic(), DhcpLink::Keep, &Hostname::Set("vm-1".into()), &obs).unwrap();
         assert!(p.is_empty(), "{:?}", p.changes);
     }
 
@@ -926,23 +714,14 @@ mod tests {
             load_balancer: vec![],
             external_ids: recorded,
         };
-        let obs = Observed {
-            switch: Some(sw),
-            ..Default::default()
-        };
+        let obs = Observed { switch: Some(sw), ..Default::default() };
         // A legacy NIC command: no zone, no cidr.
-        let bare = Scope {
-            zone_id: None,
-            ..scope()
-        };
+        let bare = Scope { zone_id: None, ..scope() };
         let mut p = Plan::default();
         ensure_switch(&mut p, &bare, &SwitchSpec::default(), &obs).unwrap();
         assert!(p.is_empty(), "{:?}", p.changes);
         // A changed value is corrected.
-        let moved = Scope {
-            zone_id: Some(2),
-            ..scope()
-        };
+        let moved = Scope { zone_id: Some(2), ..scope() };
         let mut p = Plan::default();
         ensure_switch(&mut p, &moved, &SwitchSpec::default(), &obs).unwrap();
         assert_eq!(p.changes.len(), 1);
@@ -959,10 +738,7 @@ mod tests {
             load_balancer: vec![],
             external_ids: BTreeMap::new(),
         };
-        let obs = Observed {
-            switch: Some(sw),
-            ..Default::default()
-        };
+        let obs = Observed { switch: Some(sw), ..Default::default() };
         let e = ensure_switch(&mut Plan::default(), &s, &SwitchSpec::default(), &obs).unwrap_err();
         assert!(matches!(e, Error::NotOwned { .. }));
     }
@@ -982,9 +758,7 @@ mod tests {
         assert_eq!(o["dns_server"], "{10.1.1.53, 8.8.8.8}");
         assert_eq!(o["domain_name"], "\"cs.example\"");
         assert_eq!(o["router"], "10.1.1.1");
-        assert!(!sub
-            .options("0a:00:00:00:00:01", false)
-            .contains_key("router"));
+        assert!(!sub.options("0a:00:00:00:00:01", false).contains_key("router"));
     }
 
     #[test]
@@ -999,10 +773,6 @@ mod tests {
         assert_eq!(r["vm-1"], "10.1.1.23 fd00::5");
         assert_eq!(r["vm-1.cs.example"], "10.1.1.23 fd00::5");
         assert_eq!(r["23.1.1.10.in-addr.arpa"], "vm-1.cs.example");
-        assert!(
-            r.keys()
-                .any(|k| k.starts_with("5.0.0.0.") && k.ends_with(".d.f.ip6.arpa")),
-            "{r:?}"
-        );
+        assert!(r.keys().any(|k| k.starts_with("5.0.0.0.") && k.ends_with(".d.f.ip6.arpa")), "{r:?}");
     }
 }

@@ -101,11 +101,7 @@ impl RouterScope {
         &'a self,
         ips: impl IntoIterator<Item = Ipv4Addr> + 'a,
     ) -> impl Iterator<Item = Uuid> + 'a {
-        ips.into_iter().flat_map(move |ip| {
-            Protocol::ALL
-                .iter()
-                .map(move |p| self.port_forward_uuid(ip, *p))
-        })
+        ips.into_iter().flat_map(move |ip| Protocol::ALL.iter().map(move |p| self.port_forward_uuid(ip, *p)))
     }
 
     pub fn gateway_chassis_name(&self, chassis: &str) -> String {
@@ -145,15 +141,11 @@ pub fn guest_peer_name(network_id: u64) -> String {
 }
 
 pub fn guest_port_uuid(scope: &Scope) -> Uuid {
-    scope
-        .owner
-        .row_uuid(Kind::GuestRouterPort, &scope.network_id.to_string())
+    scope.owner.row_uuid(Kind::GuestRouterPort, &scope.network_id.to_string())
 }
 
 pub fn guest_peer_uuid(scope: &Scope) -> Uuid {
-    scope
-        .owner
-        .row_uuid(Kind::GuestRouterPeer, &scope.network_id.to_string())
+    scope.owner.row_uuid(Kind::GuestRouterPeer, &scope.network_id.to_string())
 }
 
 /// One public L2 domain: an OVN `network_name` (bridge mapping) and a VLAN.
@@ -196,10 +188,7 @@ impl PublicNet {
             "untagged" => None,
             v => Some(v.parse().ok()?),
         };
-        Some(PublicNet {
-            network_name: ids.get(key::NETWORK_NAME)?.clone(),
-            vlan,
-        })
+        Some(PublicNet { network_name: ids.get(key::NETWORK_NAME)?.clone(), vlan })
     }
 }
 
@@ -237,10 +226,7 @@ impl Protocol {
 }
 
 fn row(pairs: &[(&str, Value)]) -> Map<String, Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
 
 /// The public IPs recorded on the router: ip → role.
@@ -250,12 +236,7 @@ pub fn recorded_ips(obs: &Observed) -> BTreeMap<Ipv4Addr, String> {
         .map(|r| {
             r.external_ids
                 .iter()
-                .filter_map(|(k, v)| {
-                    Some((
-                        k.strip_prefix(key::PUBLIC_IP_PREFIX)?.parse().ok()?,
-                        v.clone(),
-                    ))
-                })
+                .filter_map(|(k, v)| Some((k.strip_prefix(key::PUBLIC_IP_PREFIX)?.parse().ok()?, v.clone())))
                 .collect()
         })
         .unwrap_or_default()
@@ -264,12 +245,7 @@ pub fn recorded_ips(obs: &Observed) -> BTreeMap<Ipv4Addr, String> {
 // ---------------------------------------------------------------- router
 
 /// The router row. `vpc_cidr` is recorded for VPC routers.
-pub fn ensure_router(
-    plan: &mut Plan,
-    rs: &RouterScope,
-    vpc_cidr: Option<Ipv4Cidr>,
-    obs: &Observed,
-) -> Result<()> {
+pub fn ensure_router(plan: &mut Plan, rs: &RouterScope, vpc_cidr: Option<Ipv4Cidr>, obs: &Observed) -> Result<()> {
     let mut ids = rs.ids(Kind::Router);
     if let Some(c) = vpc_cidr {
         ids.insert(key::VPC_CIDR.into(), c.network().to_string());
@@ -278,10 +254,7 @@ pub fn ensure_router(
     // request's sender (MAC_Binding growth on big public L2 domains), and
     // resolve neighbour OVN routers dynamically.
     let options: BTreeMap<String, String> = [
-        (
-            "always_learn_from_arp_request".to_string(),
-            "false".to_string(),
-        ),
+        ("always_learn_from_arp_request".to_string(), "false".to_string()),
         ("dynamic_neigh_routers".to_string(), "true".to_string()),
     ]
     .into();
@@ -292,26 +265,13 @@ pub fn ensure_router(
                 ("options", string_map(&options)),
                 ("external_ids", string_map(&ids)),
             ]);
-            plan.insert(
-                table::LOGICAL_ROUTER,
-                Some(rs.uuid()),
-                None,
-                r,
-                format!("insert router {}", rs.name()),
-            );
+            plan.insert(table::LOGICAL_ROUTER, Some(rs.uuid()), None, r, format!("insert router {}", rs.name()));
         }
         Some(r) => {
             rs.require_owned(format!("Logical_Router {}", r.uuid), &r.external_ids)?;
             let mut muts = merge_ids(&ids, &r.external_ids);
-            muts.extend(map_mutations("options", &options, &r.options, |k| {
-                options.contains_key(k)
-            }));
-            plan.mutate(
-                table::LOGICAL_ROUTER,
-                r.uuid,
-                muts,
-                format!("update router {}", rs.name()),
-            );
+            muts.extend(map_mutations("options", &options, &r.options, |k| options.contains_key(k)));
+            plan.mutate(table::LOGICAL_ROUTER, r.uuid, muts, format!("update router {}", rs.name()));
         }
     }
     Ok(())
@@ -325,18 +285,10 @@ fn require_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) {
 
 /// Attach a guest network: a router port with the guest gateway address and
 /// a stable MAC, and its router-type peer on the guest switch.
-pub fn attach_network(
-    plan: &mut Plan,
-    rs: &RouterScope,
-    net: &Scope,
-    gateway: Ipv4Cidr,
-    obs: &Observed,
-) -> Result<()> {
+pub fn attach_network(plan: &mut Plan, rs: &RouterScope, net: &Scope, gateway: Ipv4Cidr, obs: &Observed) -> Result<()> {
     let name = guest_port_name(net.network_id);
     let network = format!("{}/{}", gateway.addr, gateway.prefix);
-    let mac = net
-        .owner
-        .stable_mac(&format!("router-port/{}", net.network_id));
+    let mac = net.owner.stable_mac(&format!("router-port/{}", net.network_id));
     let mut ids = net.ids(Kind::GuestRouterPort);
     if let RouterOf::Vpc(v) = rs.of {
         ids.insert(key::VPC_ID.into(), v.to_string());
@@ -361,16 +313,10 @@ pub fn attach_network(
         }
         Some(p) => {
             net.require_owned(format!("port {}", p.name), &p.external_ids)?;
-            let on_router = obs
-                .router
-                .as_ref()
-                .is_some_and(|r| r.ports.contains(&p.uuid));
+            let on_router = obs.router.as_ref().is_some_and(|r| r.ports.contains(&p.uuid));
             if !on_router {
                 return Err(Error::NotOwned {
-                    what: format!(
-                        "Logical_Router_Port {name} (it is attached to another router than {})",
-                        rs.name()
-                    ),
+                    what: format!("Logical_Router_Port {name} (it is attached to another router than {})", rs.name()),
                 });
             }
             update_router_port(plan, p, &mac, &[network], &BTreeMap::new(), &ids);
@@ -407,27 +353,12 @@ fn update_router_port(
     let mut want = networks.to_vec();
     want.sort();
     if have != want {
-        r.insert(
-            "networks".into(),
-            string_set(networks.iter().map(String::as_str)),
-        );
+        r.insert("networks".into(), string_set(networks.iter().map(String::as_str)));
     }
-    plan.update(
-        table::LOGICAL_ROUTER_PORT,
-        p.uuid,
-        r,
-        format!("update router port {}", p.name),
-    );
+    plan.update(table::LOGICAL_ROUTER_PORT, p.uuid, r, format!("update router port {}", p.name));
     let mut muts = merge_ids(ids, &p.external_ids);
-    muts.extend(map_mutations("options", options, &p.options, |k| {
-        options.contains_key(k)
-    }));
-    plan.mutate(
-        table::LOGICAL_ROUTER_PORT,
-        p.uuid,
-        muts,
-        format!("update router port {} options", p.name),
-    );
+    muts.extend(map_mutations("options", options, &p.options, |k| options.contains_key(k)));
+    plan.mutate(table::LOGICAL_ROUTER_PORT, p.uuid, muts, format!("update router port {} options", p.name));
 }
 
 /// A router-type switch port: the switch side of a router port.
@@ -439,12 +370,7 @@ struct RouterPeer {
     ids: BTreeMap<String, String>,
 }
 
-fn ensure_router_peer(
-    plan: &mut Plan,
-    owner: &Owner,
-    peer: &RouterPeer,
-    observed: Option<&Port>,
-) -> Result<()> {
+fn ensure_router_peer(plan: &mut Plan, owner: &Owner, peer: &RouterPeer, observed: Option<&Port>) -> Result<()> {
     match observed {
         None => {
             let r = row(&[
@@ -455,41 +381,21 @@ fn ensure_router_peer(
                 ("external_ids", string_map(&peer.ids)),
             ]);
             let parent = Parent::switch_ports(peer.switch);
-            plan.insert_child(
-                table::LOGICAL_SWITCH_PORT,
-                peer.uuid,
-                r,
-                parent,
-                format!("router peer {}", peer.name),
-            );
+            plan.insert_child(table::LOGICAL_SWITCH_PORT, peer.uuid, r, parent, format!("router peer {}", peer.name));
         }
         Some(p) => {
             if !owner.owns(&p.external_ids) {
-                return Err(Error::NotOwned {
-                    what: format!("Logical_Switch_Port {}", p.name),
-                });
+                return Err(Error::NotOwned { what: format!("Logical_Switch_Port {}", p.name) });
             }
-            let muts = map_mutations("options", &peer.options, &p.options, |k| {
-                peer.options.contains_key(k)
-            });
-            plan.mutate(
-                table::LOGICAL_SWITCH_PORT,
-                p.uuid,
-                muts,
-                format!("update router peer {}", peer.name),
-            );
+            let muts = map_mutations("options", &peer.options, &p.options, |k| peer.options.contains_key(k));
+            plan.mutate(table::LOGICAL_SWITCH_PORT, p.uuid, muts, format!("update router peer {}", peer.name));
         }
     }
     Ok(())
 }
 
 /// Undo [`attach_network`] (the guest switch and its VMs stay).
-pub fn detach_network(
-    plan: &mut Plan,
-    rs: &RouterScope,
-    net: &Scope,
-    obs: &Observed,
-) -> Result<()> {
+pub fn detach_network(plan: &mut Plan, rs: &RouterScope, net: &Scope, obs: &Observed) -> Result<()> {
     if let (Some(p), Some(r)) = (&obs.guest_port, &obs.router) {
         net.require_owned(format!("port {}", p.name), &p.external_ids)?;
         if r.ports.contains(&p.uuid) {
@@ -502,10 +408,7 @@ pub fn detach_network(
     if let (Some(p), Some(sw)) = (&obs.guest_peer, &obs.switch) {
         net.require_owned(format!("port {}", p.name), &p.external_ids)?;
         if sw.ports.contains(&p.uuid) {
-            plan.change(
-                Parent::switch_ports(sw.uuid).unlink(&[p.uuid]),
-                format!("remove router peer {}", p.name),
-            );
+            plan.change(Parent::switch_ports(sw.uuid).unlink(&[p.uuid]), format!("remove router peer {}", p.name));
         }
     }
     Ok(())
@@ -524,14 +427,7 @@ fn primary_ip(ips: &BTreeMap<Ipv4Addr, String>, current: Option<Ipv4Addr>) -> Op
 }
 
 fn current_primary(obs: &Observed) -> Option<Ipv4Addr> {
-    obs.gateway_port
-        .as_ref()?
-        .networks
-        .first()?
-        .split('/')
-        .next()?
-        .parse()
-        .ok()
+    obs.gateway_port.as_ref()?.networks.first()?.split('/').next()?.parse().ok()
 }
 
 /// Record `ip` with `role` on the router and make sure the router has its
@@ -548,11 +444,7 @@ pub fn ensure_public_ip(
     let mut ips = recorded_ips(obs);
     let switch_uuid = public.net.switch_uuid(&rs.owner);
     if let Some(r) = &obs.router {
-        if let Some(other) = r
-            .external_ids
-            .get(key::PUBLIC_SWITCH)
-            .filter(|s| **s != switch_uuid.to_string())
-        {
+        if let Some(other) = r.external_ids.get(key::PUBLIC_SWITCH).filter(|s| **s != switch_uuid.to_string()) {
             if !ips.is_empty() {
                 return Err(Error::Unsupported(format!(
                     "public IP {} is on {}, but router {} already has its gateway on another public network ({other}); one public VLAN per router",
@@ -572,23 +464,18 @@ pub fn ensure_public_ip(
         }
     }
     // An IP keeps its source-NAT role when it is assigned again without it.
-    let role =
-        if ips.get(&public.ip).map(String::as_str) == Some(IP_SOURCE_NAT) && role == IP_ASSIGNED {
-            IP_SOURCE_NAT
-        } else {
-            role
-        };
+    let role = if ips.get(&public.ip).map(String::as_str) == Some(IP_SOURCE_NAT) && role == IP_ASSIGNED {
+        IP_SOURCE_NAT
+    } else {
+        role
+    };
     ips.insert(public.ip, role.to_string());
     let mut ids = BTreeMap::new();
     for (ip, r) in &ips {
         ids.insert(format!("{}{ip}", key::PUBLIC_IP_PREFIX), r.clone());
     }
     ids.insert(key::PUBLIC_SWITCH.to_string(), switch_uuid.to_string());
-    let observed_ids = obs
-        .router
-        .as_ref()
-        .map(|r| r.external_ids.clone())
-        .unwrap_or_default();
+    let observed_ids = obs.router.as_ref().map(|r| r.external_ids.clone()).unwrap_or_default();
     plan.mutate(
         table::LOGICAL_ROUTER,
         rs.uuid(),
@@ -619,35 +506,16 @@ fn ensure_gateway(
     let sw_name = public.net.switch_name();
     let mut sw_ids = BTreeMap::new();
     sw_ids.insert(key::OWNER.to_string(), owner.0.clone());
-    sw_ids.insert(
-        key::KIND.to_string(),
-        Kind::PublicSwitch.as_str().to_string(),
-    );
+    sw_ids.insert(key::KIND.to_string(), Kind::PublicSwitch.as_str().to_string());
     sw_ids.insert(
         key::PUBLIC_VLAN.to_string(),
-        public
-            .net
-            .vlan
-            .map(|v| v.to_string())
-            .unwrap_or_else(|| "untagged".into()),
+        public.net.vlan.map(|v| v.to_string()).unwrap_or_else(|| "untagged".into()),
     );
-    sw_ids.insert(
-        key::NETWORK_NAME.to_string(),
-        public.net.network_name.clone(),
-    );
+    sw_ids.insert(key::NETWORK_NAME.to_string(), public.net.network_name.clone());
     match &obs.public_switch {
         None => {
-            let r = row(&[
-                ("name", json!(sw_name)),
-                ("external_ids", string_map(&sw_ids)),
-            ]);
-            plan.insert(
-                table::LOGICAL_SWITCH,
-                Some(sw_uuid),
-                None,
-                r,
-                format!("insert public switch {sw_name}"),
-            );
+            let r = row(&[("name", json!(sw_name)), ("external_ids", string_map(&sw_ids))]);
+            plan.insert(table::LOGICAL_SWITCH, Some(sw_uuid), None, r, format!("insert public switch {sw_name}"));
         }
         Some(sw) => {
             rs.require_owned(format!("Logical_Switch {sw_name}"), &sw.external_ids)?;
@@ -657,8 +525,7 @@ fn ensure_gateway(
     // The localnet port: the switch's way onto the physical network.
     let ln_uuid = public.net.localnet_uuid(owner);
     let ln_name = public.net.localnet_name();
-    let ln_opts: BTreeMap<String, String> =
-        [("network_name".to_string(), public.net.network_name.clone())].into();
+    let ln_opts: BTreeMap<String, String> = [("network_name".to_string(), public.net.network_name.clone())].into();
     let mut ln_ids = sw_ids.clone();
     ln_ids.insert(key::KIND.to_string(), Kind::Localnet.as_str().to_string());
     match &obs.localnet {
@@ -684,12 +551,7 @@ fn ensure_gateway(
         Some(p) => {
             rs.require_owned(format!("Logical_Switch_Port {ln_name}"), &p.external_ids)?;
             let muts = map_mutations("options", &ln_opts, &p.options, |k| k == "network_name");
-            plan.mutate(
-                table::LOGICAL_SWITCH_PORT,
-                p.uuid,
-                muts,
-                format!("update localnet port {ln_name}"),
-            );
+            plan.mutate(table::LOGICAL_SWITCH_PORT, p.uuid, muts, format!("update localnet port {ln_name}"));
             if p.tag_request != public.net.vlan.map(i64::from) {
                 let tag = match public.net.vlan {
                     Some(v) => json!(v),
@@ -710,8 +572,7 @@ fn ensure_gateway(
     let port_uuid = rs.gateway_port_uuid();
     let mac = owner.stable_mac(&format!("gateway-port/{}", rs.name()));
     let networks = vec![format!("{primary}/{}", public.prefix)];
-    let options: BTreeMap<String, String> =
-        [("gateway_mtu".to_string(), gw.mtu.to_string())].into();
+    let options: BTreeMap<String, String> = [("gateway_mtu".to_string(), gw.mtu.to_string())].into();
     let ids = rs.ids(Kind::GatewayPort);
     match &obs.gateway_port {
         None => {
@@ -745,11 +606,8 @@ fn ensure_gateway(
         name: rs.gateway_peer_name(),
         uuid: rs.gateway_peer_uuid(),
         switch: sw_uuid,
-        options: [
-            ("router-port".to_string(), port_name.clone()),
-            ("nat-addresses".to_string(), "router".to_string()),
-        ]
-        .into(),
+        options: [("router-port".to_string(), port_name.clone()), ("nat-addresses".to_string(), "router".to_string())]
+            .into(),
         ids: rs.ids(Kind::GatewayPeer),
     };
     ensure_router_peer(plan, owner, &peer, obs.gateway_peer.as_ref())?;
@@ -782,12 +640,7 @@ fn ensure_gateway(
             if r.output_port.as_deref() != Some(port_name.as_str()) {
                 u.insert("output_port".into(), json!(port_name));
             }
-            plan.update(
-                table::STATIC_ROUTE,
-                r.uuid,
-                u,
-                format!("update default route via {nexthop}"),
-            );
+            plan.update(table::STATIC_ROUTE, r.uuid, u, format!("update default route via {nexthop}"));
         }
     }
     Ok(())
@@ -808,10 +661,7 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
                     plan.update(
                         table::GATEWAY_CHASSIS,
                         g.uuid,
-                        row(&[
-                            ("priority", json!(priority)),
-                            ("chassis_name", json!(chassis)),
-                        ]),
+                        row(&[("priority", json!(priority)), ("chassis_name", json!(chassis))]),
                         format!("reprioritise {name}"),
                     );
                 }
@@ -828,31 +678,17 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
                     table::GATEWAY_CHASSIS,
                     uuid,
                     r,
-                    Parent {
-                        table: table::LOGICAL_ROUTER_PORT,
-                        uuid: port_uuid,
-                        column: "gateway_chassis",
-                    },
+                    Parent { table: table::LOGICAL_ROUTER_PORT, uuid: port_uuid, column: "gateway_chassis" },
                     format!("gateway chassis {name}"),
                 );
             }
         }
     }
     if let Some(p) = &obs.gateway_port {
-        let stale: Vec<Uuid> = p
-            .gateway_chassis
-            .iter()
-            .filter(|u| !keep.contains(u))
-            .copied()
-            .collect();
+        let stale: Vec<Uuid> = p.gateway_chassis.iter().filter(|u| !keep.contains(u)).copied().collect();
         if !stale.is_empty() {
             plan.change(
-                Parent {
-                    table: table::LOGICAL_ROUTER_PORT,
-                    uuid: p.uuid,
-                    column: "gateway_chassis",
-                }
-                .unlink(&stale),
+                Parent { table: table::LOGICAL_ROUTER_PORT, uuid: p.uuid, column: "gateway_chassis" }.unlink(&stale),
                 "unpin stale gateway chassis".into(),
             );
         }
@@ -876,11 +712,7 @@ pub fn release_public_ip(
         plan.mutate(
             table::LOGICAL_ROUTER,
             r.uuid,
-            vec![Mutation(
-                "external_ids".into(),
-                Mutator::Delete,
-                string_set([keyname.as_str()]),
-            )],
+            vec![Mutation("external_ids".into(), Mutator::Delete, string_set([keyname.as_str()]))],
             format!("forget public IP {ip}"),
         );
     }
@@ -889,9 +721,7 @@ pub fn release_public_ip(
     }
     // The gateway port carried this address: move it to another one.
     if current_primary(obs) == Some(ip) {
-        if let (Some(p), Some(next), Some(prefix)) =
-            (&obs.gateway_port, primary_ip(&ips, None), prefix)
-        {
+        if let (Some(p), Some(next), Some(prefix)) = (&obs.gateway_port, primary_ip(&ips, None), prefix) {
             let networks = [format!("{next}/{prefix}")];
             plan.update(
                 table::LOGICAL_ROUTER_PORT,
@@ -912,18 +742,12 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
     if let (Some(p), Some(r)) = (&obs.gateway_port, &obs.router) {
         rs.require_owned(format!("Logical_Router_Port {}", p.name), &p.external_ids)?;
         if r.ports.contains(&p.uuid) {
-            plan.change(
-                Parent::router(r.uuid, "ports").unlink(&[p.uuid]),
-                format!("remove gateway port {}", p.name),
-            );
+            plan.change(Parent::router(r.uuid, "ports").unlink(&[p.uuid]), format!("remove gateway port {}", p.name));
         }
     }
     if let (Some(route), Some(r)) = (&obs.route, &obs.router) {
         if r.static_routes.contains(&route.uuid) {
-            plan.change(
-                Parent::router(r.uuid, "static_routes").unlink(&[route.uuid]),
-                "remove default route".into(),
-            );
+            plan.change(Parent::router(r.uuid, "static_routes").unlink(&[route.uuid]), "remove default route".into());
         }
     }
     if let Some(r) = &obs.router {
@@ -931,11 +755,7 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
             plan.mutate(
                 table::LOGICAL_ROUTER,
                 r.uuid,
-                vec![Mutation(
-                    "external_ids".into(),
-                    Mutator::Delete,
-                    string_set([key::PUBLIC_SWITCH]),
-                )],
+                vec![Mutation("external_ids".into(), Mutator::Delete, string_set([key::PUBLIC_SWITCH]))],
                 "forget public switch".into(),
             );
         }
@@ -943,34 +763,22 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
     let Some(sw) = &obs.public_switch else {
         return Ok(());
     };
-    let peer = obs
-        .gateway_peer
-        .as_ref()
-        .filter(|p| sw.ports.contains(&p.uuid));
+    let peer = obs.gateway_peer.as_ref().filter(|p| sw.ports.contains(&p.uuid));
     if let Some(p) = peer {
         rs.require_owned(format!("Logical_Switch_Port {}", p.name), &p.external_ids)?;
     }
     // Found by the switch when the command names no public network (teardown).
-    let ln = obs.localnet.as_ref().map(|p| p.uuid).or_else(|| {
-        PublicNet::from_switch_ids(&sw.external_ids).map(|n| n.localnet_uuid(&rs.owner))
-    });
-    let others = sw
-        .ports
-        .iter()
-        .filter(|u| Some(**u) != ln && Some(**u) != peer.map(|p| p.uuid))
-        .count();
+    let ln = obs
+        .localnet
+        .as_ref()
+        .map(|p| p.uuid)
+        .or_else(|| PublicNet::from_switch_ids(&sw.external_ids).map(|n| n.localnet_uuid(&rs.owner)));
+    let others = sw.ports.iter().filter(|u| Some(**u) != ln && Some(**u) != peer.map(|p| p.uuid)).count();
     if others == 0 && rs.owner.owns(&sw.external_ids) {
         guard_ports(plan, sw.uuid, &sw.ports);
-        plan.delete(
-            table::LOGICAL_SWITCH,
-            sw.uuid,
-            format!("delete public switch {} (no router left)", sw.name),
-        );
+        plan.delete(table::LOGICAL_SWITCH, sw.uuid, format!("delete public switch {} (no router left)", sw.name));
     } else if let Some(p) = peer {
-        plan.change(
-            Parent::switch_ports(sw.uuid).unlink(&[p.uuid]),
-            format!("remove gateway peer {}", p.name),
-        );
+        plan.change(Parent::switch_ports(sw.uuid).unlink(&[p.uuid]), format!("remove gateway peer {}", p.name));
     }
     Ok(())
 }
@@ -1001,13 +809,7 @@ struct NatRow {
 }
 
 fn ensure_nat(plan: &mut Plan, rs: &RouterScope, nat: NatRow, obs: &Observed) -> Result<()> {
-    let NatRow {
-        uuid,
-        kind,
-        external,
-        logical,
-        ids,
-    } = nat;
+    let NatRow { uuid, kind, external, logical, ids } = nat;
     let logical = logical.as_str();
     match obs.nats.iter().find(|n| n.uuid == uuid) {
         None => {
@@ -1035,18 +837,8 @@ fn ensure_nat(plan: &mut Plan, rs: &RouterScope, nat: NatRow, obs: &Observed) ->
             if n.logical_ip != logical {
                 u.insert("logical_ip".into(), json!(logical));
             }
-            plan.update(
-                table::NAT,
-                n.uuid,
-                u,
-                format!("update {kind} {external} ↔ {logical}"),
-            );
-            plan.mutate(
-                table::NAT,
-                n.uuid,
-                merge_ids(&ids, &n.external_ids),
-                format!("update {kind} ids"),
-            );
+            plan.update(table::NAT, n.uuid, u, format!("update {kind} {external} ↔ {logical}"));
+            plan.mutate(table::NAT, n.uuid, merge_ids(&ids, &n.external_ids), format!("update {kind} ids"));
         }
     }
     Ok(())
@@ -1054,22 +846,10 @@ fn ensure_nat(plan: &mut Plan, rs: &RouterScope, nat: NatRow, obs: &Observed) ->
 
 /// Source NAT of `logical` (guest or VPC CIDR) to `ip`: one row per router,
 /// moved in place (update) when the source-NAT IP changes.
-pub fn ensure_snat(
-    plan: &mut Plan,
-    rs: &RouterScope,
-    logical: Ipv4Cidr,
-    ip: Ipv4Addr,
-    obs: &Observed,
-) -> Result<()> {
+pub fn ensure_snat(plan: &mut Plan, rs: &RouterScope, logical: Ipv4Cidr, ip: Ipv4Addr, obs: &Observed) -> Result<()> {
     let mut ids = rs.ids(Kind::Snat);
     ids.insert(key::PUBLIC_IP.into(), ip.to_string());
-    let nat = NatRow {
-        uuid: rs.snat_uuid(),
-        kind: "snat",
-        external: ip,
-        logical: logical.network().to_string(),
-        ids,
-    };
+    let nat = NatRow { uuid: rs.snat_uuid(), kind: "snat", external: ip, logical: logical.network().to_string(), ids };
     ensure_nat(plan, rs, nat, obs)
 }
 
@@ -1106,27 +886,14 @@ fn remove_nat(plan: &mut Plan, rs: &RouterScope, uuid: Uuid, obs: &Observed) -> 
     Ok(())
 }
 
-pub fn remove_static_nat(
-    plan: &mut Plan,
-    rs: &RouterScope,
-    public: Ipv4Addr,
-    obs: &Observed,
-) -> Result<()> {
+pub fn remove_static_nat(plan: &mut Plan, rs: &RouterScope, public: Ipv4Addr, obs: &Observed) -> Result<()> {
     remove_nat(plan, rs, rs.static_nat_uuid(public), obs)
 }
 
 /// Remove the source NAT if it translates to `ip` (or any IP when `None`).
-pub fn remove_snat(
-    plan: &mut Plan,
-    rs: &RouterScope,
-    ip: Option<Ipv4Addr>,
-    obs: &Observed,
-) -> Result<()> {
+pub fn remove_snat(plan: &mut Plan, rs: &RouterScope, ip: Option<Ipv4Addr>, obs: &Observed) -> Result<()> {
     let uuid = rs.snat_uuid();
-    let matches = obs
-        .nats
-        .iter()
-        .any(|n| n.uuid == uuid && ip.is_none_or(|ip| n.external_ip == ip.to_string()));
+    let matches = obs.nats.iter().any(|n| n.uuid == uuid && ip.is_none_or(|ip| n.external_ip == ip.to_string()));
     if matches {
         remove_nat(plan, rs, uuid, obs)?;
     }
@@ -1137,12 +904,7 @@ pub fn remove_snat(
 
 /// A port range `a` or `a-b`, validated.
 pub fn port_range(field: &str, raw: &str, max_len: u32) -> Result<(u16, u16)> {
-    let bad = || {
-        Error::field(
-            field,
-            format!("expected a port or a range a-b within 1-65535, got {raw:?}"),
-        )
-    };
+    let bad = || Error::field(field, format!("expected a port or a range a-b within 1-65535, got {raw:?}"));
     let (a, b) = match raw.split_once(['-', ':']) {
         Some((a, b)) => (a.trim(), b.trim()),
         None => (raw.trim(), raw.trim()),
@@ -1155,10 +917,7 @@ pub fn port_range(field: &str, raw: &str, max_len: u32) -> Result<(u16, u16)> {
     if u32::from(b - a) + 1 > max_len {
         return Err(Error::field(
             field,
-            format!(
-                "range {raw} has {} ports; at most {max_len} are forwarded per rule",
-                u32::from(b - a) + 1
-            ),
+            format!("range {raw} has {} ports; at most {max_len} are forwarded per rule", u32::from(b - a) + 1),
         ));
     }
     Ok((a, b))
@@ -1182,12 +941,7 @@ pub fn forward_vips(
         ));
     }
     Ok((0..=len)
-        .map(|i| {
-            (
-                format!("{public}:{}", public_ports.0 + i),
-                format!("{private}:{}", private_ports.0 + i),
-            )
-        })
+        .map(|i| (format!("{public}:{}", public_ports.0 + i), format!("{private}:{}", private_ports.0 + i)))
         .collect())
 }
 
@@ -1206,19 +960,9 @@ fn lb_of(obs: &Observed, uuid: Uuid) -> Option<&LoadBalancer> {
 /// Add the VIPs to the router's forwarding Load_Balancer for this public IP
 /// and protocol, creating it (attached to the router and the guest switch)
 /// if needed. A VIP already forwarding elsewhere is re-pointed.
-pub fn add_port_forward(
-    plan: &mut Plan,
-    rs: &RouterScope,
-    fwd: &Forward,
-    obs: &Observed,
-) -> Result<()> {
+pub fn add_port_forward(plan: &mut Plan, rs: &RouterScope, fwd: &Forward, obs: &Observed) -> Result<()> {
     let uuid = rs.port_forward_uuid(fwd.public, fwd.protocol);
-    let name = format!(
-        "cs-pf-{}-{}-{}",
-        rs.name(),
-        fwd.public,
-        fwd.protocol.as_str()
-    );
+    let name = format!("cs-pf-{}-{}-{}", rs.name(), fwd.public, fwd.protocol.as_str());
     let mut ids = rs.ids(Kind::PortForward);
     ids.insert(key::PUBLIC_IP.into(), fwd.public.to_string());
     ids.insert(key::PROTOCOL.into(), fwd.protocol.as_str().into());
@@ -1230,40 +974,20 @@ pub fn add_port_forward(
                 ("vips", string_map(fwd.vips)),
                 ("external_ids", string_map(&ids)),
             ]);
-            plan.insert(
-                table::LOAD_BALANCER,
-                Some(uuid),
-                None,
-                r,
-                format!("insert port forwarding {name}"),
-            );
+            plan.insert(table::LOAD_BALANCER, Some(uuid), None, r, format!("insert port forwarding {name}"));
         }
         Some(lb) => {
             rs.require_owned(format!("Load_Balancer {}", lb.uuid), &lb.external_ids)?;
             let muts = map_mutations("vips", fwd.vips, &lb.vips, |k| fwd.vips.contains_key(k));
-            plan.mutate(
-                table::LOAD_BALANCER,
-                lb.uuid,
-                muts,
-                format!("update port forwarding {name}"),
-            );
+            plan.mutate(table::LOAD_BALANCER, lb.uuid, muts, format!("update port forwarding {name}"));
         }
     }
-    if !obs
-        .router
-        .as_ref()
-        .is_some_and(|r| r.load_balancer.contains(&uuid))
-    {
+    if !obs.router.as_ref().is_some_and(|r| r.load_balancer.contains(&uuid)) {
         require_router(plan, rs, obs);
-        plan.change(
-            Parent::router(rs.uuid(), "load_balancer").link(uuid),
-            format!("attach {name} to {}", rs.name()),
-        );
+        plan.change(Parent::router(rs.uuid(), "load_balancer").link(uuid), format!("attach {name} to {}", rs.name()));
     }
-    let on_switch = obs
-        .switch
-        .as_ref()
-        .is_some_and(|sw| sw.uuid == fwd.guest_switch && sw.load_balancer.contains(&uuid));
+    let on_switch =
+        obs.switch.as_ref().is_some_and(|sw| sw.uuid == fwd.guest_switch && sw.load_balancer.contains(&uuid));
     if !on_switch {
         plan.change(
             Parent::switch(fwd.guest_switch, "load_balancer").link(uuid),
@@ -1288,17 +1012,10 @@ pub fn remove_port_forward(
         return Ok(());
     };
     rs.require_owned(format!("Load_Balancer {}", lb.uuid), &lb.external_ids)?;
-    let gone: BTreeMap<String, String> = vips
-        .iter()
-        .filter(|(k, v)| lb.vips.get(*k) == Some(v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let gone: BTreeMap<String, String> =
+        vips.iter().filter(|(k, v)| lb.vips.get(*k) == Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
     if gone.len() == lb.vips.len() {
-        plan.delete(
-            table::LOAD_BALANCER,
-            lb.uuid,
-            format!("delete port forwarding {}", lb.name),
-        );
+        plan.delete(table::LOAD_BALANCER, lb.uuid, format!("delete port forwarding {}", lb.name));
     } else if !gone.is_empty() {
         plan.mutate(
             table::LOAD_BALANCER,
@@ -1324,11 +1041,7 @@ pub fn release_ip_rows(
     for p in Protocol::ALL {
         if let Some(lb) = lb_of(obs, rs.port_forward_uuid(ip, *p)) {
             rs.require_owned(format!("Load_Balancer {}", lb.uuid), &lb.external_ids)?;
-            plan.delete(
-                table::LOAD_BALANCER,
-                lb.uuid,
-                format!("delete port forwarding {}", lb.name),
-            );
+            plan.delete(table::LOAD_BALANCER, lb.uuid, format!("delete port forwarding {}", lb.name));
         }
     }
     release_public_ip(plan, rs, ip, prefix, obs)
@@ -1340,29 +1053,14 @@ pub fn release_ip_rows(
 pub fn destroy_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Result<()> {
     let Some(r) = &obs.router else { return Ok(()) };
     rs.require_owned(format!("Logical_Router {}", r.uuid), &r.external_ids)?;
-    let candidates: BTreeSet<Uuid> = rs
-        .port_forward_uuids(recorded_ips(obs).into_keys().collect::<Vec<_>>())
-        .collect();
+    let candidates: BTreeSet<Uuid> = rs.port_forward_uuids(recorded_ips(obs).into_keys().collect::<Vec<_>>()).collect();
     for lb in &r.load_balancer {
-        if candidates.contains(lb)
-            || obs
-                .lbs
-                .iter()
-                .any(|l| l.uuid == *lb && rs.owner.owns(&l.external_ids))
-        {
-            plan.delete(
-                table::LOAD_BALANCER,
-                *lb,
-                format!("delete port forwarding {lb}"),
-            );
+        if candidates.contains(lb) || obs.lbs.iter().any(|l| l.uuid == *lb && rs.owner.owns(&l.external_ids)) {
+            plan.delete(table::LOAD_BALANCER, *lb, format!("delete port forwarding {lb}"));
         }
     }
     remove_gateway(plan, rs, obs)?;
-    plan.delete(
-        table::LOGICAL_ROUTER,
-        r.uuid,
-        format!("delete router {} and its ports, NAT and routes", r.name),
-    );
+    plan.delete(table::LOGICAL_ROUTER, r.uuid, format!("delete router {} and its ports, NAT and routes", r.name));
     Ok(())
 }
 
@@ -1391,50 +1089,23 @@ mod tests {
         for bad in ["0", "65536", "10-5", "x", "1-", ""] {
             assert!(port_range("p", bad, 256).is_err(), "{bad}");
         }
-        assert!(port_range("p", "1-65535", 256)
-            .unwrap_err()
-            .to_string()
-            .contains("at most 256"));
-        let v = forward_vips(
-            "203.0.113.12".parse().unwrap(),
-            (2222, 2223),
-            "10.1.1.5".parse().unwrap(),
-            (22, 23),
-        )
-        .unwrap();
+        assert!(port_range("p", "1-65535", 256).unwrap_err().to_string().contains("at most 256"));
+        let v =
+            forward_vips("203.0.113.12".parse().unwrap(), (2222, 2223), "10.1.1.5".parse().unwrap(), (22, 23)).unwrap();
         assert_eq!(v["203.0.113.12:2223"], "10.1.1.5:23");
-        assert!(forward_vips(
-            "203.0.113.12".parse().unwrap(),
-            (1, 2),
-            "10.1.1.5".parse().unwrap(),
-            (1, 1)
-        )
-        .is_err());
+        assert!(forward_vips("203.0.113.12".parse().unwrap(), (1, 2), "10.1.1.5".parse().unwrap(), (1, 1)).is_err());
     }
 
     #[test]
     fn names_are_the_in_tree_plugins() {
-        let rs = RouterScope {
-            owner: Owner("cloudstack".into()),
-            of: RouterOf::Network(42),
-            zone_id: None,
-        };
+        let rs = RouterScope { owner: Owner("cloudstack".into()), of: RouterOf::Network(42), zone_id: None };
         assert_eq!(rs.name(), "cs-router-42");
         assert_eq!(rs.gateway_port_name(), "lrp-cs-router-42-pub");
-        let v = RouterScope {
-            of: RouterOf::Vpc(5),
-            ..rs.clone()
-        };
+        let v = RouterScope { of: RouterOf::Vpc(5), ..rs.clone() };
         assert_eq!(v.name(), "cs-vpc-5");
         assert_ne!(v.uuid(), rs.uuid());
-        let p = PublicNet {
-            network_name: "public".into(),
-            vlan: Some(101),
-        };
+        let p = PublicNet { network_name: "public".into(), vlan: Some(101) };
         assert_eq!(p.switch_name(), "cs-public-public-101");
-        assert_eq!(
-            PublicNet { vlan: None, ..p }.switch_name(),
-            "cs-public-public-untagged"
-        );
+        assert_eq!(PublicNet { vlan: None, ..p }.switch_name(), "cs-public-public-untagged");
     }
 }

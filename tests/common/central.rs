@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use super::daemon::{stop_all, Daemon};
 use super::nb::Nb;
-use super::util::{
-    dump_logs, ovs_command, require, run, run_ok, LabDir, CMD_TIMEOUT, OVN_NB_SCHEMA, OVN_SB_SCHEMA,
-};
+use super::util::{dump_logs, ovs_command, require, run, run_ok, LabDir, CMD_TIMEOUT, OVN_NB_SCHEMA, OVN_SB_SCHEMA};
 
 pub struct Central {
     northd: Daemon,
@@ -23,43 +21,25 @@ impl Central {
     /// NB + SB + northd; returns once `ovn-nbctl --wait=sb sync` returned.
     pub fn start() -> Central {
         require(
-            &[
-                "ovsdb-tool",
-                "ovsdb-server",
-                "ovsdb-client",
-                "ovn-nbctl",
-                "ovn-sbctl",
-                "ovn-northd",
-                "ovn-trace",
-            ],
+            &["ovsdb-tool", "ovsdb-server", "ovsdb-client", "ovn-nbctl", "ovn-sbctl", "ovn-northd", "ovn-trace"],
             &[OVN_NB_SCHEMA, OVN_SB_SCHEMA],
         );
         let dir = Arc::new(LabDir::new("central"));
         let nb = Nb::start_in(dir.clone());
         let sb_db = dir.file("sb.db");
         let sb_sock = dir.file("sb.sock");
-        run_ok(
-            ovs_command(dir.path(), "ovsdb-tool")
-                .arg("create")
-                .arg(&sb_db)
-                .arg(OVN_SB_SCHEMA),
-        );
+        run_ok(ovs_command(dir.path(), "ovsdb-tool").arg("create").arg(&sb_db).arg(OVN_SB_SCHEMA));
         let sb = Daemon::launch(
             dir.path(),
             None,
             "ovsdb-server",
             "sb",
             true,
-            &[
-                &format!("--remote=punix:{}", sb_sock.display()),
-                &sb_db.to_string_lossy(),
-            ],
+            &[&format!("--remote=punix:{}", sb_sock.display()), &sb_db.to_string_lossy()],
         );
         let sb_remote = format!("unix:{}", sb_sock.display());
         let mut c = ovs_command(dir.path(), "ovn-sbctl");
-        c.arg(format!("--db={sb_remote}"))
-            .arg("--timeout=10")
-            .arg("init");
+        c.arg(format!("--db={sb_remote}")).arg("--timeout=10").arg("init");
         run_ok(&mut c);
         let northd = Daemon::launch(
             dir.path(),
@@ -67,21 +47,10 @@ impl Central {
             "ovn-northd",
             "northd",
             true,
-            &[
-                &format!("--ovnnb-db={}", nb.remote()),
-                &format!("--ovnsb-db={sb_remote}"),
-            ],
+            &[&format!("--ovnnb-db={}", nb.remote()), &format!("--ovnsb-db={sb_remote}")],
         );
-        let central = Central {
-            northd,
-            nb,
-            sb,
-            sb_remote,
-            dir,
-        };
-        let o = central
-            .nb
-            .nbctl_result(&["--timeout=20", "--wait=sb", "sync"]);
+        let central = Central { northd, nb, sb, sb_remote, dir };
+        let o = central.nb.nbctl_result(&["--timeout=20", "--wait=sb", "sync"]);
         if !o.status.success() {
             panic!(
                 "ovn-northd did not sync: {}\n--- northd.log:\n{}",
@@ -132,9 +101,7 @@ impl Central {
 
     fn sbctl_command(&self, args: &[&str]) -> Command {
         let mut c = ovs_command(self.dir(), "ovn-sbctl");
-        c.arg(format!("--db={}", self.sb_remote))
-            .arg("--timeout=10")
-            .args(args);
+        c.arg(format!("--db={}", self.sb_remote)).arg("--timeout=10").args(args);
         c
     }
 
@@ -176,23 +143,20 @@ impl Central {
 
     pub fn trace_output_opts(&self, opts: &[&str], datapath: &str, microflow: &str) -> Output {
         let mut c = ovs_command(self.dir(), "ovn-trace");
-        c.arg(format!("--db={}", self.sb_remote))
-            .arg("--no-friendly-names")
-            .args(opts)
-            .arg(datapath)
-            .arg(microflow);
+        c.arg(format!("--db={}", self.sb_remote)).arg("--no-friendly-names").args(opts).arg(datapath).arg(microflow);
         run(&mut c, CMD_TIMEOUT)
     }
 
     /// Wait until NB `Logical_Switch_Port <lsp>` has `up=true`.
     pub fn wait_lsp_up(&self, lsp: &str, timeout: Duration) -> bool {
         let mut c = ovs_command(self.dir(), "ovn-nbctl");
-        c.arg(format!("--db={}", self.nb.remote()))
-            .arg(format!("--timeout={}", timeout.as_secs().max(1)))
-            .args(["wait-until", "Logical_Switch_Port", lsp, "up=true"]);
-        run(&mut c, timeout + Duration::from_secs(5))
-            .status
-            .success()
+        c.arg(format!("--db={}", self.nb.remote())).arg(format!("--timeout={}", timeout.as_secs().max(1))).args([
+            "wait-until",
+            "Logical_Switch_Port",
+            lsp,
+            "up=true",
+        ]);
+        run(&mut c, timeout + Duration::from_secs(5)).status.success()
     }
 }
 
@@ -201,11 +165,7 @@ impl Drop for Central {
         if std::thread::panicking() {
             dump_logs(
                 "central",
-                &[
-                    self.northd.log().to_path_buf(),
-                    self.sb.log().to_path_buf(),
-                    self.nb.log_file().to_path_buf(),
-                ],
+                &[self.northd.log().to_path_buf(), self.sb.log().to_path_buf(), self.nb.log_file().to_path_buf()],
             );
         }
         let Central { northd, nb, sb, .. } = self;

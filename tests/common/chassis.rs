@@ -12,8 +12,8 @@ use super::central::Central;
 use super::daemon::{stop_all, Daemon};
 use super::public::{self, Helper, Outside, PublicNet, Server};
 use super::util::{
-    dump_logs, next_id, ovs_command, require, run, run_ok, tail, tool, try_run, wait_until, LabDir,
-    Netns, CMD_TIMEOUT, OVS_SCHEMA,
+    dump_logs, next_id, ovs_command, require, run, run_ok, tail, tool, try_run, wait_until, LabDir, Netns, CMD_TIMEOUT,
+    OVS_SCHEMA,
 };
 
 /// How long `plug_vm` waits for the SB Port_Binding to come up.
@@ -73,29 +73,16 @@ impl Chassis {
         let sb_remote = central.sb_remote();
         let n = next_id();
         // unique for the first 16 million chassis of this process
-        let encap_ip = format!(
-            "127.{}.{}.{}",
-            1 + n / 64_000 % 250,
-            n / 250 % 256,
-            2 + n % 250
-        );
+        let encap_ip = format!("127.{}.{}.{}", 1 + n / 64_000 % 250, n / 250 % 256, 2 + n % 250);
 
-        run_ok(
-            ovs_command(dir.path(), "ovsdb-tool")
-                .arg("create")
-                .arg(&db)
-                .arg(OVS_SCHEMA),
-        );
+        run_ok(ovs_command(dir.path(), "ovsdb-tool").arg("create").arg(&db).arg(OVS_SCHEMA));
         let ovsdb = Daemon::launch(
             dir.path(),
             Some(netns.name()),
             "ovsdb-server",
             "ovsdb",
             true,
-            &[
-                &format!("--remote=punix:{}", sock.display()),
-                &db.to_string_lossy(),
-            ],
+            &[&format!("--remote=punix:{}", sock.display()), &db.to_string_lossy()],
         );
         // Pre-create br-int (netdev): otherwise ovn-controller creates it and
         // its first OpenFlow connect fails and retries ~1 s later.
@@ -103,14 +90,7 @@ impl Chassis {
         c.arg(format!("--db={db_remote}"))
             .args(["--no-wait", "--timeout=10", "--", "init"])
             .args(["--", "add-br", "br-int"])
-            .args([
-                "--",
-                "set",
-                "Bridge",
-                "br-int",
-                "datapath_type=netdev",
-                "fail_mode=secure",
-            ])
+            .args(["--", "set", "Bridge", "br-int", "datapath_type=netdev", "fail_mode=secure"])
             .arg("other_config:disable-in-band=true")
             .args(["--", "set", "Open_vSwitch", "."])
             .arg(format!("external_ids:system-id={name}"))
@@ -120,24 +100,11 @@ impl Chassis {
             .arg(format!("external_ids:ovn-encap-ip={encap_ip}"))
             .arg("external_ids:ovn-bridge-datapath-type=netdev");
         run_ok(&mut c);
-        let vswitchd = Daemon::launch(
-            dir.path(),
-            Some(netns.name()),
-            "ovs-vswitchd",
-            "vswitchd",
-            true,
-            &[&db_remote],
-        );
+        let vswitchd = Daemon::launch(dir.path(), Some(netns.name()), "ovs-vswitchd", "vswitchd", true, &[&db_remote]);
         // ovn-controller 23.03 has no --unixctl: its socket is
         // $OVN_RUNDIR/ovn-controller.<pid>.ctl (OVN_RUNDIR = dir).
-        let controller = Daemon::launch(
-            dir.path(),
-            Some(netns.name()),
-            "ovn-controller",
-            "controller",
-            false,
-            &[&db_remote],
-        );
+        let controller =
+            Daemon::launch(dir.path(), Some(netns.name()), "ovn-controller", "controller", false, &[&db_remote]);
         let chassis = Chassis {
             controller,
             vswitchd,
@@ -151,9 +118,11 @@ impl Chassis {
             dir,
         };
         let mut c = ovs_command(chassis.dir(), "ovn-sbctl");
-        c.arg(format!("--db={}", chassis.sb_remote))
-            .arg(format!("--timeout={}", REGISTER_TIMEOUT.as_secs()))
-            .args(["wait-until", "Chassis", name]);
+        c.arg(format!("--db={}", chassis.sb_remote)).arg(format!("--timeout={}", REGISTER_TIMEOUT.as_secs())).args([
+            "wait-until",
+            "Chassis",
+            name,
+        ]);
         let o = run(&mut c, REGISTER_TIMEOUT + Duration::from_secs(5));
         if !o.status.success() {
             panic!(
@@ -190,37 +159,28 @@ impl Chassis {
     /// `ovs-vsctl --db=<conf.db> --timeout=10 ARGS`; panics on failure.
     pub fn vsctl(&self, args: &[&str]) -> String {
         let mut c = ovs_command(self.dir(), "ovs-vsctl");
-        c.arg(format!("--db={}", self.db_remote))
-            .arg("--timeout=10")
-            .args(args);
+        c.arg(format!("--db={}", self.db_remote)).arg("--timeout=10").args(args);
         run_ok(&mut c)
     }
 
     /// `ovs-appctl -t <ovn-controller ctl> ARGS`; panics on failure.
     pub fn appctl_controller(&self, args: &[&str]) -> String {
         let mut c = ovs_command(self.dir(), "ovs-appctl");
-        c.arg("--timeout=10")
-            .arg("-t")
-            .arg(self.controller_ctl())
-            .args(args);
+        c.arg("--timeout=10").arg("-t").arg(self.controller_ctl()).args(args);
         run_ok(&mut c)
     }
 
     /// `ovs-appctl -t <vswitchd ctl> ARGS`; panics on failure.
     pub fn appctl_vswitchd(&self, args: &[&str]) -> String {
         let mut c = ovs_command(self.dir(), "ovs-appctl");
-        c.arg("--timeout=10")
-            .arg("-t")
-            .arg(self.vswitchd.ctl().expect("vswitchd has --unixctl"))
-            .args(args);
+        c.arg("--timeout=10").arg("-t").arg(self.vswitchd.ctl().expect("vswitchd has --unixctl")).args(args);
         run_ok(&mut c)
     }
 
     /// OpenFlow flows on br-int (`ovs-ofctl dump-flows`).
     pub fn dump_flows(&self) -> String {
         let mut c = ovs_command(self.dir(), "ovs-ofctl");
-        c.arg("dump-flows")
-            .arg(format!("unix:{}", self.dir.file("br-int.mgmt").display()));
+        c.arg("dump-flows").arg(format!("unix:{}", self.dir.file("br-int.mgmt").display()));
         run_ok(&mut c)
     }
 
@@ -286,28 +246,15 @@ impl Chassis {
         let mut publics = self.publics.lock().unwrap_or_else(PoisonError::into_inner);
         publics.retain(|p| p.is_live());
         if let Some(p) = publics.first() {
-            panic!(
-                "chassis {} already has a public network ({}); drop its Outside first",
-                self.name,
-                p.physnet()
-            );
+            panic!("chassis {} already has a public network ({}); drop its Outside first", self.name, p.physnet());
         }
-        let net = Arc::new(PublicNet::create(
-            self.netns(),
-            &self.db_remote,
-            self.dir(),
-            physnet,
-            vlan,
-        ));
+        let net = Arc::new(PublicNet::create(self.netns(), &self.db_remote, self.dir(), physnet, vlan));
         publics.push(net.clone());
         Outside::new(net)
     }
 
     fn controller_ctl(&self) -> PathBuf {
-        self.dir.file(&format!(
-            "ovn-controller.{}.ctl",
-            self.controller.pid().unwrap_or(0)
-        ))
+        self.dir.file(&format!("ovn-controller.{}.ctl", self.controller.pid().unwrap_or(0)))
     }
 
     /// Plug a VM NIC: a new namespace with `eth0` (MAC `mac`, offloads off),
@@ -318,9 +265,12 @@ impl Chassis {
     pub fn plug_vm(&self, ifname: &str, iface_id: &str, mac: &str) -> Vm {
         let vm = self.plug_vm_nowait(ifname, iface_id, mac);
         let mut c = ovs_command(self.dir(), "ovn-sbctl");
-        c.arg(format!("--db={}", self.sb_remote))
-            .arg(format!("--timeout={}", PLUG_TIMEOUT.as_secs()))
-            .args(["wait-until", "Port_Binding", iface_id, "up=true"]);
+        c.arg(format!("--db={}", self.sb_remote)).arg(format!("--timeout={}", PLUG_TIMEOUT.as_secs())).args([
+            "wait-until",
+            "Port_Binding",
+            iface_id,
+            "up=true",
+        ]);
         let o = run(&mut c, PLUG_TIMEOUT + Duration::from_secs(5));
         if !o.status.success() {
             panic!(
@@ -343,10 +293,7 @@ impl Chassis {
         let vmns = netns.name().to_string();
         let chns = self.netns();
         let ip = |args: &[&str]| run_ok(Command::new(tool("ip")).args(args));
-        ip(&[
-            "-n", chns, "link", "add", ifname, "type", "veth", "peer", "name", "eth0", "netns",
-            &vmns,
-        ]);
+        ip(&["-n", chns, "link", "add", ifname, "type", "veth", "peer", "name", "eth0", "netns", &vmns]);
         ip(&["-n", &vmns, "link", "set", "eth0", "address", mac]);
         ip(&["-n", &vmns, "link", "set", "eth0", "up"]);
         ip(&["-n", chns, "link", "set", ifname, "up"]);
@@ -354,15 +301,12 @@ impl Chassis {
         // GSO super-frames (README §8.2): TCP/UDP would break.
         for (ns, dev) in [(vmns.as_str(), "eth0"), (chns, ifname)] {
             let mut c = Command::new(tool("ip"));
-            c.args(["netns", "exec", ns]).arg(tool("ethtool")).args([
-                "-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
-            ]);
+            c.args(["netns", "exec", ns])
+                .arg(tool("ethtool"))
+                .args(["-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]);
             let o = run(&mut c, CMD_TIMEOUT);
             if !o.status.success() {
-                eprintln!(
-                    "[harness] ethtool -K {dev} in {ns}: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
+                eprintln!("[harness] ethtool -K {dev} in {ns}: {}", String::from_utf8_lossy(&o.stderr).trim());
             }
         }
         // The transaction libvirt runs for <virtualport type='openvswitch'>.
@@ -413,10 +357,7 @@ impl Drop for Chassis {
         if std::thread::panicking() {
             dump_logs(
                 &format!("chassis {}", self.name),
-                &[
-                    self.controller.log().to_path_buf(),
-                    self.vswitchd.log().to_path_buf(),
-                ],
+                &[self.controller.log().to_path_buf(), self.vswitchd.log().to_path_buf()],
             );
         }
         if !self.vswitchd.is_running() {
@@ -432,35 +373,21 @@ impl Drop for Chassis {
         }
         // Outside namespaces (and the servers in them) go first: a process
         // left in a deleted namespace would keep it alive.
-        let publics =
-            std::mem::take(&mut *self.publics.lock().unwrap_or_else(PoisonError::into_inner));
+        let publics = std::mem::take(&mut *self.publics.lock().unwrap_or_else(PoisonError::into_inner));
         for p in publics {
             p.chassis_dropped();
         }
         // Graceful ovn-controller exit removes its Chassis row and releases
         // the port bindings; only worth it while the SB is still there.
-        let sb_alive = self
-            .sb_remote
-            .strip_prefix("unix:")
-            .is_some_and(|p| Path::new(p).exists());
+        let sb_alive = self.sb_remote.strip_prefix("unix:").is_some_and(|p| Path::new(p).exists());
         if sb_alive && self.controller.is_running() {
             let mut c = ovs_command(self.dir(), "ovs-appctl");
-            c.arg("--timeout=3")
-                .arg("-t")
-                .arg(self.controller_ctl())
-                .arg("exit");
+            c.arg("--timeout=3").arg("-t").arg(self.controller_ctl()).arg("exit");
             let _ = try_run(&mut c, Duration::from_secs(5));
             let pid = self.controller.pid();
-            wait_until(Duration::from_secs(2), || {
-                !pid.is_some_and(super::daemon::running)
-            });
+            wait_until(Duration::from_secs(2), || !pid.is_some_and(super::daemon::running));
         }
-        let Chassis {
-            controller,
-            vswitchd,
-            ovsdb,
-            ..
-        } = self;
+        let Chassis { controller, vswitchd, ovsdb, .. } = self;
         stop_all(&mut [controller, vswitchd, ovsdb]);
         // then `netns` (and every veth end inside it) and `dir` are dropped.
     }
@@ -532,19 +459,14 @@ const DHCP_VARS: &[&str] = &[
 
 impl Lease {
     fn parse(text: &str) -> Lease {
-        let raw: BTreeMap<String, String> = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let raw: BTreeMap<String, String> =
+            text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let get = |k: &str| raw.get(k).cloned();
         Lease {
             ip: get("ip").unwrap_or_default(),
             mask: get("mask").unwrap_or_default(),
             router: get("router"),
-            dns: get("dns")
-                .map(|d| d.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default(),
+            dns: get("dns").map(|d| d.split_whitespace().map(str::to_string).collect()).unwrap_or_default(),
             mtu: get("mtu").and_then(|v| v.trim().parse().ok()),
             lease: get("lease").and_then(|v| v.trim().parse().ok()),
             server_id: get("serverid"),
@@ -630,8 +552,7 @@ exit 0
         .expect("write udhcpc script");
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
-                .expect("chmod script");
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
         }
         let mut c = Command::new(tool("ip"));
         // A clean environment: udhcpc only sets variables for options it
@@ -641,9 +562,7 @@ exit 0
             .env("CSOVN_DHCP_OUT", &out)
             .args(["netns", "exec", self.netns()])
             .arg(tool("busybox"))
-            .args([
-                "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s",
-            ])
+            .args(["udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "5", "-T", "1", "-s"])
             .arg(&script)
             .stdin(std::process::Stdio::null());
         let o = try_run(&mut c, DHCP_TIMEOUT)?;
@@ -676,9 +595,7 @@ exit 0
         let ns = self.netns();
         run_ok(Command::new(tool("ip")).args(["-n", ns, "addr", "add", cidr, "dev", "eth0"]));
         if let Some(gw) = gateway {
-            run_ok(
-                Command::new(tool("ip")).args(["-n", ns, "route", "replace", "default", "via", gw]),
-            );
+            run_ok(Command::new(tool("ip")).args(["-n", ns, "route", "replace", "default", "via", gw]));
         }
     }
 
@@ -686,11 +603,7 @@ exit 0
     pub fn ping(&self, ip: &str, timeout: Duration) -> bool {
         let bb = tool("busybox");
         let bb = bb.to_string_lossy();
-        wait_until(timeout, || {
-            self.exec(&[&bb, "ping", "-c", "1", "-W", "1", ip])
-                .status
-                .success()
-        })
+        wait_until(timeout, || self.exec(&[&bb, "ping", "-c", "1", "-W", "1", ip]).status.success())
     }
 
     /// TCP server in the VM on `ip:port` (e.g. "0.0.0.0", 22): answers
@@ -711,12 +624,7 @@ exit 0
     }
 
     /// [`Vm::connect_tcp`] with the failure reason.
-    pub fn try_connect_tcp(
-        &self,
-        ip: &str,
-        port: u16,
-        timeout: Duration,
-    ) -> Result<String, String> {
+    pub fn try_connect_tcp(&self, ip: &str, port: u16, timeout: Duration) -> Result<String, String> {
         require(PUBLIC_TOOLS, &[]);
         public::tcp_connect(self.dir.path(), self.netns(), ip, port, None, timeout)
     }
@@ -725,12 +633,7 @@ exit 0
     /// the namespace.
     pub fn unplug(self) {
         let mut c = ovs_command(self.dir.path(), "ovs-vsctl");
-        c.arg(format!("--db={}", self.db_remote)).args([
-            "--timeout=10",
-            "--if-exists",
-            "del-port",
-            &self.ifname,
-        ]);
+        c.arg(format!("--db={}", self.db_remote)).args(["--timeout=10", "--if-exists", "del-port", &self.ifname]);
         run_ok(&mut c);
     }
 }

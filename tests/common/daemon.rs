@@ -60,9 +60,7 @@ impl Daemon {
         c.stdout(Stdio::from(f.try_clone().expect("dup stderr file")));
         c.stderr(Stdio::from(f));
         let desc = super::util::describe(&c);
-        let mut child = c
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{desc}`: {e}"));
+        let mut child = c.spawn().unwrap_or_else(|e| panic!("cannot start `{desc}`: {e}"));
         let deadline = Instant::now() + LAUNCH_TIMEOUT;
         let status = loop {
             if let Some(st) = child.try_wait().expect("wait for daemon launcher") {
@@ -71,10 +69,7 @@ impl Daemon {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
-                    "`{desc}` did not detach within {LAUNCH_TIMEOUT:?}\n{}",
-                    d.diagnostics()
-                );
+                panic!("`{desc}` did not detach within {LAUNCH_TIMEOUT:?}\n{}", d.diagnostics());
             }
             std::thread::sleep(Duration::from_millis(1));
         };
@@ -115,17 +110,12 @@ impl Daemon {
 
     /// The pid written in the pidfile, if any.
     pub(crate) fn pid(&self) -> Option<u32> {
-        std::fs::read_to_string(&self.pidfile)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        std::fs::read_to_string(&self.pidfile).ok()?.trim().parse().ok()
     }
 
     /// Is the daemon (still) running?
     pub(crate) fn is_running(&self) -> bool {
-        self.pid()
-            .is_some_and(|p| running(p) && mentions(p, &self.pidfile))
+        self.pid().is_some_and(|p| running(p) && mentions(p, &self.pidfile))
     }
 
     /// Send `sig` if the pid is ours (its cmdline mentions the pidfile).
@@ -161,20 +151,14 @@ pub(crate) fn stop_all(ds: &mut [&mut Daemon]) {
             pending.push((i, pid));
         }
     }
-    if !pending.is_empty() && !wait_until(TERM_GRACE, || pending.iter().all(|&(_, p)| !running(p)))
-    {
+    if !pending.is_empty() && !wait_until(TERM_GRACE, || pending.iter().all(|&(_, p)| !running(p))) {
         for &(i, pid) in &pending {
             if running(pid) && mentions(pid, &ds[i].pidfile) {
-                eprintln!(
-                    "[harness] {} (pid {pid}) ignored SIGTERM for {TERM_GRACE:?}, sending SIGKILL",
-                    ds[i].name
-                );
+                eprintln!("[harness] {} (pid {pid}) ignored SIGTERM for {TERM_GRACE:?}, sending SIGKILL", ds[i].name);
                 kill("KILL", pid);
             }
         }
-        wait_until(Duration::from_secs(2), || {
-            pending.iter().all(|&(_, p)| !running(p))
-        });
+        wait_until(Duration::from_secs(2), || pending.iter().all(|&(_, p)| !running(p)));
     }
     for d in ds.iter_mut() {
         d.stopped = true;
@@ -184,12 +168,7 @@ pub(crate) fn stop_all(ds: &mut [&mut Daemon]) {
 
 fn kill(sig: &str, pid: u32) {
     let _ = Command::new("/bin/sh")
-        .args([
-            "-c",
-            "kill -s \"$0\" \"$1\" 2>/dev/null",
-            sig,
-            &pid.to_string(),
-        ])
+        .args(["-c", "kill -s \"$0\" \"$1\" 2>/dev/null", sig, &pid.to_string()])
         .stdin(Stdio::null())
         .status();
 }
@@ -200,9 +179,7 @@ pub fn running(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
             // "pid (comm) S ..." -- comm may contain spaces and parens.
-            let state = s
-                .rfind(')')
-                .and_then(|i| s[i + 1..].split_whitespace().next());
+            let state = s.rfind(')').and_then(|i| s[i + 1..].split_whitespace().next());
             !matches!(state, None | Some("Z" | "X"))
         }
         Err(_) => false,
@@ -215,7 +192,5 @@ fn mentions(pid: u32, path: &Path) -> bool {
         return false;
     };
     let needle = path.as_os_str().as_encoded_bytes();
-    cmdline
-        .split(|&b| b == 0)
-        .any(|arg| arg.windows(needle.len()).any(|w| w == needle))
+    cmdline.split(|&b| b == 0).any(|arg| arg.windows(needle.len()).any(|w| w == needle))
 }

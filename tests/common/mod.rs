@@ -46,7 +46,6 @@ pub use cs::{bin, envelope, run_cs, run_cs_flags, run_cs_flags_logged, run_cs_lo
 pub use daemon::running as pid_running;
 pub use nb::{canonicalize, Nb};
 pub use public::{
-    Outside, Server, VlanCapture, INTERNET_HOSTS, OUTSIDE_CIDR, OUTSIDE_GW, OUTSIDE_MAC,
-    PUBLIC_BRIDGE, UPSTREAM_BRIDGE,
+    Outside, Server, VlanCapture, INTERNET_HOSTS, OUTSIDE_CIDR, OUTSIDE_GW, OUTSIDE_MAC, PUBLIC_BRIDGE, UPSTREAM_BRIDGE,
 };
 pub use util::{wait_until, INSTALL_HINT};

@@ -20,10 +20,7 @@ pub struct Nb {
 
 impl Nb {
     pub fn start() -> Nb {
-        require(
-            &["ovsdb-tool", "ovsdb-server", "ovn-nbctl", "ovsdb-client"],
-            &[OVN_NB_SCHEMA],
-        );
+        require(&["ovsdb-tool", "ovsdb-server", "ovn-nbctl", "ovsdb-client"], &[OVN_NB_SCHEMA]);
         Nb::start_in(Arc::new(LabDir::new("nb")))
     }
 
@@ -31,28 +28,16 @@ impl Nb {
     pub(crate) fn start_in(dir: Arc<LabDir>) -> Nb {
         let db = dir.file("nb.db");
         let sock = dir.file("nb.sock");
-        run_ok(
-            ovs_command(dir.path(), "ovsdb-tool")
-                .arg("create")
-                .arg(&db)
-                .arg(OVN_NB_SCHEMA),
-        );
+        run_ok(ovs_command(dir.path(), "ovsdb-tool").arg("create").arg(&db).arg(OVN_NB_SCHEMA));
         let server = Daemon::launch(
             dir.path(),
             None,
             "ovsdb-server",
             "nb",
             true,
-            &[
-                &format!("--remote=punix:{}", sock.display()),
-                &db.to_string_lossy(),
-            ],
+            &[&format!("--remote=punix:{}", sock.display()), &db.to_string_lossy()],
         );
-        let nb = Nb {
-            server,
-            remote: format!("unix:{}", sock.display()),
-            dir,
-        };
+        let nb = Nb { server, remote: format!("unix:{}", sock.display()), dir };
         nb.nbctl(&["init"]);
         nb
     }
@@ -87,9 +72,7 @@ impl Nb {
 
     fn nbctl_command(&self, args: &[&str]) -> std::process::Command {
         let mut c = ovs_command(self.dir(), "ovn-nbctl");
-        c.arg(format!("--db={}", self.remote))
-            .arg("--timeout=10")
-            .args(args);
+        c.arg(format!("--db={}", self.remote)).arg("--timeout=10").args(args);
         c
     }
 
@@ -101,17 +84,11 @@ impl Nb {
         all.extend_from_slice(ops);
         let txn = Value::Array(all).to_string();
         let out = run_ok(
-            ovs_command(self.dir(), "ovsdb-client")
-                .arg("--timeout=10")
-                .arg("transact")
-                .arg(&self.remote)
-                .arg(&txn),
+            ovs_command(self.dir(), "ovsdb-client").arg("--timeout=10").arg("transact").arg(&self.remote).arg(&txn),
         );
         let v: Value = serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("ovsdb-client transact returned non-JSON ({e}): {out}"));
-        let results = v
-            .as_array()
-            .unwrap_or_else(|| panic!("transact result is not an array: {v}"));
+        let results = v.as_array().unwrap_or_else(|| panic!("transact result is not an array: {v}"));
         for r in results {
             if r.get("error").is_some() {
                 panic!("transact {txn} failed: {v}");
@@ -127,9 +104,7 @@ impl Nb {
     }
 
     pub fn count_rows(&self, table: &str) -> usize {
-        let r = self.transact(&[
-            json!({"op": "select", "table": table, "where": [], "columns": ["_uuid"]}),
-        ]);
+        let r = self.transact(&[json!({"op": "select", "table": table, "where": [], "columns": ["_uuid"]})]);
         r[0]["rows"].as_array().map_or(0, Vec::len)
     }
 
@@ -141,10 +116,7 @@ impl Nb {
     /// elements and map pairs sorted, so equal contents compare equal.
     pub fn snapshot(&self) -> Value {
         let tables = nb_tables();
-        let ops: Vec<Value> = tables
-            .iter()
-            .map(|t| json!({"op": "select", "table": t, "where": []}))
-            .collect();
+        let ops: Vec<Value> = tables.iter().map(|t| json!({"op": "select", "table": t, "where": []})).collect();
         let r = self.transact(&ops);
         let mut db = Map::new();
         for (t, res) in tables.iter().zip(r.as_array().expect("array")) {
@@ -172,12 +144,7 @@ fn nb_tables() -> &'static Vec<String> {
         let s = std::fs::read_to_string(OVN_NB_SCHEMA)
             .unwrap_or_else(|e| panic!("{} ({OVN_NB_SCHEMA}: {e})", super::util::INSTALL_HINT));
         let v: Value = serde_json::from_str(&s).expect("NB schema is JSON");
-        let mut t: Vec<String> = v["tables"]
-            .as_object()
-            .expect("tables")
-            .keys()
-            .cloned()
-            .collect();
+        let mut t: Vec<String> = v["tables"].as_object().expect("tables").keys().cloned().collect();
         t.sort();
         t
     })

@@ -36,9 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::util::{
-    next_id, ovs_command, run, run_ok, tail, tool, try_run, wait_until, Netns, CMD_TIMEOUT,
-};
+use super::util::{next_id, ovs_command, run, run_ok, tail, tool, try_run, wait_until, Netns, CMD_TIMEOUT};
 
 /// The upstream router's address on the public subnet (outside `eth0`).
 pub const OUTSIDE_GW: &str = "203.0.113.1";
@@ -142,10 +140,7 @@ fn python() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
         let shim = tool("python3");
-        let o = run(
-            Command::new(&shim).args(["-c", "import sys; print(sys.executable)"]),
-            CMD_TIMEOUT,
-        );
+        let o = run(Command::new(&shim).args(["-c", "import sys; print(sys.executable)"]), CMD_TIMEOUT);
         let real = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
         if o.status.success() && real.is_absolute() && real.is_file() {
             real
@@ -168,22 +163,13 @@ fn helper_script(dir: &Path) -> PathBuf {
 
 fn helper_command(dir: &Path, netns: &str, args: &[&str]) -> Command {
     let mut c = Command::new(tool("ip"));
-    c.args(["netns", "exec", netns])
-        .arg(python())
-        .arg(helper_script(dir))
-        .args(args)
-        .stdin(Stdio::null());
+    c.args(["netns", "exec", netns]).arg(python()).arg(helper_script(dir)).args(args).stdin(Stdio::null());
     c
 }
 
 fn kill(sig: &str, pid: u32) {
     let _ = Command::new("/bin/sh")
-        .args([
-            "-c",
-            "kill -s \"$0\" \"$1\" 2>/dev/null",
-            sig,
-            &pid.to_string(),
-        ])
+        .args(["-c", "kill -s \"$0\" \"$1\" 2>/dev/null", sig, &pid.to_string()])
         .stdin(Stdio::null())
         .status();
 }
@@ -194,9 +180,7 @@ fn cmdline_mentions(pid: u32, path: &Path) -> bool {
         return false;
     };
     let needle = path.as_os_str().as_encoded_bytes();
-    cmdline
-        .split(|&b| b == 0)
-        .any(|arg| arg.windows(needle.len()).any(|w| w == needle))
+    cmdline.split(|&b| b == 0).any(|arg| arg.windows(needle.len()).any(|w| w == needle))
 }
 
 /// A helper process we spawned (a server or a sniffer), stopped by pid.
@@ -221,9 +205,7 @@ impl Helper {
         let fe = File::create(&err).expect("create helper stderr file");
         c.stdout(Stdio::from(fo)).stderr(Stdio::from(fe));
         let desc = super::util::describe(&c);
-        let child = c
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `{desc}`: {e}"));
+        let child = c.spawn().unwrap_or_else(|e| panic!("cannot start `{desc}`: {e}"));
         let h = Arc::new(Helper {
             pid: child.id(),
             child: Mutex::new(Some(child)),
@@ -237,9 +219,7 @@ impl Helper {
             if std::fs::read_to_string(&h.out).is_ok_and(|s| s.starts_with("listening")) {
                 return true;
             }
-            exited = lock(&h.child)
-                .as_mut()
-                .is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
+            exited = lock(&h.child).as_mut().is_none_or(|c| !matches!(c.try_wait(), Ok(None)));
             exited
         });
         if !ready || exited {
@@ -267,30 +247,20 @@ impl Helper {
             } else {
                 // Not yet exec'd by `ip netns exec` (or exec failed): still
                 // our own unreaped child, so the pid cannot be anyone else's.
-                eprintln!(
-                    "[harness] {} (pid {}) does not run the helper; killing our child",
-                    self.what, self.pid
-                );
+                eprintln!("[harness] {} (pid {}) does not run the helper; killing our child", self.what, self.pid);
                 let _ = child.kill();
             }
             let gone = wait_until(STOP_GRACE, || !matches!(child.try_wait(), Ok(None)));
             if !gone {
-                eprintln!(
-                    "[harness] {} (pid {}) ignored SIGTERM, sending SIGKILL",
-                    self.what, self.pid
-                );
+                eprintln!("[harness] {} (pid {}) ignored SIGTERM, sending SIGKILL", self.what, self.pid);
                 let _ = child.kill();
-                wait_until(Duration::from_secs(5), || {
-                    !matches!(child.try_wait(), Ok(None))
-                });
+                wait_until(Duration::from_secs(5), || !matches!(child.try_wait(), Ok(None)));
             }
         }
     }
 
     fn is_running(&self) -> bool {
-        lock(&self.child)
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        lock(&self.child).as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 }
 
@@ -315,10 +285,7 @@ impl Server {
         name: &str,
         registry: &Mutex<Vec<Arc<Helper>>>,
     ) -> Server {
-        assert!(
-            !name.is_empty() && !name.contains(char::is_whitespace),
-            "server name {name:?} must be one word"
-        );
+        assert!(!name.is_empty() && !name.contains(char::is_whitespace), "server name {name:?} must be one word");
         let port_s = port.to_string();
         let helper = Helper::start(
             dir,
@@ -329,11 +296,7 @@ impl Server {
         let mut reg = lock(registry);
         reg.retain(|h| h.is_running());
         reg.push(helper.clone());
-        Server {
-            helper,
-            netns: netns.to_string(),
-            addr: format!("{ip}:{port}"),
-        }
+        Server { helper, netns: netns.to_string(), addr: format!("{ip}:{port}") }
     }
 
     pub fn pid(&self) -> u32 {
@@ -393,11 +356,7 @@ pub(crate) fn tcp_connect(
 ) -> Result<String, String> {
     let secs = format!("{:.3}", timeout.as_secs_f64());
     let port_s = port.to_string();
-    let mut c = helper_command(
-        dir,
-        netns,
-        &["connect", ip, &port_s, source.unwrap_or("-"), &secs],
-    );
+    let mut c = helper_command(dir, netns, &["connect", ip, &port_s, source.unwrap_or("-"), &secs]);
     let o = try_run(&mut c, timeout * 2 + Duration::from_secs(10))?;
     let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
     if o.status.success() {
@@ -443,11 +402,7 @@ fn exec_in(netns: &str, args: &[&str]) -> Output {
 pub(crate) fn ping_from(netns: &str, ip: &str, timeout: Duration) -> bool {
     let bb = tool("busybox");
     let bb = bb.to_string_lossy();
-    wait_until(timeout, || {
-        exec_in(netns, &[&bb, "ping", "-c", "1", "-W", "1", ip])
-            .status
-            .success()
-    })
+    wait_until(timeout, || exec_in(netns, &[&bb, "ping", "-c", "1", "-W", "1", ip]).status.success())
 }
 
 // ---------------------------------------------------------------------------
@@ -477,13 +432,7 @@ pub(crate) struct PublicNet {
 
 impl PublicNet {
     /// Build the public network of a chassis (see `Chassis::add_public`).
-    pub(crate) fn create(
-        chassis_ns: &str,
-        db_remote: &str,
-        dir: &Path,
-        physnet: &str,
-        vlan: Option<u16>,
-    ) -> PublicNet {
+    pub(crate) fn create(chassis_ns: &str, db_remote: &str, dir: &Path, physnet: &str, vlan: Option<u16>) -> PublicNet {
         assert!(
             !physnet.is_empty() && !physnet.contains([',', ':', ' ', '"', '/']),
             "bad physical network name {physnet:?}"
@@ -514,9 +463,7 @@ impl PublicNet {
 
     fn vsctl(&self, args: &[&str]) -> String {
         let mut c = ovs_command(&self.dir, "ovs-vsctl");
-        c.arg(format!("--db={}", self.db_remote))
-            .arg("--timeout=10")
-            .args(args);
+        c.arg(format!("--db={}", self.db_remote)).arg("--timeout=10").args(args);
         run_ok(&mut c)
     }
 
@@ -539,13 +486,7 @@ impl PublicNet {
             "fail_mode=standalone",
             "other_config:disable-in-band=true",
         ]);
-        let old = self.vsctl(&[
-            "--if-exists",
-            "get",
-            "Open_vSwitch",
-            ".",
-            "external_ids:ovn-bridge-mappings",
-        ]);
+        let old = self.vsctl(&["--if-exists", "get", "Open_vSwitch", ".", "external_ids:ovn-bridge-mappings"]);
         let mut maps: Vec<String> = old
             .trim_matches('"')
             .split(',')
@@ -553,12 +494,7 @@ impl PublicNet {
             .map(str::to_string)
             .collect();
         maps.push(format!("{}:{PUBLIC_BRIDGE}", self.physnet));
-        self.vsctl(&[
-            "set",
-            "Open_vSwitch",
-            ".",
-            &format!("external_ids:ovn-bridge-mappings=\"{}\"", maps.join(",")),
-        ]);
+        self.vsctl(&["set", "Open_vSwitch", ".", &format!("external_ids:ovn-bridge-mappings=\"{}\"", maps.join(","))]);
 
         // 2. the outside namespace: ARPs from its eth0 address only; no
         // IPv6 (its RS/ND/MLD frames would only be noise in VLAN counts)
@@ -573,13 +509,8 @@ impl PublicNet {
         );
         match (&self.trunk_if, &self.access_if, self.vlan) {
             (Some(tr), Some(ac), Some(vlan)) => {
-                ip(&[
-                    "-n", chns, "link", "add", up, "type", "veth", "peer", "name", tr,
-                ]);
-                ip(&[
-                    "-n", chns, "link", "add", ac, "type", "veth", "peer", "name", "eth0", "netns",
-                    out,
-                ]);
+                ip(&["-n", chns, "link", "add", up, "type", "veth", "peer", "name", tr]);
+                ip(&["-n", chns, "link", "add", ac, "type", "veth", "peer", "name", "eth0", "netns", out]);
                 for dev in [up, tr.as_str(), ac.as_str()] {
                     bridge_port_only(chns, dev);
                     ip(&["-n", chns, "link", "set", dev, "up"]);
@@ -611,10 +542,7 @@ impl PublicNet {
                 ]);
             }
             _ => {
-                ip(&[
-                    "-n", chns, "link", "add", up, "type", "veth", "peer", "name", "eth0", "netns",
-                    out,
-                ]);
+                ip(&["-n", chns, "link", "add", up, "type", "veth", "peer", "name", "eth0", "netns", out]);
                 bridge_port_only(chns, up);
                 ip(&["-n", chns, "link", "set", up, "up"]);
                 self.vsctl(&["add-port", PUBLIC_BRIDGE, up]);
@@ -651,10 +579,7 @@ impl PublicNet {
         if let Err(e) = try_run(&mut c, Duration::from_secs(10)) {
             eprintln!("[harness] removing public ports: {e}");
         }
-        for dev in [Some(&self.uplink_if), self.trunk_if.as_ref()]
-            .into_iter()
-            .flatten()
-        {
+        for dev in [Some(&self.uplink_if), self.trunk_if.as_ref()].into_iter().flatten() {
             // deleting one end of a veth deletes its peer; errors are fine
             let _ = try_run(
                 Command::new(tool("ip")).args(["-n", &self.chassis_ns, "link", "del", dev]),
@@ -687,10 +612,7 @@ impl Drop for PublicNet {
 /// `sysctl -qw KEY=VALUE...` inside `netns` (busybox); panics on failure.
 fn sysctl(netns: &str, settings: &[&str]) {
     let mut c = Command::new(tool("ip"));
-    c.args(["netns", "exec", netns])
-        .arg(tool("busybox"))
-        .args(["sysctl", "-q", "-w"])
-        .args(settings);
+    c.args(["netns", "exec", netns]).arg(tool("busybox")).args(["sysctl", "-q", "-w"]).args(settings);
     run_ok(&mut c);
 }
 
@@ -698,15 +620,12 @@ fn sysctl(netns: &str, settings: &[&str]) {
 /// or GSO super-frames. A failure is only logged (as in `plug_vm`).
 fn offloads_off(netns: &str, dev: &str) {
     let mut c = Command::new(tool("ip"));
-    c.args(["netns", "exec", netns]).arg(tool("ethtool")).args([
-        "-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
-    ]);
+    c.args(["netns", "exec", netns])
+        .arg(tool("ethtool"))
+        .args(["-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]);
     let o = run(&mut c, CMD_TIMEOUT);
     if !o.status.success() {
-        eprintln!(
-            "[harness] ethtool -K {dev} in {netns}: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
+        eprintln!("[harness] ethtool -K {dev} in {netns}: {}", String::from_utf8_lossy(&o.stderr).trim());
     }
 }
 
@@ -784,27 +703,14 @@ impl Outside {
     /// or of this `Outside`). Bind a UDP-style service to the address it
     /// serves; `0.0.0.0` works for TCP.
     pub fn serve_tcp(&self, ip: &str, port: u16, name: &str) -> Server {
-        Server::start(
-            &self.net.dir,
-            self.netns(),
-            ip,
-            port,
-            name,
-            &self.net.helpers,
-        )
+        Server::start(&self.net.dir, self.netns(), ip, port, name, &self.net.helpers)
     }
 
     /// One TCP connection from the outside (bound to `source` if given):
     /// the server's line, or `None` on timeout / refusal (logged).
     /// Use >= 3 s for the first connection through a new router (it may
     /// lose the first SYN while it resolves its next hop).
-    pub fn connect_tcp(
-        &self,
-        ip: &str,
-        port: u16,
-        source: Option<&str>,
-        timeout: Duration,
-    ) -> Option<String> {
+    pub fn connect_tcp(&self, ip: &str, port: u16, source: Option<&str>, timeout: Duration) -> Option<String> {
         tcp_connect_opt(&self.net.dir, self.netns(), ip, port, source, timeout)
     }
 

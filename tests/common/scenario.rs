@@ -21,9 +21,7 @@ pub fn nic(id: u32, uuid: &str, mac: &str, ip: &str, hostname: &str, default_nic
     let extra = json!({"nic_id": "77", "nic_uuid": uuid, "mac": mac, "ip": ip, "netmask": "255.255.255.0",
         "default_nic": default_nic.to_string(), "device_id": "0", "hostname": hostname,
         "dns": "10.1.1.53,8.8.8.8", "domain": "cs.example"});
-    p.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
+    p.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     p
 }
 
@@ -46,11 +44,7 @@ pub fn ok(o: Output) -> String {
         stdout(&o),
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(
-        o.stderr.is_empty(),
-        "stderr must stay empty: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.stderr.is_empty(), "stderr must stay empty: {}", String::from_utf8_lossy(&o.stderr));
     stdout(&o)
 }
 
@@ -59,11 +53,7 @@ pub fn ok(o: Output) -> String {
 pub fn fails(o: Output, code: i32) -> String {
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(code), "stdout {out}");
-    assert!(
-        o.stderr.is_empty(),
-        "stderr must stay empty: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.stderr.is_empty(), "stderr must stay empty: {}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(out.lines().count(), 1, "one line: {out}");
     let v: Value = serde_json::from_str(&out).expect("error output is JSON");
     assert_eq!(v["status"], "error");
@@ -76,11 +66,7 @@ pub fn cs(nb: &Nb, command: &str, payload: Value) -> Output {
     if payload.get("network_id").is_none() {
         ensure = json!({"vpc_id": payload["vpc_id"], "zone_id": "1", "current_details": "{}"});
     }
-    let out = ok(run_cs(
-        &nb.remote(),
-        "ensure-network-device",
-        &envelope(ensure),
-    ));
+    let out = ok(run_cs(&nb.remote(), "ensure-network-device", &envelope(ensure)));
     let v: Value = serde_json::from_str(&out).expect("ensure-network-device prints JSON");
     assert!(v.is_object() && out.lines().count() == 1, "{out}");
     run_cs(&nb.remote(), command, &registered(payload))
@@ -108,10 +94,7 @@ pub fn public(payload: Value, ip: &str, source_nat: bool, vlan: &str) -> Value {
 
 /// `payload` with `extra`'s fields added or replaced.
 pub fn with(mut payload: Value, extra: Value) -> Value {
-    payload
-        .as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
+    payload.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     payload
 }
 
@@ -133,23 +116,14 @@ pub fn twice(nb: &Nb, command: &str, payload: Value) -> String {
     let after_first = nb.snapshot();
     let out2 = ok(cs(nb, command, payload));
     assert_eq!(out, out2, "{command}: same output both times");
-    assert_eq!(
-        after_first,
-        nb.snapshot(),
-        "{command}: second run changed the NB"
-    );
+    assert_eq!(after_first, nb.snapshot(), "{command}: second run changed the NB");
     out
 }
 
 /// The per-NIC commands CloudStack sends when a VM starts (with
 /// `DhcpAccrossMultipleSubnets=true`), each preceded by ensure-network-device.
-pub const NIC_START: &[&str] = &[
-    "prepare-nic",
-    "config-dhcp-subnet",
-    "add-dhcp-entry",
-    "config-dns-subnet",
-    "add-dns-entry",
-];
+pub const NIC_START: &[&str] =
+    &["prepare-nic", "config-dhcp-subnet", "add-dhcp-entry", "config-dns-subnet", "add-dns-entry"];
 
 /// What CloudStack sends when a VM's NIC goes away.
 pub const NIC_STOP: &[&str] = &["release-nic", "remove-dhcp-entry", "remove-dns-entry"];
@@ -164,9 +138,7 @@ pub fn run_all(nb: &Nb, commands: &[&str], payload: &Value) {
 /// at `nb_remote`; tests add or override environment and arguments.
 pub fn product(nb_remote: &str, log: &std::path::Path) -> std::process::Command {
     let mut c = std::process::Command::new(super::bin());
-    c.env("OVN_NB_DB", nb_remote)
-        .env("CLOUDSTACK_OVN_LOG", log)
-        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent");
+    c.env("OVN_NB_DB", nb_remote).env("CLOUDSTACK_OVN_LOG", log).env("CLOUDSTACK_OVN_CONFIG", "/nonexistent");
     c
 }
 
@@ -180,9 +152,7 @@ pub fn snapshot_diff(a: &Value, b: &Value) -> String {
         for (uuid, row) in rows_a {
             match rows_b.get(uuid) {
                 None => out.push_str(&format!("- {table} {uuid} {row}\n")),
-                Some(r) if r != row => {
-                    out.push_str(&format!("~ {table} {uuid}\n    {row}\n -> {r}\n"))
-                }
+                Some(r) if r != row => out.push_str(&format!("~ {table} {uuid}\n    {row}\n -> {r}\n")),
                 _ => {}
             }
         }

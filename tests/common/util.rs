@@ -20,26 +20,16 @@ pub(crate) const OVS_SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 pub(crate) const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Directories searched after `$PATH` (a non-login root shell may lack sbin).
-const EXTRA_PATH: &[&str] = &[
-    "/usr/local/sbin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
-];
+const EXTRA_PATH: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 fn lookup(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(EXTRA_PATH.iter().map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| {
-                use std::os::unix::fs::PermissionsExt;
-                m.is_file() && m.permissions().mode() & 0o111 != 0
-            })
+    std::env::split_paths(&path).chain(EXTRA_PATH.iter().map(PathBuf::from)).map(|d| d.join(name)).find(|p| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.is_file() && m.permissions().mode() & 0o111 != 0
         })
+    })
 }
 
 fn cache() -> &'static Mutex<HashMap<String, Option<PathBuf>>> {
@@ -48,12 +38,8 @@ fn cache() -> &'static Mutex<HashMap<String, Option<PathBuf>>> {
 }
 
 fn resolve(name: &str) -> Option<PathBuf> {
-    let mut c = cache()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    c.entry(name.to_string())
-        .or_insert_with(|| lookup(name))
-        .clone()
+    let mut c = cache().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    c.entry(name.to_string()).or_insert_with(|| lookup(name)).clone()
 }
 
 /// Absolute path of a required tool; panics with [`INSTALL_HINT`] if missing.
@@ -63,17 +49,9 @@ pub(crate) fn tool(name: &str) -> PathBuf {
 
 /// Panics (listing everything missing) unless all `names` and `files` exist.
 pub(crate) fn require(names: &[&str], files: &[&str]) {
-    let mut missing: Vec<String> = names
-        .iter()
-        .filter(|n| resolve(n).is_none())
-        .map(|n| format!("binary `{n}`"))
-        .collect();
-    missing.extend(
-        files
-            .iter()
-            .filter(|f| !Path::new(f).is_file())
-            .map(|f| format!("file {f}")),
-    );
+    let mut missing: Vec<String> =
+        names.iter().filter(|n| resolve(n).is_none()).map(|n| format!("binary `{n}`")).collect();
+    missing.extend(files.iter().filter(|f| !Path::new(f).is_file()).map(|f| format!("file {f}")));
     if !missing.is_empty() {
         panic!("{INSTALL_HINT} (missing: {})", missing.join(", "));
     }
@@ -118,18 +96,11 @@ pub(crate) struct LabDir {
 impl LabDir {
     pub(crate) fn new(kind: &str) -> LabDir {
         let dir = tempfile::Builder::new()
-            .prefix(&format!(
-                "csovn-{kind}-{}-{}-",
-                std::process::id(),
-                next_id()
-            ))
+            .prefix(&format!("csovn-{kind}-{}-{}-", std::process::id(), next_id()))
             .tempdir_in("/tmp")
             .expect("create temp dir under /tmp");
         let path = dir.path().to_path_buf();
-        LabDir {
-            dir: Some(dir),
-            path,
-        }
+        LabDir { dir: Some(dir), path }
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -174,13 +145,7 @@ pub(crate) fn ovs_env(c: &mut Command, dir: &Path) {
     ] {
         c.env(v, dir);
     }
-    for v in [
-        "OVN_NB_DB",
-        "OVN_SB_DB",
-        "OVN_NB_DAEMON",
-        "OVN_SB_DAEMON",
-        "OVS_NB_DB",
-    ] {
+    for v in ["OVN_NB_DB", "OVN_SB_DB", "OVN_NB_DAEMON", "OVN_SB_DAEMON", "OVS_NB_DB"] {
         c.env_remove(v);
     }
     c.stdin(Stdio::null());
@@ -215,9 +180,7 @@ pub(crate) fn describe(c: &Command) -> String {
 pub(crate) fn try_run(c: &mut Command, timeout: Duration) -> Result<Output, String> {
     let desc = describe(c);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c
-        .spawn()
-        .map_err(|e| format!("cannot start `{desc}`: {e}"))?;
+    let mut child = c.spawn().map_err(|e| format!("cannot start `{desc}`: {e}"))?;
     let mut out = child.stdout.take().expect("stdout piped");
     let mut err = child.stderr.take().expect("stderr piped");
     let t_out = std::thread::spawn(move || {
@@ -253,11 +216,7 @@ pub(crate) fn try_run(c: &mut Command, timeout: Duration) -> Result<Output, Stri
             Err(e) => return Err(format!("waiting for `{desc}`: {e}")),
         }
     };
-    Ok(Output {
-        status,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
-    })
+    Ok(Output { status, stdout: t_out.join().unwrap_or_default(), stderr: t_err.join().unwrap_or_default() })
 }
 
 /// [`try_run`] that panics if the command cannot be started or times out.
@@ -319,17 +278,12 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let r = try_run(
-            Command::new(tool("ip")).args(["netns", "del", &self.name]),
-            Duration::from_secs(10),
-        );
+        let r = try_run(Command::new(tool("ip")).args(["netns", "del", &self.name]), Duration::from_secs(10));
         match r {
             Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!(
-                "[harness] ip netns del {} failed: {}",
-                self.name,
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
+            Ok(o) => {
+                eprintln!("[harness] ip netns del {} failed: {}", self.name, String::from_utf8_lossy(&o.stderr).trim())
+            }
             Err(e) => eprintln!("[harness] {e}"),
         }
     }
