@@ -22,18 +22,6 @@ fn first_vm_sequence(nb: &Nb, id: u32) {
     }
 }
 
-fn owned_rows(nb: &Nb) -> usize {
-    ["Logical_Switch", "Logical_Switch_Port", "DHCP_Options", "DNS"]
-        .iter()
-        .map(|t| {
-            nb.nbctl(&["--bare", "--columns=external_ids", "list", t])
-                .lines()
-                .filter(|l| l.split_whitespace().any(|w| w == "cloudstack:owner=cloudstack"))
-                .count()
-        })
-        .sum()
-}
-
 #[test]
 fn first_vm_in_isolated_network_matches_nbctl() {
     let nb = Nb::start();

@@ -144,7 +144,7 @@ fn vms_get_leases_resolve_names_and_talk_through_ovn() {
     run_all(nb, NIC_STOP, &vm2_payload);
     ok(cs(nb, "shutdown-network", network(42)));
     ok(cs(nb, "destroy-network", network(42)));
-    for table in ["Logical_Switch", "Logical_Switch_Port", "DHCP_Options", "DNS"] {
+    for table in ["Logical_Switch", "Logical_Switch_Port", "DHCP_Options", "DNS", "Port_Group"] {
         assert_eq!(nb.count_rows(table), 0, "{table} still has rows");
     }
 }

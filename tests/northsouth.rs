@@ -159,8 +159,16 @@ fn vpc_tiers_route_and_share_the_vpc_source_nat() {
     run_all(nb, NIC_STOP, &b);
     ok(cs(nb, "destroy-network", tier(5, 72, 2)));
     ok(cs(nb, "shutdown-vpc", vpc(5)));
-    for table in ["Logical_Switch", "Logical_Router", "NAT", "Load_Balancer", "Gateway_Chassis", "DHCP_Options", "DNS"]
-    {
+    for table in [
+        "Logical_Switch",
+        "Logical_Router",
+        "NAT",
+        "Load_Balancer",
+        "Gateway_Chassis",
+        "DHCP_Options",
+        "DNS",
+        "Port_Group",
+    ] {
         assert_eq!(nb.count_rows(table), 0, "{table}");
     }
     hv.assert_vswitchd_alive();

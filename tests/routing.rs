@@ -139,7 +139,16 @@ fn restart_with_cleanup_then_delete() {
     twice(&nb, "destroy-network", network(44));
     let show = nb.nbctl(&["show"]);
     assert!(show.is_empty(), "nothing of ours may remain:\n{show}");
-    for table in ["NAT", "Load_Balancer", "Gateway_Chassis", "Logical_Router_Static_Route", "DHCP_Options", "DNS"] {
+    for table in [
+        "NAT",
+        "Load_Balancer",
+        "Gateway_Chassis",
+        "Logical_Router_Static_Route",
+        "DHCP_Options",
+        "DNS",
+        "Port_Group",
+        "ACL",
+    ] {
         assert_eq!(nb.count_rows(table), 0, "{table}");
     }
 }

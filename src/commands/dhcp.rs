@@ -56,6 +56,7 @@ pub fn add_entry(ctx: &Context) -> Result<Outcome> {
     let want = Want {
         switch: true,
         port: Some(nic.nic_uuid.clone()),
+        port_group: true,
         dhcp: vec![scope.dhcp_uuid(subnet.cidr, true), scope.dhcp_uuid(subnet.cidr, false), own],
         scope: Some(scope.clone()),
         ..Want::default()

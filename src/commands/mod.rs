@@ -21,11 +21,12 @@ use crate::cli::{self, Invocation, Request, Style};
 use crate::config::{self, FileConfig, Settings};
 use crate::error::{Error, ExitCode, Result};
 use crate::nb::rows::{
-    all_rows, first_row, DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, Router, RouterPort, StaticRoute,
-    Switch,
+    all_rows, first_row, select_tagged, DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router,
+    RouterPort, StaticRoute, Switch,
 };
-use crate::nb::{Owner, DB};
+use crate::nb::{table, Owner, DB};
 use crate::ovsdb::{Client, Deadline, Operation};
+use crate::plan::acl::port_group_uuid;
 use crate::plan::network::{Observed, Scope};
 use crate::plan::router::{guest_peer_name, guest_port_name, PublicNet, RouterScope};
 use crate::plan::Plan;
@@ -187,6 +188,8 @@ pub struct Want {
     /// network; see docs/performance.md.
     pub all_dhcp: bool,
     pub dns: bool,
+    /// The network's port group (needs `scope`).
+    pub port_group: bool,
     pub scope: Option<Scope>,
     pub router: Option<RouterWant>,
 }
@@ -202,6 +205,9 @@ pub struct RouterWant {
     pub chassis: Vec<String>,
     pub nats: Vec<Uuid>,
     pub lbs: Vec<Uuid>,
+    /// Every NAT and Load_Balancer row of the router (firewall mapping,
+    /// teardown): server-side scans by owner tag; see docs/performance.md.
+    pub all_rows: bool,
 }
 
 impl RouterWant {
@@ -213,6 +219,7 @@ impl RouterWant {
             chassis: Vec::new(),
             nats: Vec::new(),
             lbs: Vec::new(),
+            all_rows: false,
         }
     }
 }
@@ -253,6 +260,9 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         if want.dns {
             ask(Dns::select(s.dns_uuid()), Slot::Dns);
         }
+        if want.port_group {
+            ask(PortGroup::select(port_group_uuid(s)), Slot::PortGroup);
+        }
     }
     if let Some(name) = &want.port {
         ask(Port::select_by_name(name), Slot::Port);
@@ -271,6 +281,11 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         }
         for u in &rw.lbs {
             ask(LoadBalancer::select(*u), Slot::Lb);
+        }
+        if rw.all_rows {
+            let (k, v) = rs.tag();
+            ask(select_tagged(table::NAT, &rs.owner, k, &v, Nat::COLUMNS), Slot::Nat);
+            ask(select_tagged(table::LOAD_BALANCER, &rs.owner, k, &v, LoadBalancer::COLUMNS), Slot::Lb);
         }
         if let (true, Some(s)) = (rw.guest, &want.scope) {
             ask(RouterPort::select_by_name(&guest_port_name(s.network_id)), Slot::GuestPort);
@@ -311,8 +326,21 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             Slot::GatewayPeer => obs.gateway_peer = first_row(result).and_then(Port::from_row),
             Slot::Route => obs.route = first_row(result).and_then(StaticRoute::from_row),
             Slot::GatewayChassis => obs.gateway_chassis.extend(first_row(result).and_then(GatewayChassis::from_row)),
-            Slot::Nat => obs.nats.extend(first_row(result).and_then(Nat::from_row)),
-            Slot::Lb => obs.lbs.extend(first_row(result).and_then(LoadBalancer::from_row)),
+            Slot::Nat => {
+                for n in all_rows(result).filter_map(Nat::from_row) {
+                    if !obs.nats.iter().any(|x| x.uuid == n.uuid) {
+                        obs.nats.push(n);
+                    }
+                }
+            }
+            Slot::Lb => {
+                for l in all_rows(result).filter_map(LoadBalancer::from_row) {
+                    if !obs.lbs.iter().any(|x| x.uuid == l.uuid) {
+                        obs.lbs.push(l);
+                    }
+                }
+            }
+            Slot::PortGroup => obs.port_group = first_row(result).and_then(PortGroup::from_row),
             Slot::GuestPort => obs.guest_port = first_row(result).and_then(RouterPort::from_row),
             Slot::GuestPeer => obs.guest_peer = first_row(result).and_then(Port::from_row),
             Slot::PublicSwitch => obs.public_switch = first_row(result).and_then(Switch::from_row),
@@ -339,6 +367,7 @@ enum Slot {
     GuestPeer,
     PublicSwitch,
     Localnet,
+    PortGroup,
 }
 
 fn dispatch(ctx: &Context) -> Result<Outcome> {
@@ -406,11 +435,11 @@ pub fn main(args: &[String]) -> ExitCode {
     };
     let inv = match result {
         Ok(Request::Help) => {
-            output::print_text(cli::HELP);
+            output::print_text(&crate::operator::help_text());
             return ExitCode::Success;
         }
         Ok(Request::Version) => {
-            output::print_text(concat!("cloudstack-ovn ", env!("CARGO_PKG_VERSION")));
+            output::print_text(&crate::operator::version_text());
             return ExitCode::Success;
         }
         Ok(Request::Run(inv)) => inv,

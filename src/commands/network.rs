@@ -122,6 +122,7 @@ pub fn destroy(ctx: &Context) -> Result<Outcome> {
         switch: true,
         dns: true,
         all_dhcp: true,
+        port_group: true,
         scope: Some(scope.clone()),
         router: Some(rw),
         ..Want::default()

@@ -35,8 +35,14 @@ pub fn prepare(ctx: &Context) -> Result<Outcome> {
     let hostname = input::hostname(ctx)?.map(Hostname::Set).unwrap_or(Hostname::Keep);
     let cidr = input::dhcp_cidr(ctx)?;
     let dhcp = cidr.map(|c| vec![scope.dhcp_uuid(c, true), scope.dhcp_uuid(c, false)]).unwrap_or_default();
-    let want =
-        Want { switch: true, port: Some(nic.nic_uuid.clone()), dhcp, scope: Some(scope.clone()), ..Want::default() };
+    let want = Want {
+        switch: true,
+        port: Some(nic.nic_uuid.clone()),
+        port_group: true,
+        dhcp,
+        scope: Some(scope.clone()),
+        ..Want::default()
+    };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         // Shared networks may see prepare-nic before (or without) implement.

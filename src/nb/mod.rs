@@ -23,6 +23,8 @@ pub mod table {
     pub const NAT: &str = "NAT";
     pub const STATIC_ROUTE: &str = "Logical_Router_Static_Route";
     pub const LOAD_BALANCER: &str = "Load_Balancer";
+    pub const ACL: &str = "ACL";
+    pub const PORT_GROUP: &str = "Port_Group";
 }
 
 /// `external_ids` keys. Every row we create carries [`OWNER`]; we never
@@ -50,6 +52,13 @@ pub mod key {
     pub const PROTOCOL: &str = "cloudstack:protocol";
     pub const PUBLIC_VLAN: &str = "cloudstack:public_vlan";
     pub const NETWORK_NAME: &str = "cloudstack:network_name";
+    /// On a network's port group: uuids of its firewall ACLs on the shared
+    /// public switch (they cannot hang off the port group).
+    pub const PUBLIC_ACLS: &str = "cloudstack:public_acls";
+    /// On a network's port group: the last applied firewall rules (JSON), so
+    /// NAT, forwarding and load-balancer changes can refresh the firewall.
+    pub const FIREWALL: &str = "cloudstack:firewall";
+    pub const RULE_ID: &str = "cloudstack:rule_id";
 }
 
 pub const IP_SOURCE_NAT: &str = "source-nat";
@@ -93,6 +102,14 @@ pub enum Kind {
     StaticNat,
     /// Port forwarding of one public IP and protocol (a Load_Balancer).
     PortForward,
+    /// A load-balancing rule (a Load_Balancer per CloudStack rule id).
+    LoadBalancer,
+    /// The Port_Group of a network's VM ports.
+    PortGroup,
+    /// A firewall ACL (isolated networks).
+    Firewall,
+    /// A network ACL (VPC tiers).
+    NetworkAcl,
 }
 
 impl Kind {
@@ -115,6 +132,10 @@ impl Kind {
             Kind::Snat => "snat",
             Kind::StaticNat => "static-nat",
             Kind::PortForward => "port-forward",
+            Kind::LoadBalancer => "load-balancer",
+            Kind::PortGroup => "port-group",
+            Kind::Firewall => "firewall",
+            Kind::NetworkAcl => "network-acl",
         }
     }
 }
@@ -153,6 +174,11 @@ impl Owner {
 /// CloudStack stores and by the legacy in-tree plugin's convention.
 pub fn switch_name(network_id: u64) -> String {
     format!("cs-net-{network_id}")
+}
+
+/// Port_Group and Address_Set names must be identifiers (`[a-zA-Z_.][a-zA-Z_.0-9]*`).
+pub fn port_group_name(network_id: u64) -> String {
+    format!("cs_net_{network_id}")
 }
 
 pub fn broadcast_uri(network_id: u64) -> String {

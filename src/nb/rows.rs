@@ -356,6 +356,39 @@ impl LoadBalancer {
     }
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub struct PortGroup {
+    pub uuid: Uuid,
+    pub name: String,
+    pub ports: Vec<Uuid>,
+    pub acls: Vec<Uuid>,
+    pub external_ids: BTreeMap<String, String>,
+}
+
+impl PortGroup {
+    pub const COLUMNS: &'static [&'static str] = &["_uuid", "name", "ports", "acls", "external_ids"];
+
+    pub fn select(uuid: Uuid) -> Operation {
+        select(table::PORT_GROUP, Condition::uuid_is(uuid), Self::COLUMNS)
+    }
+
+    pub fn from_row(row: &Map<String, Value>) -> Option<PortGroup> {
+        Some(PortGroup {
+            uuid: uuid_col(row)?,
+            name: str_col(row, "name"),
+            ports: row.get("ports").map(uuid_set_of).unwrap_or_default(),
+            acls: row.get("acls").map(uuid_set_of).unwrap_or_default(),
+            external_ids: map_col(row, "external_ids"),
+        })
+    }
+}
+
+/// `external_ids includes {owner, key: value}` on any table: the rows of
+/// one router (NAT, Load_Balancer). A server-side scan of that table.
+pub fn select_tagged(table: &str, owner: &Owner, key: &str, value: &str, columns: &[&str]) -> Operation {
+    select(table, tagged(owner, key, value.to_string()), columns)
+}
+
 /// Every row of a select result.
 pub fn all_rows(result: &Value) -> impl Iterator<Item = &Map<String, Value>> {
     result.get("rows").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_object)

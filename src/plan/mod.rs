@@ -4,6 +4,7 @@
 //! operations. An empty plan means the NB already holds what the command
 //! asks for, which is how every command is idempotent.
 
+pub mod acl;
 pub mod network;
 pub mod router;
 
@@ -140,6 +141,10 @@ impl Parent<'_> {
 
     pub fn link(&self, child: Uuid) -> Operation {
         self.mutate(Mutator::Insert, [child])
+    }
+
+    pub fn link_all(&self, children: &[Uuid]) -> Operation {
+        self.mutate(Mutator::Insert, children.iter().copied())
     }
 
     pub fn unlink(&self, children: &[Uuid]) -> Operation {

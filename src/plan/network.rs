@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{changed_columns, map_mutations, Parent, Plan};
 use crate::error::{Error, Result};
 use crate::nb::rows::{
-    DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, Router, RouterPort, StaticRoute, Switch,
+    DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router, RouterPort, StaticRoute, Switch,
 };
 use crate::nb::{key, quoted, switch_name, table, Kind, Owner};
 use crate::ovsdb::value::{named_uuid, string_map, string_set, uuid as uuid_value, uuid_set};
@@ -95,6 +95,8 @@ pub struct Observed {
     pub route: Option<StaticRoute>,
     pub nats: Vec<Nat>,
     pub lbs: Vec<LoadBalancer>,
+    // Filtering (plan::acl).
+    pub port_group: Option<PortGroup>,
 }
 
 impl Observed {
@@ -245,13 +247,16 @@ pub fn ensure_port(
                 row.insert("options".into(), map_value(&opts));
             }
             require_switch(plan, scope, obs);
-            plan.insert(table::LOGICAL_SWITCH_PORT, None, Some("port"), row, format!("insert port {}", nic.nic_uuid));
+            // Unique per NIC: restore-network creates several ports at once.
+            let named = format!("port_{}", nic.nic_uuid.replace('-', "_"));
+            plan.insert(table::LOGICAL_SWITCH_PORT, None, Some(&named), row, format!("insert port {}", nic.nic_uuid));
             plan.mutate(
                 table::LOGICAL_SWITCH,
                 scope.switch_uuid(),
-                vec![Mutation("ports".into(), Mutator::Insert, crate::ovsdb::value::set(vec![named_uuid("port")]))],
+                vec![Mutation("ports".into(), Mutator::Insert, crate::ovsdb::value::set(vec![named_uuid(&named)]))],
                 format!("link port {} to {}", nic.nic_uuid, scope.switch_name()),
             );
+            super::acl::join_port_group(plan, scope, super::acl::Member::New(named), obs)?;
         }
         Some(port) => {
             let mut desired = Map::new();
@@ -259,6 +264,7 @@ pub fn ensure_port(
             desired.insert("port_security".into(), string_set([address.as_str()]));
             let want_ids = ids;
             update_port(plan, scope, port, Some(desired), want_ids, dhcp, hostname, obs)?;
+            super::acl::join_port_group(plan, scope, super::acl::Member::Existing(port.uuid), obs)?;
         }
     }
     Ok(())
@@ -626,6 +632,11 @@ pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
         );
     }
     remove_dhcp(plan, scope, obs);
+    // A root table: nothing garbage-collects it (its ACLs go with it).
+    if let Some(pg) = &obs.port_group {
+        scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
+        plan.delete(table::PORT_GROUP, pg.uuid, format!("delete port group {} and its ACLs", pg.name));
+    }
     remove_dns(plan, scope, obs)
 }
 

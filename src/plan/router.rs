@@ -108,6 +108,14 @@ impl RouterScope {
         format!("{}_{chassis}", self.gateway_port_name())
     }
 
+    /// The `external_ids` pair every row of this router carries.
+    pub fn tag(&self) -> (&'static str, String) {
+        match self.of {
+            RouterOf::Network(n) => (key::NETWORK_ID, n.to_string()),
+            RouterOf::Vpc(v) => (key::VPC_ID, v.to_string()),
+        }
+    }
+
     pub fn ids(&self, kind: Kind) -> BTreeMap<String, String> {
         let mut m = BTreeMap::new();
         m.insert(key::OWNER.to_string(), self.owner.0.clone());

@@ -164,3 +164,15 @@ pub fn snapshot_diff(a: &Value, b: &Value) -> String {
     }
     out
 }
+
+/// How many rows of any table carry our ownership tag.
+pub fn owned_rows(nb: &Nb) -> usize {
+    let snap = nb.snapshot();
+    let ours = json!(["cloudstack:owner", "cloudstack"]);
+    snap.as_object()
+        .unwrap()
+        .values()
+        .flat_map(|rows| rows.as_object().unwrap().values())
+        .filter(|row| row["external_ids"][1].as_array().is_some_and(|pairs| pairs.contains(&ours)))
+        .count()
+}

@@ -1,0 +1,733 @@
+//! Filtering: CloudStack's firewall (isolated networks) and network ACLs
+//! (VPC tiers) as OVN ACLs, and the port group of a network's VM ports.
+//!
+//! OVN has no router ACLs, and a switch skips conntrack for traffic from/to
+//! router and localnet ports, so stateful filtering of NATed traffic happens
+//! on the VM ports (the *post*-NAT tuple) and the *public* port/CIDR of a
+//! rule can only be checked statelessly on the public switch. The firewall is
+//! therefore two layers (verified design "D7", `docs/firewall.md`):
+//!
+//! 1. stateless, on the shared public switch, `to-lport` to the router's
+//!    gateway peer: per rule allow the public (ip, port, CIDR); drop TCP
+//!    connection openers (SYN without ACK) to every public IP that forwards
+//!    to a VM; drop anything addressed straight to the guest CIDR (routed
+//!    bypass of NAT);
+//! 2. stateful (`allow-related`), on the network's port group, `to-lport`
+//!    from the router: per rule allow the private tuple(s) the public one
+//!    translates to; drop the rest from the router. Replies of connections
+//!    VMs open are conntrack-established in the VM's zone and pass.
+//!
+//! Egress rules are `from-lport` on the port group. Every ACL row's UUID is
+//! derived from its content, so replacing a whole rule set needs no read of
+//! the ACL rows: same content, same row; anything else is unlinked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::network::{merge_ids, Observed, Scope};
+use super::router::Protocol;
+use super::{Parent, Plan};
+use crate::error::Result;
+use crate::nb::rows::{LoadBalancer, Nat};
+use crate::nb::{key, port_group_name, table, Kind};
+use crate::ovsdb::value::{string_map, uuid_set};
+use crate::payload::types::Ipv4Cidr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Direction {
+    /// Traffic leaving a VM (OVN `from-lport`).
+    FromVm,
+    /// Traffic towards a VM, or towards the router's gateway on the public switch (`to-lport`).
+    ToPort,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::FromVm => "from-lport",
+            Direction::ToPort => "to-lport",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    AllowRelated,
+    AllowStateless,
+    Drop,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::AllowRelated => "allow-related",
+            Action::AllowStateless => "allow-stateless",
+            Action::Drop => "drop",
+        }
+    }
+}
+
+/// Where an ACL hangs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Place {
+    PortGroup,
+    PublicSwitch,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AclSpec {
+    pub place: Place,
+    pub direction: Direction,
+    pub priority: u16,
+    pub matches: String,
+    pub action: Action,
+    pub rule_id: Option<u64>,
+}
+
+/// IP protocol of a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleProto {
+    Tcp,
+    Udp,
+    Icmp,
+    All,
+}
+
+/// One rule, as validated from `fw_rules` / `acl_rules`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub id: Option<u64>,
+    pub ingress: bool,
+    pub protocol: RuleProto,
+    pub ports: Option<(u16, u16)>,
+    /// ICMP type and code; `None` = any.
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    /// Firewall ingress: the public IP the rule is about.
+    pub public_ip: Option<Ipv4Addr>,
+    /// Firewall: the remote side; empty = anywhere.
+    pub source_cidrs: Vec<Ipv4Cidr>,
+    pub dest_cidrs: Vec<Ipv4Cidr>,
+    /// Network ACLs only: allow (true) or deny.
+    pub allow: bool,
+}
+
+/// `ip4.src == {a, b}` or nothing for "anywhere".
+fn cidr_match(field: &str, cidrs: &[Ipv4Cidr]) -> String {
+    let list: Vec<String> = cidrs.iter().filter(|c| c.prefix > 0).map(|c| c.network().to_string()).collect();
+    match list.len() {
+        0 => String::new(),
+        1 => format!(" && {field} == {}", list[0]),
+        _ => format!(" && {field} == {{{}}}", list.join(", ")),
+    }
+}
+
+/// The L4 part of a match for `proto` with destination ports `ports`.
+fn l4_match(proto: RuleProto, ports: Option<(u16, u16)>, icmp: (Option<u8>, Option<u8>)) -> String {
+    let mut m = String::new();
+    match proto {
+        RuleProto::Tcp | RuleProto::Udp => {
+            let p = if proto == RuleProto::Tcp { "tcp" } else { "udp" };
+            m.push_str(&format!(" && {p}"));
+            match ports {
+                Some((a, b)) if a == b => m.push_str(&format!(" && {p}.dst == {a}")),
+                Some((a, b)) => m.push_str(&format!(" && {p}.dst >= {a} && {p}.dst <= {b}")),
+                None => {}
+            }
+        }
+        RuleProto::Icmp => {
+            m.push_str(" && icmp4");
+            if let Some(t) = icmp.0 {
+                let _ = write!(m, " && icmp4.type == {t}");
+            }
+            if let Some(c) = icmp.1 {
+                let _ = write!(m, " && icmp4.code == {c}");
+            }
+        }
+        RuleProto::All => {}
+    }
+    m
+}
+
+/// What the router forwards to VMs, from its NAT and Load_Balancer rows:
+/// static NAT public → private, and VIPs (public, protocol, port) → backends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    pub static_nat: BTreeMap<Ipv4Addr, Ipv4Addr>,
+    pub vips: BTreeMap<(Ipv4Addr, Protocol, u16), BTreeSet<(Ipv4Addr, u16)>>,
+}
+
+fn parse_endpoint(s: &str) -> Option<(Ipv4Addr, u16)> {
+    let (ip, port) = s.trim().rsplit_once(':')?;
+    Some((ip.parse().ok()?, port.parse().ok()?))
+}
+
+impl Forwarding {
+    pub fn from_rows(nats: &[Nat], lbs: &[LoadBalancer]) -> Forwarding {
+        let mut f = Forwarding::default();
+        for n in nats.iter().filter(|n| n.kind == "dnat_and_snat") {
+            if let (Ok(p), Ok(l)) = (n.external_ip.parse(), n.logical_ip.parse()) {
+                f.static_nat.insert(p, l);
+            }
+        }
+        for lb in lbs {
+            f.add_lb(lb);
+        }
+        f
+    }
+
+    pub fn add_lb(&mut self, lb: &LoadBalancer) {
+        let proto = if lb.protocol.as_deref() == Some("udp") { Protocol::Udp } else { Protocol::Tcp };
+        for (vip, backends) in &lb.vips {
+            let Some((ip, port)) = parse_endpoint(vip) else { continue };
+            let set = self.vips.entry((ip, proto, port)).or_default();
+            set.extend(backends.split(',').filter_map(parse_endpoint));
+        }
+    }
+
+    pub fn remove_lb(&mut self, lb: &LoadBalancer) {
+        let proto = if lb.protocol.as_deref() == Some("udp") { Protocol::Udp } else { Protocol::Tcp };
+        for vip in lb.vips.keys() {
+            if let Some((ip, port)) = parse_endpoint(vip) {
+                self.vips.remove(&(ip, proto, port));
+            }
+        }
+    }
+
+    pub fn forget_ip(&mut self, ip: Ipv4Addr) {
+        self.static_nat.remove(&ip);
+        self.vips.retain(|(pub_ip, _, _), _| *pub_ip != ip);
+    }
+
+    /// Public IPs that lead to a VM.
+    fn public_ips(&self) -> BTreeSet<Ipv4Addr> {
+        self.static_nat.keys().copied().chain(self.vips.keys().map(|(ip, _, _)| *ip)).collect()
+    }
+}
+
+/// The names a network's firewall matches on.
+#[derive(Clone, Debug)]
+pub struct FirewallScope {
+    pub port_group: String,
+    /// The guest switch's router-type port (traffic "from the router").
+    pub router_peer: String,
+    /// The router's peer on the public switch, if the router has a gateway.
+    pub gateway_peer: Option<String>,
+    pub guest_cidr: Ipv4Cidr,
+    /// Public IPs of the router (hairpin traffic arrives SNATed to them).
+    pub router_ips: Vec<Ipv4Addr>,
+}
+
+/// Priorities: baseline allows above user rules above defaults.
+const BASELINE: u16 = 1200;
+const HAIRPIN: u16 = 1150;
+const RULE: u16 = 1100;
+const DEFAULT: u16 = 1000;
+
+/// The whole firewall of an isolated network.
+pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Rule], fwd: &Forwarding) -> Vec<AclSpec> {
+    let mut out = BTreeSet::new();
+    let pg = &fs.port_group;
+    let from_router = format!("outport == @{pg} && inport == \"{}\" && ip4", fs.router_peer);
+
+    // Layer 1: the public side, stateless.
+    if let Some(gwp) = &fs.gateway_peer {
+        let to_gw = format!("outport == \"{gwp}\" && ip4");
+        for r in rules.iter().filter(|r| r.ingress) {
+            let Some(public) = r.public_ip else { continue };
+            let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+            let m = format!("{to_gw} && ip4.dst == {public}{}{l4}", cidr_match("ip4.src", &r.source_cidrs));
+            out.insert(AclSpec {
+                place: Place::PublicSwitch,
+                direction: Direction::ToPort,
+                priority: RULE,
+                matches: m,
+                action: Action::AllowStateless,
+                rule_id: r.id,
+            });
+        }
+        for ip in fwd.public_ips() {
+            // SYN set, ACK clear: only ever a new inbound connection, never a reply.
+            let m = format!("{to_gw} && ip4.dst == {ip} && tcp && tcp.flags[1] == 1 && tcp.flags[4] == 0");
+            out.insert(AclSpec {
+                place: Place::PublicSwitch,
+                direction: Direction::ToPort,
+                priority: DEFAULT,
+                matches: m,
+                action: Action::Drop,
+                rule_id: None,
+            });
+        }
+        let m = format!("{to_gw} && ip4.dst == {}", fs.guest_cidr.network());
+        out.insert(AclSpec {
+            place: Place::PublicSwitch,
+            direction: Direction::ToPort,
+            priority: DEFAULT,
+            matches: m,
+            action: Action::Drop,
+            rule_id: None,
+        });
+    }
+
+    // Layer 2: towards the VMs from the router, stateful.
+    for r in rules.iter().filter(|r| r.ingress) {
+        let Some(public) = r.public_ip else { continue };
+        let src = cidr_match("ip4.src", &r.source_cidrs);
+        if let Some(private) = fwd.static_nat.get(&public) {
+            let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+            out.insert(AclSpec {
+                place: Place::PortGroup,
+                direction: Direction::ToPort,
+                priority: RULE,
+                matches: format!("{from_router} && ip4.dst == {private}{src}{l4}"),
+                action: Action::AllowRelated,
+                rule_id: r.id,
+            });
+        }
+        for ((ip, proto, port), backends) in &fwd.vips {
+            let proto_ok = matches!(
+                (r.protocol, proto),
+                (RuleProto::All, _) | (RuleProto::Tcp, Protocol::Tcp) | (RuleProto::Udp, Protocol::Udp)
+            );
+            let port_ok = r.ports.is_none_or(|(a, b)| (a..=b).contains(port));
+            if *ip != public || !proto_ok || !port_ok {
+                continue;
+            }
+            for (bip, bport) in backends {
+                let p = proto.as_str();
+                out.insert(AclSpec {
+                    place: Place::PortGroup,
+                    direction: Direction::ToPort,
+                    priority: RULE,
+                    matches: format!("{from_router} && ip4.dst == {bip}{src} && {p} && {p}.dst == {bport}"),
+                    action: Action::AllowRelated,
+                    rule_id: r.id,
+                });
+            }
+        }
+    }
+    let mut hairpin = vec![fs.guest_cidr.network().to_string()];
+    hairpin.extend(fs.router_ips.iter().map(|i| i.to_string()));
+    out.insert(AclSpec {
+        place: Place::PortGroup,
+        direction: Direction::ToPort,
+        priority: HAIRPIN,
+        matches: format!("{from_router} && ip4.src == {{{}}}", hairpin.join(", ")),
+        action: Action::AllowRelated,
+        rule_id: None,
+    });
+    out.insert(AclSpec {
+        place: Place::PortGroup,
+        direction: Direction::ToPort,
+        priority: DEFAULT,
+        matches: from_router.clone(),
+        action: Action::Drop,
+        rule_id: None,
+    });
+
+    // Egress: traffic leaving the network (east-west stays unfiltered).
+    let leaving = format!("inport == @{pg} && ip4 && ip4.dst != {}", fs.guest_cidr.network());
+    for r in rules.iter().filter(|r| !r.ingress) {
+        let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+        let m =
+            format!("{leaving}{}{}{l4}", cidr_match("ip4.src", &r.source_cidrs), cidr_match("ip4.dst", &r.dest_cidrs));
+        let action = if default_egress_allow { Action::Drop } else { Action::AllowRelated };
+        out.insert(AclSpec {
+            place: Place::PortGroup,
+            direction: Direction::FromVm,
+            priority: RULE,
+            matches: m,
+            action,
+            rule_id: r.id,
+        });
+    }
+    if !default_egress_allow {
+        baseline(&mut out, pg);
+        out.insert(AclSpec {
+            place: Place::PortGroup,
+            direction: Direction::FromVm,
+            priority: DEFAULT,
+            matches: leaving,
+            action: Action::Drop,
+            rule_id: None,
+        });
+    }
+    out.into_iter().collect()
+}
+
+/// What a VM always needs from OVN whatever the rules: DHCP and DNS (OVN
+/// answers both on the hypervisor; DHCP requests still pass from-lport ACLs).
+fn baseline(out: &mut BTreeSet<AclSpec>, pg: &str) {
+    for m in [
+        format!("inport == @{pg} && udp && udp.dst == 67"),
+        format!("inport == @{pg} && (udp.dst == 53 || tcp.dst == 53)"),
+    ] {
+        out.insert(AclSpec {
+            place: Place::PortGroup,
+            direction: Direction::FromVm,
+            priority: BASELINE,
+            matches: m,
+            action: Action::AllowRelated,
+            rule_id: None,
+        });
+    }
+}
+
+/// A VPC tier's network ACL: rules in order (the list arrives sorted by
+/// `number`; earlier = higher priority), implicit deny after the last, the
+/// tier's own traffic unfiltered, DHCP/DNS always allowed.
+pub fn network_acls(port_group: &str, tier_cidr: Ipv4Cidr, rules: &[Rule]) -> Vec<AclSpec> {
+    let mut out = BTreeSet::new();
+    let tier = tier_cidr.network();
+    let to_vm = format!("outport == @{port_group} && ip4");
+    let from_vm = format!("inport == @{port_group} && ip4");
+    for (i, r) in rules.iter().enumerate() {
+        let priority = RULE + 8000 - i.min(7999) as u16;
+        let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+        let action = if r.allow { Action::AllowRelated } else { Action::Drop };
+        let (direction, m) = if r.ingress {
+            (Direction::ToPort, format!("{to_vm}{}{l4}", cidr_match("ip4.src", &r.source_cidrs)))
+        } else {
+            // CloudStack hands egress ACL CIDRs in sourceCidrs; they are destinations.
+            (Direction::FromVm, format!("{from_vm}{}{l4}", cidr_match("ip4.dst", &r.source_cidrs)))
+        };
+        out.insert(AclSpec { place: Place::PortGroup, direction, priority, matches: m, action, rule_id: r.id });
+    }
+    let top = RULE + 9000;
+    out.insert(AclSpec {
+        place: Place::PortGroup,
+        direction: Direction::ToPort,
+        priority: top,
+        matches: format!("{to_vm} && ip4.src == {tier}"),
+        action: Action::AllowRelated,
+        rule_id: None,
+    });
+    out.insert(AclSpec {
+        place: Place::PortGroup,
+        direction: Direction::FromVm,
+        priority: top,
+        matches: format!("{from_vm} && ip4.dst == {tier}"),
+        action: Action::AllowRelated,
+        rule_id: None,
+    });
+    for m in [
+        format!("inport == @{port_group} && udp && udp.dst == 67"),
+        format!("inport == @{port_group} && (udp.dst == 53 || tcp.dst == 53)"),
+    ] {
+        out.insert(AclSpec {
+            place: Place::PortGroup,
+            direction: Direction::FromVm,
+            priority: top,
+            matches: m,
+            action: Action::AllowRelated,
+            rule_id: None,
+        });
+    }
+    out.insert(AclSpec {
+        place: Place::PortGroup,
+        direction: Direction::ToPort,
+        priority: DEFAULT,
+        matches: to_vm,
+        action: Action::Drop,
+        rule_id: None,
+    });
+    out.insert(AclSpec {
+        place: Place::PortGroup,
+        direction: Direction::FromVm,
+        priority: DEFAULT,
+        matches: from_vm,
+        action: Action::Drop,
+        rule_id: None,
+    });
+    out.into_iter().collect()
+}
+
+// ---------------------------------------------------------------- rows
+
+pub fn port_group_uuid(scope: &Scope) -> Uuid {
+    scope.owner.row_uuid(Kind::PortGroup, &scope.network_id.to_string())
+}
+
+fn acl_uuid(scope: &Scope, kind: Kind, spec: &AclSpec) -> Uuid {
+    let content = format!(
+        "{}/{:?}/{}/{}/{}/{}",
+        scope.network_id,
+        spec.place,
+        spec.direction.as_str(),
+        spec.priority,
+        spec.action.as_str(),
+        spec.matches
+    );
+    scope.owner.row_uuid(kind, &content)
+}
+
+/// The network's port group exists and holds every VM port of the switch
+/// (`vm_ports`; the router peer is not a VM). Membership is a weak set:
+/// deleted ports leave it by themselves.
+pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs: &Observed) -> Result<()> {
+    let uuid = port_group_uuid(scope);
+    let ids = scope.ids(Kind::PortGroup);
+    match &obs.port_group {
+        None => {
+            let mut row = Map::new();
+            row.insert("name".into(), json!(port_group_name(scope.network_id)));
+            row.insert("ports".into(), uuid_set(vm_ports.iter().copied()));
+            row.insert("external_ids".into(), string_map(&ids));
+            plan.insert(
+                table::PORT_GROUP,
+                Some(uuid),
+                None,
+                row,
+                format!("insert port group {}", port_group_name(scope.network_id)),
+            );
+        }
+        Some(pg) => {
+            scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
+            let missing: Vec<Uuid> = vm_ports.iter().filter(|p| !pg.ports.contains(p)).copied().collect();
+            if !missing.is_empty() {
+                plan.change(
+                    Parent { table: table::PORT_GROUP, uuid, column: "ports" }.link_all(&missing),
+                    format!("add {} ports to {}", missing.len(), pg.name),
+                );
+            }
+            plan.mutate(table::PORT_GROUP, uuid, merge_ids(&ids, &pg.external_ids), format!("update {} ids", pg.name));
+        }
+    }
+    Ok(())
+}
+
+/// A VM port joining its network's port group: one inserted in this very
+/// transaction (by its named UUID) or an existing one.
+pub enum Member {
+    New(String),
+    Existing(Uuid),
+}
+
+/// Make `member` part of the network's port group (created if missing), so
+/// firewall and ACL rules cover VMs started after the rules were applied.
+pub fn join_port_group(plan: &mut Plan, scope: &Scope, member: Member, obs: &Observed) -> Result<()> {
+    let uuid = port_group_uuid(scope);
+    let value = match member {
+        Member::New(name) => crate::ovsdb::value::set(vec![crate::ovsdb::value::named_uuid(&name)]),
+        Member::Existing(u) => {
+            if obs.port_group.as_ref().is_some_and(|pg| pg.ports.contains(&u)) {
+                return Ok(());
+            }
+            uuid_set([u])
+        }
+    };
+    match &obs.port_group {
+        None => {
+            let mut row = Map::new();
+            row.insert("name".into(), json!(port_group_name(scope.network_id)));
+            row.insert("ports".into(), value);
+            row.insert("external_ids".into(), string_map(&scope.ids(Kind::PortGroup)));
+            plan.insert(
+                table::PORT_GROUP,
+                Some(uuid),
+                None,
+                row,
+                format!("insert port group {}", port_group_name(scope.network_id)),
+            );
+        }
+        Some(pg) => {
+            scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
+            plan.change(
+                crate::ovsdb::Operation::Mutate {
+                    table: table::PORT_GROUP.into(),
+                    conditions: vec![crate::ovsdb::Condition::uuid_is(uuid)],
+                    mutations: vec![crate::ovsdb::Mutation("ports".into(), crate::ovsdb::Mutator::Insert, value)],
+                },
+                format!("add port to {}", pg.name),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Replace the network's ACLs of `kind` by `desired`: insert what is new,
+/// unlink what is no longer wanted (OVSDB deletes unreferenced ACLs), keep
+/// the rest untouched. `firewall` is recorded on the port group so later
+/// NAT/forwarding/LB changes can recompute the firewall.
+pub fn converge_acls(
+    plan: &mut Plan,
+    scope: &Scope,
+    kind: Kind,
+    desired: &[AclSpec],
+    public_switch: Option<Uuid>,
+    firewall: Option<&str>,
+    obs: &Observed,
+) -> Result<()> {
+    let pg_uuid = port_group_uuid(scope);
+    let current_pg: BTreeSet<Uuid> =
+        obs.port_group.as_ref().map(|pg| pg.acls.iter().copied().collect()).unwrap_or_default();
+    let recorded_public: BTreeSet<Uuid> = obs
+        .port_group
+        .as_ref()
+        .and_then(|pg| pg.external_ids.get(key::PUBLIC_ACLS))
+        .map(|s| s.split(',').filter_map(|u| u.parse().ok()).collect())
+        .unwrap_or_default();
+    let mut want_pg = BTreeSet::new();
+    let mut want_public = BTreeSet::new();
+    for spec in desired {
+        let uuid = acl_uuid(scope, kind, spec);
+        let (wanted, current, parent) = match spec.place {
+            Place::PortGroup => {
+                (&mut want_pg, &current_pg, Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" })
+            }
+            Place::PublicSwitch => {
+                let Some(sw) = public_switch else { continue };
+                (&mut want_public, &recorded_public, Parent::switch(sw, "acls"))
+            }
+        };
+        if !wanted.insert(uuid) || current.contains(&uuid) {
+            continue;
+        }
+        let mut ids = scope.ids(kind);
+        if let Some(id) = spec.rule_id {
+            ids.insert(key::RULE_ID.into(), id.to_string());
+        }
+        let mut row = Map::new();
+        row.insert("priority".into(), json!(spec.priority));
+        row.insert("direction".into(), json!(spec.direction.as_str()));
+        row.insert("match".into(), json!(spec.matches));
+        row.insert("action".into(), json!(spec.action.as_str()));
+        row.insert("external_ids".into(), string_map(&ids));
+        plan.insert_child(
+            table::ACL,
+            uuid,
+            row,
+            parent,
+            format!("{} ACL {} {}", spec.direction.as_str(), spec.priority, spec.matches),
+        );
+    }
+    let stale_pg: Vec<Uuid> = current_pg.difference(&want_pg).copied().collect();
+    if !stale_pg.is_empty() && obs.port_group.is_some() {
+        plan.change(
+            Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" }.unlink(&stale_pg),
+            format!("remove {} ACLs", stale_pg.len()),
+        );
+    }
+    let stale_public: Vec<Uuid> = recorded_public.difference(&want_public).copied().collect();
+    if let (false, Some(sw)) = (stale_public.is_empty(), public_switch) {
+        plan.change(
+            Parent::switch(sw, "acls").unlink(&stale_public),
+            format!("remove {} public-switch ACLs", stale_public.len()),
+        );
+    }
+    // Bookkeeping on the port group: which public ACLs are ours, and the rules.
+    let mut desired_ids: BTreeMap<String, String> = BTreeMap::new();
+    let observed_ids = obs.port_group.as_ref().map(|pg| pg.external_ids.clone()).unwrap_or_default();
+    let list: Vec<String> = want_public.iter().map(Uuid::to_string).collect();
+    desired_ids.insert(key::PUBLIC_ACLS.into(), list.join(","));
+    if let Some(fw) = firewall {
+        desired_ids.insert(key::FIREWALL.into(), fw.to_string());
+    }
+    let muts = super::map_mutations("external_ids", &desired_ids, &observed_ids, |k| {
+        desired_ids.contains_key(k) || k == key::PUBLIC_ACLS
+    });
+    plan.mutate(table::PORT_GROUP, pg_uuid, muts, "record firewall state".into());
+    Ok(())
+}
+
+/// The firewall rules recorded on the port group, if a firewall was applied.
+pub fn recorded_firewall(obs: &Observed) -> Option<Value> {
+    let raw = obs.port_group.as_ref()?.external_ids.get(key::FIREWALL)?;
+    serde_json::from_str(raw).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidr(s: &str) -> Ipv4Cidr {
+        Ipv4Cidr::parse("c", s).unwrap()
+    }
+
+    fn rule(ingress: bool, proto: RuleProto, ports: Option<(u16, u16)>, public: Option<&str>, src: &[&str]) -> Rule {
+        Rule {
+            id: Some(1),
+            ingress,
+            protocol: proto,
+            ports,
+            icmp_type: None,
+            icmp_code: None,
+            public_ip: public.map(|p| p.parse().unwrap()),
+            source_cidrs: src.iter().map(|c| cidr(c)).collect(),
+            dest_cidrs: vec![],
+            allow: true,
+        }
+    }
+
+    fn scope() -> FirewallScope {
+        FirewallScope {
+            port_group: "cs_net_42".into(),
+            router_peer: "rtr-cs-net-42".into(),
+            gateway_peer: Some("lsp-cs-router-42-pub".into()),
+            guest_cidr: cidr("10.1.1.0/24"),
+            router_ips: vec!["203.0.113.10".parse().unwrap()],
+        }
+    }
+
+    #[test]
+    fn ingress_rule_maps_public_to_private_through_forwarding() {
+        let mut fwd = Forwarding::default();
+        fwd.static_nat.insert("203.0.113.11".parse().unwrap(), "10.1.1.23".parse().unwrap());
+        fwd.vips.insert(
+            ("203.0.113.12".parse().unwrap(), Protocol::Tcp, 2222),
+            [("10.1.1.23".parse().unwrap(), 22)].into(),
+        );
+        let rules = [
+            rule(true, RuleProto::Tcp, Some((22, 22)), Some("203.0.113.11"), &["198.51.100.0/28"]),
+            rule(true, RuleProto::Tcp, Some((2222, 2222)), Some("203.0.113.12"), &["0.0.0.0/0"]),
+        ];
+        let acls = firewall_acls(&scope(), true, &rules, &fwd);
+        let text: Vec<String> =
+            acls.iter().map(|a| format!("{:?} {} {:?} {}", a.place, a.priority, a.action, a.matches)).collect();
+        let has = |s: &str| text.iter().any(|t| t.contains(s));
+        assert!(has("PublicSwitch 1100 AllowStateless outport == \"lsp-cs-router-42-pub\" && ip4 && ip4.dst == 203.0.113.11 && ip4.src == 198.51.100.0/28 && tcp && tcp.dst == 22"), "{text:#?}");
+        assert!(has("PublicSwitch 1100 AllowStateless outport == \"lsp-cs-router-42-pub\" && ip4 && ip4.dst == 203.0.113.12 && tcp && tcp.dst == 2222"), "{text:#?}");
+        assert!(has("ip4.dst == 203.0.113.12 && tcp && tcp.flags[1] == 1 && tcp.flags[4] == 0"));
+        assert!(has("PortGroup 1100 AllowRelated outport == @cs_net_42 && inport == \"rtr-cs-net-42\" && ip4 && ip4.dst == 10.1.1.23 && ip4.src == 198.51.100.0/28 && tcp && tcp.dst == 22"));
+        assert!(has("ip4.dst == 10.1.1.23 && tcp && tcp.dst == 22"), "the forward's private port is allowed");
+        assert!(has("PortGroup 1000 Drop outport == @cs_net_42 && inport == \"rtr-cs-net-42\" && ip4"));
+        assert!(!has("FromVm"), "default allow with no egress rules: no egress ACL");
+    }
+
+    #[test]
+    fn egress_default_deny_keeps_dhcp_and_dns() {
+        let rules = [rule(false, RuleProto::Tcp, Some((80, 80)), None, &[])];
+        let acls = firewall_acls(&scope(), false, &rules, &Forwarding::default());
+        let text: Vec<String> = acls.iter().map(|a| format!("{} {:?} {}", a.priority, a.action, a.matches)).collect();
+        assert!(
+            text.iter().any(|t| t.starts_with(
+                "1100 AllowRelated inport == @cs_net_42 && ip4 && ip4.dst != 10.1.1.0/24 && tcp && tcp.dst == 80"
+            )),
+            "{text:#?}"
+        );
+        assert!(text.iter().any(|t| t.starts_with("1000 Drop inport == @cs_net_42 && ip4 && ip4.dst != 10.1.1.0/24")));
+        assert!(text.iter().any(|t| t.contains("udp.dst == 67")));
+        let allow = firewall_acls(&scope(), true, &rules, &Forwarding::default());
+        assert!(allow.iter().any(|a| a.direction == Direction::FromVm
+            && a.action == Action::Drop
+            && a.matches.contains("tcp.dst == 80")));
+    }
+
+    #[test]
+    fn network_acl_order_and_implicit_deny() {
+        let mut deny22 = rule(true, RuleProto::Tcp, Some((22, 22)), None, &[]);
+        deny22.allow = false;
+        let icmp = rule(true, RuleProto::Icmp, None, None, &["0.0.0.0/0"]);
+        let acls = network_acls("cs_net_71", cidr("10.7.1.0/24"), &[icmp, deny22]);
+        let prio = |needle: &str| acls.iter().find(|a| a.matches.contains(needle)).map(|a| a.priority).unwrap();
+        assert!(prio("icmp4") > prio("tcp.dst == 22"), "lower number first");
+        assert!(acls
+            .iter()
+            .any(|a| a.priority == DEFAULT && a.action == Action::Drop && a.direction == Direction::ToPort));
+        assert!(acls.iter().any(|a| a.matches.contains("ip4.src == 10.7.1.0/24") && a.action == Action::AllowRelated));
+    }
+}
