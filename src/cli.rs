@@ -214,26 +214,6 @@ fn read_base64_json_file(flag: &str, path: &Path) -> Result<Value> {
     serde_json::from_slice(&bytes).map_err(|e| Error::Payload(format!("--{flag} {}: not JSON: {e}", path.display())))
 }
 
-pub const HELP: &str = "\
-cloudstack-ovn — OVN network backend for Apache CloudStack (NetworkOrchestrator extension)
-
-CloudStack runs:
-  cloudstack-ovn <command> <payload-file> [<timeout-seconds>]
-  cloudstack-ovn <command> --network-id <id> [--flag value]...   (legacy flag style)
-
-Commands (CloudStack's names):
-  ensure-network-device  implement-network  shutdown-network  destroy-network
-  prepare-nic  release-nic
-  config-dhcp-subnet  remove-dhcp-subnet  add-dhcp-entry  remove-dhcp-entry  set-dhcp-options
-  config-dns-subnet  remove-dns-subnet  add-dns-entry  remove-dns-entry
-Other CloudStack commands exit 6 (not supported yet) in this version.
-
-Configuration: registration detail ovn.nb.connection, else OVN_NB_DB, else
-/etc/cloudstack-ovn/config.toml (or $CLOUDSTACK_OVN_CONFIG). Log file:
-$CLOUDSTACK_OVN_LOG, else log.file, else /var/log/cloudstack-ovn/cloudstack-ovn.log.
-Exit codes: 0 ok, 1 internal, 2 bad input, 3 configuration, 4 NB unreachable or
-deadline passed, 5 NB refused the change, 6 not supported yet.";
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,12 @@ pub const NB_CONNECTION: &str = "ovn.nb.connection";
 pub const NB_PRIVATE_KEY: &str = "ovn.nb.private_key";
 pub const NB_CERTIFICATE: &str = "ovn.nb.certificate";
 pub const NB_CA_CERT: &str = "ovn.nb.ca_cert";
+/// The Southbound database: read only by `cloudstack-ovn doctor` (chassis and
+/// bridge mappings); CloudStack commands never use it.
+pub const SB_CONNECTION: &str = "ovn.sb.connection";
+pub const SB_PRIVATE_KEY: &str = "ovn.sb.private_key";
+pub const SB_CERTIFICATE: &str = "ovn.sb.certificate";
+pub const SB_CA_CERT: &str = "ovn.sb.ca_cert";
 pub const MTU: &str = "ovn.mtu";
 pub const DHCP_LEASE_TIME: &str = "ovn.dhcp.lease_time";
 pub const OWNER: &str = "ovn.owner";
@@ -44,6 +50,10 @@ pub fn env_name(key: &str) -> String {
         NB_PRIVATE_KEY => "OVN_NB_PRIVATE_KEY".into(),
         NB_CERTIFICATE => "OVN_NB_CERTIFICATE".into(),
         NB_CA_CERT => "OVN_NB_CA_CERT".into(),
+        SB_CONNECTION => "OVN_SB_DB".into(),
+        SB_PRIVATE_KEY => "OVN_SB_PRIVATE_KEY".into(),
+        SB_CERTIFICATE => "OVN_SB_CERTIFICATE".into(),
+        SB_CA_CERT => "OVN_SB_CA_CERT".into(),
         LOG_FILE => "CLOUDSTACK_OVN_LOG".into(),
         LOG_LEVEL => "CLOUDSTACK_OVN_LOG_LEVEL".into(),
         other => {
@@ -180,6 +190,22 @@ impl Settings {
         }
     }
 
+    /// The SB remote(s), if configured (only `doctor` reads the SB).
+    pub fn sb_connection(&self) -> Option<(String, Source)> {
+        self.get(SB_CONNECTION)
+    }
+
+    /// TLS files for `ssl:` SB remotes: the `ovn.sb.*` keys, each falling
+    /// back to its `ovn.nb.*` counterpart (one PKI usually signs both).
+    pub fn sb_tls(&self) -> TlsFiles {
+        let file = |sb: &str, nb: &str| self.get(sb).or_else(|| self.get(nb)).map(|(v, _)| PathBuf::from(v));
+        TlsFiles {
+            private_key: file(SB_PRIVATE_KEY, NB_PRIVATE_KEY),
+            certificate: file(SB_CERTIFICATE, NB_CERTIFICATE),
+            ca_cert: file(SB_CA_CERT, NB_CA_CERT),
+        }
+    }
+
     fn number(&self, key: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32> {
         match self.get(key) {
             None => Ok(default),
@@ -298,6 +324,21 @@ mod tests {
         let s = Settings::new(map(&[]), map(&[]), FileConfig::default());
         let e = s.nb_connection().unwrap_err().to_string();
         assert!(e.contains("ovn.nb.connection") && e.contains("OVN_NB_DB"), "{e}");
+    }
+
+    #[test]
+    fn sb_keys_fall_back_to_nb_tls() {
+        let s = Settings::new(
+            map(&[]),
+            map(&[("OVN_SB_DB", "ssl:1.2.3.4:6642"), ("OVN_NB_CA_CERT", "/ca.pem"), ("OVN_SB_PRIVATE_KEY", "/sb.pem")]),
+            FileConfig::default(),
+        );
+        assert_eq!(s.sb_connection(), Some(("ssl:1.2.3.4:6642".into(), Source::Environment)));
+        let t = s.sb_tls();
+        assert_eq!(t.ca_cert.as_deref(), Some(Path::new("/ca.pem")));
+        assert_eq!(t.private_key.as_deref(), Some(Path::new("/sb.pem")));
+        assert_eq!(t.certificate, None);
+        assert_eq!(Settings::new(map(&[]), map(&[]), FileConfig::default()).sb_connection(), None);
     }
 
     #[test]

@@ -13,13 +13,19 @@
 //! * [`commands`] — one file per command family: observe, plan, apply.
 //! * [`payload`], [`config`], [`cli`], [`output`], [`log`] — the protocol
 //!   front end: argv, payload files, configuration, stdout and the log file.
+//! * [`capabilities`] — the services we advertise to CloudStack, derived
+//!   from what `commands::COMMANDS` implements.
+//! * [`operator`] — `--help`, `extension-details`, `doctor`, man page and
+//!   completions (clap; never on the CloudStack hot path).
 
+pub mod capabilities;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod log;
 pub mod nb;
+pub mod operator;
 pub mod output;
 pub mod ovsdb;
 pub mod payload;

@@ -1,6 +1,12 @@
-//! Thin entry point: all logic lives in the library (`commands::main`).
+//! Thin entry point: all logic lives in the library. Operator requests
+//! (`--help`, `extension-details`, `doctor`, …) are recognised by their
+//! first argument; everything else is a CloudStack command.
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    std::process::ExitCode::from(cloudstack_ovn::commands::main(&args) as u8)
+    let code = match cloudstack_ovn::operator::route(&args) {
+        Some(code) => code,
+        None => cloudstack_ovn::commands::main(&args) as u8,
+    };
+    std::process::ExitCode::from(code)
 }

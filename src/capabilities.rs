@@ -1,0 +1,229 @@
+//! What cloudstack-ovn tells CloudStack it can do: the one table from
+//! CloudStack service (names as in `network.services`) to the commands the
+//! service needs and the capabilities we advertise for it.
+//!
+//! A service is advertised iff every one of its commands is implemented
+//! according to [`commands::COMMANDS`]: flipping a command there is the only
+//! change needed for `extension-details`, `--help` and the man page to
+//! follow. Capability values are strings (CloudStack parses them), and name
+//! only what we really do: a missing capability means "no constraint" to
+//! CloudStack, so restricting ones are given explicitly (`"false"`).
+
+use serde_json::{Map, Value};
+
+use crate::commands::COMMANDS;
+
+/// One CloudStack network service.
+#[derive(Debug)]
+pub struct Service {
+    /// CloudStack's name (`Network.Service`), as in `network.services`.
+    pub name: &'static str,
+    /// Every command CloudStack sends for this service.
+    pub commands: &'static [&'static str],
+    /// `network.service.capabilities` entries for this service.
+    pub capabilities: &'static [(&'static str, &'static str)],
+}
+
+/// Every service we may provide, in the order `network.services` lists them.
+pub const SERVICES: &[Service] = &[
+    Service {
+        name: "Dhcp",
+        commands: &[
+            "config-dhcp-subnet",
+            "remove-dhcp-subnet",
+            "add-dhcp-entry",
+            "remove-dhcp-entry",
+            "set-dhcp-options",
+        ],
+        // CloudStack then sends config-dhcp-subnet before each add-dhcp-entry.
+        capabilities: &[("DhcpAccrossMultipleSubnets", "true")],
+    },
+    Service {
+        name: "Dns",
+        commands: &["config-dns-subnet", "remove-dns-subnet", "add-dns-entry", "remove-dns-entry"],
+        capabilities: &[("AllowDnsSuffixModification", "true")],
+    },
+    Service {
+        name: "UserData",
+        commands: &["save-vm-data", "save-password", "save-userdata", "save-sshkey", "save-hypervisor-hostname"],
+        capabilities: &[("Supported", "true")],
+    },
+    Service {
+        name: "SourceNat",
+        commands: &["assign-ip", "release-ip"],
+        capabilities: &[("SupportedSourceNatTypes", "peraccount"), ("RedundantRouter", "false")],
+    },
+    Service {
+        name: "StaticNat",
+        commands: &["add-static-nat", "delete-static-nat"],
+        capabilities: &[("Supported", "true")],
+    },
+    Service {
+        name: "PortForwarding",
+        commands: &["add-port-forward", "delete-port-forward"],
+        capabilities: &[("SupportedProtocols", "tcp,udp")],
+    },
+    Service {
+        name: "Firewall",
+        commands: &["apply-fw-rules"],
+        capabilities: &[
+            ("SupportedProtocols", "tcp,udp,icmp"),
+            ("SupportedEgressProtocols", "tcp,udp,icmp,all"),
+            ("SupportedTrafficDirection", "ingress,egress"),
+            ("MultipleIps", "true"),
+        ],
+    },
+    Service {
+        name: "Lb",
+        commands: &["apply-lb-rules"],
+        // No stickiness methods: CloudStack then refuses stickiness policies.
+        capabilities: &[
+            ("SupportedLBAlgorithms", "roundrobin,source"),
+            ("SupportedProtocols", "tcp,udp"),
+            ("SupportedLBIsolation", "dedicated"),
+            ("LbSchemes", "Public"),
+            ("SslTermination", "false"),
+            ("VmAutoScaling", "false"),
+        ],
+    },
+    Service {
+        name: "NetworkACL",
+        commands: &["apply-network-acl"],
+        capabilities: &[("SupportedProtocols", "tcp,udp,icmp")],
+    },
+    Service {
+        // The router: an isolated network's (public IPs and its default
+        // route) and a VPC's (created, re-addressed and removed with the VPC).
+        name: "Gateway",
+        commands: &["assign-ip", "release-ip", "implement-vpc", "shutdown-vpc", "update-vpc-source-nat-ip"],
+        capabilities: &[("RedundantRouter", "false")],
+    },
+    Service { name: "CustomAction", commands: &["custom-action"], capabilities: &[("Supported", "true")] },
+];
+
+/// Commands CloudStack sends whatever the services (network and NIC
+/// lifecycle, `restore-network` after a restart, `destroy-vpc` which only
+/// the reference wrapper knows). Not tied to a service.
+pub const LIFECYCLE: &[&str] = &[
+    "ensure-network-device",
+    "implement-network",
+    "shutdown-network",
+    "destroy-network",
+    "prepare-nic",
+    "release-nic",
+    "restore-network",
+    "destroy-vpc",
+];
+
+/// Whether this version implements `command` (per [`COMMANDS`]).
+pub fn implemented(command: &str) -> bool {
+    COMMANDS.iter().any(|(c, done)| *c == command && *done)
+}
+
+impl Service {
+    /// True iff every command of the service is implemented.
+    pub fn supported(&self) -> bool {
+        self.commands.iter().all(|c| implemented(c))
+    }
+}
+
+/// The services this version provides.
+pub fn advertised() -> impl Iterator<Item = &'static Service> {
+    SERVICES.iter().filter(|s| s.supported())
+}
+
+/// The `network.services` value: `Dhcp,Dns,…`.
+pub fn services_csv() -> String {
+    advertised().map(|s| s.name).collect::<Vec<_>>().join(",")
+}
+
+/// The `network.service.capabilities` value as a JSON object
+/// `{Service: {Capability: "value"}}` (advertised services only).
+pub fn capabilities_json() -> Value {
+    let mut all = Map::new();
+    for s in advertised() {
+        let caps: Map<String, Value> =
+            s.capabilities.iter().map(|(k, v)| (k.to_string(), Value::String(v.to_string()))).collect();
+        all.insert(s.name.to_string(), Value::Object(caps));
+    }
+    Value::Object(all)
+}
+
+/// The extension details `cmk createExtension` needs, in order, as
+/// CloudStack stores them (all values strings).
+pub fn extension_details() -> Vec<(&'static str, String)> {
+    vec![
+        ("network.services", services_csv()),
+        ("network.service.capabilities", capabilities_json().to_string()),
+        // NetworkExtensionGuestNetworkGuru designs our networks and applies
+        // implement-network's Lswitch output.
+        ("network.isolation.method", "NetworkExtension".to_string()),
+        // OVN answers DHCP/DNS itself: no placeholder guest IP.
+        ("network.allocate.extension.ip", "false".to_string()),
+        // Fork-lswitch: NICs bound by iface-id = NIC uuid (ignored upstream).
+        ("vif.binding", "lswitch".to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Service names exactly as CloudStack spells them (`Network.Service`).
+    const CLOUDSTACK_SERVICES: &[&str] = &[
+        "Vpn",
+        "Dhcp",
+        "Dns",
+        "Gateway",
+        "Firewall",
+        "Lb",
+        "UserData",
+        "SourceNat",
+        "StaticNat",
+        "PortForwarding",
+        "SecurityGroup",
+        "NetworkACL",
+        "Connectivity",
+        "CustomAction",
+    ];
+
+    #[test]
+    fn every_command_is_known_and_covered() {
+        for s in SERVICES {
+            assert!(CLOUDSTACK_SERVICES.contains(&s.name), "{} is not a CloudStack service", s.name);
+            for c in s.commands {
+                assert!(COMMANDS.iter().any(|(k, _)| k == c), "{}: unknown command {c}", s.name);
+            }
+        }
+        for c in LIFECYCLE {
+            assert!(COMMANDS.iter().any(|(k, _)| k == c), "unknown lifecycle command {c}");
+        }
+        for (c, _) in COMMANDS {
+            let covered = LIFECYCLE.contains(c) || SERVICES.iter().any(|s| s.commands.contains(c));
+            assert!(covered, "{c} belongs to no service and is not a lifecycle command");
+        }
+    }
+
+    #[test]
+    fn advertised_iff_all_commands_implemented() {
+        let names: Vec<&str> = advertised().map(|s| s.name).collect();
+        for s in SERVICES {
+            let all = s.commands.iter().all(|c| COMMANDS.iter().any(|(k, done)| k == c && *done));
+            assert_eq!(names.contains(&s.name), all, "{}", s.name);
+        }
+        let caps = capabilities_json();
+        assert_eq!(caps.as_object().unwrap().keys().count(), names.len());
+        for n in &names {
+            assert!(caps[n].as_object().unwrap().values().all(Value::is_string), "{n}");
+        }
+        assert_eq!(services_csv(), names.join(","));
+    }
+
+    #[test]
+    fn details_are_strings_and_capabilities_parse() {
+        let d = extension_details();
+        let caps = &d.iter().find(|(k, _)| *k == "network.service.capabilities").unwrap().1;
+        assert_eq!(serde_json::from_str::<Value>(caps).unwrap(), capabilities_json());
+        assert!(d.iter().any(|(k, v)| *k == "network.isolation.method" && v == "NetworkExtension"));
+    }
+}

@@ -1,0 +1,226 @@
+//! The clap definition of the operator command line, and a description of
+//! every CloudStack command, so that `--help`, the man page and the shell
+//! completions come from one place.
+//!
+//! clap never parses a CloudStack invocation: those go through
+//! [`crate::cli::parse`] (fast, and tolerant of flags CloudStack adds in new
+//! releases). The CloudStack commands appear here only to be described.
+
+use std::path::PathBuf;
+
+use clap::{Arg, Args, Command, CommandFactory, Parser, Subcommand};
+
+use crate::commands::COMMANDS;
+
+/// How CloudStack calls us, configuration and exit codes (end of `--help`,
+/// EXTRA section of the man page).
+const AFTER_HELP: &str = "\
+CloudStack runs the commands above (CloudStack's names) through the extension's entry point:
+  cloudstack-ovn <command> <payload-file> [<timeout-seconds>]
+  cloudstack-ovn <command> --network-id <id> [--flag value]...   (legacy flag style)
+Each prints at most one line of JSON; failures print {\"status\":\"error\",\"message\":\"...\"}.
+
+Configuration: registration detail ovn.nb.connection, else OVN_NB_DB, else
+/etc/cloudstack-ovn/config.toml (or $CLOUDSTACK_OVN_CONFIG). Log file:
+$CLOUDSTACK_OVN_LOG, else log.file, else /var/log/cloudstack-ovn/cloudstack-ovn.log.
+
+Exit codes: 0 ok, 1 internal error (doctor: a check failed), 2 bad input or unknown
+command, 3 configuration, 4 NB unreachable or deadline passed, 5 NB refused the
+change, 6 not supported yet.
+
+Operator guide: /usr/share/doc/cloudstack-ovn/cloudstack-setup.md";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cloudstack-ovn",
+    version,
+    about = "OVN network backend for Apache CloudStack (NetworkOrchestrator extension)",
+    long_about = "OVN network backend for Apache CloudStack. CloudStack runs cloudstack-ovn as a \
+NetworkOrchestrator extension, once per network event; each command becomes one atomic \
+transaction on the OVN Northbound database. The operator subcommands (extension-details, doctor) \
+help register the extension and check an installation.",
+    after_help = AFTER_HELP,
+    disable_help_subcommand = false
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Operator>,
+}
+
+/// Operator subcommands (never sent by CloudStack).
+#[derive(Debug, Subcommand)]
+pub enum Operator {
+    /// Print the extension details and the cmk commands that register cloudstack-ovn with CloudStack
+    #[command(long_about = "Print what `cmk createExtension` needs (network.services, \
+network.service.capabilities, network.isolation.method, network.allocate.extension.ip, vif.binding) \
+and the `cmk registerExtension` details (ovn.* keys) as ready-to-paste command lines, or as JSON. \
+Only the services whose commands this version implements are listed.")]
+    ExtensionDetails(DetailsArgs),
+    /// Check the OVN connection, TLS, cluster leader, NB schema, chassis, bridge mappings and log file
+    #[command(long_about = "Check the configured OVN Northbound (and, with ovn.sb.connection / \
+OVN_SB_DB, Southbound) databases: every remote reachable, TLS accepted, a cluster leader, NB schema \
+compatible with the one cloudstack-ovn is built for, chassis registered with ovn-bridge-mappings for \
+ovn.public.network_name, every ovn.gateway.chassis registered, the log file writable. Settings come \
+from the environment and the config file (CloudStack's registration details are not visible here: \
+pass them with --nb/--sb or the environment). Exits 1 when a check failed, with the fix for each \
+problem.")]
+    Doctor(DoctorArgs),
+    /// Generate the man page or shell completions
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DetailsArgs {
+    /// Print one JSON document instead of cmk command lines
+    #[arg(long)]
+    pub json: bool,
+    /// The extension's name in CloudStack (also the network service provider's name)
+    #[arg(long, value_name = "NAME", default_value = "ovn", value_parser = extension_name)]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print one JSON document instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds each remote may take (connect, TLS, every request)
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: u64,
+    /// NB remote(s) to check instead of ovn.nb.connection / OVN_NB_DB
+    #[arg(long, value_name = "REMOTES")]
+    pub nb: Option<String>,
+    /// SB remote(s) to check instead of ovn.sb.connection / OVN_SB_DB
+    #[arg(long, value_name = "REMOTES")]
+    pub sb: Option<String>,
+    /// Gateway chassis to check instead of ovn.gateway.chassis
+    #[arg(long, value_name = "CHASSIS,...")]
+    pub gateway_chassis: Option<String>,
+    /// Log file to check instead of CLOUDSTACK_OVN_LOG / log.file
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Generate {
+    /// The man page (roff) on stdout
+    Man,
+    /// Shell completions on stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+fn extension_name(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        Ok(s.to_string())
+    } else {
+        Err("use letters, digits, '-', '_' or '.' (at most 64)".into())
+    }
+}
+
+/// What each CloudStack command is, in CloudStack's words (when CloudStack
+/// sends it and for which service). One entry per [`COMMANDS`] entry.
+pub const DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        "ensure-network-device",
+        "CloudStack asks which device serves a network or VPC (before every network command); \
+         prints the details CloudStack stores",
+    ),
+    ("implement-network", "CloudStack implements a guest network (network implement/restart); prints the Lswitch URI"),
+    ("shutdown-network", "CloudStack shuts a guest network down (network GC, restart with cleanup, delete)"),
+    ("destroy-network", "CloudStack destroys a guest network (network delete)"),
+    ("prepare-nic", "CloudStack prepares a VM NIC (VM start or deploy, NIC add)"),
+    ("release-nic", "CloudStack releases a VM NIC (VM stop or expunge, NIC removal)"),
+    ("config-dhcp-subnet", "CloudStack configures DHCP for a NIC's subnet (Dhcp service, before add-dhcp-entry)"),
+    ("remove-dhcp-subnet", "CloudStack removes DHCP support for a subnet (Dhcp service)"),
+    ("add-dhcp-entry", "CloudStack adds a VM's DHCP entry (Dhcp service, NIC prepare)"),
+    ("remove-dhcp-entry", "CloudStack removes a VM's DHCP entry (Dhcp service)"),
+    ("set-dhcp-options", "CloudStack sets a NIC's extra DHCP options (Dhcp service, legacy flag style only)"),
+    ("config-dns-subnet", "CloudStack configures DNS for a NIC's subnet (Dns service)"),
+    ("remove-dns-subnet", "CloudStack removes DNS support for a subnet (Dns service)"),
+    ("add-dns-entry", "CloudStack adds a VM's DNS entry (Dns service)"),
+    ("remove-dns-entry", "CloudStack removes a VM's DNS entry (Dns service)"),
+    ("implement-vpc", "CloudStack implements a VPC (VPC create or restart)"),
+    ("shutdown-vpc", "CloudStack shuts a VPC down (VPC delete, restart with cleanup)"),
+    ("destroy-vpc", "Destroys a VPC like shutdown-vpc (never sent by CloudStack)"),
+    ("update-vpc-source-nat-ip", "CloudStack moves a VPC's source NAT IP (updateVPC sourcenatipaddress)"),
+    ("assign-ip", "CloudStack applies a public IP to a network (IP associate, network implement; SourceNat, Gateway)"),
+    ("release-ip", "CloudStack releases a public IP (IP disassociate; SourceNat, Gateway)"),
+    ("add-static-nat", "CloudStack enables static NAT from a public IP to a VM (StaticNat service)"),
+    ("delete-static-nat", "CloudStack disables static NAT of a public IP (StaticNat service)"),
+    ("add-port-forward", "CloudStack creates a port forwarding rule (PortForwarding service)"),
+    ("delete-port-forward", "CloudStack deletes a port forwarding rule (PortForwarding service)"),
+    ("apply-fw-rules", "CloudStack applies a network's ingress and egress firewall rules (Firewall service)"),
+    ("apply-network-acl", "CloudStack applies a VPC tier's network ACL (NetworkACL service)"),
+    ("apply-lb-rules", "CloudStack applies load balancing rules (Lb service)"),
+    ("save-vm-data", "CloudStack saves a VM's user data, metadata and password (UserData service, NIC prepare)"),
+    ("save-password", "CloudStack saves a VM's reset password (UserData service)"),
+    ("save-userdata", "CloudStack saves a VM's updated user data (UserData service)"),
+    ("save-sshkey", "CloudStack saves a VM's reset SSH key (UserData service)"),
+    ("save-hypervisor-hostname", "CloudStack saves the name of a VM's hypervisor host (UserData service)"),
+    ("restore-network", "CloudStack restores DHCP, DNS and user data after a network restart"),
+    ("custom-action", "CloudStack runs a custom action on a network or VPC (CustomAction service)"),
+];
+
+/// The description of a CloudStack command.
+pub fn describe(command: &str) -> Option<&'static str> {
+    DESCRIPTIONS.iter().find(|(c, _)| *c == command).map(|(_, d)| *d)
+}
+
+/// The whole command line: the operator subcommands from [`Cli`], then
+/// one (described, never parsed) subcommand per CloudStack command.
+pub fn command() -> Command {
+    let mut cmd = Cli::command();
+    for (name, implemented) in COMMANDS {
+        let about = describe(name).unwrap_or("CloudStack command");
+        let about = match implemented {
+            true => about.to_string(),
+            false => format!("{about} [not supported yet: exits 6]"),
+        };
+        cmd = cmd.subcommand(
+            Command::new(*name)
+                .about(about)
+                .arg(Arg::new("payload-file").value_name("PAYLOAD_FILE").value_hint(clap::ValueHint::FilePath).help(
+                    "CloudStack's payload file: {\"physical-network-extension-details\":{...},\
+                     \"network-extension-details\":{...},\"payload\":{...}}",
+                ))
+                .arg(
+                    Arg::new("timeout-seconds")
+                        .value_name("TIMEOUT_SECONDS")
+                        .help("Deadline of the whole run, 1-3600 (default 60)"),
+                )
+                .after_help(
+                    "Legacy form: cloudstack-ovn <command> --network-id <id> [--flag value]... \
+                     (unknown flags are logged and ignored)",
+                ),
+        );
+    }
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_described_once() {
+        for (c, _) in COMMANDS {
+            assert!(describe(c).is_some(), "{c} has no description");
+        }
+        for (c, _) in DESCRIPTIONS {
+            assert!(COMMANDS.iter().any(|(k, _)| k == c), "description of unknown command {c}");
+        }
+        assert_eq!(DESCRIPTIONS.len(), COMMANDS.len());
+    }
+
+    #[test]
+    fn clap_definition_is_valid() {
+        command().debug_assert();
+    }
+}

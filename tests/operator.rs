@@ -1,0 +1,402 @@
+//! Operator features against real OVN: `extension-details` advertises
+//! exactly what the binary dispatches, `doctor` on a healthy and on broken
+//! installations (stopped NB, silent NB, wrong CA, chassis without the
+//! bridge mapping, unknown gateway chassis), `--help`, the man page and
+//! completions. The Debian package is checked by `scripts/check-deb.sh`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cloudstack_ovn::capabilities::{self, SERVICES};
+use cloudstack_ovn::commands::COMMANDS;
+use common::*;
+use serde_json::{json, Value};
+
+/// Hard limit for one run of the binary (doctor bounds itself far below).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// Run the product with a clean environment plus `env`; stdout/stderr go
+/// to files in a temp dir; killed (our own child) after [`RUN_LIMIT`].
+fn product(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("stdout");
+    let err = dir.path().join("stderr");
+    let mut c = Command::new(bin());
+    c.args(args)
+        .current_dir(dir.path())
+        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent/config.toml")
+        .env("CLOUDSTACK_OVN_LOG", dir.path().join("cloudstack-ovn.log"))
+        .stdin(Stdio::null())
+        .stdout(File::create(&out).unwrap())
+        .stderr(File::create(&err).unwrap());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OVN_") || (k.starts_with("CLOUDSTACK_OVN_") && k != "CLOUDSTACK_OVN_LOG") {
+            c.env_remove(&k);
+        }
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let start = Instant::now();
+    let mut child = c.spawn().expect("spawn cloudstack-ovn");
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cloudstack-ovn {args:?} did not finish within {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Run {
+        code: status.code(),
+        stdout: std::fs::read_to_string(&out).unwrap(),
+        stderr: std::fs::read_to_string(&err).unwrap(),
+        took: start.elapsed(),
+    }
+}
+
+/// A payload file holding `{"payload":{}}`: every implemented command
+/// rejects it (or, without NB, cannot connect), an unimplemented one
+/// answers "not supported yet".
+fn unsupported(command: &str, dir: &Path) -> bool {
+    let payload = dir.join("empty.payload");
+    std::fs::write(&payload, json!({"payload": {}}).to_string()).unwrap();
+    let dead = format!("unix:{}", dir.join("no-nb.sock").display());
+    let r = product(&[command, payload.to_str().unwrap(), "5"], &[("OVN_NB_DB", &dead)]);
+    assert!(r.stderr.is_empty(), "{command}: stderr {}", r.stderr);
+    let says = r.stdout.contains(&format!("not supported yet: {command}"));
+    assert_eq!(says, r.code == Some(6), "{command}: exit {:?}, {}", r.code, r.stdout);
+    says
+}
+
+#[test]
+fn extension_details_advertise_exactly_what_is_dispatched() {
+    let r = product(&["extension-details", "--json"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
+    assert!(r.stderr.is_empty());
+    let v = r.json();
+    let details = &v["details"];
+    assert_eq!(details["network.isolation.method"], "NetworkExtension");
+    assert_eq!(details["network.allocate.extension.ip"], "false");
+    assert_eq!(details["vif.binding"], "lswitch");
+    let caps: Value = serde_json::from_str(details["network.service.capabilities"].as_str().unwrap())
+        .expect("network.service.capabilities is JSON");
+    assert_eq!(caps, v["capabilities"]);
+    for (service, c) in caps.as_object().unwrap() {
+        assert!(c.as_object().unwrap().values().all(Value::is_string), "{service}: values are strings");
+    }
+    let listed: Vec<&str> = details["network.services"].as_str().unwrap().split(',').collect();
+    let with_caps: BTreeSet<&str> = caps.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(listed.iter().copied().collect::<BTreeSet<_>>(), with_caps);
+
+    // What the binary dispatches, command by command.
+    let dir = tempfile::tempdir().unwrap();
+    let not_supported: BTreeSet<&str> =
+        COMMANDS.iter().map(|(c, _)| *c).filter(|c| unsupported(c, dir.path())).collect();
+    for (c, implemented) in COMMANDS {
+        assert_eq!(!not_supported.contains(c), *implemented, "{c}: COMMANDS and dispatch disagree");
+    }
+    for s in SERVICES {
+        let works = s.commands.iter().all(|c| !not_supported.contains(c));
+        assert_eq!(
+            listed.contains(&s.name),
+            works,
+            "{} advertised={} but its commands {:?} answer 'not supported yet': {:?}",
+            s.name,
+            listed.contains(&s.name),
+            s.commands,
+            s.commands.iter().filter(|c| not_supported.contains(*c)).collect::<Vec<_>>()
+        );
+    }
+    // Names CloudStack knows, nothing we do not route.
+    for name in &listed {
+        assert!(SERVICES.iter().any(|s| s.name == *name), "{name}");
+    }
+    assert!(listed.contains(&"Dhcp") && listed.contains(&"SourceNat"), "{listed:?}");
+
+    // The cmk form carries the same values.
+    let r = product(&["extension-details", "--name", "ovn2"], &[("OVN_NB_DB", "ssl:10.0.0.1:6641")]);
+    assert_eq!(r.code, Some(0));
+    let text = &r.stdout;
+    assert!(text.contains("cmk createExtension name=ovn2 type=NetworkOrchestrator path=ovn2/ovn2.sh"), "{text}");
+    assert!(text.contains(&format!("'details[0].value={}'", capabilities::services_csv())), "{text}");
+    assert!(text.contains("'details[2].value=NetworkExtension'"), "{text}");
+    assert!(text.contains("cmk registerExtension") && text.contains("resourcetype=PhysicalNetwork"), "{text}");
+    assert!(text.contains("'details[0].value=ssl:10.0.0.1:6641'"), "local setting used: {text}");
+    assert!(text.contains("ovn.nb.ca_cert") && text.contains("ovn.gateway.chassis"), "{text}");
+}
+
+#[test]
+fn help_man_page_and_completions_come_from_clap() {
+    for args in [&["--help"][..], &["-h"], &["help"], &["help", "doctor"], &["doctor", "--help"]] {
+        let r = product(args, &[]);
+        assert_eq!(r.code, Some(0), "{args:?}: {}", r.stdout);
+        assert!(r.stderr.is_empty());
+    }
+    let help = product(&["--help"], &[]).stdout;
+    for (c, _) in COMMANDS {
+        assert!(help.contains(c), "--help lacks {c}");
+    }
+    assert!(help.contains("CloudStack implements a guest network (network implement/restart)"), "{help}");
+    let v = product(&["--version"], &[]);
+    assert_eq!(v.stdout.trim(), format!("cloudstack-ovn {}", env!("CARGO_PKG_VERSION")));
+
+    let man = product(&["generate", "man"], &[]);
+    assert_eq!(man.code, Some(0));
+    assert!(man.stdout.starts_with(".ie") && man.stdout.contains(".TH cloudstack-ovn 1"), "{}", man.stdout);
+    let text = man.stdout.replace("\\-", "-");
+    for (c, implemented) in COMMANDS {
+        if *implemented {
+            assert!(text.contains(&format!("\\fB{c}\\fR")), "man page lacks {c}");
+        }
+    }
+    for word in ["extension-details", "doctor", "--timeout", "--json", "payload-file"] {
+        assert!(text.contains(word), "man page lacks {word}");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let r = product(&["generate", "completions", shell], &[]);
+        assert_eq!(r.code, Some(0), "{shell}");
+        assert!(r.stdout.contains("extension-details") && r.stdout.contains("implement-network"), "{shell}");
+    }
+
+    // Operator usage errors: exit 2, nothing on stderr.
+    let r = product(&["doctor", "--no-such-flag"], &[]);
+    assert_eq!(r.code, Some(2));
+    assert!(r.stderr.is_empty() && r.stdout.contains("--no-such-flag"), "{}", r.stdout);
+    // The CloudStack path is untouched: unknown commands and unknown flags.
+    let r = product(&["no-such-command", "--network-id", "1"], &[]);
+    assert_eq!(r.code, Some(2));
+    assert_eq!(r.json(), json!({"status": "error", "message": "unknown command: no-such-command"}));
+}
+
+fn checks(v: &Value) -> Vec<(String, String, String)> {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+                format!("{} / fix: {}", c["detail"].as_str().unwrap(), c["fix"].as_str().unwrap_or("")),
+            )
+        })
+        .collect()
+}
+
+#[track_caller]
+fn status_of(v: &Value, check: &str) -> (String, String) {
+    let all = checks(v);
+    let (_, s, d) = all.iter().find(|(c, _, _)| c == check).unwrap_or_else(|| panic!("no check {check}: {all:?}"));
+    (s.clone(), d.clone())
+}
+
+#[test]
+fn doctor_on_a_sandbox_then_with_broken_chassis_settings() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb_remote();
+    let sb = central.sb_remote();
+    let env = |gw: &str| {
+        vec![("OVN_NB_DB", nb.clone()), ("OVN_SB_DB", sb.clone()), ("CLOUDSTACK_OVN_GATEWAY_CHASSIS", gw.to_string())]
+    };
+    let doctor = |gw: &str, json: bool| {
+        let e = env(gw);
+        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let args: &[&str] = if json { &["doctor", "--json"] } else { &["doctor"] };
+        let r = product(args, &e);
+        assert!(r.stderr.is_empty(), "{}", r.stderr);
+        r
+    };
+
+    // No bridge mapping yet; one gateway chassis does not exist.
+    let r = doctor("hv1,hv-nowhere", true);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    let v = r.json();
+    assert_eq!(v["ok"], false);
+    assert_eq!(status_of(&v, "nb leader").0, "ok");
+    let (s, d) = status_of(&v, "nb schema");
+    assert_eq!(s, "ok", "{d}");
+    assert_eq!(status_of(&v, "sb chassis").0, "ok");
+    let (s, d) = status_of(&v, "gateway chassis hv-nowhere");
+    assert!(s == "fail" && d.contains("not registered") && d.contains("hv1") && d.contains("system-id"), "{d}");
+    let (s, d) = status_of(&v, "gateway chassis hv1");
+    assert!(s == "fail" && d.contains("ovn-bridge-mappings") && d.contains("public:br-ex"), "{d}");
+    // Human table: the same problems, each with its fix.
+    let r = doctor("hv1,hv-nowhere", false);
+    assert_eq!(r.code, Some(1));
+    assert!(r.stdout.contains("gateway chassis hv-nowhere") && r.stdout.contains("To fix:"), "{}", r.stdout);
+    assert!(r.stdout.trim_end().ends_with("2 failed"), "{}", r.stdout);
+    // Without gateway chassis: a warning, and no chassis maps the public network.
+    let v = doctor("", true).json();
+    assert_eq!(status_of(&v, "gateway chassis").0, "warn");
+    let (s, d) = status_of(&v, "bridge mapping");
+    assert!(s == "fail" && d.contains("no chassis"), "{d}");
+
+    // The gateway gets its public bridge: healthy.
+    let _outside = hv.add_public("public", None);
+    assert!(
+        wait_until(Duration::from_secs(20), || central.sbctl(&["list", "Chassis"]).contains("public:br-ex")),
+        "ovn-controller did not publish the bridge mapping"
+    );
+    let r = doctor("hv1", false);
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
+    assert!(r.stdout.contains("registered, bridge mapping public:br-ex"), "{}", r.stdout);
+    assert!(r.stdout.trim_end().ends_with("0 failed"), "{}", r.stdout);
+    let v = doctor("hv1", true).json();
+    assert_eq!(v["ok"], true);
+    assert!(checks(&v).iter().all(|(_, s, _)| s == "ok"), "{v}");
+}
+
+#[test]
+fn doctor_names_a_stopped_and_a_silent_nb() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = format!("unix:{}", dir.path().join("stopped-nb.sock").display());
+    let r = product(&["doctor"], &[("OVN_NB_DB", &dead)]);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    assert!(r.stderr.is_empty());
+    assert!(r.stdout.contains(&format!("nb {dead}")) && r.stdout.contains("cannot connect"), "{}", r.stdout);
+    assert!(r.stdout.contains("start the OVN_Northbound ovsdb-server"), "{}", r.stdout);
+
+    // A live NB next to the dead one: the dead remote still fails.
+    let nb = Nb::start();
+    let both = format!("{dead},{}", nb.remote());
+    let v = product(&["doctor", "--json"], &[("OVN_NB_DB", &both)]).json();
+    assert_eq!(status_of(&v, &format!("nb {}", nb.remote())).0, "ok");
+    assert_eq!(status_of(&v, &format!("nb {dead}")).0, "fail");
+    assert_eq!(status_of(&v, "nb leader").0, "ok");
+    // The NB alone is healthy (SB not configured: skipped).
+    let r = product(&["doctor", "--json", "--nb", &nb.remote()], &[("OVN_NB_DB", &dead)]);
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
+    assert_eq!(status_of(&r.json(), "sb").0, "skip");
+    // The SB socket given as NB: does not serve OVN_Northbound.
+    let central = Central::start();
+    let r = product(&["doctor", "--nb", &central.sb_remote()], &[]);
+    assert_eq!(r.code, Some(1));
+    assert!(r.stdout.contains("does not serve OVN_Northbound"), "{}", r.stdout);
+
+    // A server that accepts and never answers: bounded by --timeout.
+    let sock = dir.path().join("silent.sock");
+    let _listener = UnixListener::bind(&sock).unwrap();
+    let r = product(&["doctor", "--timeout", "1", "--nb", &format!("unix:{}", sock.display())], &[]);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    assert!(r.stdout.contains("deadline exceeded"), "{}", r.stdout);
+    assert!(r.took < Duration::from_secs(5), "took {:?}", r.took);
+}
+
+/// `ovs-pki` PKI in `dir/NAME` with `certs` signed by it (files in `dir`).
+fn pki(dir: &Path, name: &str, certs: &[&str]) {
+    let run = |c: &mut Command| {
+        let o = c.current_dir(dir).stdin(Stdio::null()).output().expect("ovs-pki (openvswitch-common)");
+        assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    let pki = dir.join(name);
+    run(Command::new("ovs-pki").arg(format!("--dir={}", pki.display())).arg("init"));
+    for cert in certs {
+        run(Command::new("ovs-pki").arg(format!("--dir={}", pki.display())).args(["req+sign", cert, "switch"]));
+    }
+}
+
+/// A TLS NB `ovsdb-server` in `dir`, stopped by the pid in its pidfile.
+struct TlsNb {
+    dir: PathBuf,
+}
+
+impl TlsNb {
+    fn start(dir: &Path, ca: &Path) -> TlsNb {
+        let run = |c: &mut Command| {
+            let o = c.stdin(Stdio::null()).output().expect("ovsdb-server (openvswitch-common)");
+            assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/ovn-nb.ovsschema");
+        run(Command::new("ovsdb-tool").arg("create").arg(dir.join("nb.db")).arg(schema));
+        run(Command::new("ovsdb-server")
+            .arg(dir.join("nb.db"))
+            .arg("--remote=pssl:0:127.0.0.1")
+            .arg(format!("--private-key={}", dir.join("nb-privkey.pem").display()))
+            .arg(format!("--certificate={}", dir.join("nb-cert.pem").display()))
+            .arg(format!("--ca-cert={}", ca.display()))
+            .arg(format!("--unixctl={}", dir.join("nb.ctl").display()))
+            .arg(format!("--pidfile={}", dir.join("nb.pid").display()))
+            .arg(format!("--log-file={}", dir.join("nb.log").display()))
+            .args(["--detach", "--no-chdir"]));
+        TlsNb { dir: dir.to_path_buf() }
+    }
+
+    /// The port of `pssl:0`, from the log line "listening on port N".
+    fn remote(&self) -> String {
+        let log = || std::fs::read_to_string(self.dir.join("nb.log")).unwrap_or_default();
+        assert!(wait_until(Duration::from_secs(10), || log().contains("listening on port ")), "{}", log());
+        let l = log();
+        let digits: String =
+            l.split("listening on port ").nth(1).unwrap().chars().take_while(char::is_ascii_digit).collect();
+        format!("ssl:127.0.0.1:{digits}")
+    }
+}
+
+impl Drop for TlsNb {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nb.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+#[test]
+fn doctor_names_a_wrong_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    pki(d, "other", &[]);
+    pki(d, "pki", &["nb", "client"]);
+    let ca = d.join("pki/switchca/cacert.pem");
+    let nb = TlsNb::start(d, &ca);
+    let remote = nb.remote();
+    let key = d.join("client-privkey.pem");
+    let cert = d.join("client-cert.pem");
+    let with_ca = |ca: &Path| {
+        product(
+            &["doctor", "--json"],
+            &[
+                ("OVN_NB_DB", &remote),
+                ("OVN_NB_PRIVATE_KEY", key.to_str().unwrap()),
+                ("OVN_NB_CERTIFICATE", cert.to_str().unwrap()),
+                ("OVN_NB_CA_CERT", ca.to_str().unwrap()),
+            ],
+        )
+    };
+    let good = with_ca(&ca);
+    assert_eq!(good.code, Some(0), "{}", good.stdout);
+    let (s, d_ok) = status_of(&good.json(), &format!("nb {remote}"));
+    assert!(s == "ok" && d_ok.contains("TLS ok"), "{d_ok}");
+
+    let bad = with_ca(&d.join("other/switchca/cacert.pem"));
+    assert_eq!(bad.code, Some(1), "{}", bad.stdout);
+    let (s, detail) = status_of(&bad.json(), &format!("nb {remote}"));
+    assert!(
+        s == "fail" && detail.contains("certificate verify failed") && detail.contains("ovn.nb.ca_cert"),
+        "{detail}"
+    );
+    assert_eq!(status_of(&bad.json(), "nb leader").0, "fail");
+}
