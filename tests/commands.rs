@@ -374,15 +374,9 @@ fn bad_input_is_refused_and_nb_unchanged() {
     }
     let msg = fails(run_cs(&nb.remote(), "frobnicate-network", &envelope(network(21))), 2);
     assert!(msg.contains("unknown command"), "{msg}");
-    for unsupported in [
-        "apply-fw-rules",
-        "apply-network-acl",
-        "save-password",
-        "apply-lb-rules",
-        "save-vm-data",
-        "restore-network",
-        "custom-action",
-    ] {
+    for unsupported in
+        ["save-vm-data", "save-password", "save-userdata", "save-sshkey", "save-hypervisor-hostname", "custom-action"]
+    {
         let msg = fails(run_cs(&nb.remote(), unsupported, &envelope(network(21))), 6);
         assert_eq!(msg, format!("not supported yet: {unsupported}"));
     }

@@ -5,9 +5,11 @@
 
 use std::net::Ipv4Addr;
 
+use super::filter::refresh_firewall;
 use super::{input, Context, Outcome, PublicLookup, RouterWant, Want};
 use crate::error::{Error, Result};
 use crate::nb::{IP_ASSIGNED, IP_SOURCE_NAT};
+use crate::plan::acl::Forwarding;
 use crate::plan::network::{ensure_switch, Observed, Scope, SwitchSpec};
 use crate::plan::router::{self, Forward, Protocol, PublicIp, RouterOf, RouterScope};
 use crate::plan::Plan;
@@ -106,14 +108,45 @@ pub fn assign(ctx: &Context) -> Result<Outcome> {
     })
 }
 
+/// Also read what keeping an applied firewall in step needs (isolated
+/// networks: the port group, every NAT/LB row of the router).
+fn with_firewall(mut want: Want, ctx: &Context) -> Result<(Want, Option<Scope>)> {
+    if ctx.payload().nonempty("network_id").is_none() {
+        return Ok((want, None));
+    }
+    let scope = input::scope(ctx)?;
+    want.switch = true;
+    want.port_group = true;
+    want.scope = Some(scope.clone());
+    if let Some(rw) = want.router.as_mut() {
+        rw.all_rows = true;
+    }
+    Ok((want, Some(scope)))
+}
+
+/// Refresh an applied firewall for the forwarding after `change`.
+fn refresh(
+    plan: &mut Plan,
+    scope: &Option<Scope>,
+    rs: &RouterScope,
+    obs: &Observed,
+    change: impl FnOnce(&mut Forwarding),
+) -> Result<()> {
+    let Some(scope) = scope else { return Ok(()) };
+    let mut fwd = Forwarding::from_rows(&obs.nats, &obs.lbs);
+    change(&mut fwd);
+    refresh_firewall(plan, scope, rs, &fwd, obs)
+}
+
 pub fn release(ctx: &Context) -> Result<Outcome> {
     let rs = input::router_scope(ctx)?;
     let ip = input::public_address(ctx)?;
     let prefix = input::public_prefix(ctx)?;
-    let want = want_for_ip(ctx, None, &rs, PublicLookup::ByGatewayPeer, ip)?;
+    let (want, scope) = with_firewall(want_for_ip(ctx, None, &rs, PublicLookup::ByGatewayPeer, ip)?, ctx)?;
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         router::release_ip_rows(&mut plan, &rs, ip, prefix, obs)?;
+        refresh(&mut plan, &scope, &rs, obs, |f| f.forget_ip(ip))?;
         Ok(plan)
     })
 }
@@ -125,10 +158,14 @@ pub fn add_static_nat(ctx: &Context) -> Result<Outcome> {
     let private = input::private_ip(ctx)?;
     let scope = net.as_ref().map(|(s, _)| s.clone());
     let want = want_for_ip(ctx, scope.as_ref(), &rs, PublicLookup::Net(public.net.clone()), public.ip)?;
+    let (want, scope) = with_firewall(want, ctx)?;
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         ensure_public(&mut plan, ctx, &net, &rs, &public, IP_ASSIGNED, obs)?;
         router::ensure_static_nat(&mut plan, &rs, public.ip, private, obs)?;
+        refresh(&mut plan, &scope, &rs, obs, |f| {
+            f.static_nat.insert(public.ip, private);
+        })?;
         Ok(plan)
     })
 }
@@ -136,10 +173,13 @@ pub fn add_static_nat(ctx: &Context) -> Result<Outcome> {
 pub fn delete_static_nat(ctx: &Context) -> Result<Outcome> {
     let rs = input::router_scope(ctx)?;
     let ip = input::public_address(ctx)?;
-    let want = want_for_ip(ctx, None, &rs, PublicLookup::None, ip)?;
+    let (want, scope) = with_firewall(want_for_ip(ctx, None, &rs, PublicLookup::ByGatewayPeer, ip)?, ctx)?;
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         router::remove_static_nat(&mut plan, &rs, ip, obs)?;
+        refresh(&mut plan, &scope, &rs, obs, |f| {
+            f.static_nat.remove(&ip);
+        })?;
         Ok(plan)
     })
 }
@@ -155,12 +195,25 @@ fn forward_rule(ctx: &Context) -> Result<(Protocol, std::collections::BTreeMap<S
     Ok((input::protocol(ctx)?, router::forward_vips(public, public_ports, private, private_ports)?))
 }
 
+/// `public:port → private:port` pairs as forwarding-table entries.
+fn vip_entries(
+    vips: &std::collections::BTreeMap<String, String>,
+    protocol: Protocol,
+) -> Vec<((Ipv4Addr, Protocol, u16), (Ipv4Addr, u16))> {
+    let parse = |s: &str| -> Option<(Ipv4Addr, u16)> {
+        let (ip, port) = s.rsplit_once(':')?;
+        Some((ip.parse().ok()?, port.parse().ok()?))
+    };
+    vips.iter().filter_map(|(k, v)| Some(((parse(k)?.0, protocol, parse(k)?.1), parse(v)?))).collect()
+}
+
 pub fn add_port_forward(ctx: &Context) -> Result<Outcome> {
     let net = network(ctx)?.ok_or_else(|| Error::Missing("network_id".into()))?;
     let rs = input::router_scope(ctx)?;
     let public = input::public_ip(ctx)?;
     let (protocol, vips) = forward_rule(ctx)?;
     let want = want_for_ip(ctx, Some(&net.0), &rs, PublicLookup::Net(public.net.clone()), public.ip)?;
+    let (want, scope) = with_firewall(want, ctx)?;
     let net = Some(net);
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
@@ -168,6 +221,11 @@ pub fn add_port_forward(ctx: &Context) -> Result<Outcome> {
         let guest_switch = net.as_ref().map(|(s, _)| s.switch_uuid()).unwrap_or_default();
         let fwd = Forward { public: public.ip, protocol, vips: &vips, guest_switch };
         router::add_port_forward(&mut plan, &rs, &fwd, obs)?;
+        refresh(&mut plan, &scope, &rs, obs, |f| {
+            for (vip, backend) in vip_entries(&vips, protocol) {
+                f.vips.insert(vip, [backend].into());
+            }
+        })?;
         Ok(plan)
     })
 }
@@ -176,10 +234,15 @@ pub fn delete_port_forward(ctx: &Context) -> Result<Outcome> {
     let rs = input::router_scope(ctx)?;
     let ip = input::public_address(ctx)?;
     let (protocol, vips) = forward_rule(ctx)?;
-    let want = want_for_ip(ctx, None, &rs, PublicLookup::None, ip)?;
+    let (want, scope) = with_firewall(want_for_ip(ctx, None, &rs, PublicLookup::ByGatewayPeer, ip)?, ctx)?;
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         router::remove_port_forward(&mut plan, &rs, ip, protocol, &vips, obs)?;
+        refresh(&mut plan, &scope, &rs, obs, |f| {
+            for (vip, _) in vip_entries(&vips, protocol) {
+                f.vips.remove(&vip);
+            }
+        })?;
         Ok(plan)
     })
 }

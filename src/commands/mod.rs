@@ -5,10 +5,13 @@
 
 mod dhcp;
 mod dns;
+mod filter;
 mod input;
 mod ip;
+mod lb;
 mod network;
 mod nic;
+mod restore;
 mod vpc;
 
 use std::collections::BTreeMap;
@@ -61,15 +64,15 @@ pub const COMMANDS: &[(&str, bool)] = &[
     ("delete-static-nat", true),
     ("add-port-forward", true),
     ("delete-port-forward", true),
-    ("apply-fw-rules", false),
-    ("apply-network-acl", false),
-    ("apply-lb-rules", false),
+    ("apply-fw-rules", true),
+    ("apply-network-acl", true),
+    ("apply-lb-rules", true),
     ("save-vm-data", false),
     ("save-password", false),
     ("save-userdata", false),
     ("save-sshkey", false),
     ("save-hypervisor-hostname", false),
-    ("restore-network", false),
+    ("restore-network", true),
     ("custom-action", false),
 ];
 
@@ -177,6 +180,8 @@ pub struct Want {
     /// which has no name index; only implement-network pays for it).
     pub switch_by_name: bool,
     pub port: Option<String>,
+    /// Several ports by name (restore-network).
+    pub ports: Vec<String>,
     /// The port of the NIC with this CloudStack id (legacy set-dhcp-options
     /// names the NIC by id only): a server-side scan of the port table,
     /// the one lookup that is not by index; see docs/performance.md.
@@ -267,6 +272,9 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
     if let Some(name) = &want.port {
         ask(Port::select_by_name(name), Slot::Port);
     }
+    for name in &want.ports {
+        ask(Port::select_by_name(name), Slot::Ports);
+    }
     if let Some(rw) = &want.router {
         let rs = &rw.rs;
         ask(Router::select(rs.uuid()), Slot::Router);
@@ -340,6 +348,7 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
                     }
                 }
             }
+            Slot::Ports => obs.ports.extend(first_row(result).and_then(Port::from_row)),
             Slot::PortGroup => obs.port_group = first_row(result).and_then(PortGroup::from_row),
             Slot::GuestPort => obs.guest_port = first_row(result).and_then(RouterPort::from_row),
             Slot::GuestPeer => obs.guest_peer = first_row(result).and_then(Port::from_row),
@@ -368,6 +377,7 @@ enum Slot {
     PublicSwitch,
     Localnet,
     PortGroup,
+    Ports,
 }
 
 fn dispatch(ctx: &Context) -> Result<Outcome> {
@@ -393,6 +403,10 @@ fn dispatch(ctx: &Context) -> Result<Outcome> {
         "shutdown-vpc" | "destroy-vpc" => vpc::shutdown(ctx),
         "update-vpc-source-nat-ip" => vpc::update_source_nat(ctx),
         "assign-ip" => ip::assign(ctx),
+        "apply-fw-rules" => filter::apply_firewall(ctx),
+        "apply-network-acl" => filter::apply_network_acl(ctx),
+        "apply-lb-rules" => lb::apply(ctx),
+        "restore-network" => restore::restore(ctx),
         "release-ip" => ip::release(ctx),
         "add-static-nat" => ip::add_static_nat(ctx),
         "delete-static-nat" => ip::delete_static_nat(ctx),

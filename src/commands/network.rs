@@ -93,7 +93,7 @@ fn routing_want(ctx: &Context) -> Result<RouterWant> {
         RouterOf::Network(_) => PublicLookup::ByGatewayPeer,
         RouterOf::Vpc(_) => PublicLookup::None,
     };
-    Ok(RouterWant { guest: true, public, ..RouterWant::new(rs) })
+    Ok(RouterWant { guest: true, public, all_rows: true, ..RouterWant::new(rs) })
 }
 
 /// CloudStack shuts a network down on garbage collection and on restart

@@ -82,6 +82,7 @@ pub fn shutdown(ctx: &Context) -> Result<Outcome> {
     let rs = vpc_router(ctx)?;
     let mut rw = RouterWant::new(rs.clone());
     rw.public = PublicLookup::ByGatewayPeer;
+    rw.all_rows = true;
     let want = Want { router: Some(rw), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();

@@ -335,11 +335,13 @@ pub struct LoadBalancer {
     pub name: String,
     pub vips: BTreeMap<String, String>,
     pub protocol: Option<String>,
+    pub selection_fields: Vec<String>,
     pub external_ids: BTreeMap<String, String>,
 }
 
 impl LoadBalancer {
-    pub const COLUMNS: &'static [&'static str] = &["_uuid", "name", "vips", "protocol", "external_ids"];
+    pub const COLUMNS: &'static [&'static str] =
+        &["_uuid", "name", "vips", "protocol", "selection_fields", "external_ids"];
 
     pub fn select(uuid: Uuid) -> Operation {
         select(table::LOAD_BALANCER, Condition::uuid_is(uuid), Self::COLUMNS)
@@ -351,6 +353,7 @@ impl LoadBalancer {
             name: str_col(row, "name"),
             vips: map_col(row, "vips"),
             protocol: row.get("protocol").and_then(crate::ovsdb::value::optional_string),
+            selection_fields: set_col(row, "selection_fields"),
             external_ids: map_col(row, "external_ids"),
         })
     }

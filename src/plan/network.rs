@@ -78,6 +78,8 @@ impl Scope {
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub switch: Option<Switch>,
+    /// Ports by name, for commands about several NICs (restore-network).
+    pub ports: Vec<Port>,
     /// Other switches with our switch's name (only `implement-network` looks).
     pub same_name: Vec<Switch>,
     pub port: Option<Port>,
@@ -671,7 +673,7 @@ mod tests {
         ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
         ensure_port(&mut p, &s, &nic(), DhcpLink::Keep, &Hostname::Set("vm-1".into()), &obs).unwrap();
         let ops: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
-        assert_eq!(ops.len(), 3, "{ops:#?}");
+        assert_eq!(ops.len(), 4, "{ops:#?}");
         assert_eq!(ops[0]["op"], "insert");
         assert_eq!(ops[0]["uuid"], s.switch_uuid().to_string());
         assert_eq!(ops[1]["row"]["addresses"], json!(["set", ["02:00:4c:3e:00:05 10.1.1.23"]]));
@@ -704,7 +706,14 @@ mod tests {
             options: [("hostname".to_string(), "\"vm-1\"".to_string()), ("foreign".into(), "x".into())].into(),
             external_ids: ids,
         };
-        let obs = Observed { switch: Some(sw), port: Some(port), ..Default::default() };
+        let pg = PortGroup {
+            uuid: crate::plan::acl::port_group_uuid(&s),
+            name: "cs_net_42".into(),
+            ports: vec![Uuid::from_u128(7)],
+            acls: vec![],
+            external_ids: s.ids(Kind::PortGroup),
+        };
+        let obs = Observed { switch: Some(sw), port: Some(port), port_group: Some(pg), ..Default::default() };
         let mut p = Plan::default();
         ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
         ensure_port(&mut p, &s, &nic(), DhcpLink::Keep, &Hostname::Set("vm-1".into()), &obs).unwrap();

@@ -1046,11 +1046,11 @@ pub fn release_ip_rows(
 ) -> Result<()> {
     remove_static_nat(plan, rs, ip, obs)?;
     remove_snat(plan, rs, Some(ip), obs)?;
-    for p in Protocol::ALL {
-        if let Some(lb) = lb_of(obs, rs.port_forward_uuid(ip, *p)) {
-            rs.require_owned(format!("Load_Balancer {}", lb.uuid), &lb.external_ids)?;
-            plan.delete(table::LOAD_BALANCER, lb.uuid, format!("delete port forwarding {}", lb.name));
-        }
+    // Port forwarding and load-balancing rows on this IP.
+    let ip_text = ip.to_string();
+    for lb in obs.lbs.iter().filter(|l| l.external_ids.get(key::PUBLIC_IP) == Some(&ip_text)) {
+        rs.require_owned(format!("Load_Balancer {}", lb.uuid), &lb.external_ids)?;
+        plan.delete(table::LOAD_BALANCER, lb.uuid, format!("delete {}", lb.name));
     }
     release_public_ip(plan, rs, ip, prefix, obs)
 }
@@ -1116,4 +1116,97 @@ mod tests {
         assert_eq!(p.switch_name(), "cs-public-public-101");
         assert_eq!(PublicNet { vlan: None, ..p }.switch_name(), "cs-public-public-untagged");
     }
+}
+
+// ---------------------------------------------------------------- load balancing
+
+/// A load-balancing rule as the router serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Balancer {
+    pub id: u64,
+    pub public: Ipv4Addr,
+    pub port: u16,
+    pub protocol: Protocol,
+    /// Hash on the client address (CloudStack's `source` algorithm); else
+    /// OVN's default spread over the backends (`roundrobin`).
+    pub source_affinity: bool,
+    pub backends: Vec<(Ipv4Addr, u16)>,
+}
+
+impl RouterScope {
+    pub fn balancer_uuid(&self, id: u64) -> Uuid {
+        self.row(Kind::LoadBalancer, &format!("/{id}"))
+    }
+
+    pub fn balancer_name(&self, id: u64) -> String {
+        format!("cs-lb-{}-{id}", self.name())
+    }
+}
+
+/// Create or update the rule's Load_Balancer (one per CloudStack rule id),
+/// attached to the router and to the guest switch (so VMs reach it too).
+pub fn ensure_balancer(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    lb: &Balancer,
+    guest_switch: Uuid,
+    obs: &Observed,
+) -> Result<()> {
+    let uuid = rs.balancer_uuid(lb.id);
+    let name = rs.balancer_name(lb.id);
+    let backends: Vec<String> = lb.backends.iter().map(|(ip, p)| format!("{ip}:{p}")).collect();
+    let vips: BTreeMap<String, String> = [(format!("{}:{}", lb.public, lb.port), backends.join(","))].into();
+    let selection: Vec<&str> = if lb.source_affinity { vec!["ip_src"] } else { vec![] };
+    let mut ids = rs.ids(Kind::LoadBalancer);
+    ids.insert(key::RULE_ID.into(), lb.id.to_string());
+    ids.insert(key::PUBLIC_IP.into(), lb.public.to_string());
+    let row_now = row(&[
+        ("name", json!(name)),
+        ("protocol", json!(lb.protocol.as_str())),
+        ("vips", string_map(&vips)),
+        ("selection_fields", string_set(selection.iter().copied())),
+        ("external_ids", string_map(&ids)),
+    ]);
+    match lb_of(obs, uuid) {
+        None => plan.insert(table::LOAD_BALANCER, Some(uuid), None, row_now, format!("insert load balancer {name}")),
+        Some(existing) => {
+            rs.require_owned(format!("Load_Balancer {}", existing.uuid), &existing.external_ids)?;
+            // The row is ours entirely: write it whole when anything differs.
+            let same = existing.vips == vips
+                && existing.protocol.as_deref() == Some(lb.protocol.as_str())
+                && existing.selection_fields == selection.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+                && existing.name == name;
+            if !same {
+                let mut r = row_now.clone();
+                r.remove("external_ids");
+                plan.update(table::LOAD_BALANCER, uuid, r, format!("update load balancer {name}"));
+            }
+            plan.mutate(
+                table::LOAD_BALANCER,
+                uuid,
+                merge_ids(&ids, &existing.external_ids),
+                format!("update {name} ids"),
+            );
+        }
+    }
+    if !obs.router.as_ref().is_some_and(|r| r.load_balancer.contains(&uuid)) {
+        require_router(plan, rs, obs);
+        plan.change(Parent::router(rs.uuid(), "load_balancer").link(uuid), format!("attach {name} to {}", rs.name()));
+    }
+    if !obs.switch.as_ref().is_some_and(|sw| sw.uuid == guest_switch && sw.load_balancer.contains(&uuid)) {
+        plan.change(
+            Parent::switch(guest_switch, "load_balancer").link(uuid),
+            format!("attach {name} to the guest switch"),
+        );
+    }
+    Ok(())
+}
+
+/// Delete the rule's Load_Balancer (its weak references go with it).
+pub fn remove_balancer(plan: &mut Plan, rs: &RouterScope, id: u64, obs: &Observed) -> Result<()> {
+    if let Some(lb) = lb_of(obs, rs.balancer_uuid(id)) {
+        rs.require_owned(format!("Load_Balancer {}", lb.uuid), &lb.external_ids)?;
+        plan.delete(table::LOAD_BALANCER, lb.uuid, format!("delete load balancer {}", lb.name));
+    }
+    Ok(())
 }

@@ -1,0 +1,116 @@
+//! apply-fw-rules (isolated networks) and apply-network-acl (VPC tiers):
+//! each a full snapshot that replaces the network's rules in one
+//! transaction. See `plan::acl` for the OVN mapping and `docs/firewall.md`.
+
+use serde_json::Value;
+
+use super::{input, Context, Outcome, PublicLookup, RouterWant, Want};
+use crate::error::{Error, Result};
+use crate::nb::{port_group_name, Kind};
+use crate::payload::rules;
+use crate::payload::types::Ipv4Cidr;
+use crate::plan::acl::{self, FirewallScope, Forwarding};
+use crate::plan::network::{Observed, Scope};
+use crate::plan::router::{guest_peer_name, guest_peer_uuid, recorded_ips, RouterOf, RouterScope};
+use crate::plan::Plan;
+
+/// VM ports of the network: the switch's ports but its router peer.
+fn vm_ports(scope: &Scope, obs: &Observed) -> Vec<uuid::Uuid> {
+    let peer = guest_peer_uuid(scope);
+    obs.switch.as_ref().map(|sw| sw.ports.iter().filter(|p| **p != peer).copied().collect()).unwrap_or_default()
+}
+
+/// What an isolated network's firewall needs to see: the switch, its port
+/// group, and the router's gateway, public switch and every NAT/LB row.
+pub(super) fn firewall_want(scope: &Scope, rs: &RouterScope, public: PublicLookup) -> Want {
+    let mut rw = RouterWant::new(rs.clone());
+    rw.public = public;
+    rw.all_rows = true;
+    Want { switch: true, port_group: true, scope: Some(scope.clone()), router: Some(rw), ..Want::default() }
+}
+
+/// Plan the firewall of `rules_doc` over what the router forwards (`fwd`,
+/// which the caller may have adjusted for its own pending change).
+fn plan_firewall(
+    plan: &mut Plan,
+    scope: &Scope,
+    rs: &RouterScope,
+    rules_doc: &Value,
+    fwd: &Forwarding,
+    obs: &Observed,
+) -> Result<()> {
+    let (default_egress_allow, rules) = rules::firewall(rules_doc)?;
+    let cidr = rules_doc
+        .get("cidr")
+        .and_then(Value::as_str)
+        .map(|c| Ipv4Cidr::parse("fw_rules.cidr", c))
+        .transpose()?
+        .ok_or_else(|| Error::Missing("fw_rules.cidr (the network's CIDR)".into()))?;
+    let fs = FirewallScope {
+        port_group: port_group_name(scope.network_id),
+        router_peer: guest_peer_name(scope.network_id),
+        gateway_peer: obs.gateway_peer.as_ref().map(|_| rs.gateway_peer_name()),
+        guest_cidr: cidr,
+        router_ips: recorded_ips(obs).into_keys().collect(),
+    };
+    let desired = acl::firewall_acls(&fs, default_egress_allow, &rules, fwd);
+    acl::ensure_port_group(plan, scope, &vm_ports(scope, obs), obs)?;
+    let public_switch = obs.public_switch.as_ref().map(|s| s.uuid);
+    acl::converge_acls(plan, scope, Kind::Firewall, &desired, public_switch, Some(&rules_doc.to_string()), obs)
+}
+
+/// After a NAT, forwarding or load-balancer change: bring an applied
+/// firewall in line with what the router will forward (`fwd`).
+pub(super) fn refresh_firewall(
+    plan: &mut Plan,
+    scope: &Scope,
+    rs: &RouterScope,
+    fwd: &Forwarding,
+    obs: &Observed,
+) -> Result<()> {
+    match acl::recorded_firewall(obs) {
+        Some(doc) if matches!(rs.of, RouterOf::Network(_)) => plan_firewall(plan, scope, rs, &doc, fwd, obs),
+        _ => Ok(()),
+    }
+}
+
+pub fn apply_firewall(ctx: &Context) -> Result<Outcome> {
+    let scope = input::scope(ctx)?;
+    let rs = input::router_scope(ctx)?;
+    if let RouterOf::Vpc(_) = rs.of {
+        return Err(Error::Unsupported("apply-fw-rules on a VPC tier (VPC tiers are filtered by network ACLs)".into()));
+    }
+    let mut doc = ctx.payload().nested("fw_rules")?.ok_or_else(|| Error::Missing("fw_rules".into()))?;
+    if !doc.is_object() {
+        return Err(Error::field("fw_rules", "must be a JSON object"));
+    }
+    if doc.get("cidr").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if let Some(c) = input::switch_spec(ctx)?.cidr {
+            doc["cidr"] = Value::String(c.network().to_string());
+        }
+    }
+    // Validate everything before touching the NB.
+    rules::firewall(&doc)?;
+    let want = firewall_want(&scope, &rs, PublicLookup::ByGatewayPeer);
+    ctx.converge(&want, |obs| {
+        let mut plan = Plan::default();
+        let fwd = Forwarding::from_rows(&obs.nats, &obs.lbs);
+        plan_firewall(&mut plan, &scope, &rs, &doc, &fwd, obs)?;
+        Ok(plan)
+    })
+}
+
+pub fn apply_network_acl(ctx: &Context) -> Result<Outcome> {
+    let scope = input::scope(ctx)?;
+    let doc = ctx.payload().nested("acl_rules")?.unwrap_or(Value::Array(Vec::new()));
+    let rules = rules::network_acl(&doc)?;
+    let cidr = input::switch_spec(ctx)?.cidr.ok_or_else(|| Error::Missing("cidr (the tier's CIDR)".into()))?;
+    let want = Want { switch: true, port_group: true, scope: Some(scope.clone()), ..Want::default() };
+    let desired = acl::network_acls(&port_group_name(scope.network_id), cidr, &rules);
+    ctx.converge(&want, |obs| {
+        let mut plan = Plan::default();
+        acl::ensure_port_group(&mut plan, &scope, &vm_ports(&scope, obs), obs)?;
+        acl::converge_acls(&mut plan, &scope, Kind::NetworkAcl, &desired, None, None, obs)?;
+        Ok(plan)
+    })
+}

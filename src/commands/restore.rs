@@ -1,0 +1,83 @@
+//! restore-network: after a restart with cleanup CloudStack hands the whole
+//! list of VM NICs of the network; converge their ports, DHCP and DNS.
+//! On a network that is already right this plans nothing.
+
+use std::collections::BTreeMap;
+
+use super::{input, Context, Outcome, Want};
+use crate::error::{Error, Result};
+use crate::payload::rules;
+use crate::plan::acl::port_group_uuid;
+use crate::plan::network::{
+    ensure_dhcp, ensure_dns, ensure_port, ensure_switch, DhcpLink, DnsEntry, Hostname, NicSpec,
+};
+use crate::plan::Plan;
+
+pub fn restore(ctx: &Context) -> Result<Outcome> {
+    let scope = input::scope(ctx)?;
+    let spec = input::switch_spec(ctx)?;
+    let doc = ctx.payload().nested("restore_data")?.ok_or_else(|| Error::Missing("restore_data".into()))?;
+    let (dhcp_enabled, dns_enabled, vms) = rules::restore(&doc)?;
+    let subnet = if dhcp_enabled { Some(input::dhcp_subnet(ctx)?) } else { None };
+    let domain = ctx.payload().nonempty("domain").map(|d| crate::payload::types::dns_name("domain", &d)).transpose()?;
+    if let Some(c) = spec.cidr {
+        if let Some(vm) = vms.iter().find(|v| !c.contains(v.ip)) {
+            return Err(Error::field(
+                "restore_data",
+                format!("{} of NIC {} is outside cidr {}", vm.ip, vm.nic_uuid, c.network()),
+            ));
+        }
+    }
+    let dhcp = subnet
+        .as_ref()
+        .map(|s| vec![scope.dhcp_uuid(s.cidr, true), scope.dhcp_uuid(s.cidr, false)])
+        .unwrap_or_default();
+    let want = Want {
+        switch: true,
+        dns: dns_enabled,
+        port_group: true,
+        ports: vms.iter().map(|v| v.nic_uuid.clone()).collect(),
+        dhcp,
+        scope: Some(scope.clone()),
+        ..Want::default()
+    };
+    ctx.converge(&want, |obs| {
+        let mut plan = Plan::default();
+        ensure_switch(&mut plan, &scope, &spec, obs)?;
+        if let Some(s) = &subnet {
+            ensure_dhcp(&mut plan, &scope, s, obs)?;
+        }
+        let mut records = BTreeMap::new();
+        // Each NIC is planned against its own port; the port group, once one
+        // NIC's plan inserts it, is joined (not inserted again) by the others.
+        let mut view = obs.clone();
+        for vm in &vms {
+            view.port = obs.ports.iter().find(|p| p.name == vm.nic_uuid).cloned();
+            let nic =
+                NicSpec { nic_uuid: vm.nic_uuid.clone(), nic_id: None, mac: vm.mac, ipv4: Some(vm.ip), ipv6: vm.ip6 };
+            let link = match &subnet {
+                Some(s) => DhcpLink::Link(scope.dhcp_uuid(s.cidr, vm.default_nic)),
+                None => DhcpLink::Keep,
+            };
+            let hostname = vm.hostname.clone().map(Hostname::Set).unwrap_or(Hostname::Keep);
+            ensure_port(&mut plan, &scope, &nic, link, &hostname, &view)?;
+            if view.port_group.is_none() {
+                view.port_group = Some(crate::nb::rows::PortGroup {
+                    uuid: port_group_uuid(&scope),
+                    name: crate::nb::port_group_name(scope.network_id),
+                    ports: Vec::new(),
+                    acls: Vec::new(),
+                    external_ids: scope.ids(crate::nb::Kind::PortGroup),
+                });
+            }
+            if let (true, Some(h)) = (dns_enabled, &vm.hostname) {
+                let entry = DnsEntry { hostname: h.clone(), domain: domain.clone(), ipv4: Some(vm.ip), ipv6: vm.ip6 };
+                records.extend(entry.records());
+            }
+        }
+        if dns_enabled && !records.is_empty() {
+            ensure_dns(&mut plan, &scope, &records, obs)?;
+        }
+        Ok(plan)
+    })
+}
