@@ -9,7 +9,7 @@ use super::filter::refresh_firewall;
 use super::{input, Context, Outcome, PublicLookup, RouterWant, Want};
 use crate::error::{Error, Result};
 use crate::nb::{IP_ASSIGNED, IP_SOURCE_NAT};
-use crate::plan::acl::Forwarding;
+use crate::plan::acl::{parse_endpoint, Endpoint, Forwarding, Vip};
 use crate::plan::network::{ensure_switch, Observed, Scope, SwitchSpec};
 use crate::plan::router::{self, Forward, Protocol, PublicIp, RouterOf, RouterScope};
 use crate::plan::Plan;
@@ -196,15 +196,13 @@ fn forward_rule(ctx: &Context) -> Result<(Protocol, std::collections::BTreeMap<S
 }
 
 /// `public:port → private:port` pairs as forwarding-table entries.
-fn vip_entries(
-    vips: &std::collections::BTreeMap<String, String>,
-    protocol: Protocol,
-) -> Vec<((Ipv4Addr, Protocol, u16), (Ipv4Addr, u16))> {
-    let parse = |s: &str| -> Option<(Ipv4Addr, u16)> {
-        let (ip, port) = s.rsplit_once(':')?;
-        Some((ip.parse().ok()?, port.parse().ok()?))
-    };
-    vips.iter().filter_map(|(k, v)| Some(((parse(k)?.0, protocol, parse(k)?.1), parse(v)?))).collect()
+fn vip_entries(vips: &std::collections::BTreeMap<String, String>, protocol: Protocol) -> Vec<(Vip, Endpoint)> {
+    vips.iter()
+        .filter_map(|(k, v)| {
+            let (ip, port) = parse_endpoint(k)?;
+            Some(((ip, protocol, port), parse_endpoint(v)?))
+        })
+        .collect()
 }
 
 pub fn add_port_forward(ctx: &Context) -> Result<Outcome> {

@@ -153,15 +153,21 @@ fn l4_match(proto: RuleProto, ports: Option<(u16, u16)>, icmp: (Option<u8>, Opti
     m
 }
 
+/// A forwarded public endpoint: (public IP, protocol, port).
+pub type Vip = (Ipv4Addr, Protocol, u16);
+/// A private endpoint: (IP, port).
+pub type Endpoint = (Ipv4Addr, u16);
+
 /// What the router forwards to VMs, from its NAT and Load_Balancer rows:
 /// static NAT public → private, and VIPs (public, protocol, port) → backends.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Forwarding {
     pub static_nat: BTreeMap<Ipv4Addr, Ipv4Addr>,
-    pub vips: BTreeMap<(Ipv4Addr, Protocol, u16), BTreeSet<(Ipv4Addr, u16)>>,
+    pub vips: BTreeMap<Vip, BTreeSet<Endpoint>>,
 }
 
-fn parse_endpoint(s: &str) -> Option<(Ipv4Addr, u16)> {
+/// `ip:port` as OVN writes VIPs and backends.
+pub fn parse_endpoint(s: &str) -> Option<Endpoint> {
     let (ip, port) = s.trim().rsplit_once(':')?;
     Some((ip.parse().ok()?, port.parse().ok()?))
 }
