@@ -553,10 +553,14 @@ fn shipped_examples_work() {
         "assign-ip-static",
         "add-static-nat",
         "add-port-forward",
+        "apply-fw-rules",
+        "apply-lb-rules",
+        "restore-network",
         "delete-port-forward",
         "delete-static-nat",
         "release-ip",
         "implement-vpc",
+        "apply-network-acl",
         "update-vpc-source-nat-ip",
         "shutdown-vpc",
         "remove-dns-entry",
@@ -586,6 +590,8 @@ fn shipped_examples_work() {
             assert!(nb.nbctl(&["lsp-list", "cs-net-42"]).contains("3f0c0000-0000-4000-8000-000000000001"));
         }
     }
+    // The ACL example is about VPC tier 71; CloudStack would destroy it with the VPC.
+    ok(run_cs(&nb.remote(), "destroy-network", &registered(json!({"network_id": "71", "vpc_id": "5"}))));
     assert_eq!(owned_rows(&nb), 0);
 
     let o = std::process::Command::new("bash")
