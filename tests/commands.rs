@@ -418,7 +418,7 @@ fn rows_that_are_not_ours_are_never_touched() {
 fn concurrent_commands_converge_without_duplicates() {
     let nb = Nb::start();
     let remote = nb.remote();
-    let handles: Vec<_> = (0..16)
+    let handles: Vec<_> = (0..32)
         .map(|_| {
             let r = remote.clone();
             std::thread::spawn(move || run_cs(&r, "implement-network", &envelope(network(40))))
@@ -429,12 +429,12 @@ fn concurrent_commands_converge_without_duplicates() {
     }
     assert_eq!(nb.nbctl(&["--bare", "--columns=name", "find", "Logical_Switch", "name=cs-net-40"]).lines().count(), 1);
 
-    let handles: Vec<_> = (0..16)
+    let handles: Vec<_> = (0..32)
         .map(|i| {
             let r = remote.clone();
             let payload = nic(
                 40,
-                &format!("3f0c0000-0000-4000-8000-0000000001{i:02}"),
+                &format!("3f0c0000-0000-4000-8000-000000000{i:03}"),
                 &format!("02:00:00:00:40:{i:02x}"),
                 &format!("10.1.1.{}", 100 + i),
                 &format!("vm-{i}"),
@@ -455,15 +455,15 @@ fn concurrent_commands_converge_without_duplicates() {
         ok(c);
     }
     let ports = nb.nbctl(&["lsp-list", "cs-net-40"]);
-    assert_eq!(ports.lines().filter(|l| l.contains("3f0c0000-")).count(), 16, "{ports}");
-    // 16 VM ports plus the router's peer: implement-network made us the gateway.
-    assert_eq!(nb.count_rows("Logical_Switch_Port"), 17);
+    assert_eq!(ports.lines().filter(|l| l.contains("3f0c0000-")).count(), 32, "{ports}");
+    // 32 VM ports plus the router's peer: implement-network made us the gateway.
+    assert_eq!(nb.count_rows("Logical_Switch_Port"), 33);
     assert_eq!(nb.count_rows("Logical_Router"), 1);
     assert_eq!(nb.count_rows("DHCP_Options"), 2);
     assert_eq!(nb.count_rows("DNS"), 1);
     let dns = nb.nbctl(&["get", "Logical_Switch", "cs-net-40", "dns_records"]);
     let recs = nb.nbctl(&["get", "DNS", dns.trim_matches(|c| c == '[' || c == ']'), "records"]);
-    assert_eq!(recs.matches("in-addr.arpa").count(), 16, "{recs}");
+    assert_eq!(recs.matches("in-addr.arpa").count(), 32, "{recs}");
 }
 
 #[test]

@@ -28,7 +28,7 @@ use crate::nb::rows::{
     RouterPort, StaticRoute, Switch,
 };
 use crate::nb::{table, Owner, DB};
-use crate::ovsdb::{Client, Deadline, Operation};
+use crate::ovsdb::{self, Client, Deadline, LeaderCheck, Operation};
 use crate::plan::acl::port_group_uuid;
 use crate::plan::network::{Observed, Scope};
 use crate::plan::router::{guest_peer_name, guest_port_name, PublicNet, RouterScope};
@@ -107,10 +107,30 @@ impl Context {
         self.inv.style == Style::Flags
     }
 
+    /// Connect to the NB. With several remotes (a Raft cluster) only the
+    /// leader is used: followers would forward our writes and may serve
+    /// stale reads. During an election no member is usable for a moment
+    /// (about twice the election timer), so the search is repeated until
+    /// the command's deadline.
     fn connect(&self) -> Result<Client> {
         let (remotes, source) = self.settings.nb_connection()?;
-        log::debug("connecting", &[("remotes", &remotes), ("source", &source)]);
-        Ok(Client::connect(&remotes, &self.settings.tls(), self.deadline)?)
+        let leader_only = remotes.contains(',');
+        let check = LeaderCheck { database: DB.to_string(), leader_only };
+        let tls = self.settings.tls();
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            log::debug("connecting", &[("remotes", &remotes), ("source", &source), ("attempt", &attempt)]);
+            match Client::connect_with(&remotes, &tls, self.deadline, &check) {
+                Ok(client) => return Ok(client),
+                Err(e) if retry_connect(&e) && !self.deadline.expired() && started.elapsed() < CONNECT_RETRY_WINDOW => {
+                    log::info("no usable NB server yet, retrying", &[("attempt", &attempt), ("error", &e)]);
+                    std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Observe, plan, apply; repeat while a concurrent writer invalidates
@@ -123,7 +143,18 @@ impl Context {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let observed = observe(&mut client, want)?;
+            let observed = match observe(&mut client, want) {
+                Ok(o) => o,
+                // The server went away (leader killed, restart): nothing was
+                // written yet; find the (new) leader and read again.
+                Err(Error::Ovsdb(e)) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_connection() => {
+                    log::warn("connection lost while reading, reconnecting", &[("attempt", &attempt), ("error", &e)]);
+                    backoff(attempt);
+                    client = self.connect()?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let plan = planner(&observed)?;
             if plan.is_empty() {
                 log::debug("already converged", &[("attempt", &attempt)]);
@@ -163,6 +194,22 @@ impl Context {
             }
         }
         s
+    }
+}
+
+/// How long to keep looking for a usable NB server: an election takes about
+/// twice the election timer (1 s by default), a restart a few seconds; a
+/// server down for longer is reported rather than waited for.
+const CONNECT_RETRY_WINDOW: Duration = Duration::from_secs(15);
+
+/// Failures another try can fix: a server not (yet) usable (election, not
+/// the leader, not connected to its cluster) or not reachable right now.
+/// Configuration and TLS problems are final.
+fn retry_connect(e: &ovsdb::Error) -> bool {
+    match e {
+        ovsdb::Error::ServerRejected { .. } => true,
+        ovsdb::Error::AllRemotesFailed { last, .. } => retry_connect(last),
+        other => other.is_connection() && !matches!(other, ovsdb::Error::DeadlineExceeded),
     }
 }
 

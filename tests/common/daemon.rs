@@ -131,6 +131,11 @@ impl Daemon {
     pub(crate) fn stop(&mut self) {
         stop_all(&mut [self]);
     }
+
+    /// SIGKILL (a crash, for failover tests); the pidfile stays for Drop.
+    pub(crate) fn kill(&self) -> Option<u32> {
+        self.signal("KILL")
+    }
 }
 
 impl Drop for Daemon {

@@ -33,6 +33,7 @@
 
 mod central;
 mod chassis;
+mod cluster;
 mod cs;
 mod daemon;
 mod nb;
@@ -42,6 +43,7 @@ mod util;
 
 pub use central::Central;
 pub use chassis::{Chassis, Lease, Vm};
+pub use cluster::Cluster;
 pub use cs::{bin, envelope, run_cs, run_cs_flags, run_cs_flags_logged, run_cs_logged, CsRun};
 pub use daemon::running as pid_running;
 pub use nb::{canonicalize, Nb};
