@@ -400,3 +400,96 @@ fn doctor_names_a_wrong_ca() {
     );
     assert_eq!(status_of(&bad.json(), "nb leader").0, "fail");
 }
+
+/// A 3-member Raft NB cluster on loopback TCP, each server in its own temp
+/// dir, stopped by the pid in its pidfile.
+struct Cluster {
+    dirs: Vec<tempfile::TempDir>,
+    clients: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/ovn-nb.ovsschema");
+        let run = |c: &mut Command| {
+            let o = c.stdin(Stdio::null()).output().expect("ovsdb-tool / ovsdb-server (openvswitch-common)");
+            assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+        };
+        let raft: Vec<String> = (0..3).map(|_| format!("tcp:127.0.0.1:{}", free_port())).collect();
+        let mut dirs = Vec::new();
+        let mut clients = Vec::new();
+        for (i, local) in raft.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("nb.db");
+            if i == 0 {
+                run(Command::new("ovsdb-tool").arg("create-cluster").arg(&db).arg(&schema).arg(local));
+            } else {
+                run(Command::new("ovsdb-tool")
+                    .arg("join-cluster")
+                    .arg(&db)
+                    .arg("OVN_Northbound")
+                    .arg(local)
+                    .arg(&raft[0]));
+            }
+            let sock = dir.path().join("nb.sock");
+            run(Command::new("ovsdb-server")
+                .arg(&db)
+                .arg(format!("--remote=punix:{}", sock.display()))
+                .arg(format!("--unixctl={}", dir.path().join("nb.ctl").display()))
+                .arg(format!("--pidfile={}", dir.path().join("nb.pid").display()))
+                .arg(format!("--log-file={}", dir.path().join("nb.log").display()))
+                .args(["--detach", "--no-chdir"]));
+            clients.push(format!("unix:{}", sock.display()));
+            dirs.push(dir);
+        }
+        Cluster { dirs, clients }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for d in &self.dirs {
+            if let Ok(pid) = std::fs::read_to_string(d.path().join("nb.pid")) {
+                let _ = Command::new("kill").arg(pid.trim()).stderr(Stdio::null()).status();
+            }
+        }
+    }
+}
+
+#[test]
+fn doctor_finds_the_raft_leader() {
+    let cluster = Cluster::start();
+    let all = cluster.clients.join(",");
+    let doctor = |nb: &str| product(&["doctor", "--json", "--nb", nb], &[]).json();
+    // Every member joined and one was elected.
+    let mut v = doctor(&all);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            v = doctor(&all);
+            v["ok"] == true
+        }),
+        "{v}"
+    );
+    let roles: Vec<String> = cluster.clients.iter().map(|c| status_of(&v, &format!("nb {c}")).1).collect();
+    assert_eq!(roles.iter().filter(|r| r.contains("clustered leader")).count(), 1, "{roles:?}");
+    assert_eq!(roles.iter().filter(|r| r.contains("clustered follower")).count(), 2, "{roles:?}");
+    let (s, d) = status_of(&v, "nb leader");
+    assert!(s == "ok" && d.contains("is the cluster leader"), "{d}");
+    assert_eq!(status_of(&v, "nb schema").0, "ok");
+
+    // Only the followers listed: commands would find no leader among them.
+    let leader = roles.iter().position(|r| r.contains("clustered leader")).unwrap();
+    let followers: Vec<&str> =
+        cluster.clients.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, c)| c.as_str()).collect();
+    let v = doctor(&followers.join(","));
+    assert_eq!(v["ok"], false);
+    let (s, d) = status_of(&v, "nb leader");
+    assert!(s == "fail" && d.contains("none of the 2 remotes is the cluster leader"), "{d}");
+    // One follower alone is usable (it forwards writes).
+    let v = doctor(followers[0]);
+    assert_eq!(v["ok"], true, "{v}");
+}

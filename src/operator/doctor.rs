@@ -353,11 +353,17 @@ fn check_leader(r: &mut Report, db: Db, statuses: &[(String, Option<DatabaseStat
         r.ok(&name, format!("{what} {remote} (no cluster)"));
     } else if let Some((remote, _)) = statuses.iter().find(|(_, st)| st.as_ref().is_some_and(|s| s.leader)) {
         r.ok(&name, format!("{remote} is the cluster leader"));
+    } else if total == 1 && statuses.iter().any(|(_, st)| st.as_ref().is_some_and(|s| s.connected)) {
+        // One remote: commands use it whatever its role (it forwards writes).
+        r.ok(&name, "the only remote is a follower connected to its cluster (it forwards writes to the leader)");
     } else if statuses.iter().any(|(_, st)| st.as_ref().is_some_and(|s| s.connected)) {
-        r.warn(
+        r.fail(
             &name,
-            "no configured remote is the leader; followers connected to the cluster forward writes to it",
-            format!("list every cluster member in {} so the leader is among them", db.key()),
+            format!("none of the {total} remotes is the cluster leader"),
+            format!(
+                "with several remotes cloudstack-ovn uses only the leader: list every cluster member in {}",
+                db.key()
+            ),
         );
     } else {
         r.fail(
