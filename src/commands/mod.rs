@@ -96,6 +96,9 @@ pub struct Outcome {
     pub output: Option<Value>,
     pub changes: usize,
     pub attempts: u32,
+    /// Bytes received from / sent to the NB (all connections of the command).
+    pub bytes_read: u64,
+    pub bytes_written: u64,
 }
 
 impl Context {
@@ -141,6 +144,15 @@ impl Context {
     pub fn converge(&self, want: &Want, planner: impl Fn(&Observed) -> Result<Plan>) -> Result<Outcome> {
         let mut client = self.connect()?;
         let mut attempt = 0;
+        // Bytes of connections given up on (reconnects).
+        let (mut read, mut written) = (0u64, 0u64);
+        let done = |client: &Client, changes: usize, attempts: u32, read: u64, written: u64| Outcome {
+            output: None,
+            changes,
+            attempts,
+            bytes_read: read + client.bytes_read(),
+            bytes_written: written + client.bytes_written(),
+        };
         loop {
             attempt += 1;
             let observed = match observe(&mut client, want) {
@@ -150,6 +162,7 @@ impl Context {
                 Err(Error::Ovsdb(e)) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_connection() => {
                     log::warn("connection lost while reading, reconnecting", &[("attempt", &attempt), ("error", &e)]);
                     backoff(attempt);
+                    (read, written) = (read + client.bytes_read(), written + client.bytes_written());
                     client = self.connect()?;
                     continue;
                 }
@@ -158,7 +171,7 @@ impl Context {
             let plan = planner(&observed)?;
             if plan.is_empty() {
                 log::debug("already converged", &[("attempt", &attempt)]);
-                return Ok(Outcome { output: None, changes: 0, attempts: attempt });
+                return Ok(done(&client, 0, attempt, read, written));
             }
             let changes = plan.changes.len();
             for c in &plan.changes {
@@ -166,7 +179,7 @@ impl Context {
             }
             let ops = plan.into_ops(self.comment());
             match client.transact(DB, &ops) {
-                Ok(_) => return Ok(Outcome { output: None, changes, attempts: attempt }),
+                Ok(_) => return Ok(done(&client, changes, attempt, read, written)),
                 Err(e) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_conflict() => {
                     log::info("concurrent change, re-planning", &[("attempt", &attempt), ("error", &e)]);
                     backoff(attempt);
@@ -174,6 +187,7 @@ impl Context {
                 Err(e) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_connection() => {
                     log::warn("connection lost, reconnecting", &[("attempt", &attempt), ("error", &e)]);
                     backoff(attempt);
+                    (read, written) = (read + client.bytes_read(), written + client.bytes_written());
                     client = self.connect()?;
                 }
                 Err(e) if e.is_conflict() => {
@@ -541,6 +555,8 @@ pub fn main(args: &[String]) -> ExitCode {
                     ("outcome", &"ok"),
                     ("rows_changed", &outcome.changes),
                     ("attempts", &outcome.attempts),
+                    ("bytes_read", &outcome.bytes_read),
+                    ("bytes_written", &outcome.bytes_written),
                     ("latency_ms", &format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0)),
                 ],
             );
