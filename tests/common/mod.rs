@@ -39,6 +39,7 @@ mod daemon;
 mod nb;
 mod public;
 pub mod scenario;
+mod tls;
 mod util;
 
 pub use central::Central;
@@ -50,4 +51,5 @@ pub use nb::{canonicalize, Nb};
 pub use public::{
     Outside, Server, VlanCapture, INTERNET_HOSTS, OUTSIDE_CIDR, OUTSIDE_GW, OUTSIDE_MAC, PUBLIC_BRIDGE, UPSTREAM_BRIDGE,
 };
+pub use tls::TlsNb;
 pub use util::{wait_until, INSTALL_HINT};
