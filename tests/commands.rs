@@ -403,7 +403,9 @@ fn rows_that_are_not_ours_are_never_touched() {
     let snap = nb.snapshot();
     let msg = fails(cs(&nb, "prepare-nic", vm1(31)), 5);
     assert!(msg.contains(NIC1) && msg.contains("not owned"), "{msg}");
-    fails(cs(&nb, "release-nic", vm1(31)), 5);
+    // Releasing is about our port, which does not exist: nothing to do, and
+    // the foreign port stays untouched.
+    ok(cs(&nb, "release-nic", vm1(31)));
     assert_eq!(snap, nb.snapshot());
 
     // A foreign switch with our name: implement-network refuses instead of duplicating it.

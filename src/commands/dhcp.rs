@@ -54,6 +54,7 @@ pub fn add_entry(ctx: &Context) -> Result<Outcome> {
     let hostname = input::hostname(ctx)?.map(Hostname::Set).unwrap_or(Hostname::Keep);
     let own = scope.owner.row_uuid(Kind::Dhcp4Nic, &nic.nic_uuid);
     let want = Want {
+        light: true,
         switch: true,
         port: Some(nic.nic_uuid.clone()),
         port_group: true,
@@ -83,7 +84,7 @@ pub fn remove_entry(ctx: &Context) -> Result<Outcome> {
     if ctx.legacy() {
         return release_port(ctx, &scope, nic_uuid);
     }
-    let want = Want { switch: true, port: Some(nic_uuid), scope: Some(scope.clone()), ..Want::default() };
+    let want = Want { light: true, switch: true, port: Some(nic_uuid), scope: Some(scope.clone()), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         relink_port(&mut plan, &scope, DhcpLink::Unlink, &Hostname::Clear, obs)?;

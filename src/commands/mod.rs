@@ -31,7 +31,7 @@ use crate::nb::{table, Owner, DB};
 use crate::ovsdb::{self, Client, Deadline, LeaderCheck, Operation};
 use crate::plan::acl::port_group_uuid;
 use crate::plan::network::{Observed, Scope};
-use crate::plan::router::{guest_peer_name, guest_port_name, PublicNet, RouterScope};
+use crate::plan::router::{guest_peer_uuid, guest_port_uuid, PublicNet, RouterScope};
 use crate::plan::Plan;
 use crate::{log, output};
 
@@ -142,6 +142,7 @@ impl Context {
     /// An ambiguous connection failure is retried the same way: the
     /// re-read shows whether the first attempt committed.
     pub fn converge(&self, want: &Want, planner: impl Fn(&Observed) -> Result<Plan>) -> Result<Outcome> {
+        let mut want = want.clone();
         let mut client = self.connect()?;
         let mut attempt = 0;
         // Bytes of connections given up on (reconnects).
@@ -155,7 +156,7 @@ impl Context {
         };
         loop {
             attempt += 1;
-            let observed = match observe(&mut client, want) {
+            let observed = match observe(&mut client, &want) {
                 Ok(o) => o,
                 // The server went away (leader killed, restart): nothing was
                 // written yet; find the (new) leader and read again.
@@ -182,6 +183,11 @@ impl Context {
                 Ok(_) => return Ok(done(&client, changes, attempt, read, written)),
                 Err(e) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_conflict() => {
                     log::info("concurrent change, re-planning", &[("attempt", &attempt), ("error", &e)]);
+                    // A port name taken by a row we did not find by uuid:
+                    // look it up by name (a scan, only now) to say whose it is.
+                    if want.port.is_some() && e.to_string().contains("Logical_Switch_Port") {
+                        want.port_by_name = true;
+                    }
                     backoff(attempt);
                 }
                 Err(e) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_connection() => {
@@ -240,9 +246,17 @@ pub struct Want {
     /// Also find switches by name (a server-side scan of Logical_Switch,
     /// which has no name index; only implement-network pays for it).
     pub switch_by_name: bool,
+    /// The NIC's port (by its deterministic uuid; needs `scope`).
     pub port: Option<String>,
-    /// Several ports by name (restore-network).
-    pub ports: Vec<String>,
+    /// Several ports by uuid (restore-network).
+    pub ports: Vec<Uuid>,
+    /// NIC commands: read the switch and port group without their `ports`
+    /// lists (which grow with the network) and ask the server whether they
+    /// hold `port` instead.
+    pub light: bool,
+    /// Also look the port up by name: a scan, done only after an insert
+    /// collided with a port of that name that is not ours.
+    pub port_by_name: bool,
     /// The port of the NIC with this CloudStack id (legacy set-dhcp-options
     /// names the NIC by id only): a server-side scan of the port table,
     /// the one lookup that is not by index; see docs/performance.md.
@@ -311,8 +325,21 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         slots.push(slot);
     };
     if let Some(s) = &want.scope {
-        if want.switch {
+        if want.switch && want.light {
+            ask(Switch::select_light(s.switch_uuid()), Slot::Switch);
+        } else if want.switch {
             ask(Switch::select(s.switch_uuid()), Slot::Switch);
+        }
+        if let Some(name) = &want.port {
+            let port = s.port_uuid(name);
+            ask(Port::select(port), Slot::Port);
+            if want.port_by_name {
+                ask(Port::select_by_name(name), Slot::Port);
+            }
+            if want.light {
+                ask(Switch::select_containing(s.switch_uuid(), port), Slot::PortOnSwitch);
+                ask(PortGroup::select_containing(port_group_uuid(s), port), Slot::PortInGroup);
+            }
         }
         if want.switch_by_name {
             ask(Switch::select_by_name(&s.switch_name()), Slot::SameName);
@@ -326,24 +353,23 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         if want.dns {
             ask(Dns::select(s.dns_uuid()), Slot::Dns);
         }
-        if want.port_group {
+        if want.port_group && want.light {
+            ask(PortGroup::select_light(port_group_uuid(s)), Slot::PortGroup);
+        } else if want.port_group {
             ask(PortGroup::select(port_group_uuid(s)), Slot::PortGroup);
         }
     }
-    if let Some(name) = &want.port {
-        ask(Port::select_by_name(name), Slot::Port);
-    }
-    for name in &want.ports {
-        ask(Port::select_by_name(name), Slot::Ports);
+    for u in &want.ports {
+        ask(Port::select(*u), Slot::Ports);
     }
     if let Some(rw) = &want.router {
         let rs = &rw.rs;
         ask(Router::select(rs.uuid()), Slot::Router);
-        ask(RouterPort::select_by_name(&rs.gateway_port_name()), Slot::GatewayPort);
-        ask(Port::select_by_name(&rs.gateway_peer_name()), Slot::GatewayPeer);
+        ask(RouterPort::select(rs.gateway_port_uuid()), Slot::GatewayPort);
+        ask(Port::select(rs.gateway_peer_uuid()), Slot::GatewayPeer);
         ask(StaticRoute::select(rs.route_uuid()), Slot::Route);
         for c in &rw.chassis {
-            ask(GatewayChassis::select_by_name(&rs.gateway_chassis_name(c)), Slot::GatewayChassis);
+            ask(GatewayChassis::select(rs.gateway_chassis_uuid(c)), Slot::GatewayChassis);
         }
         for u in &rw.nats {
             ask(Nat::select(*u), Slot::Nat);
@@ -357,14 +383,15 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             ask(select_tagged(table::LOAD_BALANCER, &rs.owner, k, &v, LoadBalancer::COLUMNS), Slot::Lb);
         }
         if let (true, Some(s)) = (rw.guest, &want.scope) {
-            ask(RouterPort::select_by_name(&guest_port_name(s.network_id)), Slot::GuestPort);
-            ask(Port::select_by_name(&guest_peer_name(s.network_id)), Slot::GuestPeer);
+            ask(RouterPort::select(guest_port_uuid(s)), Slot::GuestPort);
+            ask(Port::select(guest_peer_uuid(s)), Slot::GuestPeer);
         }
         match &rw.public {
             PublicLookup::None => {}
             PublicLookup::Net(net) => {
-                ask(Switch::select(net.switch_uuid(&rs.owner)), Slot::PublicSwitch);
-                ask(Port::select_by_name(&net.localnet_name()), Slot::Localnet);
+                // Light: a public VLAN may carry thousands of routers' ports.
+                ask(Switch::select_light(net.switch_uuid(&rs.owner)), Slot::PublicSwitch);
+                ask(Port::select(net.localnet_uuid(&rs.owner)), Slot::Localnet);
             }
             PublicLookup::ByGatewayPeer => ask(Switch::select_holding(rs.gateway_peer_uuid()), Slot::PublicSwitch),
         }
@@ -382,6 +409,8 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             Slot::Switch => obs.switch = first_row(result).and_then(Switch::from_row),
             Slot::SameName => obs.same_name = all_rows(result).filter_map(Switch::from_row).collect(),
             Slot::Port => obs.port = obs.port.take().or_else(|| first_row(result).and_then(Port::from_row)),
+            Slot::PortOnSwitch => obs.port_on_switch = Some(first_row(result).is_some()),
+            Slot::PortInGroup => obs.port_in_group = Some(first_row(result).is_some()),
             Slot::Dhcp => {
                 for d in all_rows(result).filter_map(DhcpOptions::from_row) {
                     if !obs.dhcp.iter().any(|x| x.uuid == d.uuid) {
@@ -439,6 +468,8 @@ enum Slot {
     Localnet,
     PortGroup,
     Ports,
+    PortOnSwitch,
+    PortInGroup,
 }
 
 fn dispatch(ctx: &Context) -> Result<Outcome> {

@@ -57,6 +57,7 @@ pub fn implement(ctx: &Context) -> Result<Outcome> {
     let want = Want {
         switch: true,
         switch_by_name: true,
+        light: true,
         scope: Some(scope.clone()),
         router: routed.clone().map(|rs| RouterWant { guest: true, ..RouterWant::new(rs) }),
         ..Want::default()

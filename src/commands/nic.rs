@@ -36,6 +36,7 @@ pub fn prepare(ctx: &Context) -> Result<Outcome> {
     let cidr = input::dhcp_cidr(ctx)?;
     let dhcp = cidr.map(|c| vec![scope.dhcp_uuid(c, true), scope.dhcp_uuid(c, false)]).unwrap_or_default();
     let want = Want {
+        light: true,
         switch: true,
         port: Some(nic.nic_uuid.clone()),
         port_group: true,
@@ -63,6 +64,7 @@ pub fn release(ctx: &Context) -> Result<Outcome> {
 pub(super) fn release_port(ctx: &Context, scope: &Scope, nic_uuid: String) -> Result<Outcome> {
     let own_dhcp = scope.owner.row_uuid(Kind::Dhcp4Nic, &nic_uuid);
     let want = Want {
+        light: true,
         switch: true,
         port: Some(nic_uuid),
         dhcp: vec![own_dhcp],

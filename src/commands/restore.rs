@@ -36,7 +36,7 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
         switch: true,
         dns: dns_enabled,
         port_group: true,
-        ports: vms.iter().map(|v| v.nic_uuid.clone()).collect(),
+        ports: vms.iter().map(|v| scope.port_uuid(&v.nic_uuid)).collect(),
         dhcp,
         scope: Some(scope.clone()),
         ..Want::default()
@@ -52,7 +52,7 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
         // NIC's plan inserts it, is joined (not inserted again) by the others.
         let mut view = obs.clone();
         for vm in &vms {
-            view.port = obs.ports.iter().find(|p| p.name == vm.nic_uuid).cloned();
+            view.port = obs.ports.iter().find(|p| p.uuid == scope.port_uuid(&vm.nic_uuid)).cloned();
             let nic =
                 NicSpec { nic_uuid: vm.nic_uuid.clone(), nic_id: None, mac: vm.mac, ipv4: Some(vm.ip), ipv6: vm.ip6 };
             let link = match &subnet {

@@ -506,31 +506,17 @@ pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs:
     Ok(())
 }
 
-/// A VM port joining its network's port group: one inserted in this very
-/// transaction (by its named UUID) or an existing one.
-pub enum Member {
-    New(String),
-    Existing(Uuid),
-}
-
-/// Make `member` part of the network's port group (created if missing), so
-/// firewall and ACL rules cover VMs started after the rules were applied.
-pub fn join_port_group(plan: &mut Plan, scope: &Scope, member: Member, obs: &Observed) -> Result<()> {
+/// Make `port` (existing, or inserted earlier in this transaction with its
+/// deterministic UUID) part of the network's port group, created if
+/// missing, so firewall and ACL rules cover VMs started after the rules were
+/// applied.
+pub fn join_port_group(plan: &mut Plan, scope: &Scope, port: Uuid, obs: &Observed) -> Result<()> {
     let uuid = port_group_uuid(scope);
-    let value = match member {
-        Member::New(name) => crate::ovsdb::value::set(vec![crate::ovsdb::value::named_uuid(&name)]),
-        Member::Existing(u) => {
-            if obs.port_group.as_ref().is_some_and(|pg| pg.ports.contains(&u)) {
-                return Ok(());
-            }
-            uuid_set([u])
-        }
-    };
     match &obs.port_group {
         None => {
             let mut row = Map::new();
             row.insert("name".into(), json!(port_group_name(scope.network_id)));
-            row.insert("ports".into(), value);
+            row.insert("ports".into(), uuid_set([port]));
             row.insert("external_ids".into(), string_map(&scope.ids(Kind::PortGroup)));
             plan.insert(
                 table::PORT_GROUP,
@@ -542,14 +528,12 @@ pub fn join_port_group(plan: &mut Plan, scope: &Scope, member: Member, obs: &Obs
         }
         Some(pg) => {
             scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
-            plan.change(
-                crate::ovsdb::Operation::Mutate {
-                    table: table::PORT_GROUP.into(),
-                    conditions: vec![crate::ovsdb::Condition::uuid_is(uuid)],
-                    mutations: vec![crate::ovsdb::Mutation("ports".into(), crate::ovsdb::Mutator::Insert, value)],
-                },
-                format!("add port to {}", pg.name),
-            );
+            if !obs.group_holds(port) {
+                plan.change(
+                    Parent { table: table::PORT_GROUP, uuid, column: "ports" }.link(port),
+                    format!("add port to {}", pg.name),
+                );
+            }
         }
     }
     Ok(())

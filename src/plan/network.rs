@@ -13,7 +13,7 @@ use crate::nb::rows::{
     DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router, RouterPort, StaticRoute, Switch,
 };
 use crate::nb::{key, quoted, switch_name, table, Kind, Owner};
-use crate::ovsdb::value::{named_uuid, string_map, string_set, uuid as uuid_value, uuid_set};
+use crate::ovsdb::value::{string_map, string_set, uuid as uuid_value, uuid_set};
 use crate::ovsdb::{Mutation, Mutator};
 use crate::payload::types::{Ipv4Cidr, Mac};
 
@@ -33,6 +33,13 @@ impl Scope {
 
     pub fn switch_name(&self) -> String {
         switch_name(self.network_id)
+    }
+
+    /// A VM port's row UUID, derived from the NIC uuid (its name), so the
+    /// port is read by `_uuid`: ovsdb-server answers a select on the indexed
+    /// `name` column by scanning the whole table.
+    pub fn port_uuid(&self, nic_uuid: &str) -> Uuid {
+        self.owner.row_uuid(Kind::Nic, nic_uuid)
     }
 
     /// One pair of DHCP rows per subnet: a shared network may span several
@@ -99,6 +106,23 @@ pub struct Observed {
     pub lbs: Vec<LoadBalancer>,
     // Filtering (plan::acl).
     pub port_group: Option<PortGroup>,
+    /// Server-side answers to "does the switch / the port group hold the
+    /// port?", so NIC commands need not download those lists; `None` when
+    /// the lists themselves were read.
+    pub port_on_switch: Option<bool>,
+    pub port_in_group: Option<bool>,
+}
+
+impl Observed {
+    /// Is `port` one of the network switch's ports?
+    pub fn switch_holds(&self, port: Uuid) -> bool {
+        self.port_on_switch.unwrap_or_else(|| self.switch.as_ref().is_some_and(|sw| sw.ports.contains(&port)))
+    }
+
+    /// Is `port` in the network's port group?
+    pub fn group_holds(&self, port: Uuid) -> bool {
+        self.port_in_group.unwrap_or_else(|| self.port_group.as_ref().is_some_and(|pg| pg.ports.contains(&port)))
+    }
 }
 
 impl Observed {
@@ -249,16 +273,15 @@ pub fn ensure_port(
                 row.insert("options".into(), map_value(&opts));
             }
             require_switch(plan, scope, obs);
-            // Unique per NIC: restore-network creates several ports at once.
-            let named = format!("port_{}", nic.nic_uuid.replace('-', "_"));
-            plan.insert(table::LOGICAL_SWITCH_PORT, None, Some(&named), row, format!("insert port {}", nic.nic_uuid));
-            plan.mutate(
-                table::LOGICAL_SWITCH,
-                scope.switch_uuid(),
-                vec![Mutation("ports".into(), Mutator::Insert, crate::ovsdb::value::set(vec![named_uuid(&named)]))],
-                format!("link port {} to {}", nic.nic_uuid, scope.switch_name()),
+            let uuid = scope.port_uuid(&nic.nic_uuid);
+            plan.insert_child(
+                table::LOGICAL_SWITCH_PORT,
+                uuid,
+                row,
+                Parent::switch_ports(scope.switch_uuid()),
+                format!("port {} on {}", nic.nic_uuid, scope.switch_name()),
             );
-            super::acl::join_port_group(plan, scope, super::acl::Member::New(named), obs)?;
+            super::acl::join_port_group(plan, scope, uuid, obs)?;
         }
         Some(port) => {
             let mut desired = Map::new();
@@ -266,7 +289,7 @@ pub fn ensure_port(
             desired.insert("port_security".into(), string_set([address.as_str()]));
             let want_ids = ids;
             update_port(plan, scope, port, Some(desired), want_ids, dhcp, hostname, obs)?;
-            super::acl::join_port_group(plan, scope, super::acl::Member::Existing(port.uuid), obs)?;
+            super::acl::join_port_group(plan, scope, port.uuid, obs)?;
         }
     }
     Ok(())
@@ -292,17 +315,14 @@ fn update_port(
     obs: &Observed,
 ) -> Result<()> {
     scope.require_owned(format!("Logical_Switch_Port {}", port.name), &port.external_ids)?;
-    match &obs.switch {
-        Some(sw) if sw.ports.contains(&port.uuid) => {}
-        _ => {
-            return Err(Error::NotOwned {
-                what: format!(
-                    "Logical_Switch_Port {} (it is attached to another switch than {})",
-                    port.name,
-                    scope.switch_name()
-                ),
-            })
-        }
+    if !obs.switch_holds(port.uuid) {
+        return Err(Error::NotOwned {
+            what: format!(
+                "Logical_Switch_Port {} (it is attached to another switch than {})",
+                port.name,
+                scope.switch_name()
+            ),
+        });
     }
     let mut desired = columns.unwrap_or_default();
     match dhcp {
@@ -348,7 +368,7 @@ fn desired_strings(row: &Map<String, Value>, col: &str) -> Option<Vec<String>> {
 pub fn remove_port(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
     let Some(port) = &obs.port else { return Ok(()) };
     scope.require_owned(format!("Logical_Switch_Port {}", port.name), &port.external_ids)?;
-    let Some(sw) = obs.switch.as_ref().filter(|sw| sw.ports.contains(&port.uuid)) else {
+    if !obs.switch_holds(port.uuid) {
         return Err(Error::NotOwned {
             what: format!(
                 "Logical_Switch_Port {} (it is attached to another switch than {})",
@@ -356,8 +376,8 @@ pub fn remove_port(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()>
                 scope.switch_name()
             ),
         });
-    };
-    let parent = Parent::switch_ports(sw.uuid);
+    }
+    let parent = Parent::switch_ports(scope.switch_uuid());
     plan.change(parent.unlink(&[port.uuid]), format!("remove port {}", port.name));
     if let Some(d) = port.dhcpv4_options.and_then(|u| obs.dhcp_row(u)) {
         if scope.owner.owns(&d.external_ids)

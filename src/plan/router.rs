@@ -104,6 +104,10 @@ impl RouterScope {
         ips.into_iter().flat_map(move |ip| Protocol::ALL.iter().map(move |p| self.port_forward_uuid(ip, *p)))
     }
 
+    pub fn gateway_chassis_uuid(&self, chassis: &str) -> Uuid {
+        self.row(Kind::GatewayPort, &format!("/chassis/{chassis}"))
+    }
+
     pub fn gateway_chassis_name(&self, chassis: &str) -> String {
         format!("{}_{chassis}", self.gateway_port_name())
     }
@@ -675,7 +679,7 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
                 }
             }
             None => {
-                let uuid = rs.row(Kind::GatewayPort, &format!("/chassis/{chassis}"));
+                let uuid = rs.gateway_chassis_uuid(chassis);
                 let r = row(&[
                     ("name", json!(name)),
                     ("chassis_name", json!(chassis)),
