@@ -65,12 +65,38 @@ from the environment and the config file (CloudStack's registration details are 
 pass them with --nb/--sb or the environment). Exits 1 when a check failed, with the fix for each \
 problem.")]
     Doctor(DoctorArgs),
+    /// Find rows of ours that are orphaned, duplicated or misplaced; --repair removes them
+    #[command(long_about = "Audit the OVN Northbound for drift: rows of ours (cloudstack:owner) whose \
+network or router is gone (DHCP_Options, DNS, Port_Group, Load_Balancer, routers, unused public switches), \
+duplicates of rows our naming model places elsewhere, rows not at their deterministic UUID, and rows that \
+look like CloudStack's but are not ours (reported, never touched). --repair deletes orphans and \
+duplicates in bounded transactions. Exits 1 while problems other than foreign rows remain.")]
+    Audit(AuditArgs),
     /// Generate the man page or shell completions
     #[command(hide = true)]
     Generate {
         #[command(subcommand)]
         what: Generate,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Print one JSON document instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Delete orphaned and duplicated rows of ours
+    #[arg(long)]
+    pub repair: bool,
+    /// NB remote(s) instead of ovn.nb.connection / OVN_NB_DB
+    #[arg(long, value_name = "REMOTES")]
+    pub nb: Option<String>,
+    /// Seconds the whole audit may take
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
+    /// Rows deleted per repair transaction
+    #[arg(long, value_name = "ROWS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10000))]
+    pub batch: u64,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 //! argument only and hands everything else back.
 
 pub mod args;
+pub mod audit;
 pub mod details;
 pub mod doctor;
 
@@ -17,7 +18,7 @@ use args::{Cli, Generate, Operator};
 
 /// First arguments that select the operator command line.
 const WORDS: &[&str] =
-    &["-h", "--help", "help", "-V", "--version", "version", "extension-details", "doctor", "generate"];
+    &["-h", "--help", "help", "-V", "--version", "version", "extension-details", "doctor", "audit", "generate"];
 
 /// Exit code of an operator subcommand that found a problem (`doctor`).
 pub const EXIT_PROBLEM: u8 = 1;
@@ -59,6 +60,7 @@ pub fn main(args: &[String]) -> u8 {
         }
         Some(Operator::ExtensionDetails(a)) => details::run(&a),
         Some(Operator::Doctor(a)) => doctor::run(&a),
+        Some(Operator::Audit(a)) => audit::run(&a),
         Some(Operator::Generate { what: Generate::Man }) => {
             output::print_text(man_page().trim_end());
             0
