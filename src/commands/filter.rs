@@ -20,6 +20,15 @@ fn vm_ports(scope: &Scope, obs: &Observed) -> Vec<uuid::Uuid> {
     obs.switch.as_ref().map(|sw| sw.ports.iter().filter(|p| **p != peer).copied().collect()).unwrap_or_default()
 }
 
+/// What the router forwards and the public IPs it holds, as observed;
+/// commands adjust it for their own pending change before refreshing.
+pub(super) fn forwarding(obs: &Observed) -> Forwarding {
+    let mut f = Forwarding::from_rows(&obs.nats, &obs.lbs);
+    f.router_ips = recorded_ips(obs).into_keys().collect();
+    f.gateway = obs.gateway_peer.as_ref().and(obs.public_switch.as_ref()).map(|s| s.uuid);
+    f
+}
+
 /// What an isolated network's firewall needs to see: the switch, its port
 /// group, and the router's gateway, public switch and every NAT/LB row.
 pub(super) fn firewall_want(scope: &Scope, rs: &RouterScope, public: PublicLookup) -> Want {
@@ -49,13 +58,14 @@ fn plan_firewall(
     let fs = FirewallScope {
         port_group: port_group_name(scope.network_id),
         router_peer: guest_peer_name(scope.network_id),
-        gateway_peer: obs.gateway_peer.as_ref().map(|_| rs.gateway_peer_name()),
+        gateway_peer: fwd.gateway.map(|_| rs.gateway_peer_name()),
         guest_cidr: cidr,
-        router_ips: recorded_ips(obs).into_keys().collect(),
     };
     let desired = acl::firewall_acls(&fs, default_egress_allow, &rules, fwd);
     acl::ensure_port_group(plan, scope, &vm_ports(scope, obs), obs)?;
-    let public_switch = obs.public_switch.as_ref().map(|s| s.uuid);
+    // Where our public-side ACLs are (to add or to clean up): the gateway's
+    // switch after this command, else the one observed.
+    let public_switch = fwd.gateway.or(obs.public_switch.as_ref().map(|s| s.uuid));
     acl::converge_acls(plan, scope, Kind::Firewall, &desired, public_switch, Some(&rules_doc.to_string()), obs)
 }
 
@@ -94,8 +104,7 @@ pub fn apply_firewall(ctx: &Context) -> Result<Outcome> {
     let want = firewall_want(&scope, &rs, PublicLookup::ByGatewayPeer);
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
-        let fwd = Forwarding::from_rows(&obs.nats, &obs.lbs);
-        plan_firewall(&mut plan, &scope, &rs, &doc, &fwd, obs)?;
+        plan_firewall(&mut plan, &scope, &rs, &doc, &forwarding(obs), obs)?;
         Ok(plan)
     })
 }

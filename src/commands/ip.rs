@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::filter::refresh_firewall;
+use super::filter::{forwarding, refresh_firewall};
 use super::{input, Context, Outcome, PublicLookup, RouterWant, Want};
 use crate::error::{Error, Result};
 use crate::nb::{IP_ASSIGNED, IP_SOURCE_NAT};
@@ -133,7 +133,7 @@ fn refresh(
     change: impl FnOnce(&mut Forwarding),
 ) -> Result<()> {
     let Some(scope) = scope else { return Ok(()) };
-    let mut fwd = Forwarding::from_rows(&obs.nats, &obs.lbs);
+    let mut fwd = forwarding(obs);
     change(&mut fwd);
     refresh_firewall(plan, scope, rs, &fwd, obs)
 }
@@ -164,6 +164,8 @@ pub fn add_static_nat(ctx: &Context) -> Result<Outcome> {
         ensure_public(&mut plan, ctx, &net, &rs, &public, IP_ASSIGNED, obs)?;
         router::ensure_static_nat(&mut plan, &rs, public.ip, private, obs)?;
         refresh(&mut plan, &scope, &rs, obs, |f| {
+            f.router_ips.insert(public.ip);
+            f.gateway = Some(public.net.switch_uuid(&rs.owner));
             f.static_nat.insert(public.ip, private);
         })?;
         Ok(plan)
@@ -220,6 +222,8 @@ pub fn add_port_forward(ctx: &Context) -> Result<Outcome> {
         let fwd = Forward { public: public.ip, protocol, vips: &vips, guest_switch };
         router::add_port_forward(&mut plan, &rs, &fwd, obs)?;
         refresh(&mut plan, &scope, &rs, obs, |f| {
+            f.router_ips.insert(public.ip);
+            f.gateway = Some(public.net.switch_uuid(&rs.owner));
             for (vip, backend) in vip_entries(&vips, protocol) {
                 f.vips.insert(vip, [backend].into());
             }

@@ -2,11 +2,10 @@
 //! ones with `revoke:true`); each rule is one Load_Balancer, keyed by the
 //! rule id, on the router and the guest switch.
 
-use super::filter::{firewall_want, refresh_firewall};
+use super::filter::{firewall_want, forwarding, refresh_firewall};
 use super::{input, Context, Outcome, PublicLookup};
 use crate::error::{Error, Result};
 use crate::payload::rules::{self, Algorithm};
-use crate::plan::acl::Forwarding;
 use crate::plan::router::{self, recorded_ips, Balancer, Protocol};
 use crate::plan::Plan;
 
@@ -18,7 +17,7 @@ pub fn apply(ctx: &Context) -> Result<Outcome> {
     let want = firewall_want(&scope, &rs, PublicLookup::ByGatewayPeer);
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
-        let mut fwd = Forwarding::from_rows(&obs.nats, &obs.lbs);
+        let mut fwd = forwarding(obs);
         let assigned = recorded_ips(obs);
         for r in &rules {
             if let Some(old) = obs.lbs.iter().find(|l| l.uuid == rs.balancer_uuid(r.id)) {

@@ -164,6 +164,10 @@ pub type Endpoint = (Ipv4Addr, u16);
 pub struct Forwarding {
     pub static_nat: BTreeMap<Ipv4Addr, Ipv4Addr>,
     pub vips: BTreeMap<Vip, BTreeSet<Endpoint>>,
+    /// The router's public IPs (hairpin traffic arrives SNATed to them).
+    pub router_ips: BTreeSet<Ipv4Addr>,
+    /// The public switch the router's gateway is on, if it has one.
+    pub gateway: Option<Uuid>,
 }
 
 /// `ip:port` as OVN writes VIPs and backends.
@@ -205,6 +209,11 @@ impl Forwarding {
     }
 
     pub fn forget_ip(&mut self, ip: Ipv4Addr) {
+        self.router_ips.remove(&ip);
+        if self.router_ips.is_empty() {
+            // The last public IP takes the gateway with it.
+            self.gateway = None;
+        }
         self.static_nat.remove(&ip);
         self.vips.retain(|(pub_ip, _, _), _| *pub_ip != ip);
     }
@@ -224,8 +233,6 @@ pub struct FirewallScope {
     /// The router's peer on the public switch, if the router has a gateway.
     pub gateway_peer: Option<String>,
     pub guest_cidr: Ipv4Cidr,
-    /// Public IPs of the router (hairpin traffic arrives SNATed to them).
-    pub router_ips: Vec<Ipv4Addr>,
 }
 
 /// Priorities: baseline allows above user rules above defaults.
@@ -317,7 +324,7 @@ pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Ru
         }
     }
     let mut hairpin = vec![fs.guest_cidr.network().to_string()];
-    hairpin.extend(fs.router_ips.iter().map(|i| i.to_string()));
+    hairpin.extend(fwd.router_ips.iter().map(|i| i.to_string()));
     out.insert(AclSpec {
         place: Place::PortGroup,
         direction: Direction::ToPort,
@@ -659,7 +666,6 @@ mod tests {
             router_peer: "rtr-cs-net-42".into(),
             gateway_peer: Some("lsp-cs-router-42-pub".into()),
             guest_cidr: cidr("10.1.1.0/24"),
-            router_ips: vec!["203.0.113.10".parse().unwrap()],
         }
     }
 
