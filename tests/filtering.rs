@@ -379,3 +379,34 @@ fn rules_match_nbctl_and_bad_rules_are_refused() {
     assert_eq!(owned_rows(&nb), 0, "{}", nb.nbctl(&["show"]));
     assert_eq!(nb.count_rows("ACL"), 0);
 }
+
+/// Concurrent full snapshots never merge: the port group ends with exactly
+/// one applied rule set and exactly its ACLs.
+#[test]
+fn concurrent_firewall_snapshots_do_not_merge() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", network(70)));
+    ok(cs(&nb, "assign-ip", public(network(70), "203.0.113.10", true, "untagged")));
+    run_all(&nb, NIC_START, &vm1(70));
+    let remote = nb.remote();
+    let handles: Vec<_> = (0..8u16)
+        .map(|i| {
+            let r = remote.clone();
+            std::thread::spawn(move || {
+                run_cs(&r, "apply-fw-rules", &registered(fw(70, false, vec![egress(u64::from(i), 1000 + i)])))
+            })
+        })
+        .collect();
+    for h in handles {
+        ok(h.join().unwrap());
+    }
+    let acls = nb.nbctl(&["acl-list", "cs_net_70"]);
+    let ports: Vec<&str> = acls.lines().filter(|l| l.contains("tcp.dst == 10")).collect();
+    assert_eq!(ports.len(), 1, "exactly one snapshot's egress rule survives:\n{acls}");
+    let recorded = nb.nbctl(&["get", "Port_Group", "cs_net_70", "external_ids:\"cloudstack:firewall\""]);
+    let port = ports[0].split("tcp.dst == ").nth(1).unwrap().split(')').next().unwrap();
+    assert!(
+        recorded.contains(&format!("portStart\\\":{port}")),
+        "the ACLs are the recorded snapshot's: {recorded} vs {port}"
+    );
+}

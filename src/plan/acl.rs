@@ -560,6 +560,22 @@ pub fn converge_acls(
     obs: &Observed,
 ) -> Result<()> {
     let pg_uuid = port_group_uuid(scope);
+    // A rule set replaces what we read: if another command changed the
+    // group's ACLs or bookkeeping meanwhile, fail and re-plan rather than
+    // leave the union of both rule sets.
+    if let Some(pg) = &obs.port_group {
+        let mut row = Map::new();
+        row.insert("acls".into(), uuid_set(pg.acls.iter().copied()));
+        row.insert("external_ids".into(), string_map(&pg.external_ids));
+        plan.guard(crate::ovsdb::Operation::Wait {
+            table: table::PORT_GROUP.into(),
+            conditions: vec![crate::ovsdb::Condition::uuid_is(pg_uuid)],
+            columns: vec!["acls".into(), "external_ids".into()],
+            until: crate::ovsdb::WaitUntil::Equal,
+            rows: vec![row],
+            timeout_ms: Some(0),
+        });
+    }
     let current_pg: BTreeSet<Uuid> =
         obs.port_group.as_ref().map(|pg| pg.acls.iter().copied().collect()).unwrap_or_default();
     let recorded_public: BTreeSet<Uuid> = obs
