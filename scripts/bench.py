@@ -206,6 +206,13 @@ def main():
         wall = time.perf_counter() - t0
         errors = sum(1 for x in results if x[1] != 0)
 
+        # audit over the whole loaded NB (operator command): time and peak RSS.
+        res = subprocess.run(["/usr/bin/time", "-f", "%e %M", binary, "audit", "--json", "--nb", nb, "--timeout", "600"],
+                             capture_output=True, text=True, env=r.env)
+        audit_s, audit_kb = res.stderr.strip().splitlines()[-1].split()
+        audit_doc = json.loads(res.stdout)
+        if "findings" not in audit_doc:
+            sys.exit(f"audit failed: {res.stdout}")
         listing = sh("ovn-nbctl", f"--db={nb}", "--timeout=120", "--bare", "--columns=_uuid", "list", "Logical_Switch_Port")
         total_ports = sum(1 for line in listing.splitlines() if line.strip())
         p50e, p99e, p50l, p99l = pct(empty_lat, 50), pct(empty_lat, 99), pct(loaded_lat, 50), pct(loaded_lat, 99)
@@ -221,6 +228,7 @@ def main():
             ("bytes read from the NB per prepare-nic (max)", f"{max(read)} B", "≤ 16 KB"),
             ("peak RSS (max over all runs)", f"{max(empty_rss + loaded_rss) / 1024:.1f} MB", "≤ 10 MB"),
             ("16 concurrent invocations", f"{args.concurrent / wall:.0f} commands/s, {errors} errors", "≥ 600/s, 0 errors"),
+            ("audit of the loaded NB (rows of ours: see scanned)", f"{float(audit_s):.1f} s, {int(audit_kb) / 1024:.0f} MB peak RSS, {len(audit_doc['findings'])} findings", "usable"),
         ]
         width = max(len(a) for a, _, _ in rows)
         print(f"{'measure'.ljust(width)} | result | target")
