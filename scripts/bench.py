@@ -23,6 +23,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+
+# src/nb/mod.rs ROW_NAMESPACE: rows are bulk-loaded exactly as cloudstack-ovn
+# writes them (owner tag, kinds, deterministic UUIDs), so `audit` reads them
+# as its own.
+ROW_NAMESPACE = uuid.UUID(int=0x6c0b_1d7e_93a4_4f0e_8d2b_5a1c_0e7f_3b21)
+
+
+def row_uuid(kind, key):
+    return str(uuid.uuid5(ROW_NAMESPACE, f"cloudstack/{kind}/{key}"))
 
 SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
 
@@ -75,12 +85,14 @@ def bulk_load(sock, networks, ports, first_net):
             lsps.append(f"p{k}")
             mac = f"02:{(n >> 16) & 255:02x}:{(n >> 8) & 255:02x}:{n & 255:02x}:{k >> 8:02x}:{k & 255:02x}"
             addr = f"{mac} 10.{(k >> 8) % 250}.{k & 255}.{(n % 250) + 2}"
-            batch.append({"op": "insert", "table": "Logical_Switch_Port", "uuid-name": f"n{n}p{k}",
+            batch.append({"op": "insert", "table": "Logical_Switch_Port", "uuid-name": f"n{n}p{k}", "uuid": row_uuid("nic", name),
                           "row": {"name": name, "addresses": addr, "port_security": addr,
-                                  "external_ids": ["map", [["cloudstack:owner", "bench"], ["cloudstack:network_id", str(n)]]]}})
-        batch.append({"op": "insert", "table": "Logical_Switch",
+                                  "external_ids": ["map", [["cloudstack:owner", "cloudstack"], ["cloudstack:kind", "nic"],
+                                                           ["cloudstack:network_id", str(n)], ["cloudstack:nic_uuid", name]]]}})
+        batch.append({"op": "insert", "table": "Logical_Switch", "uuid": row_uuid("network", n),
                       "row": {"name": f"cs-net-{n}", "ports": ["set", [["named-uuid", f"n{n}{p}"] for p in lsps]],
-                              "external_ids": ["map", [["cloudstack:owner", "bench"], ["cloudstack:network_id", str(n)]]]}})
+                              "external_ids": ["map", [["cloudstack:owner", "cloudstack"], ["cloudstack:kind", "network"],
+                                                       ["cloudstack:network_id", str(n)]]]}})
         if len(batch) >= 100 * (per + 1):
             rpc.transact(batch)
             batch = []

@@ -478,9 +478,11 @@ fn acl_uuid(scope: &Scope, kind: Kind, spec: &AclSpec) -> Uuid {
     scope.owner.row_uuid(kind, &content)
 }
 
-/// The network's port group exists and holds every VM port of the switch
-/// (`vm_ports`; the router peer is not a VM). Membership is a weak set:
-/// deleted ports leave it by themselves.
+/// The network's port group exists and holds `vm_ports` (every VM port of
+/// the switch for the filter commands; the one NIC's port, possibly inserted
+/// earlier in this very transaction, for NIC commands, so rules cover VMs
+/// started after they were applied). The router peer is not a VM.
+/// Membership is a weak set: deleted ports leave it by themselves.
 pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs: &Observed) -> Result<()> {
     let uuid = port_group_uuid(scope);
     let ids = scope.ids(Kind::PortGroup);
@@ -500,7 +502,7 @@ pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs:
         }
         Some(pg) => {
             scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
-            let missing: Vec<Uuid> = vm_ports.iter().filter(|p| !pg.ports.contains(p)).copied().collect();
+            let missing: Vec<Uuid> = vm_ports.iter().filter(|p| !obs.group_holds(**p)).copied().collect();
             if !missing.is_empty() {
                 plan.change(
                     Parent { table: table::PORT_GROUP, uuid, column: "ports" }.link_all(&missing),
@@ -508,39 +510,6 @@ pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs:
                 );
             }
             plan.mutate(table::PORT_GROUP, uuid, merge_ids(&ids, &pg.external_ids), format!("update {} ids", pg.name));
-        }
-    }
-    Ok(())
-}
-
-/// Make `port` (existing, or inserted earlier in this transaction with its
-/// deterministic UUID) part of the network's port group, created if
-/// missing, so firewall and ACL rules cover VMs started after the rules were
-/// applied.
-pub fn join_port_group(plan: &mut Plan, scope: &Scope, port: Uuid, obs: &Observed) -> Result<()> {
-    let uuid = port_group_uuid(scope);
-    match &obs.port_group {
-        None => {
-            let mut row = Map::new();
-            row.insert("name".into(), json!(port_group_name(scope.network_id)));
-            row.insert("ports".into(), uuid_set([port]));
-            row.insert("external_ids".into(), string_map(&scope.ids(Kind::PortGroup)));
-            plan.insert(
-                table::PORT_GROUP,
-                Some(uuid),
-                None,
-                row,
-                format!("insert port group {}", port_group_name(scope.network_id)),
-            );
-        }
-        Some(pg) => {
-            scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
-            if !obs.group_holds(port) {
-                plan.change(
-                    Parent { table: table::PORT_GROUP, uuid, column: "ports" }.link(port),
-                    format!("add port to {}", pg.name),
-                );
-            }
         }
     }
     Ok(())

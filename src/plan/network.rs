@@ -281,7 +281,7 @@ pub fn ensure_port(
                 Parent::switch_ports(scope.switch_uuid()),
                 format!("port {} on {}", nic.nic_uuid, scope.switch_name()),
             );
-            super::acl::join_port_group(plan, scope, uuid, obs)?;
+            super::acl::ensure_port_group(plan, scope, &[uuid], obs)?;
         }
         Some(port) => {
             let mut desired = Map::new();
@@ -289,7 +289,7 @@ pub fn ensure_port(
             desired.insert("port_security".into(), string_set([address.as_str()]));
             let want_ids = ids;
             update_port(plan, scope, port, Some(desired), want_ids, dhcp, hostname, obs)?;
-            super::acl::join_port_group(plan, scope, port.uuid, obs)?;
+            super::acl::ensure_port_group(plan, scope, &[port.uuid], obs)?;
         }
     }
     Ok(())
