@@ -536,6 +536,53 @@ fn deadline_is_enforced_against_a_silent_nb() {
     assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(5), "took {took:?}");
 }
 
+/// A resolver that never answers must not hang a command either: the NB is
+/// named by a host name, the namespace's only DNS server swallows queries
+/// (glibc would wait 2 × 5 s), and the 2 s deadline still ends the run.
+#[test]
+fn deadline_covers_host_name_resolution() {
+    let ns = Netns::create('d');
+    ns.set_resolv_conf("nameserver 127.0.0.1\noptions timeout:5 attempts:2\n");
+    let mut dns = ns.command("python3");
+    dns.args([
+        "-c",
+        "import socket,sys,time\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM); s.bind(('127.0.0.1',53))\n\
+         print('ready',flush=True); time.sleep(120)",
+    ])
+    .stdout(std::process::Stdio::piped());
+    let mut dns = KillOnDrop(dns.spawn().expect("start the silent DNS server"));
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(dns.0.stdout.as_mut().unwrap()), &mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready");
+
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("p.payload");
+    std::fs::write(&payload, json!({"payload": network(61)}).to_string()).unwrap();
+    let started = Instant::now();
+    let o = ns
+        .command(bin())
+        .args(["implement-network", payload.to_str().unwrap(), "2"])
+        .env("OVN_NB_DB", "tcp:nb.cloudstack-ovn-test.invalid:6641")
+        .env("CLOUDSTACK_OVN_LOG", dir.path().join("l"))
+        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let msg = fails(o, 4);
+    assert!(msg.contains("deadline"), "{msg}");
+    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(5), "took {took:?}");
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The shipped examples are real: each payload file runs as CloudStack would
 /// run it (the registration detail pointed at the test NB), in lifecycle order.
 #[test]

@@ -175,11 +175,33 @@ pub(crate) fn connect(
     Ok(Conn { stream, read: 0, written: 0 })
 }
 
+/// Addresses of `host:port`, within the deadline.
+///
+/// IP literals (the usual form of an NB remote) need no lookup. A host name
+/// goes through getaddrinfo, which std cannot time out, so it runs on a
+/// helper thread that is abandoned if the deadline passes first: a hung
+/// resolver must not hang the command, since CloudStack never kills us.
+fn resolve(host: &str, port: u16, deadline: Deadline) -> Result<Vec<std::net::SocketAddr>, Error> {
+    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+        return Ok(vec![std::net::SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_string();
+    std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+        })
+        .map_err(Error::Io)?;
+    match rx.recv_timeout(deadline.remaining()?) {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(Error::DeadlineExceeded),
+    }
+}
+
 /// Returns `Error::Io` for failures that should become `Error::Connect`.
 fn tcp_connect(host: &str, port: u16, deadline: Deadline, share: u32) -> Result<TcpStream, Error> {
-    // Name resolution is not bounded by the deadline (std offers no
-    // timeout); remotes are normally IP addresses.
-    let addrs: Vec<_> = (host, port).to_socket_addrs()?.collect();
+    let addrs = resolve(host, port, deadline)?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
     for addr in addrs {
         let slice = deadline.remaining()? / share.max(1);
@@ -194,4 +216,25 @@ fn tcp_connect(host: &str, port: u16, deadline: Deadline, share: u32) -> Result<
         }
     }
     Err(Error::Io(last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_literals_need_no_lookup() {
+        let d = Deadline::after(Duration::from_secs(1));
+        assert_eq!(resolve("127.0.0.1", 6641, d).unwrap(), vec!["127.0.0.1:6641".parse().unwrap()]);
+        assert_eq!(resolve("[::1]", 6641, d).unwrap(), vec!["[::1]:6641".parse().unwrap()]);
+    }
+
+    #[test]
+    fn host_names_resolve_within_the_deadline() {
+        let addrs = resolve("localhost", 6641, Deadline::after(Duration::from_secs(5))).unwrap();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 6641), "{addrs:?}");
+        let spent = Deadline::after(Duration::from_micros(1));
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(matches!(resolve("localhost", 6641, spent), Err(Error::DeadlineExceeded)));
+    }
 }

@@ -52,4 +52,6 @@ pub use public::{
     Outside, Server, VlanCapture, INTERNET_HOSTS, OUTSIDE_CIDR, OUTSIDE_GW, OUTSIDE_MAC, PUBLIC_BRIDGE, UPSTREAM_BRIDGE,
 };
 pub use tls::TlsNb;
+#[allow(unused_imports)]
+pub(crate) use util::Netns;
 pub use util::{wait_until, INSTALL_HINT};

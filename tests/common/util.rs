@@ -274,10 +274,26 @@ impl Netns {
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
+
+    /// `ip netns exec` gives processes run in this namespace
+    /// `/etc/netns/<name>/resolv.conf` as their `/etc/resolv.conf`.
+    pub(crate) fn set_resolv_conf(&self, text: &str) {
+        let dir = PathBuf::from("/etc/netns").join(&self.name);
+        std::fs::create_dir_all(&dir).expect("create /etc/netns/<ns>");
+        std::fs::write(dir.join("resolv.conf"), text).expect("write resolv.conf");
+    }
+
+    /// `program` run inside this namespace.
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(tool("ip"));
+        c.args(["netns", "exec", &self.name]).arg(program);
+        c
+    }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(&self.name));
         let r = try_run(Command::new(tool("ip")).args(["netns", "del", &self.name]), Duration::from_secs(10));
         match r {
             Ok(o) if o.status.success() => {}
