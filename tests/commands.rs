@@ -336,6 +336,12 @@ fn bad_input_is_refused_and_nb_unchanged() {
         p.as_object_mut().unwrap().remove(k);
         p
     };
+    let v6 = |gateway: &str, cidr: &str| {
+        let mut p = vm1(21);
+        p["network_ip6_gateway"] = json!(gateway);
+        p["network_ip6_cidr"] = json!(cidr);
+        p
+    };
     let cases: Vec<(&str, Value, &str)> = vec![
         ("prepare-nic", with("mac", "02:00:4c:3e:00"), "mac"),
         ("prepare-nic", with("mac", "01:00:5e:00:00:01"), "mac"),
@@ -353,6 +359,9 @@ fn bad_input_is_refused_and_nb_unchanged() {
         ("add-dhcp-entry", with("domain", "a..b"), "domain"),
         ("add-dns-entry", without("hostname"), "hostname"),
         ("destroy-network", with("zone_id", "zone-1"), "zone_id"),
+        ("implement-network", with("network_ip6_gateway", "fd00:21::1"), "network_ip6_cidr"),
+        ("implement-network", v6("fd00:99::1", "fd00:21::/64"), "network_ip6_gateway"),
+        ("implement-network", v6("fd00:21::1", "fd00:21::/129"), "network_ip6_cidr"),
     ];
     for (command, payload, field) in cases {
         let msg = fails(run_cs(&nb.remote(), command, &envelope(payload)), 2);
@@ -380,6 +389,9 @@ fn bad_input_is_refused_and_nb_unchanged() {
         let msg = fails(run_cs(&nb.remote(), unsupported, &envelope(network(21))), 6);
         assert_eq!(msg, format!("not supported yet: {unsupported}"));
     }
+    // SLAAC cannot produce CloudStack's EUI-64 addresses outside a /64.
+    let msg = fails(run_cs(&nb.remote(), "implement-network", &envelope(v6("fd00:21::1", "fd00:21::/56"))), 6);
+    assert!(msg.contains("/64"), "{msg}");
     assert_eq!(snap, nb.snapshot());
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::scenario::*;
 use common::*;
+use serde_json::json;
 
 const MAC1: &str = "02:00:4c:3e:00:05";
 const MAC2: &str = "02:00:4c:3e:00:06";
@@ -147,4 +148,43 @@ fn vms_get_leases_resolve_names_and_talk_through_ovn() {
     for table in ["Logical_Switch", "Logical_Switch_Port", "DHCP_Options", "DNS", "Port_Group"] {
         assert_eq!(nb.count_rows(table), 0, "{table} still has rows");
     }
+}
+
+/// Dual-stack: CloudStack allocates the NIC's IPv6 address as EUI-64 of its
+/// MAC in the network's /64 and expects the VM to configure it by SLAAC.
+/// The router port carries the IPv6 gateway and OVN advertises the prefix;
+/// the VM's kernel derives exactly the address CloudStack recorded, which
+/// port security lets through, and the gateway answers ping over IPv6.
+#[test]
+fn vms_configure_their_ipv6_address_from_router_advertisements() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let v6 = json!({"network_ip6_gateway": "fd00:42::1", "network_ip6_cidr": "fd00:42::/64"});
+    twice(nb, "implement-network", with(network(43), v6.clone()));
+    // 02:00:4c:3e:00:05 → interface id 0000:4cff:fe3e:0005 (U/L bit flipped).
+    let expected = "fd00:42::4cff:fe3e:5";
+    let nic = with(with(vm1(43), v6), json!({"ip6_address": expected}));
+    run_all(nb, NIC_START, &nic);
+    assert_eq!(
+        central.nbctl(&["get", "Logical_Router_Port", "lrp-cs-net-43", "ipv6_ra_configs:address_mode"]),
+        "slaac"
+    );
+
+    let guest = hv.plug_vm("tap1", NIC1, MAC1);
+    let global = || {
+        let out = guest.exec(&["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || global().contains(&format!("{expected}/64"))),
+        "no SLAAC address {expected}/64 on the VM: {}\n{}",
+        global(),
+        central.nbctl(&["list", "Logical_Router_Port", "lrp-cs-net-43"])
+    );
+    assert!(guest.ping("fd00:42::1", Duration::from_secs(15)), "the IPv6 gateway does not answer");
+
+    // A later command without IPv6 fields (assign-ip carries none) keeps them.
+    twice(nb, "implement-network", network(43));
+    assert!(central.nbctl(&["get", "Logical_Router_Port", "lrp-cs-net-43", "networks"]).contains("fd00:42::1/64"));
 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Context;
 use crate::error::{Error, Result};
-use crate::payload::types::{db_id, dns_name, ip_list, ipv4, ipv6, nic_uuid, Ipv4Cidr, Mac};
+use crate::payload::types::{db_id, dns_name, ip_list, ipv4, ipv6, nic_uuid, Ipv4Cidr, Ipv6Cidr, Mac};
 use crate::payload::Payload;
 use crate::plan::network::{DhcpSubnet, DnsEntry, NicSpec, Scope, SwitchSpec};
 use crate::plan::router::{GatewaySpec, Protocol, PublicIp, PublicNet, RouterOf, RouterScope};
@@ -261,6 +261,28 @@ pub fn guest_gateway(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
         (Some(g), Some(c)) => Some(Ipv4Cidr { addr: g, prefix: c.prefix }),
         _ => None,
     })
+}
+
+/// The guest network's IPv6 gateway as a router-port network
+/// (`network_ip6_gateway` + the prefix of `network_ip6_cidr`), for the
+/// router advertisements that let VMs configure the address CloudStack
+/// allocated (EUI-64 from the NIC's MAC, so SLAAC needs a /64).
+pub fn guest_gateway6(ctx: &Context) -> Result<Option<Ipv6Cidr>> {
+    let p = ctx.payload();
+    let gateway = p.nonempty("network_ip6_gateway").map(|v| ipv6("network_ip6_gateway", &v)).transpose()?;
+    let cidr = p.nonempty("network_ip6_cidr").map(|v| Ipv6Cidr::parse("network_ip6_cidr", &v)).transpose()?;
+    match (gateway, cidr) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(Error::Missing("network_ip6_cidr (network_ip6_gateway is set)".into())),
+        (None, Some(_)) => Err(Error::Missing("network_ip6_gateway (network_ip6_cidr is set)".into())),
+        (Some(g), Some(c)) if !c.contains(g) => {
+            Err(Error::field("network_ip6_gateway", format!("{g} is outside network_ip6_cidr {c}")))
+        }
+        (Some(_), Some(c)) if c.prefix != 64 => Err(Error::Unsupported(format!(
+            "IPv6 guest prefix {c}: CloudStack's addresses are EUI-64 (SLAAC), which needs a /64"
+        ))),
+        (Some(g), Some(c)) => Ok(Some(Ipv6Cidr { addr: g, prefix: c.prefix })),
+    }
 }
 
 /// The VPC's super-CIDR (`vpc_cidr`; README-era payloads call it `cidr`).

@@ -51,6 +51,7 @@ pub fn implement(ctx: &Context) -> Result<Outcome> {
     let spec = input::switch_spec(ctx)?;
     let routed = routed_by(ctx)?;
     let gateway = input::guest_gateway(ctx)?;
+    let gateway6 = input::guest_gateway6(ctx)?;
     if routed.is_some() && gateway.is_none() {
         return Err(Error::Missing("gateway and cidr (the network is routed by its VPC)".into()));
     }
@@ -67,7 +68,7 @@ pub fn implement(ctx: &Context) -> Result<Outcome> {
         ensure_switch(&mut plan, &scope, &spec, obs)?;
         if let (Some(rs), Some(gw)) = (&routed, gateway) {
             router::ensure_router(&mut plan, rs, None, obs)?;
-            router::attach_network(&mut plan, rs, &scope, gw, obs)?;
+            router::attach_network(&mut plan, rs, &scope, gw, gateway6, obs)?;
         }
         Ok(plan)
     })?;

@@ -250,12 +250,13 @@ pub struct RouterPort {
     pub networks: Vec<String>,
     pub gateway_chassis: Vec<Uuid>,
     pub options: BTreeMap<String, String>,
+    pub ipv6_ra_configs: BTreeMap<String, String>,
     pub external_ids: BTreeMap<String, String>,
 }
 
 impl RouterPort {
     pub const COLUMNS: &'static [&'static str] =
-        &["_uuid", "name", "mac", "networks", "gateway_chassis", "options", "external_ids"];
+        &["_uuid", "name", "mac", "networks", "gateway_chassis", "options", "ipv6_ra_configs", "external_ids"];
 
     pub fn select(uuid: Uuid) -> Operation {
         select(table::LOGICAL_ROUTER_PORT, Condition::uuid_is(uuid), Self::COLUMNS)
@@ -269,6 +270,7 @@ impl RouterPort {
             networks: set_col(row, "networks"),
             gateway_chassis: row.get("gateway_chassis").map(uuid_set_of).unwrap_or_default(),
             options: map_col(row, "options"),
+            ipv6_ra_configs: map_col(row, "ipv6_ra_configs"),
             external_ids: map_col(row, "external_ids"),
         })
     }

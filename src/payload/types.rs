@@ -62,6 +62,37 @@ impl fmt::Display for Ipv4Cidr {
     }
 }
 
+/// IPv6 prefix, e.g. `2001:db8:1:2::/64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv6Cidr {
+    pub addr: Ipv6Addr,
+    pub prefix: u8,
+}
+
+impl Ipv6Cidr {
+    pub fn parse(field: &str, raw: &str) -> Result<Ipv6Cidr> {
+        let bad = || Error::field(field, format!("expected an IPv6 CIDR such as 2001:db8:1:2::/64, got {raw:?}"));
+        let (a, p) = raw.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv6Addr = a.parse().map_err(|_| bad())?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
+        if prefix > 128 || p.starts_with('+') {
+            return Err(bad());
+        }
+        Ok(Ipv6Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+        u128::from(ip) & mask == u128::from(self.addr) & mask
+    }
+}
+
+impl fmt::Display for Ipv6Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 pub fn ipv4(field: &str, raw: &str) -> Result<Ipv4Addr> {
     raw.parse().map_err(|_| Error::field(field, format!("expected an IPv4 address, got {raw:?}")))
 }

@@ -24,7 +24,7 @@ use crate::nb::rows::{LoadBalancer, Port, RouterPort};
 use crate::nb::{key, table, Kind, Owner, IP_ASSIGNED, IP_SOURCE_NAT};
 use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Condition, Mutation, Mutator, Operation, WaitUntil};
-use crate::payload::types::Ipv4Cidr;
+use crate::payload::types::{Ipv4Cidr, Ipv6Cidr};
 
 /// Whose router: an isolated network's or a VPC's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,9 +297,29 @@ fn require_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) {
 
 /// Attach a guest network: a router port with the guest gateway address and
 /// a stable MAC, and its router-type peer on the guest switch.
-pub fn attach_network(plan: &mut Plan, rs: &RouterScope, net: &Scope, gateway: Ipv4Cidr, obs: &Observed) -> Result<()> {
+///
+/// With an IPv6 gateway the port also gets that network and sends router
+/// advertisements (SLAAC). Without one (commands whose payload carries no
+/// IPv6 fields, such as assign-ip) the port's IPv6 networks and RA settings
+/// are left as they are.
+pub fn attach_network(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    net: &Scope,
+    gateway: Ipv4Cidr,
+    gateway6: Option<Ipv6Cidr>,
+    obs: &Observed,
+) -> Result<()> {
     let name = guest_port_name(net.network_id);
-    let network = format!("{}/{}", gateway.addr, gateway.prefix);
+    let mut networks = vec![format!("{}/{}", gateway.addr, gateway.prefix)];
+    match gateway6 {
+        Some(g) => networks.push(g.to_string()),
+        None => {
+            let kept = obs.guest_port.iter().flat_map(|p| p.networks.iter()).filter(|n| n.contains(':'));
+            networks.extend(kept.cloned());
+        }
+    }
+    let ra = gateway6.map(|_| slaac_ra_configs());
     let mac = net.owner.stable_mac(&format!("router-port/{}", net.network_id));
     let mut ids = net.ids(Kind::GuestRouterPort);
     if let RouterOf::Vpc(v) = rs.of {
@@ -311,7 +331,8 @@ pub fn attach_network(plan: &mut Plan, rs: &RouterScope, net: &Scope, gateway: I
             let r = row(&[
                 ("name", json!(name)),
                 ("mac", json!(mac)),
-                ("networks", string_set([network.as_str()])),
+                ("networks", string_set(networks.iter().map(String::as_str))),
+                ("ipv6_ra_configs", string_map(ra.as_ref().unwrap_or(&BTreeMap::new()))),
                 ("external_ids", string_map(&ids)),
             ]);
             require_router(plan, rs, obs);
@@ -331,7 +352,11 @@ pub fn attach_network(plan: &mut Plan, rs: &RouterScope, net: &Scope, gateway: I
                     what: format!("Logical_Router_Port {name} (it is attached to another router than {})", rs.name()),
                 });
             }
-            update_router_port(plan, p, &mac, &[network], &BTreeMap::new(), &ids);
+            update_router_port(plan, p, &mac, &networks, &BTreeMap::new(), &ids);
+            if let Some(ra) = &ra {
+                let muts = map_mutations("ipv6_ra_configs", ra, &p.ipv6_ra_configs, |k| RA_KEYS.contains(&k));
+                plan.mutate(table::LOGICAL_ROUTER_PORT, p.uuid, muts, format!("update router port {name} RA"));
+            }
         }
     }
     if obs.guest_peer.is_none() && obs.switch.is_some() {
@@ -346,6 +371,19 @@ pub fn attach_network(plan: &mut Plan, rs: &RouterScope, net: &Scope, gateway: I
     };
     ensure_router_peer(plan, &net.owner, &peer, obs.guest_peer.as_ref())?;
     Ok(())
+}
+
+/// The `ipv6_ra_configs` keys we manage. `send_periodic` matters: a VM
+/// that misses the answer to its router solicitation would otherwise wait
+/// for the next one; 60 s keeps the stateless address fresh well within
+/// the default 30-minute router lifetime.
+const RA_KEYS: &[&str] = &["address_mode", "send_periodic", "max_interval", "min_interval"];
+
+fn slaac_ra_configs() -> BTreeMap<String, String> {
+    [("address_mode", "slaac"), ("send_periodic", "true"), ("max_interval", "60"), ("min_interval", "20")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn update_router_port(
