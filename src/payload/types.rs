@@ -184,6 +184,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ipv6_prefixes() {
+        let c = Ipv6Cidr::parse("c", "fd00:42::/64").unwrap();
+        assert_eq!(c.to_string(), "fd00:42::/64");
+        assert!(c.contains("fd00:42::4cff:fe3e:5".parse().unwrap()));
+        assert!(!c.contains("fd00:43::1".parse().unwrap()));
+        for bad in ["fd00:42::", "fd00:42::/129", "fd00:42::/+64", "10.0.0.0/8", "fd00::/x"] {
+            assert!(Ipv6Cidr::parse("c", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn cidrs() {
         let c = Ipv4Cidr::parse("cidr", "10.1.1.7/24").unwrap();
         assert_eq!(c.network().to_string(), "10.1.1.0/24");
