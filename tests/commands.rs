@@ -360,6 +360,16 @@ fn bad_input_is_refused_and_nb_unchanged() {
         ("add-dns-entry", without("hostname"), "hostname"),
         ("destroy-network", with("zone_id", "zone-1"), "zone_id"),
         ("implement-network", with("network_ip6_gateway", "fd00:21::1"), "network_ip6_cidr"),
+        ("prepare-nic", with("ip6_address", "fd00:21::5::1"), "ip6_address"),
+        (
+            "prepare-nic",
+            {
+                let mut p = v6("fd00:21::1", "fd00:21::/64");
+                p["ip6_address"] = json!("fd00:99::5");
+                p
+            },
+            "ip6_address",
+        ),
         ("implement-network", v6("fd00:99::1", "fd00:21::/64"), "network_ip6_gateway"),
         ("implement-network", v6("fd00:21::1", "fd00:21::/129"), "network_ip6_cidr"),
     ];

@@ -82,6 +82,12 @@ pub fn nic_spec(ctx: &Context) -> Result<NicSpec> {
             ));
         }
     }
+    let cidr6 = p.nonempty("network_ip6_cidr").map(|v| Ipv6Cidr::parse("network_ip6_cidr", &v)).transpose()?;
+    if let (Some(ip), Some(c)) = (ipv6, cidr6) {
+        if !c.contains(ip) {
+            return Err(Error::field("ip6_address", format!("{ip} is outside network_ip6_cidr {c}")));
+        }
+    }
     Ok(NicSpec { nic_uuid, nic_id: optional_id(p, "nic_id")?, mac, ipv4, ipv6 })
 }
 
