@@ -172,6 +172,15 @@ fn legacy(nb: &Nb, command: &str, args: &[&str]) -> Output {
     run_cs_flags(&nb.remote(), command, &all)
 }
 
+/// [`legacy`] run twice: both succeed and the second changes nothing.
+#[track_caller]
+fn legacy_twice(nb: &Nb, command: &str, args: &[&str]) {
+    ok(legacy(nb, command, args));
+    let snap = nb.snapshot();
+    ok(legacy(nb, command, args));
+    assert_eq!(snap, nb.snapshot(), "{command}: second run changed the NB");
+}
+
 #[test]
 fn legacy_flag_style_lswitch_variant() {
     let nb = Nb::start();
@@ -226,10 +235,7 @@ fn legacy_flag_style_lswitch_variant() {
         "--nic-uuid",
         NIC1,
     ];
-    ok(legacy(&nb, "add-dhcp-entry", &entry));
-    let snap = nb.snapshot();
-    ok(legacy(&nb, "add-dhcp-entry", &entry));
-    assert_eq!(snap, nb.snapshot());
+    legacy_twice(&nb, "add-dhcp-entry", &entry);
     assert_eq!(nb.nbctl(&["lsp-get-addresses", NIC1]), "02:00:00:00:03:09 10.3.0.9");
     let dhcp = nb.nbctl(&["lsp-get-dhcpv4-options", NIC1]);
     assert!(dhcp.contains("10.3.0.0/24"), "{dhcp}");
@@ -303,10 +309,7 @@ fn set_dhcp_options_gives_the_nic_its_own_row() {
         "--extension-ip",
         "10.1.1.1",
     ];
-    ok(legacy(&nb, "set-dhcp-options", &args));
-    let snap = nb.snapshot();
-    ok(legacy(&nb, "set-dhcp-options", &args));
-    assert_eq!(snap, nb.snapshot());
+    legacy_twice(&nb, "set-dhcp-options", &args);
     let dhcp = nb.nbctl(&["lsp-get-dhcpv4-options", NIC1]);
     let opts = nb.nbctl(&["dhcp-options-get-options", dhcp.split_whitespace().next().unwrap()]);
     assert!(opts.contains(r#"domain_name="override.example""#) && opts.contains("ntp_server={10.1.1.5}"), "{opts}");

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::daemon::{stop_all, Daemon};
+use super::daemon::{standalone_ovsdb, stop_all, Daemon};
 use super::nb::Nb;
 use super::util::{dump_logs, ovs_command, require, run, run_ok, LabDir, CMD_TIMEOUT, OVN_NB_SCHEMA, OVN_SB_SCHEMA};
 
@@ -26,18 +26,7 @@ impl Central {
         );
         let dir = Arc::new(LabDir::new("central"));
         let nb = Nb::start_in(dir.clone());
-        let sb_db = dir.file("sb.db");
-        let sb_sock = dir.file("sb.sock");
-        run_ok(ovs_command(dir.path(), "ovsdb-tool").arg("create").arg(&sb_db).arg(OVN_SB_SCHEMA));
-        let sb = Daemon::launch(
-            dir.path(),
-            None,
-            "ovsdb-server",
-            "sb",
-            true,
-            &[&format!("--remote=punix:{}", sb_sock.display()), &sb_db.to_string_lossy()],
-        );
-        let sb_remote = format!("unix:{}", sb_sock.display());
+        let (sb, sb_remote) = standalone_ovsdb(dir.path(), "sb", OVN_SB_SCHEMA, &[]);
         let mut c = ovs_command(dir.path(), "ovn-sbctl");
         c.arg(format!("--db={sb_remote}")).arg("--timeout=10").arg("init");
         run_ok(&mut c);

@@ -199,3 +199,19 @@ fn mentions(pid: u32, path: &Path) -> bool {
     let needle = path.as_os_str().as_encoded_bytes();
     cmdline.split(|&b| b == 0).any(|arg| arg.windows(needle.len()).any(|w| w == needle))
 }
+
+/// A standalone `ovsdb-server` for `schema` in `dir`: database `<name>.db`,
+/// unix socket `<name>.sock` (returned as a `unix:` remote), and `extra`
+/// server arguments (further remotes, TLS files).
+pub(crate) fn standalone_ovsdb(dir: &Path, name: &str, schema: &str, extra: &[String]) -> (Daemon, String) {
+    let db = dir.join(format!("{name}.db"));
+    let sock = dir.join(format!("{name}.sock"));
+    let mut c = ovs_command(dir, "ovsdb-tool");
+    c.arg("create").arg(&db).arg(schema);
+    super::util::run_ok(&mut c);
+    let mut args = vec![format!("--remote=punix:{}", sock.display())];
+    args.extend(extra.iter().cloned());
+    args.push(db.to_string_lossy().into_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Daemon::launch(dir, None, "ovsdb-server", name, true, &args), format!("unix:{}", sock.display()))
+}

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Map, Value};
 
-use super::daemon::Daemon;
+use super::daemon::{standalone_ovsdb, Daemon};
 use super::util::{ovs_command, require, run, run_ok, LabDir, CMD_TIMEOUT, OVN_NB_SCHEMA};
 
 /// Standalone NB `ovsdb-server` (no northd) with the OVN_Northbound schema
@@ -26,18 +26,8 @@ impl Nb {
 
     /// NB server inside an existing lab dir (used by `Central`).
     pub(crate) fn start_in(dir: Arc<LabDir>) -> Nb {
-        let db = dir.file("nb.db");
-        let sock = dir.file("nb.sock");
-        run_ok(ovs_command(dir.path(), "ovsdb-tool").arg("create").arg(&db).arg(OVN_NB_SCHEMA));
-        let server = Daemon::launch(
-            dir.path(),
-            None,
-            "ovsdb-server",
-            "nb",
-            true,
-            &[&format!("--remote=punix:{}", sock.display()), &db.to_string_lossy()],
-        );
-        let nb = Nb { server, remote: format!("unix:{}", sock.display()), dir };
+        let (server, remote) = standalone_ovsdb(dir.path(), "nb", OVN_NB_SCHEMA, &[]);
+        let nb = Nb { server, remote, dir };
         nb.nbctl(&["init"]);
         nb
     }

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::daemon::Daemon;
+use super::daemon::{standalone_ovsdb, Daemon};
 use super::util::{ovs_command, require, run_ok, wait_until, LabDir, OVN_NB_SCHEMA};
 
 pub struct TlsNb {
@@ -37,21 +37,15 @@ impl TlsNb {
             }
         }
         let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let db = dir.file("nb.db");
-        run_ok(ovs_command(dir.path(), "ovsdb-tool").arg("create").arg(&db).arg(OVN_NB_SCHEMA));
-        let server = Daemon::launch(
+        let (server, _) = standalone_ovsdb(
             dir.path(),
-            None,
-            "ovsdb-server",
             "nb",
-            true,
+            OVN_NB_SCHEMA,
             &[
-                &format!("--remote=punix:{}", dir.file("nb.sock").display()),
-                &format!("--remote=pssl:{port}:127.0.0.1"),
-                &format!("--private-key={}", dir.file("nb-privkey.pem").display()),
-                &format!("--certificate={}", dir.file("nb-cert.pem").display()),
-                &format!("--ca-cert={}", dir.file("pki/switchca/cacert.pem").display()),
-                &db.to_string_lossy(),
+                format!("--remote=pssl:{port}:127.0.0.1"),
+                format!("--private-key={}", dir.file("nb-privkey.pem").display()),
+                format!("--certificate={}", dir.file("nb-cert.pem").display()),
+                format!("--ca-cert={}", dir.file("pki/switchca/cacert.pem").display()),
             ],
         );
         let nb = TlsNb { _server: server, port, dir };
