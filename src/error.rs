@@ -2,7 +2,7 @@
 //!
 //! CloudStack treats any non-zero exit as failure and logs our stdout; the
 //! codes below are for operators reading logs and for tests (see
-//! `docs/exit-codes.md`).
+//! `docs/cli.md`, "Exit codes").
 
 use crate::ovsdb;
 

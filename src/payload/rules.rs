@@ -1,5 +1,5 @@
 //! `fw_rules`, `acl_rules`, `lb_rules` and `restore_data` (§6 of the
-//! protocol), validated into planner types. Numbers may arrive as JSON
+//! protocol), validated into the intent types the planner takes. Numbers may arrive as JSON
 //! numbers or strings; absent optional fields mean "any".
 
 use std::net::Ipv4Addr;
@@ -8,7 +8,34 @@ use serde_json::Value;
 
 use super::types::{ipv4, Ipv4Cidr, Mac};
 use crate::error::{Error, Result};
-use crate::plan::acl::{Rule, RuleProto};
+
+/// IP protocol of a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleProto {
+    Tcp,
+    Udp,
+    Icmp,
+    All,
+}
+
+/// One rule, as validated from `fw_rules` / `acl_rules`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub id: Option<u64>,
+    pub ingress: bool,
+    pub protocol: RuleProto,
+    pub ports: Option<(u16, u16)>,
+    /// ICMP type and code; `None` = any.
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    /// Firewall ingress: the public IP the rule is about.
+    pub public_ip: Option<Ipv4Addr>,
+    /// Firewall: the remote side; empty = anywhere.
+    pub source_cidrs: Vec<Ipv4Cidr>,
+    pub dest_cidrs: Vec<Ipv4Cidr>,
+    /// Network ACLs only: allow (true) or deny.
+    pub allow: bool,
+}
 
 fn num(v: &Value) -> Option<i64> {
     match v {

@@ -35,6 +35,7 @@ use crate::error::Result;
 use crate::nb::rows::{LoadBalancer, Nat};
 use crate::nb::{key, port_group_name, table, Kind};
 use crate::ovsdb::value::{string_map, uuid_set};
+use crate::payload::rules::{Rule, RuleProto};
 use crate::payload::types::Ipv4Cidr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -86,34 +87,6 @@ pub struct AclSpec {
     pub matches: String,
     pub action: Action,
     pub rule_id: Option<u64>,
-}
-
-/// IP protocol of a rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RuleProto {
-    Tcp,
-    Udp,
-    Icmp,
-    All,
-}
-
-/// One rule, as validated from `fw_rules` / `acl_rules`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rule {
-    pub id: Option<u64>,
-    pub ingress: bool,
-    pub protocol: RuleProto,
-    pub ports: Option<(u16, u16)>,
-    /// ICMP type and code; `None` = any.
-    pub icmp_type: Option<u8>,
-    pub icmp_code: Option<u8>,
-    /// Firewall ingress: the public IP the rule is about.
-    pub public_ip: Option<Ipv4Addr>,
-    /// Firewall: the remote side; empty = anywhere.
-    pub source_cidrs: Vec<Ipv4Cidr>,
-    pub dest_cidrs: Vec<Ipv4Cidr>,
-    /// Network ACLs only: allow (true) or deny.
-    pub allow: bool,
 }
 
 /// `ip4.src == {a, b}` or nothing for "anywhere".
