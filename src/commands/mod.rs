@@ -391,7 +391,7 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             PublicLookup::Net(net) => {
                 // Light: a public VLAN may carry thousands of routers' ports.
                 ask(Switch::select_light(net.switch_uuid(&rs.owner)), Slot::PublicSwitch);
-                ask(Port::select(net.localnet_uuid(&rs.owner)), Slot::Localnet);
+                ask(Port::select_localnet(net.localnet_uuid(&rs.owner)), Slot::Localnet);
             }
             PublicLookup::ByGatewayPeer => ask(Switch::select_holding(rs.gateway_peer_uuid()), Slot::PublicSwitch),
         }

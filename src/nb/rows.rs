@@ -110,8 +110,7 @@ impl Switch {
 pub struct Port {
     pub uuid: Uuid,
     pub name: String,
-    /// `type`: "" for a VM, "router", "localnet".
-    pub kind: String,
+    /// Read only by [`Port::select_localnet`].
     pub tag_request: Option<i64>,
     pub addresses: Vec<String>,
     pub port_security: Vec<String>,
@@ -136,6 +135,14 @@ impl Port {
         select(table::LOGICAL_SWITCH_PORT, Condition::uuid_is(uuid), Self::COLUMNS)
     }
 
+    /// A localnet port, with the VLAN it asks for (`tag_request`), which
+    /// only localnet ports carry.
+    pub fn select_localnet(uuid: Uuid) -> Operation {
+        let mut columns = Self::COLUMNS.to_vec();
+        columns.push("tag_request");
+        select(table::LOGICAL_SWITCH_PORT, Condition::uuid_is(uuid), &columns)
+    }
+
     /// Our port of the NIC with this CloudStack id (a scan).
     pub fn select_by_nic_id(owner: &Owner, nic_id: u64) -> Operation {
         select(table::LOGICAL_SWITCH_PORT, tagged(owner, key::NIC_ID, nic_id.to_string()), Self::COLUMNS)
@@ -145,7 +152,6 @@ impl Port {
         Some(Port {
             uuid: uuid_col(row)?,
             name: str_col(row, "name"),
-            kind: str_col(row, "type"),
             tag_request: row
                 .get("tag_request")
                 .and_then(|v| crate::ovsdb::value::set_items(v).first().and_then(|x| x.as_i64())),

@@ -718,7 +718,6 @@ mod tests {
         let port = Port {
             uuid: Uuid::from_u128(7),
             name: nic().nic_uuid,
-            kind: String::new(),
             tag_request: None,
             addresses: vec![nic().address()],
             port_security: vec![nic().address()],

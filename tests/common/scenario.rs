@@ -6,7 +6,7 @@ use std::process::Output;
 
 use serde_json::{json, Value};
 
-use super::{envelope, run_cs, Nb};
+use super::{envelope, run_cs, run_cs_logged, CsRun, Nb};
 
 pub const NIC1: &str = "3f0c0000-0000-4000-8000-000000000001";
 pub const NIC2: &str = "3f0c0000-0000-4000-8000-000000000002";
@@ -62,6 +62,11 @@ pub fn fails(o: Output, code: i32) -> String {
 
 /// CloudStack spawns ensure-network-device before every command.
 pub fn cs(nb: &Nb, command: &str, payload: Value) -> Output {
+    cs_logged(nb, command, payload).output
+}
+
+/// [`cs`] that also returns the command's log.
+pub fn cs_logged(nb: &Nb, command: &str, payload: Value) -> CsRun {
     let mut ensure = json!({"network_id": payload["network_id"], "vlan": "", "zone_id": "1", "current_details": "{}"});
     if payload.get("network_id").is_none() {
         ensure = json!({"vpc_id": payload["vpc_id"], "zone_id": "1", "current_details": "{}"});
@@ -69,7 +74,7 @@ pub fn cs(nb: &Nb, command: &str, payload: Value) -> Output {
     let out = ok(run_cs(&nb.remote(), "ensure-network-device", &envelope(ensure)));
     let v: Value = serde_json::from_str(&out).expect("ensure-network-device prints JSON");
     assert!(v.is_object() && out.lines().count() == 1, "{out}");
-    run_cs(&nb.remote(), command, &registered(payload))
+    run_cs_logged(&nb.remote(), command, &registered(payload))
 }
 
 /// The gateway chassis the scenarios register (the data-plane chassis' name).
@@ -114,9 +119,17 @@ pub fn vpc(id: u32) -> Value {
 pub fn twice(nb: &Nb, command: &str, payload: Value) -> String {
     let out = ok(cs(nb, command, payload.clone()));
     let after_first = nb.snapshot();
-    let out2 = ok(cs(nb, command, payload));
+    let second = cs_logged(nb, command, payload);
+    let out2 = ok(second.output);
     assert_eq!(out, out2, "{command}: same output both times");
     assert_eq!(after_first, nb.snapshot(), "{command}: second run changed the NB");
+    // Converged means no write transaction at all, not one that rewrites
+    // the same values.
+    assert!(
+        second.log.lines().any(|l| l.contains(&format!("command={command} ")) && l.contains(" rows_changed=0 ")),
+        "{command}: the second run planned a write:\n{}",
+        second.log
+    );
     out
 }
 
