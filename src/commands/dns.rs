@@ -46,7 +46,7 @@ pub fn remove_subnet(ctx: &Context) -> Result<Outcome> {
 pub fn remove_entry(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
     let (ipv4, ipv6) = input::nic_addresses(ctx)?;
-    let want = Want { dns: true, switch: true, scope: Some(scope.clone()), ..Want::default() };
+    let want = Want { dns: true, switch: true, light: true, scope: Some(scope.clone()), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         remove_dns_records(&mut plan, &scope, ipv4, ipv6, obs)?;

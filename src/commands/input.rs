@@ -99,7 +99,7 @@ pub fn hostname(ctx: &Context) -> Result<Option<String>> {
     ctx.payload().nonempty("hostname").map(|h| dns_name("hostname", &h)).transpose()
 }
 
-fn domain(ctx: &Context) -> Result<Option<String>> {
+pub fn domain(ctx: &Context) -> Result<Option<String>> {
     ctx.payload().nonempty("domain").map(|d| dns_name("domain", &d)).transpose()
 }
 

@@ -30,6 +30,8 @@ pub(super) fn want_for_ip(
     rw.chassis = ctx.settings.gateway_chassis()?;
     rw.nats = vec![rs.snat_uuid(), rs.static_nat_uuid(ip)];
     rw.lbs = Protocol::ALL.iter().map(|p| rs.port_forward_uuid(ip, *p)).collect();
+    // The guest switch with its ports: refreshing the firewall after a NAT
+    // change recomputes the port group's members from them.
     Ok(Want { switch: scope.is_some(), scope: scope.cloned(), router: Some(rw), ..Want::default() })
 }
 

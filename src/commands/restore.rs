@@ -19,7 +19,7 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
     let doc = ctx.payload().nested("restore_data")?.ok_or_else(|| Error::Missing("restore_data".into()))?;
     let (dhcp_enabled, dns_enabled, vms) = rules::restore(&doc)?;
     let subnet = if dhcp_enabled { Some(input::dhcp_subnet(ctx)?) } else { None };
-    let domain = ctx.payload().nonempty("domain").map(|d| crate::payload::types::dns_name("domain", &d)).transpose()?;
+    let domain = input::domain(ctx)?;
     if let Some(c) = spec.cidr {
         if let Some(vm) = vms.iter().find(|v| !c.contains(v.ip)) {
             return Err(Error::field(

@@ -89,9 +89,10 @@ impl Switch {
         )
     }
 
-    /// By name: a scan, Logical_Switch has no name index.
+    /// By name: a scan, Logical_Switch has no name index. Only who holds
+    /// the name is wanted, never the (possibly long) `ports` list.
     pub fn select_by_name(name: &str) -> Operation {
-        select(table::LOGICAL_SWITCH, Condition::eq("name", name), Self::COLUMNS)
+        select(table::LOGICAL_SWITCH, Condition::eq("name", name), &["_uuid", "name", "external_ids"])
     }
 
     pub fn from_row(row: &Map<String, Value>) -> Option<Switch> {

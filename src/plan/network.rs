@@ -13,7 +13,7 @@ use crate::nb::rows::{
     DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router, RouterPort, StaticRoute, Switch,
 };
 use crate::nb::{key, quoted, switch_name, table, Kind, Owner};
-use crate::ovsdb::value::{string_map, string_set, uuid as uuid_value, uuid_set};
+use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Mutation, Mutator};
 use crate::payload::types::{Ipv4Cidr, Mac};
 
@@ -139,10 +139,6 @@ pub(crate) fn merge_ids(desired: &BTreeMap<String, String>, observed: &BTreeMap<
     map_mutations("external_ids", desired, observed, |k| desired.contains_key(k))
 }
 
-fn map_value(m: &BTreeMap<String, String>) -> Value {
-    string_map(m)
-}
-
 // ---------------------------------------------------------------- switch
 
 #[derive(Clone, Debug, Default)]
@@ -173,7 +169,7 @@ pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Ob
         None => {
             let mut row = Map::new();
             row.insert("name".into(), json!(name));
-            row.insert("external_ids".into(), map_value(&ids));
+            row.insert("external_ids".into(), string_map(&ids));
             plan.insert(table::LOGICAL_SWITCH, Some(scope.switch_uuid()), None, row, format!("insert switch {name}"));
         }
         Some(sw) => {
@@ -264,13 +260,13 @@ pub fn ensure_port(
             row.insert("name".into(), json!(nic.nic_uuid));
             row.insert("addresses".into(), string_set([address.as_str()]));
             row.insert("port_security".into(), string_set([address.as_str()]));
-            row.insert("external_ids".into(), map_value(&ids));
+            row.insert("external_ids".into(), string_map(&ids));
             if let DhcpLink::Link(u) = dhcp {
                 row.insert("dhcpv4_options".into(), uuid_set([u]));
             }
             if let Hostname::Set(h) = hostname {
                 let opts: BTreeMap<String, String> = [("hostname".to_string(), quoted(h))].into();
-                row.insert("options".into(), map_value(&opts));
+                row.insert("options".into(), string_map(&opts));
             }
             require_switch(plan, scope, obs);
             let uuid = scope.port_uuid(&nic.nic_uuid);
@@ -303,6 +299,22 @@ pub fn relink_port(plan: &mut Plan, scope: &Scope, dhcp: DhcpLink, hostname: &Ho
     update_port(plan, scope, port, None, ids, dhcp, hostname, obs)
 }
 
+/// The NIC's port must be ours and on this network's switch: a port of ours
+/// on another switch means the NIC moved without CloudStack telling us.
+fn require_our_port_on_switch(scope: &Scope, port: &Port, obs: &Observed) -> Result<()> {
+    scope.require_owned(format!("Logical_Switch_Port {}", port.name), &port.external_ids)?;
+    if !obs.switch_holds(port.uuid) {
+        return Err(Error::NotOwned {
+            what: format!(
+                "Logical_Switch_Port {} (it is attached to another switch than {})",
+                port.name,
+                scope.switch_name()
+            ),
+        });
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn update_port(
     plan: &mut Plan,
@@ -314,16 +326,7 @@ fn update_port(
     hostname: &Hostname,
     obs: &Observed,
 ) -> Result<()> {
-    scope.require_owned(format!("Logical_Switch_Port {}", port.name), &port.external_ids)?;
-    if !obs.switch_holds(port.uuid) {
-        return Err(Error::NotOwned {
-            what: format!(
-                "Logical_Switch_Port {} (it is attached to another switch than {})",
-                port.name,
-                scope.switch_name()
-            ),
-        });
-    }
+    require_our_port_on_switch(scope, port, obs)?;
     let mut desired = columns.unwrap_or_default();
     match dhcp {
         DhcpLink::Keep => {}
@@ -367,16 +370,7 @@ fn desired_strings(row: &Map<String, Value>, col: &str) -> Option<Vec<String>> {
 /// referenced and would otherwise leak.
 pub fn remove_port(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
     let Some(port) = &obs.port else { return Ok(()) };
-    scope.require_owned(format!("Logical_Switch_Port {}", port.name), &port.external_ids)?;
-    if !obs.switch_holds(port.uuid) {
-        return Err(Error::NotOwned {
-            what: format!(
-                "Logical_Switch_Port {} (it is attached to another switch than {})",
-                port.name,
-                scope.switch_name()
-            ),
-        });
-    }
+    require_our_port_on_switch(scope, port, obs)?;
     let parent = Parent::switch_ports(scope.switch_uuid());
     plan.change(parent.unlink(&[port.uuid]), format!("remove port {}", port.name));
     if let Some(d) = port.dhcpv4_options.and_then(|u| obs.dhcp_row(u)) {
@@ -462,8 +456,8 @@ fn upsert_dhcp(
         None => {
             let mut row = Map::new();
             row.insert("cidr".into(), json!(cidr));
-            row.insert("options".into(), map_value(options));
-            row.insert("external_ids".into(), map_value(ids));
+            row.insert("options".into(), string_map(options));
+            row.insert("external_ids".into(), string_map(ids));
             plan.insert(table::DHCP_OPTIONS, Some(uuid), None, row, format!("insert {what}"));
         }
         Some(d) => {
@@ -473,7 +467,7 @@ fn upsert_dhcp(
                 row.insert("cidr".into(), json!(cidr));
             }
             if d.options != *options {
-                row.insert("options".into(), map_value(options));
+                row.insert("options".into(), string_map(options));
             }
             plan.update(table::DHCP_OPTIONS, d.uuid, row, format!("update {what}"));
             let muts = merge_ids(ids, &d.external_ids);
@@ -578,8 +572,8 @@ pub fn ensure_dns(plan: &mut Plan, scope: &Scope, add: &BTreeMap<String, String>
     match &obs.dns {
         None => {
             let mut row = Map::new();
-            row.insert("records".into(), map_value(add));
-            row.insert("external_ids".into(), map_value(&ids));
+            row.insert("records".into(), string_map(add));
+            row.insert("external_ids".into(), string_map(&ids));
             plan.insert(table::DNS, Some(uuid), None, row, format!("insert DNS records of {}", scope.switch_name()));
         }
         Some(d) => {
@@ -660,11 +654,6 @@ pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
         plan.delete(table::PORT_GROUP, pg.uuid, format!("delete port group {} and its ACLs", pg.name));
     }
     remove_dns(plan, scope, obs)
-}
-
-/// Value helper re-exported for command modules.
-pub fn uuid_json(u: Uuid) -> Value {
-    uuid_value(u)
 }
 
 #[cfg(test)]

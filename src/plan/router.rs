@@ -295,6 +295,23 @@ fn require_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) {
     }
 }
 
+/// Insert a row referenced from the router's `column`, guarded on the
+/// router still existing (see [`require_router`]).
+#[allow(clippy::too_many_arguments)]
+fn insert_router_child(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    obs: &Observed,
+    table: &'static str,
+    column: &'static str,
+    uuid: Uuid,
+    row: Map<String, Value>,
+    what: String,
+) {
+    require_router(plan, rs, obs);
+    plan.insert_child(table, uuid, row, Parent::router(rs.uuid(), column), what);
+}
+
 /// Attach a guest network: a router port with the guest gateway address and
 /// a stable MAC, and its router-type peer on the guest switch.
 ///
@@ -335,12 +352,14 @@ pub fn attach_network(
                 ("ipv6_ra_configs", string_map(ra.as_ref().unwrap_or(&BTreeMap::new()))),
                 ("external_ids", string_map(&ids)),
             ]);
-            require_router(plan, rs, obs);
-            plan.insert_child(
+            insert_router_child(
+                plan,
+                rs,
+                obs,
                 table::LOGICAL_ROUTER_PORT,
+                "ports",
                 port_uuid,
                 r,
-                Parent::router(rs.uuid(), "ports"),
                 format!("router port {name}"),
             );
         }
@@ -633,12 +652,14 @@ fn ensure_gateway(
                 ("options", string_map(&options)),
                 ("external_ids", string_map(&ids)),
             ]);
-            require_router(plan, rs, obs);
-            plan.insert_child(
+            insert_router_child(
+                plan,
+                rs,
+                obs,
                 table::LOGICAL_ROUTER_PORT,
+                "ports",
                 port_uuid,
                 r,
-                Parent::router(rs.uuid(), "ports"),
                 format!("gateway port {port_name}"),
             );
         }
@@ -663,27 +684,33 @@ fn ensure_gateway(
     ensure_router_peer(plan, owner, &peer, obs.gateway_peer.as_ref())?;
 
     // Default route to the public gateway.
+    const DEFAULT_ROUTE: &str = "0.0.0.0/0";
     let route_uuid = rs.route_uuid();
     let nexthop = public.gateway.to_string();
     match &obs.route {
         None => {
             let r = row(&[
-                ("ip_prefix", json!("0.0.0.0/0")),
+                ("ip_prefix", json!(DEFAULT_ROUTE)),
                 ("nexthop", json!(nexthop)),
                 ("output_port", json!(port_name)),
                 ("external_ids", string_map(&rs.ids(Kind::DefaultRoute))),
             ]);
-            require_router(plan, rs, obs);
-            plan.insert_child(
+            insert_router_child(
+                plan,
+                rs,
+                obs,
                 table::STATIC_ROUTE,
+                "static_routes",
                 route_uuid,
                 r,
-                Parent::router(rs.uuid(), "static_routes"),
                 format!("default route via {nexthop}"),
             );
         }
         Some(r) => {
             let mut u = Map::new();
+            if r.ip_prefix != DEFAULT_ROUTE {
+                u.insert("ip_prefix".into(), json!(DEFAULT_ROUTE));
+            }
             if r.nexthop != nexthop {
                 u.insert("nexthop".into(), json!(nexthop));
             }
@@ -869,14 +896,7 @@ fn ensure_nat(plan: &mut Plan, rs: &RouterScope, nat: NatRow, obs: &Observed) ->
                 ("logical_ip", json!(logical)),
                 ("external_ids", string_map(&ids)),
             ]);
-            require_router(plan, rs, obs);
-            plan.insert_child(
-                table::NAT,
-                uuid,
-                r,
-                Parent::router(rs.uuid(), "nat"),
-                format!("{kind} {external} ↔ {logical}"),
-            );
+            insert_router_child(plan, rs, obs, table::NAT, "nat", uuid, r, format!("{kind} {external} ↔ {logical}"));
         }
         Some(n) => {
             rs.require_owned(format!("NAT {}", n.uuid), &n.external_ids)?;
@@ -1032,18 +1052,7 @@ pub fn add_port_forward(plan: &mut Plan, rs: &RouterScope, fwd: &Forward, obs: &
             plan.mutate(table::LOAD_BALANCER, lb.uuid, muts, format!("update port forwarding {name}"));
         }
     }
-    if !obs.router.as_ref().is_some_and(|r| r.load_balancer.contains(&uuid)) {
-        require_router(plan, rs, obs);
-        plan.change(Parent::router(rs.uuid(), "load_balancer").link(uuid), format!("attach {name} to {}", rs.name()));
-    }
-    let on_switch =
-        obs.switch.as_ref().is_some_and(|sw| sw.uuid == fwd.guest_switch && sw.load_balancer.contains(&uuid));
-    if !on_switch {
-        plan.change(
-            Parent::switch(fwd.guest_switch, "load_balancer").link(uuid),
-            format!("attach {name} to the guest switch"),
-        );
-    }
+    attach_lb(plan, rs, fwd.guest_switch, uuid, &name, obs);
     Ok(())
 }
 
@@ -1231,6 +1240,13 @@ pub fn ensure_balancer(
             );
         }
     }
+    attach_lb(plan, rs, guest_switch, uuid, &name, obs);
+    Ok(())
+}
+
+/// A Load_Balancer serves on the router (traffic from outside) and on the
+/// guest switch (VMs reaching the public address of their own network).
+fn attach_lb(plan: &mut Plan, rs: &RouterScope, guest_switch: Uuid, uuid: Uuid, name: &str, obs: &Observed) {
     if !obs.router.as_ref().is_some_and(|r| r.load_balancer.contains(&uuid)) {
         require_router(plan, rs, obs);
         plan.change(Parent::router(rs.uuid(), "load_balancer").link(uuid), format!("attach {name} to {}", rs.name()));
@@ -1241,7 +1257,6 @@ pub fn ensure_balancer(
             format!("attach {name} to the guest switch"),
         );
     }
-    Ok(())
 }
 
 /// Delete the rule's Load_Balancer (its weak references go with it).
