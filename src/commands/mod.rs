@@ -338,7 +338,9 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             }
             if want.light {
                 ask(Switch::select_containing(s.switch_uuid(), port), Slot::PortOnSwitch);
-                ask(PortGroup::select_containing(port_group_uuid(s), port), Slot::PortInGroup);
+                if want.port_group {
+                    ask(PortGroup::select_containing(port_group_uuid(s), port), Slot::PortInGroup);
+                }
             }
         }
         if want.switch_by_name {

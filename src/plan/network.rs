@@ -85,7 +85,8 @@ impl Scope {
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub switch: Option<Switch>,
-    /// Ports by name, for commands about several NICs (restore-network).
+    /// Ports read by their uuids, for commands about several NICs
+    /// (restore-network).
     pub ports: Vec<Port>,
     /// Other switches with our switch's name (only `implement-network` looks).
     pub same_name: Vec<Switch>,
