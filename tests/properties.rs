@@ -4,7 +4,7 @@
 //!    with a documented code, prints nothing on stderr, and a failure prints
 //!    exactly one JSON line;
 //! 2. for random valid command sequences, running any command again plans
-//!    nothing: the NB is identical after the second run.
+//!    nothing: no write is sent and the NB is identical after the second run.
 
 mod common;
 
@@ -189,11 +189,17 @@ fn random_valid_sequences_are_idempotent() {
                 continue;
             }
             let first = nb.snapshot();
-            let again = run_cs(&nb.remote(), command, &registered(payload));
+            let again = run_cs_logged(&nb.remote(), command, &registered(payload));
             assert!(
-                again.status.success(),
+                again.output.status.success(),
                 "seed {} round {round} step {step}: {command} failed the second time",
                 seed()
+            );
+            assert!(
+                again.log.contains(" rows_changed=0 "),
+                "seed {} round {round} step {step}: {command} planned a write the second time:\n{}",
+                seed(),
+                again.log
             );
             let second = nb.snapshot();
             assert!(
