@@ -108,6 +108,27 @@ impl Daemon {
         &self.pidfile
     }
 
+    /// The port the kernel chose for a `ptcp:0` / `pssl:0` remote, from
+    /// the log line "listening on port N" (no bind-and-release race).
+    pub(crate) fn listening_port(&self) -> u16 {
+        let log = || std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(
+            wait_until(LAUNCH_TIMEOUT, || log().contains("listening on port ")),
+            "{} logged no listening port\n{}",
+            self.name,
+            self.diagnostics()
+        );
+        let log = log();
+        let digits: String = log
+            .split("listening on port ")
+            .nth(1)
+            .unwrap_or_default()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap_or_else(|_| panic!("no port in {}:\n{log}", self.log.display()))
+    }
+
     /// The pid written in the pidfile, if any.
     pub(crate) fn pid(&self) -> Option<u32> {
         std::fs::read_to_string(&self.pidfile).ok()?.trim().parse().ok()
@@ -171,7 +192,7 @@ pub(crate) fn stop_all(ds: &mut [&mut Daemon]) {
     }
 }
 
-fn kill(sig: &str, pid: u32) {
+pub(crate) fn kill(sig: &str, pid: u32) {
     let _ = Command::new("/bin/sh")
         .args(["-c", "kill -s \"$0\" \"$1\" 2>/dev/null", sig, &pid.to_string()])
         .stdin(Stdio::null())
@@ -192,7 +213,7 @@ pub fn running(pid: u32) -> bool {
 }
 
 /// Does `/proc/PID/cmdline` mention `path` (e.g. `--pidfile=<path>`)?
-fn mentions(pid: u32, path: &Path) -> bool {
+pub(crate) fn mentions(pid: u32, path: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };

@@ -45,7 +45,7 @@ mod util;
 pub use central::Central;
 pub use chassis::{Chassis, Lease, Vm};
 pub use cluster::Cluster;
-pub use cs::{bin, envelope, run_cs, run_cs_flags, run_cs_flags_logged, run_cs_logged, CsRun};
+pub use cs::{bin, envelope, run_bin, run_cs, run_cs_flags, run_cs_flags_logged, run_cs_logged, CsRun};
 pub use daemon::running as pid_running;
 pub use nb::{canonicalize, Nb};
 pub use public::{
@@ -54,4 +54,4 @@ pub use public::{
 pub use tls::TlsNb;
 #[allow(unused_imports)]
 pub(crate) use util::Netns;
-pub use util::{wait_until, INSTALL_HINT};
+pub use util::{wait_until, SilentPeer, INSTALL_HINT};

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::daemon::{kill, mentions};
 use super::util::{next_id, ovs_command, run, run_ok, tail, tool, try_run, wait_until, Netns, CMD_TIMEOUT};
 
 /// The upstream router's address on the public subnet (outside `eth0`).
@@ -167,22 +168,6 @@ fn helper_command(dir: &Path, netns: &str, args: &[&str]) -> Command {
     c
 }
 
-fn kill(sig: &str, pid: u32) {
-    let _ = Command::new("/bin/sh")
-        .args(["-c", "kill -s \"$0\" \"$1\" 2>/dev/null", sig, &pid.to_string()])
-        .stdin(Stdio::null())
-        .status();
-}
-
-/// Does `/proc/PID/cmdline` mention `path`?
-fn cmdline_mentions(pid: u32, path: &Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let needle = path.as_os_str().as_encoded_bytes();
-    cmdline.split(|&b| b == 0).any(|arg| arg.windows(needle.len()).any(|w| w == needle))
-}
-
 /// A helper process we spawned (a server or a sniffer), stopped by pid.
 pub(crate) struct Helper {
     child: Mutex<Option<Child>>,
@@ -242,7 +227,7 @@ impl Helper {
             return;
         };
         if matches!(child.try_wait(), Ok(None)) {
-            if cmdline_mentions(self.pid, &self.script) {
+            if mentions(self.pid, &self.script) {
                 kill("TERM", self.pid);
             } else {
                 // Not yet exec'd by `ip netns exec` (or exec failed): still

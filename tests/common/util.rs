@@ -304,3 +304,47 @@ impl Drop for Netns {
         }
     }
 }
+
+/// A unix socket that accepts connections and never answers: the NB that
+/// hangs. Its accept thread holds every connection until drop.
+pub struct SilentPeer {
+    remote: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    holder: Option<std::thread::JoinHandle<()>>,
+    _dir: LabDir,
+}
+
+impl SilentPeer {
+    pub fn start() -> SilentPeer {
+        let dir = LabDir::new("silent");
+        let sock = dir.file("silent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the silent socket");
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let holder = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        SilentPeer { remote: format!("unix:{}", sock.display()), stop, holder: Some(holder), _dir: dir }
+    }
+
+    /// `unix:/tmp/csovn-silent-.../silent.sock`
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+}
+
+impl Drop for SilentPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.holder.take() {
+            let _ = h.join();
+        }
+    }
+}
