@@ -7,7 +7,6 @@
 //! bounded: each remote gets its own deadline of `--timeout` seconds.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,9 +27,14 @@ const PINNED_SCHEMA: &str = include_str!("../../schemas/ovn-nb.ovsschema");
 
 /// The environment variables settings may come from.
 fn env_settings() -> BTreeMap<String, String> {
-    std::env::vars()
-        .filter(|(k, _)| k.starts_with("OVN_NB_") || k.starts_with("OVN_SB_") || k.starts_with("CLOUDSTACK_OVN_"))
-        .collect()
+    // A variable that is not UTF-8 is left out (doctor reports what it
+    // finds; commands refuse it, see config::env_settings).
+    config::env_settings().unwrap_or_else(|_| {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, _)| config::is_setting_var(k))
+            .collect()
+    })
 }
 
 fn config_path(env: &BTreeMap<String, String>) -> PathBuf {
@@ -671,10 +675,8 @@ fn check_chassis(r: &mut Report, s: &Settings, client: &mut Client) {
 }
 
 fn check_log_file(r: &mut Report, path: &Path) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match OpenOptions::new().create(true).append(true).open(path) {
+    // The same rules as the commands' log (regular file, created 0640).
+    match log::open_checked(path) {
         Ok(_) => r.ok("log file", format!("{} writable", path.display())),
         Err(e) => r.fail(
             "log file",

@@ -42,7 +42,7 @@ impl Client {
     ) -> Result<Client, Error> {
         let list = Remote::parse_list(remotes)?;
         let config = match list.iter().any(Remote::is_ssl) {
-            true => Some(tls::client_config(tls)?),
+            true => Some(tls::client_config(tls, deadline)?),
             false => None,
         };
         let mut tried = Vec::new();
