@@ -43,8 +43,10 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// Operator-facing plain text (sandbox helpers, future operator subcommands).
+/// Operator-facing plain text (help, `doctor`, `audit`). PEM blocks are
+/// removed here too: a doctor detail may quote a setting.
 pub fn print_text(text: &str) {
+    let text = crate::redact::strip_pem(text);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();

@@ -68,7 +68,8 @@ pub fn cap(s: &str, max: usize) -> String {
 
 const PEM_BEGIN: &str = "-----BEGIN";
 
-fn strip_pem(text: &str) -> String {
+/// `text` with PEM blocks replaced by `[PEM redacted]`.
+pub fn strip_pem(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(4096));
     let mut rest = text;
     while let Some(start) = rest.find(PEM_BEGIN) {

@@ -232,7 +232,10 @@ fn retry_connect(e: &ovsdb::Error) -> bool {
     match e {
         ovsdb::Error::ServerRejected { .. } => true,
         ovsdb::Error::AllRemotesFailed { last, .. } => retry_connect(last),
-        other => other.is_connection() && !matches!(other, ovsdb::Error::DeadlineExceeded),
+        other => {
+            other.is_connection()
+                && !matches!(other, ovsdb::Error::DeadlineExceeded | ovsdb::Error::DeadlineAfter { .. })
+        }
     }
 }
 

@@ -440,6 +440,11 @@ fn explain(e: &ovsdb::Error, remote: &Remote, db: Db) -> (String, String) {
              ovn.nb.certificate, ovn.nb.ca_cert)"
                 .to_string()
         }
+        ovsdb::Error::Tls(m) if m.contains("holds PEM text") => {
+            "put the PEM in a file readable by the user running cloudstack-ovn (cloud) and set the \
+             setting to that file's path"
+                .to_string()
+        }
         ovsdb::Error::Tls(m) if m.contains(".pem") || m.contains('/') => {
             "a TLS file is missing or unreadable: check the path and that the user running \
              cloudstack-ovn (cloud) can read it"
@@ -448,7 +453,7 @@ fn explain(e: &ovsdb::Error, remote: &Remote, db: Db) -> (String, String) {
         ovsdb::Error::Tls(_) => "the TLS handshake failed: the server may not trust our client certificate \
              (sign it with the CA the server uses: ovs-pki req+sign), or the remote is not ssl:"
             .to_string(),
-        ovsdb::Error::DeadlineExceeded => format!(
+        ovsdb::Error::DeadlineExceeded | ovsdb::Error::DeadlineAfter { .. } => format!(
             "no answer from {remote} in time: a firewall dropping packets, a wrong address, or an overloaded \
              server (raise --timeout to tell them apart)"
         ),

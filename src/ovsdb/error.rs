@@ -56,6 +56,11 @@ pub enum Error {
         last: Box<Error>,
     },
 
+    /// The remote being tried when the deadline passed (connect, TLS
+    /// handshake or server check), as the cause of [`Error::DeadlineAfter`].
+    #[error("{remote} did not answer")]
+    Silent { remote: String },
+
     /// Any other socket error.
     #[error("I/O error on the OVSDB connection")]
     Io(#[from] io::Error),
@@ -105,7 +110,9 @@ impl Error {
     /// its remote).
     pub fn after_retries(e: Error, last: Option<Error>) -> Error {
         match (e, last) {
-            (Error::DeadlineExceeded, Some(last)) => Error::DeadlineAfter { last: Box::new(last) },
+            (Error::DeadlineExceeded | Error::DeadlineAfter { .. }, Some(last)) => {
+                Error::DeadlineAfter { last: Box::new(last) }
+            }
             (e, _) => e,
         }
     }
@@ -119,6 +126,7 @@ impl Error {
             | Error::Io(_)
             | Error::DeadlineExceeded
             | Error::DeadlineAfter { .. }
+            | Error::Silent { .. }
             | Error::Protocol(_) => true,
             Error::AllRemotesFailed { last, .. } => last.is_connection(),
             _ => false,
