@@ -70,18 +70,24 @@ pub fn is_setting_var(name: &str) -> bool {
 
 /// The setting variables of the environment ([`is_setting_var`]). Other
 /// variables are never looked at, whatever bytes they hold (a locale
-/// variable in Latin-1 is common); one of ours that is not UTF-8 is a
-/// configuration error naming it.
-pub fn env_settings() -> Result<BTreeMap<String, String>> {
+/// variable in Latin-1 is common); one of ours that is not UTF-8 is left
+/// out and reported as a configuration error naming it (the others, e.g.
+/// the log path, still apply).
+pub fn env_settings() -> (BTreeMap<String, String>, Option<Error>) {
     let mut out = BTreeMap::new();
+    let mut bad = None;
     for (k, v) in std::env::vars_os() {
         let Some(k) = k.to_str().filter(|k| is_setting_var(k)) else { continue };
         match v.into_string() {
-            Ok(v) => out.insert(k.to_string(), v),
-            Err(_) => return Err(Error::Config(format!("the environment variable {k} is not valid UTF-8"))),
-        };
+            Ok(v) => {
+                out.insert(k.to_string(), v);
+            }
+            Err(_) => {
+                bad.get_or_insert_with(|| Error::Config(format!("the environment variable {k} is not valid UTF-8")));
+            }
+        }
     }
-    Ok(out)
+    (out, bad)
 }
 
 /// How long reading the config file may take (it is read before argv tells

@@ -220,7 +220,7 @@ fn random_valid_sequences_are_idempotent() {
 
 /// Run the binary with raw argv and extra environment (each may hold bytes
 /// that are not UTF-8).
-fn run_raw(nb: &Nb, args: &[std::ffi::OsString], env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Output {
+fn run_raw(nb: &Nb, args: &[std::ffi::OsString], env: &[(std::ffi::OsString, std::ffi::OsString)]) -> RawRun {
     let dir = tempfile::Builder::new().prefix("csovn-prop-").tempdir_in("/tmp").unwrap();
     let mut c = std::process::Command::new(bin());
     c.args(args)
@@ -232,7 +232,21 @@ fn run_raw(nb: &Nb, args: &[std::ffi::OsString], env: &[(std::ffi::OsString, std
     for (k, v) in env {
         c.env(k, v);
     }
-    try_run(&mut c, std::time::Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"))
+    let out = try_run(&mut c, std::time::Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
+    let log = std::fs::read_to_string(dir.path().join("cloudstack-ovn.log")).unwrap_or_default();
+    RawRun { out, log }
+}
+
+struct RawRun {
+    out: Output,
+    log: String,
+}
+
+impl std::ops::Deref for RawRun {
+    type Target = Output;
+    fn deref(&self) -> &Output {
+        &self.out
+    }
 }
 
 /// The contract for any input: a documented exit code, nothing on stderr,
@@ -283,6 +297,8 @@ fn non_utf8_argv_and_environment_never_crash() {
     let out = run_raw(&nb, &ok, &env);
     assert_contract(&out, "OVN_NB_DB=unix:/\\xff");
     assert_eq!(out.status.code(), Some(3));
+    // ... while the other variables (the log path) still apply.
+    assert!(out.log.contains("OVN_NB_DB is not valid UTF-8"), "{}", out.log);
 
     // A payload file whose name is not UTF-8 is still a file.
     let odd = dir.path().join(OsString::from_vec(b"p-\xe9.payload".to_vec()));

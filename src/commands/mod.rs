@@ -14,7 +14,6 @@ mod nic;
 mod restore;
 mod vpc;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -520,10 +519,7 @@ fn dispatch(ctx: &Context) -> Result<Outcome> {
 /// The whole program: argv in, exit code out; stdout only through `output`.
 pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
     let started = Instant::now();
-    let (env, env_error) = match config::env_settings() {
-        Ok(env) => (env, None),
-        Err(e) => (BTreeMap::new(), Some(e)),
-    };
+    let (env, env_error) = config::env_settings();
     let config_path = env
         .get("CLOUDSTACK_OVN_CONFIG")
         .filter(|s| !s.is_empty())

@@ -29,12 +29,7 @@ const PINNED_SCHEMA: &str = include_str!("../../schemas/ovn-nb.ovsschema");
 fn env_settings() -> BTreeMap<String, String> {
     // A variable that is not UTF-8 is left out (doctor reports what it
     // finds; commands refuse it, see config::env_settings).
-    config::env_settings().unwrap_or_else(|_| {
-        std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| config::is_setting_var(k))
-            .collect()
-    })
+    config::env_settings().0
 }
 
 fn config_path(env: &BTreeMap<String, String>) -> PathBuf {
