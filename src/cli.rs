@@ -184,7 +184,7 @@ fn parse_payload_file(command: String, rest: &[String], bad: &[bool], raw: &[OsS
     let doc: Value = serde_json::from_slice(&text)
         .map_err(|e| Error::Payload(format!("payload file {} is not valid JSON: {e}", path.display())))?;
     let payload = Payload::from_envelope(doc)?;
-    let unknown_flags = rest.iter().skip(2).cloned().collect();
+    let unknown_flags = rest.iter().skip(2).map(|a| redact_arg(a)).collect();
     Ok(Request::Run(Invocation { command, style: Style::PayloadFile, timeout, deadline, payload, unknown_flags }))
 }
 
@@ -193,6 +193,14 @@ fn parse_payload_file(command: String, rest: &[String], bad: &[bool], raw: &[OsS
 fn read_input(path: &Path, deadline: Deadline) -> Result<Vec<u8>, files::ReadError> {
     let budget = deadline.remaining().map_err(|_| files::ReadError::Deadline(path.to_path_buf()))?;
     files::read(path, files::MAX_PAYLOAD, budget)
+}
+
+/// An ignored argument as it may be logged: `--secret=value` loses its value.
+fn redact_arg(arg: &str) -> String {
+    match arg.strip_prefix("--").and_then(|f| f.split_once('=')) {
+        Some((name, _)) if crate::redact::is_secret_key(name) => format!("--{name}=***"),
+        _ => arg.to_string(),
+    }
 }
 
 /// Is `arg` one of the flags we know (`--name` or `--name=value`)?
@@ -334,6 +342,24 @@ mod tests {
         assert_eq!(i.style, Style::PayloadFile);
         assert_eq!(i.timeout, Duration::from_secs(30));
         assert_eq!(i.payload.str("network_id").as_deref(), Some("9"));
+    }
+
+    #[test]
+    fn secret_flags_keep_their_values_and_ignored_ones_are_redacted() {
+        let i = run(&["save-password", "--network-id", "9", "--password", "--looks-like-a-flag", "--nic-id", "3"]);
+        assert_eq!(i.payload.str("password").as_deref(), Some("--looks-like-a-flag"));
+        assert_eq!(i.payload.str("nic_id").as_deref(), Some("3"));
+        assert!(i.unknown_flags.is_empty(), "{:?}", i.unknown_flags);
+        // A secret flag directly followed by one of ours is empty.
+        let i = run(&["save-password", "--password", "--network-id", "9"]);
+        assert_eq!(i.payload.str("password").as_deref(), Some(""));
+        assert_eq!(i.payload.str("network_id").as_deref(), Some("9"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.payload");
+        std::fs::write(&f, r#"{"payload":{}}"#).unwrap();
+        let i = run(&["destroy-network", f.to_str().unwrap(), "30", "--api-token=abc", "--x=1"]);
+        assert_eq!(i.unknown_flags, vec!["--api-token=***".to_string(), "--x=1".to_string()]);
     }
 
     #[test]
