@@ -63,6 +63,38 @@ pub fn env_name(key: &str) -> String {
     }
 }
 
+/// Environment variables settings are read from.
+pub fn is_setting_var(name: &str) -> bool {
+    name.starts_with("OVN_NB_") || name.starts_with("OVN_SB_") || name.starts_with("CLOUDSTACK_OVN_")
+}
+
+/// The setting variables of the environment ([`is_setting_var`]). Other
+/// variables are never looked at, whatever bytes they hold (a locale
+/// variable in Latin-1 is common); one of ours that is not UTF-8 is left
+/// out and reported as a configuration error naming it (the others, e.g.
+/// the log path, still apply).
+pub fn env_settings() -> (BTreeMap<String, String>, Option<Error>) {
+    let mut out = BTreeMap::new();
+    let mut bad = None;
+    for (k, v) in std::env::vars_os() {
+        let Some(k) = k.to_str().filter(|k| is_setting_var(k)) else { continue };
+        match v.into_string() {
+            Ok(v) => {
+                out.insert(k.to_string(), v);
+            }
+            Err(_) => {
+                bad.get_or_insert_with(|| Error::Config(format!("the environment variable {k} is not valid UTF-8")));
+            }
+        }
+    }
+    (out, bad)
+}
+
+/// How long reading the config file may take (it is read before argv tells
+/// the command's timeout; a FIFO or terminal is refused at once, this only
+/// bounds a hung network mount).
+const CONFIG_READ_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where a value came from, for the log and for error messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -96,12 +128,21 @@ impl FileConfig {
     /// exist on a management server that registers everything per network);
     /// a file that exists but does not parse is an error.
     pub fn load(path: &Path) -> Result<FileConfig> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
-            Err(e) => return Err(Error::Config(format!("cannot read {}: {e}", path.display()))),
+        let bytes = match crate::files::read(path, crate::files::MAX_SMALL_FILE, CONFIG_READ_BUDGET) {
+            Ok(b) => b,
+            Err(crate::files::ReadError::NotFound(_)) => return Ok(FileConfig::default()),
+            Err(e) => return Err(Error::Config(e.to_string())),
         };
-        let table: toml::Table = text.parse().map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Error::Config(format!("{}: not UTF-8 (byte {})", path.display(), e.utf8_error().valid_up_to()))
+        })?;
+        // toml's message quotes the offending line, which may hold a
+        // password: say where, and what, but not the line.
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+            Error::Config(format!("{}: invalid TOML{at}: {}", path.display(), e.message()))
+        })?;
         let mut values = BTreeMap::new();
         flatten("", &toml::Value::Table(table), &mut values)
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
@@ -142,7 +183,8 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
                 .collect();
             out.insert(prefix.to_string(), parts?.join(","));
         }
-        other => return Err(format!("{prefix}: unsupported value {other:?}")),
+        // The type only: the value may be a secret.
+        other => return Err(format!("{prefix}: unsupported {} value", other.type_str())),
     }
     Ok(())
 }
@@ -317,6 +359,18 @@ mod tests {
         std::fs::write(&p, "this is = = not toml").unwrap();
         let e = FileConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("bad.toml"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_file_is_named_by_line_without_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[ovn]\nmtu = 1400\npassword = \"hunter2\n").unwrap();
+        let e = FileConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("line 3") && !e.contains("hunter2"), "{e}");
+        std::fs::write(&p, "when = 1979-05-27T07:32:00Z\n").unwrap();
+        let e = FileConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("when: unsupported datetime value") && !e.contains("1979"), "{e}");
     }
 
     #[test]

@@ -3,8 +3,16 @@
 //! first argument; everything else is a CloudStack command.
 
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let code = match cloudstack_ovn::operator::route(&args) {
+    // First: whatever goes wrong later is still one JSON line and exit 1.
+    cloudstack_ovn::output::install_panic_hook();
+    // Test builds only: proves the hook (tests/robustness.rs).
+    #[cfg(debug_assertions)]
+    if std::env::var_os("CLOUDSTACK_OVN_TEST_PANIC").is_some() {
+        panic!("panic requested by CLOUDSTACK_OVN_TEST_PANIC");
+    }
+    // argv may hold any bytes (std::env::args() would panic on them).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let code = match cloudstack_ovn::operator::route_os(&args) {
         Some(code) => code,
         None => cloudstack_ovn::commands::main(&args) as u8,
     };

@@ -16,12 +16,37 @@ pub fn print_json(value: &Value) {
 
 /// The one-line failure document. CloudStack already fails on the non-zero
 /// exit; the `status` key also fails it should a wrapper ever exit 0.
+/// CloudStack stores this text: PEM blocks are removed and long quoted
+/// input cut ([`crate::redact`]), whatever the error echoes.
 pub fn print_error(message: &str) {
+    let message = crate::redact::scrub_capped(message, crate::redact::MAX_MESSAGE);
     print_json(&json!({"status": "error", "message": message}));
 }
 
-/// Operator-facing plain text (sandbox helpers, future operator subcommands).
+/// Make any panic end the process like any other failure: one JSON error
+/// line on stdout, nothing on stderr (CloudStack merges it into the
+/// output), exit code 1 (`Internal`). Exiting from the hook also avoids the
+/// SIGABRT of the release profile's `panic = "abort"`.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let message = format!("internal error: {what}{at}");
+        crate::log::event(crate::log::Level::Error, &message, &[("outcome", &"panic"), ("exit_code", &1)]);
+        print_error(&message);
+        std::process::exit(crate::error::ExitCode::Internal as i32);
+    }));
+}
+
+/// Operator-facing plain text (help, `doctor`, `audit`). PEM blocks are
+/// removed here too: a doctor detail may quote a setting.
 pub fn print_text(text: &str) {
+    let text = crate::redact::strip_pem(text);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
     let _ = out.flush();

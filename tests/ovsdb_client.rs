@@ -228,7 +228,11 @@ fn deadline_on_silent_peer() {
     let start = Instant::now();
     let check = LeaderCheck { database: NB.into(), leader_only: true };
     let e = Client::connect_with(&remote, &TlsFiles::default(), Deadline::after(budget), &check).err();
-    assert!(matches!(e, Some(Error::DeadlineExceeded)), "{e:?}");
+    // ... and names the remote it ran out on.
+    assert!(
+        matches!(&e, Some(Error::DeadlineAfter { last }) if matches!(&**last, Error::Silent { remote: r } if *r == remote)),
+        "{e:?}"
+    );
     assert!(start.elapsed() < budget * 4);
 }
 

@@ -14,7 +14,6 @@ mod nic;
 mod restore;
 mod vpc;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -122,6 +121,7 @@ impl Context {
         let tls = self.settings.tls();
         let started = Instant::now();
         let mut attempt = 0u32;
+        let mut last = None;
         loop {
             attempt += 1;
             log::debug("connecting", &[("remotes", &remotes), ("source", &source), ("attempt", &attempt)]);
@@ -129,9 +129,11 @@ impl Context {
                 Ok(client) => return Ok(client),
                 Err(e) if retry_connect(&e) && !self.deadline.expired() && started.elapsed() < CONNECT_RETRY_WINDOW => {
                     log::info("no usable NB server yet, retrying", &[("attempt", &attempt), ("error", &e)]);
-                    std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 50));
+                    let pause = Duration::from_millis(u64::from(attempt.min(10)) * 50);
+                    std::thread::sleep(pause.min(self.deadline.remaining().unwrap_or_default()));
+                    last = Some(e);
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(ovsdb::Error::after_retries(e, last).into()),
             }
         }
     }
@@ -229,7 +231,10 @@ fn retry_connect(e: &ovsdb::Error) -> bool {
     match e {
         ovsdb::Error::ServerRejected { .. } => true,
         ovsdb::Error::AllRemotesFailed { last, .. } => retry_connect(last),
-        other => other.is_connection() && !matches!(other, ovsdb::Error::DeadlineExceeded),
+        other => {
+            other.is_connection()
+                && !matches!(other, ovsdb::Error::DeadlineExceeded | ovsdb::Error::DeadlineAfter { .. })
+        }
     }
 }
 
@@ -511,14 +516,10 @@ fn dispatch(ctx: &Context) -> Result<Outcome> {
     }
 }
 
-fn env_settings() -> BTreeMap<String, String> {
-    std::env::vars().filter(|(k, _)| k.starts_with("OVN_NB_") || k.starts_with("CLOUDSTACK_OVN_")).collect()
-}
-
 /// The whole program: argv in, exit code out; stdout only through `output`.
-pub fn main(args: &[String]) -> ExitCode {
+pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
     let started = Instant::now();
-    let env = env_settings();
+    let (env, env_error) = config::env_settings();
     let config_path = env
         .get("CLOUDSTACK_OVN_CONFIG")
         .filter(|s| !s.is_empty())
@@ -537,9 +538,9 @@ pub fn main(args: &[String]) -> ExitCode {
         .unwrap_or(log::Level::Info);
     log::init(&log::resolve_path(env.get("CLOUDSTACK_OVN_LOG").cloned(), file.get(config::LOG_FILE)), level);
 
-    let result = match file_error {
+    let result = match env_error.or(file_error) {
         Some(e) => Err(e),
-        None => cli::parse(args),
+        None => cli::parse_os(args),
     };
     let inv = match result {
         Ok(Request::Help) => {
@@ -551,7 +552,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::Success;
         }
         Ok(Request::Run(inv)) => inv,
-        Err(e) => return fail(args.get(1).map(String::as_str).unwrap_or(""), &e, started, None),
+        Err(e) => return fail(&cli::command_name(args), &e, started, None),
     };
     if !inv.unknown_flags.is_empty() {
         log::info("ignoring unknown arguments", &[("command", &inv.command), ("args", &inv.unknown_flags.join(" "))]);
@@ -572,7 +573,7 @@ pub fn main(args: &[String]) -> ExitCode {
         Ok(o) => Owner(o),
         Err(e) => return fail(&inv.command, &e, started, Some(&inv)),
     };
-    let ctx = Context { deadline: Deadline::after(inv.timeout), inv, settings, owner };
+    let ctx = Context { deadline: inv.deadline, inv, settings, owner };
     match dispatch(&ctx) {
         Ok(outcome) => {
             if let Some(out) = &outcome.output {

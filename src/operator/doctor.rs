@@ -7,7 +7,6 @@
 //! bounded: each remote gets its own deadline of `--timeout` seconds.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,9 +27,9 @@ const PINNED_SCHEMA: &str = include_str!("../../schemas/ovn-nb.ovsschema");
 
 /// The environment variables settings may come from.
 fn env_settings() -> BTreeMap<String, String> {
-    std::env::vars()
-        .filter(|(k, _)| k.starts_with("OVN_NB_") || k.starts_with("OVN_SB_") || k.starts_with("CLOUDSTACK_OVN_"))
-        .collect()
+    // A variable that is not UTF-8 is left out (doctor reports what it
+    // finds; commands refuse it, see config::env_settings).
+    config::env_settings().0
 }
 
 fn config_path(env: &BTreeMap<String, String>) -> PathBuf {
@@ -436,6 +435,11 @@ fn explain(e: &ovsdb::Error, remote: &Remote, db: Db) -> (String, String) {
              ovn.nb.certificate, ovn.nb.ca_cert)"
                 .to_string()
         }
+        ovsdb::Error::Tls(m) if m.contains("holds PEM text") => {
+            "put the PEM in a file readable by the user running cloudstack-ovn (cloud) and set the \
+             setting to that file's path"
+                .to_string()
+        }
         ovsdb::Error::Tls(m) if m.contains(".pem") || m.contains('/') => {
             "a TLS file is missing or unreadable: check the path and that the user running \
              cloudstack-ovn (cloud) can read it"
@@ -444,7 +448,7 @@ fn explain(e: &ovsdb::Error, remote: &Remote, db: Db) -> (String, String) {
         ovsdb::Error::Tls(_) => "the TLS handshake failed: the server may not trust our client certificate \
              (sign it with the CA the server uses: ovs-pki req+sign), or the remote is not ssl:"
             .to_string(),
-        ovsdb::Error::DeadlineExceeded => format!(
+        ovsdb::Error::DeadlineExceeded | ovsdb::Error::DeadlineAfter { .. } => format!(
             "no answer from {remote} in time: a firewall dropping packets, a wrong address, or an overloaded \
              server (raise --timeout to tell them apart)"
         ),
@@ -671,10 +675,8 @@ fn check_chassis(r: &mut Report, s: &Settings, client: &mut Client) {
 }
 
 fn check_log_file(r: &mut Report, path: &Path) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match OpenOptions::new().create(true).append(true).open(path) {
+    // The same rules as the commands' log (regular file, created 0640).
+    match log::open_checked(path) {
         Ok(_) => r.ok("log file", format!("{} writable", path.display())),
         Err(e) => r.fail(
             "log file",

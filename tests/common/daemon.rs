@@ -153,6 +153,16 @@ impl Daemon {
         stop_all(&mut [self]);
     }
 
+    /// SIGSTOP / SIGCONT: a server that is alive but answers nothing (its
+    /// sockets still accept into the kernel backlog).
+    pub(crate) fn pause(&self) -> Option<u32> {
+        self.signal("STOP")
+    }
+
+    pub(crate) fn resume(&self) -> Option<u32> {
+        self.signal("CONT")
+    }
+
     /// SIGKILL (a crash, for failover tests); the pidfile stays for Drop.
     pub(crate) fn kill(&self) -> Option<u32> {
         self.signal("KILL")
@@ -174,6 +184,8 @@ pub(crate) fn stop_all(ds: &mut [&mut Daemon]) {
             continue;
         }
         if let Some(pid) = d.signal("TERM") {
+            // A paused daemon handles the TERM once continued.
+            d.signal("CONT");
             pending.push((i, pid));
         }
     }

@@ -56,4 +56,4 @@ pub use public::{
 pub use tls::TlsNb;
 #[allow(unused_imports)]
 pub(crate) use util::Netns;
-pub use util::{wait_until, SilentPeer, INSTALL_HINT};
+pub use util::{try_run, wait_until, SilentPeer, INSTALL_HINT};

@@ -46,6 +46,15 @@ impl Nb {
         &mut self.server
     }
 
+    /// Stall the server (SIGSTOP) until [`Nb::resume`] (also done on drop).
+    pub fn pause(&self) {
+        self.server.pause().expect("NB server running");
+    }
+
+    pub fn resume(&self) {
+        self.server.resume();
+    }
+
     /// `unix:/tmp/csovn-.../nb.sock`
     pub fn remote(&self) -> String {
         self.remote.clone()

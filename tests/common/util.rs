@@ -177,7 +177,7 @@ pub(crate) fn describe(c: &Command) -> String {
 
 /// Run `c` with piped stdout/stderr; kill it (our own child, by its handle)
 /// if it is still running after `timeout`.
-pub(crate) fn try_run(c: &mut Command, timeout: Duration) -> Result<Output, String> {
+pub fn try_run(c: &mut Command, timeout: Duration) -> Result<Output, String> {
     let desc = describe(c);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().map_err(|e| format!("cannot start `{desc}`: {e}"))?;
