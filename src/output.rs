@@ -23,26 +23,6 @@ pub fn print_error(message: &str) {
     print_json(&json!({"status": "error", "message": message}));
 }
 
-/// Make any panic end the process like any other failure: one JSON error
-/// line on stdout, nothing on stderr (CloudStack merges it into the
-/// output), exit code 1 (`Internal`). Exiting from the hook also avoids the
-/// SIGABRT of the release profile's `panic = "abort"`.
-pub fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let what = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_string());
-        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        let message = format!("internal error: {what}{at}");
-        crate::log::event(crate::log::Level::Error, &message, &[("outcome", &"panic"), ("exit_code", &1)]);
-        print_error(&message);
-        std::process::exit(crate::error::ExitCode::Internal as i32);
-    }));
-}
-
 /// Operator-facing plain text (help, `doctor`, `audit`). PEM blocks are
 /// removed here too: a doctor detail may quote a setting.
 pub fn print_text(text: &str) {
