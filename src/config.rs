@@ -32,6 +32,7 @@ pub const DHCP_LEASE_TIME: &str = "ovn.dhcp.lease_time";
 pub const OWNER: &str = "ovn.owner";
 pub const PUBLIC_NETWORK_NAME: &str = "ovn.public.network_name";
 pub const PUBLIC_MTU: &str = "ovn.public.mtu";
+pub const SHARED_NETWORK_NAME: &str = "ovn.shared.network_name";
 pub const GATEWAY_CHASSIS: &str = "ovn.gateway.chassis";
 /// At most this many ports per port-forwarding range (one Load_Balancer VIP each).
 pub const MAX_FORWARD_RANGE: u32 = 256;
@@ -41,6 +42,15 @@ pub const LOG_LEVEL: &str = "log.level";
 pub const DEFAULT_MTU: u32 = 1442;
 pub const DEFAULT_LEASE_TIME: u32 = 86_400;
 pub const DEFAULT_OWNER: &str = "cloudstack";
+
+/// A bridge-mapping key (`ovn-bridge-mappings=<name>:<bridge>`).
+fn physical_network_name(key: &str, name: String) -> Result<String> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        Ok(name)
+    } else {
+        Err(Error::Config(format!("{key}={name:?}: use letters, digits, '-', '_' or '.'")))
+    }
+}
 
 /// The environment variable for a key. The NB keys use the names `ovn-nbctl`
 /// and the OVN tooling already read; the rest are namespaced.
@@ -272,10 +282,16 @@ impl Settings {
     /// chassis' `ovn-bridge-mappings` key).
     pub fn public_network_name(&self) -> Result<String> {
         let name = self.get(PUBLIC_NETWORK_NAME).map(|(v, _)| v).unwrap_or_else(|| "public".to_string());
-        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            Ok(name)
-        } else {
-            Err(Error::Config(format!("{PUBLIC_NETWORK_NAME}={name:?}: use letters, digits, '-', '_' or '.'")))
+        physical_network_name(PUBLIC_NETWORK_NAME, name)
+    }
+
+    /// OVN `network_name` of shared and L2 guest networks' localnet ports;
+    /// by default the public one (guest and public VLANs usually share the
+    /// hosts' physical NIC, so one bridge mapping serves both).
+    pub fn shared_network_name(&self) -> Result<String> {
+        match self.get(SHARED_NETWORK_NAME) {
+            Some((name, _)) => physical_network_name(SHARED_NETWORK_NAME, name),
+            None => self.public_network_name(),
         }
     }
 

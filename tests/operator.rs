@@ -56,7 +56,10 @@ fn extension_details_advertise_exactly_what_is_dispatched() {
     let v = r.json();
     let details = &v["details"];
     assert_eq!(details["network.isolation.method"], "NetworkExtension");
-    assert_eq!(details["network.allocate.extension.ip"], "false");
+    // Shared networks need CloudStack's extension_ip: the DHCP server id
+    // and metadata address on their subnet (docs/cloudstack-setup.md).
+    assert_eq!(details["network.allocate.extension.ip"], "true");
+    assert!(v["registration"].to_string().contains("ovn.shared.network_name"), "{}", v["registration"]);
     assert_eq!(details["vif.binding"], "lswitch");
     let caps: Value = serde_json::from_str(details["network.service.capabilities"].as_str().unwrap())
         .expect("network.service.capabilities is JSON");

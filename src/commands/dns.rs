@@ -23,7 +23,14 @@ pub fn add_entry(ctx: &Context) -> Result<Outcome> {
 fn ensure_records(ctx: &Context, records: BTreeMap<String, String>) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
     let spec = input::switch_spec(ctx)?;
-    let want = Want { switch: true, dns: true, light: true, scope: Some(scope.clone()), ..Want::default() };
+    let want = Want {
+        switch: true,
+        dns: true,
+        light: true,
+        localnet: spec.physical.is_some(),
+        scope: Some(scope.clone()),
+        ..Want::default()
+    };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         ensure_switch(&mut plan, &scope, &spec, obs)?;

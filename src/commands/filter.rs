@@ -85,6 +85,7 @@ pub(super) fn refresh_firewall(
 }
 
 pub fn apply_firewall(ctx: &Context) -> Result<Outcome> {
+    input::require_routed(ctx)?;
     let scope = input::scope(ctx)?;
     let rs = input::router_scope(ctx)?;
     if let RouterOf::Vpc(_) = rs.of {
@@ -110,6 +111,7 @@ pub fn apply_firewall(ctx: &Context) -> Result<Outcome> {
 }
 
 pub fn apply_network_acl(ctx: &Context) -> Result<Outcome> {
+    input::require_routed(ctx)?;
     let scope = input::scope(ctx)?;
     let doc = ctx.payload().nested("acl_rules")?.unwrap_or(Value::Array(Vec::new()));
     let rules = rules::network_acl(&doc)?;

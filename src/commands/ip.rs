@@ -82,6 +82,7 @@ fn network(ctx: &Context) -> Result<Option<(Scope, SwitchSpec)>> {
 }
 
 pub fn assign(ctx: &Context) -> Result<Outcome> {
+    input::require_routed(ctx)?;
     let net = network(ctx)?;
     let rs = input::router_scope(ctx)?;
     let public = input::public_ip(ctx)?;
@@ -141,6 +142,7 @@ fn refresh(
 }
 
 pub fn release(ctx: &Context) -> Result<Outcome> {
+    input::require_routed(ctx)?;
     let rs = input::router_scope(ctx)?;
     let ip = input::public_address(ctx)?;
     let prefix = input::public_prefix(ctx)?;
@@ -154,6 +156,7 @@ pub fn release(ctx: &Context) -> Result<Outcome> {
 }
 
 pub fn add_static_nat(ctx: &Context) -> Result<Outcome> {
+    input::require_routed(ctx)?;
     let net = network(ctx)?;
     let rs = input::router_scope(ctx)?;
     let public = input::public_ip(ctx)?;
@@ -175,6 +178,7 @@ pub fn add_static_nat(ctx: &Context) -> Result<Outcome> {
 }
 
 pub fn delete_static_nat(ctx: &Context) -> Result<Outcome> {
+    input::require_routed(ctx)?;
     let rs = input::router_scope(ctx)?;
     let ip = input::public_address(ctx)?;
     let (want, scope) = with_firewall(want_for_ip(ctx, None, &rs, PublicLookup::ByGatewayPeer, ip)?, ctx)?;
@@ -210,6 +214,7 @@ fn vip_entries(vips: &std::collections::BTreeMap<String, String>, protocol: Prot
 }
 
 pub fn add_port_forward(ctx: &Context) -> Result<Outcome> {
+    input::require_routed(ctx)?;
     let net = network(ctx)?.ok_or_else(|| Error::Missing("network_id".into()))?;
     let rs = input::router_scope(ctx)?;
     let public = input::public_ip(ctx)?;
@@ -235,6 +240,7 @@ pub fn add_port_forward(ctx: &Context) -> Result<Outcome> {
 }
 
 pub fn delete_port_forward(ctx: &Context) -> Result<Outcome> {
+    input::require_routed(ctx)?;
     let rs = input::router_scope(ctx)?;
     let ip = input::public_address(ctx)?;
     let (protocol, vips) = forward_rule(ctx)?;

@@ -10,6 +10,7 @@ use crate::plan::router::{self, recorded_ips, Balancer, Protocol};
 use crate::plan::Plan;
 
 pub fn apply(ctx: &Context) -> Result<Outcome> {
+    input::require_routed(ctx)?;
     let scope = input::scope(ctx)?;
     let rs = input::router_scope(ctx)?;
     let doc = ctx.payload().nested("lb_rules")?.ok_or_else(|| Error::Missing("lb_rules".into()))?;

@@ -273,6 +273,8 @@ pub struct Want {
     /// network; see docs/performance.md.
     pub all_dhcp: bool,
     pub dns: bool,
+    /// A shared or L2 network's localnet port (needs `scope`).
+    pub localnet: bool,
     /// The network's port group (needs `scope`).
     pub port_group: bool,
     pub scope: Option<Scope>,
@@ -359,6 +361,9 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         }
         if want.dns {
             ask(Dns::select(s.dns_uuid()), Slot::Dns);
+        }
+        if want.localnet {
+            ask(Port::select_localnet(s.localnet_uuid()), Slot::GuestLocalnet);
         }
         if want.port_group && want.light {
             ask(PortGroup::select_light(port_group_uuid(s)), Slot::PortGroup);
@@ -451,6 +456,7 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             Slot::GuestPeer => obs.guest_peer = first_row(result).and_then(Port::from_row),
             Slot::PublicSwitch => obs.public_switch = first_row(result).and_then(Switch::from_row),
             Slot::Localnet => obs.localnet = first_row(result).and_then(Port::from_row),
+            Slot::GuestLocalnet => obs.guest_localnet = first_row(result).and_then(Port::from_row),
         }
     }
     Ok(obs)
@@ -473,6 +479,7 @@ enum Slot {
     GuestPeer,
     PublicSwitch,
     Localnet,
+    GuestLocalnet,
     PortGroup,
     Ports,
     PortOnSwitch,

@@ -1,11 +1,13 @@
 //! ensure-network-device, implement-network, shutdown-network, destroy-network.
 
+use std::cell::Cell;
+
 use serde_json::json;
 
 use super::{input, Context, Outcome, PublicLookup, RouterWant, Want};
 use crate::error::{Error, Result};
 use crate::nb::{broadcast_uri, switch_name};
-use crate::plan::network::{destroy as destroy_l2, ensure_switch, Observed, Scope};
+use crate::plan::network::{destroy as destroy_l2, ensure_switch, physical_vlan, Observed, Scope, SwitchSpec};
 use crate::plan::router::{self, RouterOf, RouterScope};
 use crate::plan::Plan;
 
@@ -48,7 +50,11 @@ fn routed_by(ctx: &Context) -> Result<Option<RouterScope>> {
 /// `Lswitch`, URI `ovn://cs-net-<id>`.
 pub fn implement(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
-    let spec = input::switch_spec(ctx)?;
+    let mut spec = input::switch_spec(ctx)?;
+    if let Some(p) = spec.physical.as_mut() {
+        p.require_vlan = true;
+        return implement_physical(ctx, scope, spec);
+    }
     let routed = routed_by(ctx)?;
     let gateway = input::guest_gateway(ctx)?;
     let gateway6 = input::guest_gateway6(ctx)?;
@@ -79,6 +85,36 @@ pub fn implement(ctx: &Context) -> Result<Outcome> {
     Ok(outcome)
 }
 
+/// A shared or L2 network: the switch with its localnet port on the
+/// physical VLAN; no router (the gateway is the physical router). The
+/// output keeps the network's real broadcast domain, `vlan://<tag>`, so
+/// `listNetworks` stays truthful and later payloads carry the VLAN in
+/// `vlan`. CloudStack still binds NICs the Lswitch way (libvirt
+/// `interfaceid` = NIC uuid on the integration bridge).
+fn implement_physical(ctx: &Context, scope: Scope, spec: SwitchSpec) -> Result<Outcome> {
+    let want = Want {
+        switch: true,
+        switch_by_name: true,
+        light: true,
+        localnet: true,
+        scope: Some(scope.clone()),
+        ..Want::default()
+    };
+    let vlan = Cell::new(None);
+    let mut outcome = ctx.converge(&want, |obs| {
+        let mut plan = Plan::default();
+        ensure_switch(&mut plan, &scope, &spec, obs)?;
+        vlan.set(spec.physical.as_ref().and_then(|p| physical_vlan(p, obs)));
+        Ok(plan)
+    })?;
+    let vlan = vlan.get().ok_or_else(|| Error::Internal("planned a shared network without its VLAN".into()))?;
+    outcome.output = Some(json!({
+        "network.broadcast_domain_type": "Lswitch",
+        "network.broadcast_uri": vlan.uri(),
+    }));
+    Ok(outcome)
+}
+
 /// What the network has beyond L2: an isolated network's router (with its
 /// NAT, forwarding and gateway), or a tier's attachment to its VPC router.
 fn teardown_routing(plan: &mut Plan, scope: &Scope, rs: &RouterScope, obs: &Observed) -> Result<()> {
@@ -104,6 +140,10 @@ fn routing_want(ctx: &Context) -> Result<RouterWant> {
 /// implement-network, assign-ip and the re-applied rules).
 pub fn shutdown(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
+    if input::guest_type(ctx)?.on_physical() {
+        // Nothing beyond L2: the switch and its localnet port stay.
+        return Ok(Outcome::default());
+    }
     let rw = routing_want(ctx)?;
     let rs = rw.rs.clone();
     let want = Want { switch: true, scope: Some(scope.clone()), router: Some(rw), ..Want::default() };
@@ -118,20 +158,24 @@ pub fn shutdown(ctx: &Context) -> Result<Outcome> {
 /// DHCP_Options, DNS and Load_Balancer rows OVN would keep forever.
 pub fn destroy(ctx: &Context) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
-    let rw = routing_want(ctx)?;
-    let rs = rw.rs.clone();
+    // A shared or L2 network has no router; its localnet port goes with
+    // the switch (a strong child).
+    let rw = if input::guest_type(ctx)?.on_physical() { None } else { Some(routing_want(ctx)?) };
+    let rs = rw.as_ref().map(|rw| rw.rs.clone());
     let want = Want {
         switch: true,
         dns: true,
         all_dhcp: true,
         port_group: true,
         scope: Some(scope.clone()),
-        router: Some(rw),
+        router: rw,
         ..Want::default()
     };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
-        teardown_routing(&mut plan, &scope, &rs, obs)?;
+        if let Some(rs) = &rs {
+            teardown_routing(&mut plan, &scope, rs, obs)?;
+        }
         destroy_l2(&mut plan, &scope, obs)?;
         Ok(plan)
     })

@@ -52,6 +52,11 @@ pub mod key {
     pub const PROTOCOL: &str = "cloudstack:protocol";
     pub const PUBLIC_VLAN: &str = "cloudstack:public_vlan";
     pub const NETWORK_NAME: &str = "cloudstack:network_name";
+    /// On a shared or L2 network's switch: `shared` or `l2`.
+    pub const GUEST_TYPE: &str = "cloudstack:guest_type";
+    /// On a shared or L2 network's switch and localnet port: its VLAN
+    /// (`3000` or `untagged`), for commands whose payload names none.
+    pub const VLAN: &str = "cloudstack:vlan";
     /// On a network's port group: uuids of its firewall ACLs on the shared
     /// public switch (they cannot hang off the port group).
     pub const PUBLIC_ACLS: &str = "cloudstack:public_acls";
@@ -180,6 +185,21 @@ pub fn switch_name(network_id: u64) -> String {
 pub fn port_group_name(network_id: u64) -> String {
     format!("cs_net_{network_id}")
 }
+
+/// The localnet port of a shared or L2 network's switch.
+pub fn localnet_name(network_id: u64) -> String {
+    format!("ln-{}", switch_name(network_id))
+}
+
+/// Id of that port's row uuid (kind `localnet`). Public localnet ports use
+/// `<network_name>/<vlan>`, which always holds a '/', so the two never meet.
+pub fn localnet_id(network_id: u64) -> String {
+    switch_name(network_id)
+}
+
+/// The address of the UserData design (docs/metadata-design.md): the DHCP
+/// server id of networks whose `extension_ip` is not on the subnet.
+pub const METADATA_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
 
 pub fn broadcast_uri(network_id: u64) -> String {
     format!("ovn://{}", switch_name(network_id))

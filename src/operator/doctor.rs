@@ -180,6 +180,8 @@ fn check_settings(r: &mut Report, s: &Settings) {
         s.mtu().err(),
         s.lease_time().err(),
         s.public_network_name().err(),
+        // Only when set: the default is the public name, checked above.
+        s.get(config::SHARED_NETWORK_NAME).and_then(|_| s.shared_network_name().err()),
         s.public_mtu().err(),
         s.gateway_chassis().err(),
     ]
@@ -617,6 +619,7 @@ fn check_chassis(r: &mut Report, s: &Settings, client: &mut Client) {
             .collect();
         r.ok("sb chassis", format!("{} registered: {}", chassis.len(), names.join(", ")));
     }
+    check_shared_mapping(r, s, &chassis);
     let gateways = s.gateway_chassis().unwrap_or_default();
     if gateways.is_empty() {
         r.warn(
@@ -671,6 +674,48 @@ fn check_chassis(r: &mut Report, s: &Settings, client: &mut Client) {
                 ),
             },
         }
+    }
+}
+
+/// Shared and L2 networks bridge VMs onto the physical VLAN through a
+/// localnet port on whichever chassis runs the VM: every chassis needs the
+/// bridge mapping. A missing one is a failure when the operator named the
+/// network (`ovn.shared.network_name`), a warning when it defaults to the
+/// public one (deployments without shared networks need it nowhere but on
+/// the gateways).
+fn check_shared_mapping(r: &mut Report, s: &Settings, chassis: &[ChassisRow]) {
+    const CHECK: &str = "shared bridge mapping";
+    if chassis.is_empty() {
+        return r.skip(CHECK, "no chassis");
+    }
+    let explicit = s.get(config::SHARED_NETWORK_NAME).is_some();
+    let physnet = match s.shared_network_name() {
+        Ok(n) => n,
+        Err(e) => return r.fail(CHECK, e.to_string(), "fix ovn.shared.network_name"),
+    };
+    let missing: Vec<&str> =
+        chassis.iter().filter(|c| !c.mappings.iter().any(|(n, _)| *n == physnet)).map(|c| c.name.as_str()).collect();
+    let key = if explicit {
+        config::SHARED_NETWORK_NAME
+    } else {
+        "ovn.shared.network_name, defaulting to ovn.public.network_name"
+    };
+    if missing.is_empty() {
+        r.ok(CHECK, format!("{physnet} ({key}) mapped on all {} chassis", chassis.len()));
+        return;
+    }
+    let detail = format!(
+        "{} of {} chassis have no ovn-bridge-mappings entry for {physnet} ({key}): {}; VMs of shared and L2 networks \
+         there cannot reach their VLAN",
+        missing.len(),
+        chassis.len(),
+        missing.join(", ")
+    );
+    let fix = mapping_fix(&physnet, "every KVM host running VMs of shared or L2 networks");
+    if explicit {
+        r.fail(CHECK, detail, fix);
+    } else {
+        r.warn(CHECK, detail, fix);
     }
 }
 

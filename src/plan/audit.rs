@@ -88,6 +88,8 @@ fn expected_uuid(owner: &Owner, row: &Row) -> Option<Uuid> {
         "dhcpv4-norouter" => owner.row_uuid(Kind::Dhcp4NoRouter, &format!("{}/{}", net?, ids.get(key::CIDR)?)),
         "dhcpv4-nic" => owner.row_uuid(Kind::Dhcp4Nic, ids.get(key::NIC_UUID)?),
         "router" => owner.row_uuid(Kind::Router, &router_id()?),
+        // A shared or L2 network's localnet port (public ones carry no network id).
+        "localnet" => owner.row_uuid(Kind::Localnet, &crate::nb::localnet_id(net?.parse().ok()?)),
         "public-switch" => {
             let vlan = ids.get(key::PUBLIC_VLAN)?;
             owner.row_uuid(Kind::PublicSwitch, &format!("{}/{vlan}", ids.get(key::NETWORK_NAME)?))
