@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::time::Duration;
 
 use common::scenario::*;
 use common::*;
@@ -285,4 +286,169 @@ fn shutdown_keeps_the_vlan_and_destroy_leaves_nothing() {
         assert_eq!(nb.nbctl(&["--if-exists", "get", "Logical_Switch", &format!("cs-net-{id}"), "name"]), "");
     }
     assert_eq!(owned_rows(&nb), 0, "{}", serde_json::to_string_pretty(&nb.snapshot()).unwrap());
+}
+
+// ------------------------------------------------------------ data plane
+
+const MAC1: &str = "02:00:ac:1f:00:0a";
+const VM_IP: &str = "172.31.0.10";
+const NIC3: &str = "3f0c0000-0000-4000-8000-000000000003";
+const NIC4: &str = "3f0c0000-0000-4000-8000-000000000004";
+
+/// A chassis whose `br-ex` trunk leads (through the emulated upstream
+/// switch, access port `vlan`) to the upstream router namespace, which also
+/// gets the shared network's gateway address.
+fn lab(vlan: Option<u16>) -> (Central, Chassis, Outside) {
+    let central = Central::start();
+    let hv = Chassis::start(&central, GATEWAY_CHASSIS);
+    let outside = hv.add_public("public", vlan);
+    let o = outside.exec(&["ip", "addr", "add", &format!("{GW}/24"), "dev", "eth0"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (central, hv, outside)
+}
+
+/// The CloudStack sequence for the first VM of a shared network.
+fn start_shared_vm(nb: &Nb, id: u32, vlan: &str, nic: &Value) -> String {
+    let out = ok(cs(nb, "implement-network", shared(id, vlan)));
+    run_all(nb, NIC_START, nic);
+    broadcast(&out)
+}
+
+fn only_vlan(counts: &std::collections::BTreeMap<u16, u64>, vlan: u16) {
+    assert!(counts.get(&vlan).copied().unwrap_or(0) >= 4, "too few frames on VLAN {vlan}: {counts:?}");
+    assert!(counts.keys().all(|v| *v == vlan), "frames outside VLAN {vlan} on the physical side: {counts:?}");
+}
+
+#[test]
+fn a_shared_network_vm_lives_on_vlan_3000_with_the_physical_router_as_gateway() {
+    let (central, hv, outside) = lab(Some(3000));
+    let nb = central.nb();
+    let nic = shared_nic(50, "3000", NIC1, MAC1, VM_IP, "vm-1", true);
+    assert_eq!(start_shared_vm(nb, 50, "3000", &nic), "vlan://3000");
+    central.sync();
+    // northd turned the request into the port's tag.
+    assert_eq!(central.nbctl(&["lsp-get-type", "ln-cs-net-50"]), "localnet");
+    assert_eq!(central.nbctl(&["lsp-get-tag", "ln-cs-net-50"]), "3000");
+
+    let vm = hv.plug_vm("tap1", NIC1, MAC1);
+    let server = outside.serve_tcp(GW, 8080, "upstream");
+    let capture = outside.capture_vlans();
+    // The lease comes from OVN on this chassis, with the physical gateway.
+    let lease = vm.dhcp();
+    assert_eq!(lease.ip, VM_IP);
+    assert_eq!(lease.router.as_deref(), Some(GW));
+    assert_eq!(lease.server_id.as_deref(), Some(EXT_IP));
+    assert_eq!(lease.dns, ["172.31.0.53", "8.8.8.8"]);
+    assert_eq!(lease.domain.as_deref(), Some("shared.example"));
+    assert!(vm.ping(GW, Duration::from_secs(10)), "the VM cannot ping the physical gateway");
+    let line = vm.connect_tcp(GW, 8080, Duration::from_secs(5)).expect("TCP to the upstream router");
+    assert!(line.contains(&format!("peer={VM_IP}:")), "{line}");
+    assert_eq!(server.accepted().len(), 1);
+    // The upstream router reaches the VM by its address: its ARP crosses
+    // the localnet port and the VM itself answers.
+    assert!(outside.ping(VM_IP, Duration::from_secs(10)), "the upstream router cannot reach the VM");
+    only_vlan(&capture.finish(), 3000);
+    hv.assert_vswitchd_alive();
+}
+
+#[test]
+fn an_untagged_shared_network_sends_untagged_frames() {
+    let (central, hv, outside) = lab(None);
+    let nb = central.nb();
+    let nic = shared_nic(51, "untagged", NIC1, MAC1, VM_IP, "vm-1", true);
+    assert_eq!(start_shared_vm(nb, 51, "vlan://untagged", &nic), "vlan://untagged");
+    central.sync();
+    assert_eq!(central.nbctl(&["lsp-get-tag", "ln-cs-net-51"]), "");
+    let vm = hv.plug_vm("tap1", NIC1, MAC1);
+    let capture = outside.capture_vlans();
+    assert_eq!(vm.dhcp().router.as_deref(), Some(GW));
+    assert!(vm.ping(GW, Duration::from_secs(10)), "the VM cannot ping the physical gateway");
+    assert!(outside.ping(VM_IP, Duration::from_secs(10)), "the upstream router cannot reach the VM");
+    only_vlan(&capture.finish(), 0);
+}
+
+#[test]
+fn shared_networks_on_vlans_3000_and_3001_are_apart_at_l2() {
+    let (central, hv, outside) = lab(Some(3000));
+    let nb = central.nb();
+    // Same subnet on purpose: only L2 could join them.
+    start_shared_vm(nb, 50, "3000", &shared_nic(50, "3000", NIC1, MAC1, VM_IP, "vm-1", true));
+    start_shared_vm(nb, 51, "3001", &shared_nic(51, "3001", NIC2, "02:00:ac:1f:00:0b", "172.31.0.11", "vm-2", true));
+    let a = hv.plug_vm("tap1", NIC1, MAC1);
+    let b = hv.plug_vm("tap2", NIC2, "02:00:ac:1f:00:0b");
+    assert_eq!(a.dhcp().ip, VM_IP);
+    assert_eq!(b.dhcp().ip, "172.31.0.11");
+    assert!(a.ping(GW, Duration::from_secs(10)), "VLAN 3000 reaches its gateway");
+    // Flows installed before the negative probes.
+    central.sync();
+    let capture = outside.capture_vlans();
+    assert!(!b.ping(GW, Duration::from_secs(2)), "VLAN 3001 reached the VLAN 3000 router");
+    assert!(!a.ping("172.31.0.11", Duration::from_secs(2)), "VLAN 3000 reached a VM on VLAN 3001");
+    assert!(!b.ping(VM_IP, Duration::from_secs(2)), "VLAN 3001 reached a VM on VLAN 3000");
+    let counts = capture.finish();
+    // B's ARPs leave tagged 3001 (and the upstream switch drops them).
+    assert!(counts.get(&3001).copied().unwrap_or(0) > 0, "{counts:?}");
+    assert!(!counts.contains_key(&0), "untagged frames: {counts:?}");
+}
+
+#[test]
+fn a_vm_on_an_isolated_and_a_shared_network_uses_its_default_nics_gateway() {
+    let (central, hv, outside) = lab(Some(3000));
+    let nb = central.nb();
+    ok(cs(nb, "implement-network", network(42)));
+    ok(cs(nb, "implement-network", shared(50, "3000")));
+    // VM 1: default NIC on the shared network; VM 2: default NIC on the
+    // isolated one. One namespace per NIC: each lease is that NIC's view.
+    let nics = [
+        (nic(42, NIC1, "02:00:4c:3e:00:05", "10.1.1.23", "vm-1", false), NIC1, "02:00:4c:3e:00:05"),
+        (shared_nic(50, "3000", NIC2, "02:00:ac:1f:00:0b", "172.31.0.11", "vm-1", true), NIC2, "02:00:ac:1f:00:0b"),
+        (nic(42, NIC3, "02:00:4c:3e:00:06", "10.1.1.24", "vm-2", true), NIC3, "02:00:4c:3e:00:06"),
+        (shared_nic(50, "3000", NIC4, "02:00:ac:1f:00:0c", "172.31.0.12", "vm-2", false), NIC4, "02:00:ac:1f:00:0c"),
+    ];
+    for (payload, _, _) in &nics {
+        run_all(nb, NIC_START, payload);
+    }
+    let vms: Vec<Vm> =
+        nics.iter().enumerate().map(|(i, (_, uuid, mac))| hv.plug_vm(&format!("tap{i}"), uuid, mac)).collect();
+    let routers: Vec<Option<String>> = vms.iter().map(|v| v.dhcp().router).collect();
+    assert_eq!(routers, [None, Some(GW.to_string()), Some("10.1.1.1".to_string()), None]);
+    // VM 1's default route is the physical router, through VLAN 3000.
+    assert!(vms[1].ping(GW, Duration::from_secs(10)));
+    assert!(outside.ping("172.31.0.11", Duration::from_secs(10)));
+    // And its isolated NIC still reaches its neighbours on-link.
+    assert!(vms[0].ping("10.1.1.24", Duration::from_secs(10)));
+}
+
+/// Dual stack: the upstream router advertises the shared network's /64
+/// through the localnet port; the VM's kernel configures the EUI-64 address
+/// CloudStack allocated, port security lets it through, and the router
+/// answers over IPv6.
+#[test]
+fn shared_network_vms_take_their_ipv6_address_from_the_upstream_router() {
+    let (central, hv, outside) = lab(Some(3000));
+    let nb = central.nb();
+    let v6 = json!({"network_ip6_gateway": "fd00:3000::1", "network_ip6_cidr": "fd00:3000::/64"});
+    // 02:00:ac:1f:00:0a → interface id 0000:acff:fe1f:000a (U/L bit flipped).
+    let expected = "fd00:3000::acff:fe1f:a";
+    let nic = with(
+        with(shared_nic(50, "3000", NIC1, MAC1, VM_IP, "vm-1", true), v6.clone()),
+        json!({"ip6_address": expected}),
+    );
+    ok(cs(nb, "implement-network", with(shared(50, "3000"), v6)));
+    run_all(nb, NIC_START, &nic);
+    assert!(central.nbctl(&["lsp-get-port-security", NIC1]).contains(expected));
+    outside.advertise_ipv6("fd00:3000::1/64");
+    let vm = hv.plug_vm("tap1", NIC1, MAC1);
+    assert_eq!(vm.dhcp().router.as_deref(), Some(GW));
+    let global = || {
+        let out = vm.exec(&["ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "global"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || global().contains(&format!("{expected}/64"))),
+        "no SLAAC address {expected}/64 on the VM: {}",
+        global()
+    );
+    assert!(vm.ping("fd00:3000::1", Duration::from_secs(15)), "the upstream IPv6 router does not answer");
+    assert!(outside.ping(expected, Duration::from_secs(15)), "the upstream router cannot reach the VM over IPv6");
 }
