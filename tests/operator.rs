@@ -228,6 +228,22 @@ fn doctor_on_a_sandbox_then_with_broken_chassis_settings() {
     let v = doctor("hv1", true).json();
     assert_eq!(v["ok"], true);
     assert!(checks(&v).iter().all(|(_, s, _)| s == "ok"), "{v}");
+
+    // Shared networks: a physical network named on purpose must be mapped
+    // on every chassis (VMs run anywhere), the default one is the public.
+    let shared = |name: &str| {
+        let mut e = env("hv1");
+        e.push(("CLOUDSTACK_OVN_SHARED_NETWORK_NAME", name.to_string()));
+        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        product(&["doctor", "--json"], &e)
+    };
+    let r = shared("guestphys");
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    let (s, d) = status_of(&r.json(), "shared bridge mapping");
+    assert!(s == "fail" && d.contains("guestphys") && d.contains("hv1"), "{d}");
+    let r = shared("public");
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
+    assert_eq!(status_of(&r.json(), "shared bridge mapping").0, "ok");
 }
 
 #[test]
