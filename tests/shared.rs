@@ -325,7 +325,7 @@ fn a_shared_network_vm_lives_on_vlan_3000_with_the_physical_router_as_gateway() 
     let nb = central.nb();
     let nic = shared_nic(50, "3000", NIC1, MAC1, VM_IP, "vm-1", true);
     assert_eq!(start_shared_vm(nb, 50, "3000", &nic), "vlan://3000");
-    central.sync();
+    central.sync_hv();
     // northd turned the request into the port's tag.
     assert_eq!(central.nbctl(&["lsp-get-type", "ln-cs-net-50"]), "localnet");
     assert_eq!(central.nbctl(&["lsp-get-tag", "ln-cs-net-50"]), "3000");
@@ -357,7 +357,7 @@ fn an_untagged_shared_network_sends_untagged_frames() {
     let nb = central.nb();
     let nic = shared_nic(51, "untagged", NIC1, MAC1, VM_IP, "vm-1", true);
     assert_eq!(start_shared_vm(nb, 51, "vlan://untagged", &nic), "vlan://untagged");
-    central.sync();
+    central.sync_hv();
     assert_eq!(central.nbctl(&["lsp-get-tag", "ln-cs-net-51"]), "");
     let vm = hv.plug_vm("tap1", NIC1, MAC1);
     let capture = outside.capture_vlans();
@@ -379,12 +379,11 @@ fn shared_networks_on_vlans_3000_and_3001_are_apart_at_l2() {
     assert_eq!(a.dhcp().ip, VM_IP);
     assert_eq!(b.dhcp().ip, "172.31.0.11");
     assert!(a.ping(GW, Duration::from_secs(10)), "VLAN 3000 reaches its gateway");
-    // Flows installed before the negative probes.
-    central.sync();
     let capture = outside.capture_vlans();
-    assert!(!b.ping(GW, Duration::from_secs(2)), "VLAN 3001 reached the VLAN 3000 router");
-    assert!(!a.ping("172.31.0.11", Duration::from_secs(2)), "VLAN 3000 reached a VM on VLAN 3001");
-    assert!(!b.ping(VM_IP, Duration::from_secs(2)), "VLAN 3001 reached a VM on VLAN 3000");
+    // Blocked probes: behind the --wait=hv barrier, then a short timeout.
+    assert!(!central.blocked_probe(|t| b.ping(GW, t)), "VLAN 3001 reached the VLAN 3000 router");
+    assert!(!central.blocked_probe(|t| a.ping("172.31.0.11", t)), "VLAN 3000 reached a VM on VLAN 3001");
+    assert!(!central.blocked_probe(|t| b.ping(VM_IP, t)), "VLAN 3001 reached a VM on VLAN 3000");
     let counts = capture.finish();
     // B's ARPs leave tagged 3001 (and the upstream switch drops them).
     assert!(counts.get(&3001).copied().unwrap_or(0) > 0, "{counts:?}");
