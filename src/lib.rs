@@ -27,6 +27,7 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod log;
+pub mod metadata;
 pub mod nb;
 pub mod operator;
 pub mod output;

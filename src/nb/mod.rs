@@ -115,6 +115,10 @@ pub enum Kind {
     Firewall,
     /// A network ACL (VPC tiers).
     NetworkAcl,
+    /// A network's metadata `localport` (`cs-md-<network_id>`).
+    MetadataPort,
+    /// A NIC's VM data: an NB `DNS` row no switch references.
+    VmData,
 }
 
 impl Kind {
@@ -141,6 +145,8 @@ impl Kind {
             Kind::PortGroup => "port-group",
             Kind::Firewall => "firewall",
             Kind::NetworkAcl => "network-acl",
+            Kind::MetadataPort => "metadata-port",
+            Kind::VmData => "vm-data",
         }
     }
 }
