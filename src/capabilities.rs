@@ -120,10 +120,16 @@ pub fn implemented(command: &str) -> bool {
     COMMANDS.iter().any(|(c, done)| *c == command && *done)
 }
 
+/// Services whose commands work but which are not advertised yet because
+/// part of the service lives elsewhere and is not complete: UserData needs
+/// the host agent's full feature set (docs/metadata.md, "Gaps").
+pub const WITHHELD: &[&str] = &["UserData"];
+
 impl Service {
-    /// True iff every command of the service is implemented.
+    /// True iff every command of the service is implemented and the
+    /// service is not withheld.
     pub fn supported(&self) -> bool {
-        self.commands.iter().all(|c| implemented(c))
+        !WITHHELD.contains(&self.name) && self.commands.iter().all(|c| implemented(c))
     }
 }
 
@@ -215,7 +221,8 @@ mod tests {
     fn advertised_iff_all_commands_implemented() {
         let names: Vec<&str> = advertised().map(|s| s.name).collect();
         for s in SERVICES {
-            let all = s.commands.iter().all(|c| COMMANDS.iter().any(|(k, done)| k == c && *done));
+            let all = s.commands.iter().all(|c| COMMANDS.iter().any(|(k, done)| k == c && *done))
+                && !WITHHELD.contains(&s.name);
             assert_eq!(names.contains(&s.name), all, "{}", s.name);
         }
         let caps = capabilities_json();

@@ -20,6 +20,7 @@
 //! * [`operator`] — `--help`, `extension-details`, `doctor`, man page and
 //!   completions (clap; never on the CloudStack hot path).
 
+pub mod agent;
 pub mod capabilities;
 pub mod cli;
 pub mod commands;

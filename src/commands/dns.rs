@@ -23,6 +23,7 @@ pub fn add_entry(ctx: &Context) -> Result<Outcome> {
 fn ensure_records(ctx: &Context, records: BTreeMap<String, String>) -> Result<Outcome> {
     let scope = input::scope(ctx)?;
     let spec = input::switch_spec(ctx)?;
+    let domain = input::domain(ctx)?;
     let want = Want {
         switch: true,
         dns: true,
@@ -34,6 +35,12 @@ fn ensure_records(ctx: &Context, records: BTreeMap<String, String>) -> Result<Ou
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         ensure_switch(&mut plan, &scope, &spec, obs)?;
+        // A network with a metadata localport (UserData) also resolves
+        // `data-server` and `data-server.<domain>` to it.
+        let mut records = records.clone();
+        if let Some((md, _)) = crate::plan::metadata::dhcp_metadata(obs) {
+            records.extend(crate::plan::metadata::dns_records(md, domain.as_deref()));
+        }
         ensure_dns(&mut plan, &scope, &records, obs)?;
         Ok(plan)
     })

@@ -12,6 +12,7 @@ mod lb;
 mod network;
 mod nic;
 mod restore;
+mod vmdata;
 mod vpc;
 
 use std::time::{Duration, Instant};
@@ -66,11 +67,11 @@ pub const COMMANDS: &[(&str, bool)] = &[
     ("apply-fw-rules", true),
     ("apply-network-acl", true),
     ("apply-lb-rules", true),
-    ("save-vm-data", false),
-    ("save-password", false),
-    ("save-userdata", false),
-    ("save-sshkey", false),
-    ("save-hypervisor-hostname", false),
+    ("save-vm-data", true),
+    ("save-password", true),
+    ("save-userdata", true),
+    ("save-sshkey", true),
+    ("save-hypervisor-hostname", true),
     ("restore-network", true),
     ("custom-action", false),
 ];
@@ -279,6 +280,11 @@ pub struct Want {
     pub port_group: bool,
     pub scope: Option<Scope>,
     pub router: Option<RouterWant>,
+    /// vm-data rows by `_uuid` (UserData).
+    pub vm_data: Vec<Uuid>,
+    /// Every vm-data row of this network (destroy-network): a server-side
+    /// scan of DNS by owner tag; see docs/performance.md.
+    pub all_vm_data: bool,
 }
 
 /// The routing rows a command needs to see.
@@ -359,6 +365,14 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         if want.all_dhcp {
             ask(DhcpOptions::select_by_network(&s.owner, s.network_id), Slot::Dhcp);
         }
+        // Whoever writes the network's DHCP rows must keep them pointing at
+        // the metadata localport when there is one (one select by _uuid).
+        if want.all_dhcp || !want.dhcp.is_empty() || !want.vm_data.is_empty() || want.dns {
+            ask(Port::select(crate::metadata::port_uuid(&s.owner, s.network_id)), Slot::MdPort);
+        }
+        if want.all_vm_data {
+            ask(crate::metadata::select_network_rows(&s.owner, s.network_id), Slot::VmData);
+        }
         if want.dns {
             ask(Dns::select(s.dns_uuid()), Slot::Dns);
         }
@@ -373,6 +387,9 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
     }
     for u in &want.ports {
         ask(Port::select(*u), Slot::Ports);
+    }
+    for u in &want.vm_data {
+        ask(Dns::select(*u), Slot::VmData);
     }
     if let Some(rw) = &want.router {
         let rs = &rw.rs;
@@ -457,6 +474,14 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             Slot::PublicSwitch => obs.public_switch = first_row(result).and_then(Switch::from_row),
             Slot::Localnet => obs.localnet = first_row(result).and_then(Port::from_row),
             Slot::GuestLocalnet => obs.guest_localnet = first_row(result).and_then(Port::from_row),
+            Slot::MdPort => obs.md_port = first_row(result).and_then(Port::from_row),
+            Slot::VmData => {
+                for d in all_rows(result).filter_map(Dns::from_row) {
+                    if !obs.vm_data.iter().any(|x| x.uuid == d.uuid) {
+                        obs.vm_data.push(d);
+                    }
+                }
+            }
         }
     }
     Ok(obs)
@@ -484,6 +509,8 @@ enum Slot {
     Ports,
     PortOnSwitch,
     PortInGroup,
+    MdPort,
+    VmData,
 }
 
 fn dispatch(ctx: &Context) -> Result<Outcome> {
@@ -513,6 +540,9 @@ fn dispatch(ctx: &Context) -> Result<Outcome> {
         "apply-network-acl" => filter::apply_network_acl(ctx),
         "apply-lb-rules" => lb::apply(ctx),
         "restore-network" => restore::restore(ctx),
+        "save-vm-data" | "save-password" | "save-userdata" | "save-sshkey" | "save-hypervisor-hostname" => {
+            vmdata::save(ctx)
+        }
         "release-ip" => ip::release(ctx),
         "add-static-nat" => ip::add_static_nat(ctx),
         "delete-static-nat" => ip::delete_static_nat(ctx),

@@ -167,6 +167,7 @@ pub fn destroy(ctx: &Context) -> Result<Outcome> {
         dns: true,
         all_dhcp: true,
         port_group: true,
+        all_vm_data: true,
         scope: Some(scope.clone()),
         router: rw,
         ..Want::default()
@@ -177,6 +178,8 @@ pub fn destroy(ctx: &Context) -> Result<Outcome> {
             teardown_routing(&mut plan, &scope, rs, obs)?;
         }
         destroy_l2(&mut plan, &scope, obs)?;
+        // Root rows: nothing else would ever delete them.
+        crate::plan::metadata::remove_vm_data(&mut plan, &scope, &obs.vm_data);
         Ok(plan)
     })
 }

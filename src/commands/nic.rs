@@ -67,6 +67,7 @@ pub(super) fn release_port(ctx: &Context, scope: &Scope, nic_uuid: String) -> Re
     let want = Want {
         light: true,
         switch: true,
+        vm_data: vec![crate::metadata::row_uuid(&scope.owner, &nic_uuid)],
         port: Some(nic_uuid),
         dhcp: vec![own_dhcp],
         scope: Some(scope.clone()),
@@ -75,6 +76,7 @@ pub(super) fn release_port(ctx: &Context, scope: &Scope, nic_uuid: String) -> Re
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         remove_port(&mut plan, scope, obs)?;
+        crate::plan::metadata::remove_vm_data(&mut plan, scope, &obs.vm_data);
         Ok(plan)
     })
 }

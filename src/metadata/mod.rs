@@ -82,9 +82,29 @@ pub fn row_uuid(owner: &Owner, nic_uuid: &str) -> Uuid {
     owner.row_uuid(Kind::VmData, nic_uuid)
 }
 
-/// The metadata localport's MAC, stable per network.
+/// The metadata localport's MAC: the network's DHCP `server_mac`, so
+/// DHCP answers and the metadata address share one MAC (as verified in the
+/// lab, unicast renewals to the server id then reach OVN's responder).
 pub fn port_mac(owner: &Owner, network_id: u64) -> String {
-    owner.stable_mac(&format!("metadata/{network_id}"))
+    owner.stable_mac(&format!("dhcp/{network_id}"))
+}
+
+/// Every vm-data row of a network: `external_ids includes {owner, kind,
+/// network_id}`, a server-side scan of DNS (destroy-network only).
+pub fn select_network_rows(owner: &Owner, network_id: u64) -> crate::ovsdb::Operation {
+    use crate::nb::key as nbkey;
+    use crate::ovsdb::{Condition, Function, Operation};
+    let ids: BTreeMap<String, String> = [
+        (nbkey::OWNER.to_string(), owner.0.clone()),
+        (nbkey::KIND.to_string(), Kind::VmData.as_str().to_string()),
+        (nbkey::NETWORK_ID.to_string(), network_id.to_string()),
+    ]
+    .into();
+    Operation::Select {
+        table: crate::nb::table::DNS.to_string(),
+        conditions: vec![Condition("external_ids".into(), Function::Includes, crate::ovsdb::value::string_map(&ids))],
+        columns: Some(crate::nb::rows::Dns::COLUMNS.iter().map(|c| c.to_string()).collect()),
+    }
 }
 
 /// One change to a NIC's VM data, as a command intends it.

@@ -72,12 +72,57 @@ duplicates of rows our naming model places elsewhere, rows not at their determin
 look like CloudStack's but are not ours (reported, never touched). --repair deletes orphans and \
 duplicates in bounded transactions. Exits 1 while problems other than foreign rows remain.")]
     Audit(AuditArgs),
+    /// Create the zone's metadata key pair: private key FILE (0600) for the KVM hosts, public detail printed
+    #[command(long_about = "Write a new X25519 private key to FILE (mode 0600; an existing file is never \
+overwritten) and print the two registration details the management side needs: ovn.metadata.public_key \
+(seals passwords and user data) and ovn.metadata.digest_key (lets a repeated command recognise an \
+unchanged secret without reading it). Copy FILE to /etc/cloudstack-ovn/metadata.key on every KVM host \
+of the zone.")]
+    MetadataKeygen {
+        /// Where to write the private key
+        file: PathBuf,
+    },
+    /// Run the host metadata and password service (one per KVM host; systemd unit cloudstack-ovn-agent)
+    #[command(long_about = "Serve VM metadata (:80) and the CloudStack password server (:8080) for the VMs \
+bound to this host's OVN chassis, from a namespace per network plugged into br-int as the localport \
+cs-md-<network>. Chassis name and SB remote come from the local OVS (external_ids:system-id, \
+ovn-remote); NB from ovn.nb.connection / OVN_NB_DB; private key from metadata.private_key / \
+CLOUDSTACK_OVN_METADATA_KEY (default /etc/cloudstack-ovn/metadata.key). Runs until killed.")]
+    Agent(AgentArgs),
     /// Generate the man page or shell completions
     #[command(hide = true)]
     Generate {
         #[command(subcommand)]
         what: Generate,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The local Open vSwitch database
+    #[arg(long, value_name = "REMOTE", default_value = crate::agent::DEFAULT_OVS_DB)]
+    pub ovs_db: String,
+    /// NB remote(s) instead of ovn.nb.connection / OVN_NB_DB
+    #[arg(long, value_name = "REMOTES")]
+    pub nb: Option<String>,
+    /// Private key file instead of metadata.private_key / CLOUDSTACK_OVN_METADATA_KEY
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// State directory (password acknowledgements)
+    #[arg(long, value_name = "DIR", default_value = crate::agent::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Seconds a network's namespace outlives its last local VM (migrations)
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub grace: u64,
+    /// Prefix of the namespaces the agent owns (stale ones are removed at start-up)
+    #[arg(long, value_name = "PREFIX", default_value = "csmd-", hide = true)]
+    pub netns_prefix: String,
+    /// Milliseconds between reads of the local view
+    #[arg(long, value_name = "MS", default_value_t = 500, hide = true)]
+    pub poll_ms: u64,
+    /// Worker threads answering requests (bounded concurrency)
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub workers: usize,
 }
 
 #[derive(Debug, Args)]

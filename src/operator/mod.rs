@@ -17,8 +17,20 @@ use crate::output;
 use args::{Cli, Generate, Operator};
 
 /// First arguments that select the operator command line.
-const WORDS: &[&str] =
-    &["-h", "--help", "help", "-V", "--version", "version", "extension-details", "doctor", "audit", "generate"];
+const WORDS: &[&str] = &[
+    "-h",
+    "--help",
+    "help",
+    "-V",
+    "--version",
+    "version",
+    "extension-details",
+    "doctor",
+    "audit",
+    "generate",
+    "metadata-keygen",
+    "agent",
+];
 
 /// Exit code of an operator subcommand that found a problem (`doctor`).
 pub const EXIT_PROBLEM: u8 = 1;
@@ -78,6 +90,30 @@ pub fn main(args: &[String]) -> u8 {
         Some(Operator::ExtensionDetails(a)) => details::run(&a),
         Some(Operator::Doctor(a)) => doctor::run(&a),
         Some(Operator::Audit(a)) => audit::run(&a),
+        Some(Operator::MetadataKeygen { file }) => match crate::metadata::seal::keygen(&file) {
+            Ok((public, digest)) => {
+                output::print_text(&format!(
+                    "{}={public}\n{}={digest}",
+                    crate::metadata::PUBLIC_KEY_DETAIL,
+                    crate::metadata::DIGEST_KEY_DETAIL
+                ));
+                0
+            }
+            Err(e) => {
+                output::print_error(&e.chain());
+                e.exit_code() as u8
+            }
+        },
+        Some(Operator::Agent(a)) => crate::agent::run(crate::agent::Options {
+            ovs_db: a.ovs_db,
+            nb: a.nb,
+            key: a.key,
+            state_dir: a.state_dir,
+            netns_prefix: a.netns_prefix,
+            poll: std::time::Duration::from_millis(a.poll_ms.max(50)),
+            grace: std::time::Duration::from_secs(a.grace),
+            workers: a.workers,
+        }),
         Some(Operator::Generate { what: Generate::Man }) => {
             output::print_text(man_page().trim_end());
             0

@@ -6,6 +6,7 @@
 
 pub mod acl;
 pub mod audit;
+pub mod metadata;
 pub mod network;
 pub mod router;
 

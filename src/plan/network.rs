@@ -126,6 +126,11 @@ pub struct Observed {
     /// the lists themselves were read.
     pub port_on_switch: Option<bool>,
     pub port_in_group: Option<bool>,
+    // UserData (plan::metadata).
+    /// The network's metadata localport.
+    pub md_port: Option<Port>,
+    /// vm-data rows (DNS rows no switch references).
+    pub vm_data: Vec<Dns>,
 }
 
 impl Observed {
@@ -572,7 +577,10 @@ pub fn ensure_dhcp(plan: &mut Plan, scope: &Scope, subnet: &DhcpSubnet, obs: &Ob
         let kind = if with_router { Kind::Dhcp4 } else { Kind::Dhcp4NoRouter };
         let mut ids = scope.ids(kind);
         ids.insert(key::CIDR.into(), cidr.clone());
-        let options = subnet.options(&scope.server_mac(), with_router);
+        let mut options = subnet.options(&scope.server_mac(), with_router);
+        if let Some((md, on_link)) = super::metadata::dhcp_metadata(obs) {
+            super::metadata::add_dhcp_options(&mut options, md, on_link, with_router);
+        }
         let what = format!("{} for {cidr}", kind.as_str());
         upsert_dhcp(plan, scope, uuid, &cidr, &options, &ids, &what, obs)?;
     }

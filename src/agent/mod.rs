@@ -1,0 +1,408 @@
+//! `cloudstack-ovn agent`: the metadata and password service on a KVM host
+//! (docs/metadata.md). One long-running process per host:
+//!
+//! * finds its chassis name and the SB remote in the local OVS
+//!   (`external_ids:system-id`, `ovn-remote`), as ovn-controller does;
+//! * follows the ports bound to this chassis, their networks' metadata
+//!   localports and the NICs' vm-data rows (`view`);
+//! * keeps one namespace per network with a local VM, with sockets on :80
+//!   and :8080 inside it (`netns`), all served by one worker pool
+//!   (`serve`);
+//! * records password acknowledgements in its own SB
+//!   `Chassis_Private.external_ids`, honoured by every agent.
+//!
+//! Blocking std I/O and threads, like the rest of the program: the
+//! per-request work is a hash lookup and, for passwords, one SB select.
+
+pub mod netns;
+pub mod serve;
+pub mod view;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crypto_box::SecretKey;
+
+use crate::config::{self, FileConfig, Settings};
+use crate::error::{Error, Result};
+use crate::log;
+use crate::metadata::key;
+use crate::metadata::seal::{self, Secret};
+use crate::nb::Owner;
+use crate::ovsdb::{Client, Deadline, NoCheck, Operation, TlsFiles};
+use netns::{Conn, Plumbing, Provisioned};
+use serve::{PasswordAsk, Response};
+use view::View;
+
+pub const DEFAULT_OVS_DB: &str = "unix:/run/openvswitch/db.sock";
+pub const DEFAULT_KEY_FILE: &str = "/etc/cloudstack-ovn/metadata.key";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cloudstack-ovn";
+pub const KEY_SETTING: &str = "metadata.private_key";
+pub const KEY_ENV: &str = "CLOUDSTACK_OVN_METADATA_KEY";
+const SERVER: &str = "CloudStack Password Server";
+
+/// Options of `cloudstack-ovn agent` (operator/args.rs maps clap onto this).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub ovs_db: String,
+    pub nb: Option<String>,
+    pub key: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub netns_prefix: String,
+    pub poll: Duration,
+    pub grace: Duration,
+    pub workers: usize,
+}
+
+struct Shared {
+    view: RwLock<View>,
+    key: SecretKey,
+    chassis: String,
+    sb_remote: String,
+    sb_tls: TlsFiles,
+    sb: Mutex<Option<Client>>,
+    acks: Mutex<BTreeMap<String, String>>,
+    ack_file: PathBuf,
+    rate: serve::RateLimit,
+}
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn connect(remote: &str, tls: &TlsFiles) -> Result<Client> {
+    Ok(Client::connect_with(remote, tls, Deadline::after(CALL_TIMEOUT), &NoCheck)?)
+}
+
+/// `system-id`, `ovn-remote` and `ovn-bridge` of the local OVS.
+fn local_ovs(ovs_db: &str) -> Result<(String, String, String)> {
+    let mut c = connect(ovs_db, &TlsFiles::default())?;
+    let r = c.transact(
+        "Open_vSwitch",
+        &[Operation::Select {
+            table: "Open_vSwitch".into(),
+            conditions: vec![],
+            columns: Some(vec!["external_ids".into()]),
+        }],
+    )?;
+    let ids = r[0]["rows"]
+        .get(0)
+        .and_then(|row| row.get("external_ids"))
+        .map(crate::ovsdb::value::string_map_of)
+        .unwrap_or_default();
+    let get = |k: &str| ids.get(k).cloned().filter(|v| !v.is_empty());
+    let chassis = get("system-id")
+        .ok_or_else(|| Error::Config(format!("{ovs_db}: Open_vSwitch external_ids:system-id is not set")))?;
+    let sb = get("ovn-remote")
+        .ok_or_else(|| Error::Config(format!("{ovs_db}: Open_vSwitch external_ids:ovn-remote is not set")))?;
+    Ok((chassis, sb, get("ovn-bridge").unwrap_or_else(|| "br-int".into())))
+}
+
+fn env_settings() -> BTreeMap<String, String> {
+    std::env::vars().filter(|(k, _)| k.starts_with("OVN_") || k.starts_with("CLOUDSTACK_OVN_")).collect()
+}
+
+/// Run the agent until killed. Returns an exit code on start-up failure.
+pub fn run(opts: Options) -> u8 {
+    let env = env_settings();
+    let config_path =
+        env.get("CLOUDSTACK_OVN_CONFIG").cloned().unwrap_or_else(|| config::DEFAULT_CONFIG_FILE.to_string());
+    let file = match FileConfig::load(Path::new(&config_path)) {
+        Ok(f) => f,
+        Err(e) => {
+            crate::output::print_error(&e.chain());
+            return 3;
+        }
+    };
+    let level = env
+        .get(&config::env_name(config::LOG_LEVEL))
+        .map(String::as_str)
+        .or_else(|| file.get(config::LOG_LEVEL))
+        .and_then(log::Level::parse)
+        .unwrap_or(log::Level::Info);
+    log::init(&log::resolve_path(env.get("CLOUDSTACK_OVN_LOG").cloned(), file.get(config::LOG_FILE)), level);
+    let key_path = opts
+        .key
+        .clone()
+        .or_else(|| env.get(KEY_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| file.get(KEY_SETTING).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE));
+    let settings = Settings::new(BTreeMap::new(), env, file);
+    match start(&opts, &settings, &key_path) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::event(log::Level::Error, &e.chain(), &[("component", &"agent")]);
+            crate::output::print_error(&e.chain());
+            e.exit_code() as u8
+        }
+    }
+}
+
+fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
+    let key = seal::read_secret_key(key_path)?;
+    let owner = Owner(settings.owner()?);
+    let nb_remote = match &opts.nb {
+        Some(r) => r.clone(),
+        None => settings.nb_connection()?.0,
+    };
+    let nb_tls = settings.tls();
+    let (chassis, sb_remote, bridge) = local_ovs(&opts.ovs_db)?;
+    let sb_tls = settings.sb_tls();
+    std::fs::create_dir_all(&opts.state_dir)
+        .map_err(|e| Error::Config(format!("state directory {}: {e}", opts.state_dir.display())))?;
+    let ack_file = opts.state_dir.join("password-acks.json");
+    let acks: BTreeMap<String, String> =
+        std::fs::read(&ack_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let plumbing = Plumbing { prefix: opts.netns_prefix.clone(), ovs_db: opts.ovs_db.clone(), bridge };
+    log::info(
+        "agent starting",
+        &[
+            ("chassis", &chassis),
+            ("sb", &sb_remote),
+            ("nb", &nb_remote),
+            ("public_key", &seal::public_key_b64(&key)),
+            ("version", &env!("CARGO_PKG_VERSION")),
+        ],
+    );
+    // Neutron's stale-namespace failures: whatever a previous run left is
+    // removed before anything is served.
+    for ns in plumbing.existing() {
+        log::info("removing stale metadata namespace", &[("netns", &ns)]);
+        plumbing.remove(&ns);
+    }
+    let shared = Arc::new(Shared {
+        view: RwLock::new(View::default()),
+        key,
+        chassis: chassis.clone(),
+        sb_remote: sb_remote.clone(),
+        sb_tls: sb_tls.clone(),
+        sb: Mutex::new(None),
+        acks: Mutex::new(acks),
+        ack_file,
+        rate: serve::RateLimit::new(20.0, 40.0),
+    });
+    let handler = shared.clone();
+    let conns =
+        netns::workers(opts.workers.max(1), opts.workers.max(1) * 4, Arc::new(move |c: Conn| handle(&handler, c)));
+
+    let mut provisioned: BTreeMap<u64, Provisioned> = BTreeMap::new();
+    let mut sb: Option<Client> = None;
+    let mut nb: Option<Client> = None;
+    let mut live = false;
+    let mut failures = 0u32;
+    loop {
+        let round = (|| -> Result<View> {
+            if sb.is_none() {
+                sb = Some(connect(&sb_remote, &sb_tls)?);
+                live = false;
+            }
+            if nb.is_none() {
+                nb = Some(connect(&nb_remote, &nb_tls)?);
+            }
+            let (s, n) = (sb.as_mut().expect("connected"), nb.as_mut().expect("connected"));
+            s.set_deadline(Deadline::after(CALL_TIMEOUT));
+            n.set_deadline(Deadline::after(CALL_TIMEOUT));
+            let v = view::read(s, n, &chassis, &owner)?;
+            if !live {
+                let k: BTreeMap<String, String> =
+                    [(key::AGENT.to_string(), env!("CARGO_PKG_VERSION").to_string())].into();
+                view::set_own_keys(s, &chassis, &k)?;
+                live = true;
+            }
+            Ok(v)
+        })();
+        match round {
+            Ok(v) => {
+                if failures > 0 {
+                    log::info("OVN databases reachable again", &[("after_failures", &failures)]);
+                }
+                failures = 0;
+                reconcile(&plumbing, &mut provisioned, &v, &conns, opts.grace);
+                if let Ok(mut w) = shared.view.write() {
+                    *w = v;
+                }
+            }
+            Err(e) => {
+                // Keep serving what we know; reconnect next round.
+                failures += 1;
+                if failures == 1 || failures % 50 == 0 {
+                    log::warn("cannot read OVN databases, keeping the last view", &[("error", &e.chain())]);
+                }
+                sb = None;
+                nb = None;
+            }
+        }
+        std::thread::sleep(opts.poll);
+    }
+}
+
+fn reconcile(
+    plumbing: &Plumbing,
+    provisioned: &mut BTreeMap<u64, Provisioned>,
+    v: &View,
+    conns: &std::sync::mpsc::SyncSender<Conn>,
+    grace: Duration,
+) {
+    for (net, n) in &v.nets {
+        if n.md_ips.is_empty() || n.ips.is_empty() {
+            continue;
+        }
+        if let Some(p) = provisioned.get_mut(net) {
+            if p.mac == n.md_mac && p.ips == n.md_ips {
+                p.orphan_since = None;
+                continue;
+            }
+            if let Some(p) = provisioned.remove(net) {
+                plumbing.teardown(p);
+            }
+        }
+        match plumbing.provision(*net, &n.md_mac, &n.md_ips, conns) {
+            Ok(p) => {
+                log::info("metadata namespace ready", &[("network", net), ("netns", &p.netns), ("veth", &p.veth)]);
+                provisioned.insert(*net, p);
+            }
+            Err(e) => log::warn("cannot provision metadata namespace", &[("network", net), ("error", &e)]),
+        }
+    }
+    let gone: Vec<u64> = provisioned.keys().copied().filter(|n| !v.nets.contains_key(n)).collect();
+    for net in gone {
+        let Some(p) = provisioned.get_mut(&net) else { continue };
+        // The grace period absorbs a migration's unbind/rebind.
+        let since = *p.orphan_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= grace {
+            if let Some(p) = provisioned.remove(&net) {
+                log::info("no local VM left, removing metadata namespace", &[("network", &net), ("netns", &p.netns)]);
+                plumbing.teardown(p);
+            }
+        }
+    }
+}
+
+fn peer(c: &Conn) -> Option<IpAddr> {
+    let ip = c.stream.peer_addr().ok()?.ip();
+    Some(match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    })
+}
+
+fn handle(sh: &Shared, mut c: Conn) {
+    let started = Instant::now();
+    let _ = c.stream.set_read_timeout(Some(serve::READ_TIMEOUT));
+    let _ = c.stream.set_write_timeout(Some(serve::READ_TIMEOUT));
+    let Some(src) = peer(&c) else { return };
+    if !sh.rate.allow(c.network, src) {
+        let _ = Response { status: 429, body: b"Too Many Requests\n".to_vec() }.write(&mut c.stream, false, SERVER);
+        return;
+    }
+    let Some(req) = serve::read_request(&mut c.stream) else {
+        let _ = Response { status: 400, body: b"bad_request".to_vec() }.write(&mut c.stream, false, SERVER);
+        return;
+    };
+    let (nic, row) = {
+        let Ok(v) = sh.view.read() else { return };
+        let nic = v.nic(c.network, src).map(str::to_string);
+        let row = nic.as_ref().and_then(|n| v.rows.get(n).cloned());
+        (nic, row)
+    };
+    let head_only = req.method == "HEAD";
+    let (resp, what) = match (c.port, &nic) {
+        (80, _) if !matches!(req.method.as_str(), "GET" | "HEAD") => (Response::not_found(), "method"),
+        (80, _) => {
+            let r = serve::metadata(&req.path, row.as_ref(), || {
+                let n = nic.as_deref()?;
+                let sealed = row.as_ref()?.get(key::USERDATA)?;
+                let open = seal::open(&sh.key, Secret::UserData, n, "", sealed);
+                if open.is_none() {
+                    log::warn("cannot open sealed user data (wrong key, or copied from another NIC)", &[("nic", &n)]);
+                }
+                open
+            });
+            (r, "metadata")
+        }
+        (_, None) => (Response::not_found(), "password"),
+        (_, Some(n)) => (password(sh, n, row.as_ref(), serve::password_ask(&req)), "password"),
+    };
+    let _ = resp.write(&mut c.stream, head_only, SERVER);
+    // Never the body: it may be a password or user data.
+    log::info(
+        "request",
+        &[
+            ("service", &what),
+            ("network", &c.network),
+            ("src", &src),
+            ("nic", &nic.as_deref().unwrap_or("-")),
+            ("path", &req.path),
+            ("status", &resp.status),
+            ("latency_ms", &format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0)),
+        ],
+    );
+}
+
+fn password(sh: &Shared, nic: &str, row: Option<&BTreeMap<String, String>>, ask: PasswordAsk) -> Response {
+    let saved = || Response::ok("saved_password");
+    let pw = row.and_then(|r| Some((r.get(key::PASSWORD)?, r.get(key::PASSWORD_GEN)?)));
+    match ask {
+        PasswordAsk::Bad => Response { status: 400, body: b"bad_request".to_vec() },
+        PasswordAsk::Send => {
+            let Some((sealed, gen)) = pw else { return saved() };
+            if is_acked(sh, nic, gen) {
+                return saved();
+            }
+            match seal::open(&sh.key, Secret::Password, nic, gen, sealed) {
+                Some(p) => Response::ok(p),
+                None => {
+                    log::warn("cannot open sealed password (wrong key, or copied from another NIC)", &[("nic", &nic)]);
+                    saved()
+                }
+            }
+        }
+        PasswordAsk::Saved => {
+            if let Some((_, gen)) = pw {
+                record_ack(sh, nic, gen);
+            }
+            saved()
+        }
+    }
+}
+
+fn with_sb<T>(sh: &Shared, f: impl FnOnce(&mut Client) -> std::result::Result<T, crate::ovsdb::Error>) -> Option<T> {
+    let mut guard = sh.sb.lock().ok()?;
+    if guard.is_none() {
+        *guard = connect(&sh.sb_remote, &sh.sb_tls).ok();
+    }
+    let c = guard.as_mut()?;
+    c.set_deadline(Deadline::after(Duration::from_secs(2)));
+    match f(c) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            log::warn("SB request failed", &[("error", &e)]);
+            *guard = None;
+            None
+        }
+    }
+}
+
+fn is_acked(sh: &Shared, nic: &str, gen: &str) -> bool {
+    if sh.acks.lock().map(|a| a.get(nic).map(String::as_str) == Some(gen)).unwrap_or(false) {
+        return true;
+    }
+    // Another host's agent may have served it before a migration.
+    with_sb(sh, |c| view::acked(c, nic, gen)).unwrap_or(false)
+}
+
+fn record_ack(sh: &Shared, nic: &str, gen: &str) {
+    if let Ok(mut a) = sh.acks.lock() {
+        a.insert(nic.to_string(), gen.to_string());
+        let tmp = sh.ack_file.with_extension("tmp");
+        let body = serde_json::to_vec(&*a).unwrap_or_default();
+        if std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &sh.ack_file)).is_err() {
+            log::warn("cannot write password acknowledgements", &[("file", &sh.ack_file.display())]);
+        }
+    }
+    let k: BTreeMap<String, String> = [(format!("{}{nic}", key::ACK_PREFIX), gen.to_string())].into();
+    if with_sb(sh, |c| view::set_own_keys(c, &sh.chassis, &k)).is_some() {
+        log::info("password acknowledged", &[("nic", &nic)]);
+    }
+}

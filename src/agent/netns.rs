@@ -1,0 +1,265 @@
+//! One namespace per network with a local VM: a veth into the integration
+//! bridge carrying the metadata localport's `iface-id`, the metadata
+//! address(es), and listening sockets opened inside it.
+//!
+//! Set-up and teardown run `ip` and `ovs-vsctl` (off the request path;
+//! docs/metadata.md lists netlink as a gap). Sockets are opened by a thread
+//! that `setns(2)`s into the namespace: a socket stays in the namespace it
+//! was created in, whichever thread later uses it.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::log;
+
+/// Where the agent runs its network plumbing.
+#[derive(Clone, Debug)]
+pub struct Plumbing {
+    /// Namespace name prefix (`csmd-`): namespaces with it that the agent
+    /// does not want are removed at start-up.
+    pub prefix: String,
+    /// `--db=` for `ovs-vsctl`.
+    pub ovs_db: String,
+    pub bridge: String,
+}
+
+/// A provisioned network.
+pub struct Provisioned {
+    pub netns: String,
+    pub veth: String,
+    pub mac: String,
+    pub ips: Vec<Ipv4Addr>,
+    listeners: Vec<TcpListener>,
+    /// When the last local VM left (teardown after the grace period).
+    pub orphan_since: Option<Instant>,
+}
+
+/// An accepted connection, with the network it arrived on and the port.
+pub struct Conn {
+    pub stream: std::net::TcpStream,
+    pub network: u64,
+    pub port: u16,
+}
+
+const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(format!("{program} {}: {status}: {}", args.join(" "), err.trim()));
+            }
+            Ok(None) if started.elapsed() > TOOL_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{program} {}: timed out", args.join(" ")));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("{program}: {e}")),
+        }
+    }
+}
+
+/// The veth end in the host: `csm` + 12 hex digits of the network's
+/// hash (interface names are at most 15 bytes).
+pub fn veth_name(prefix: &str, network: u64) -> String {
+    use blake2::{Blake2s256, Digest};
+    let h = Blake2s256::digest(format!("{prefix}{network}").as_bytes());
+    format!("csm{}", h.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+impl Plumbing {
+    pub fn netns_name(&self, network: u64) -> String {
+        format!("{}{network}", self.prefix)
+    }
+
+    /// Existing namespaces of ours (by prefix).
+    pub fn existing(&self) -> Vec<String> {
+        let Ok(dir) = std::fs::read_dir("/run/netns") else { return Vec::new() };
+        dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(&self.prefix)).collect()
+    }
+
+    /// Remove a namespace of ours and its OVS port (idempotent).
+    pub fn remove(&self, netns: &str) {
+        if let Some(network) = netns.strip_prefix(&self.prefix).and_then(|n| n.parse::<u64>().ok()) {
+            let veth = veth_name(&self.prefix, network);
+            let db = format!("--db={}", self.ovs_db);
+            if let Err(e) = run("ovs-vsctl", &[&db, "--timeout=5", "--if-exists", "del-port", &self.bridge, &veth]) {
+                log::warn("cannot remove metadata port", &[("port", &veth), ("error", &e)]);
+            }
+            // Deleting one end deletes the pair; gone already is fine.
+            let _ = run("ip", &["link", "del", &veth]);
+        }
+        if let Err(e) = run("ip", &["netns", "del", netns]) {
+            log::warn("cannot remove metadata namespace", &[("netns", &netns), ("error", &e)]);
+        }
+    }
+
+    /// Create the namespace, veth, addresses and OVS port, then open the
+    /// listeners; accepted connections go to `conns`.
+    pub fn provision(
+        &self,
+        network: u64,
+        mac: &str,
+        ips: &[Ipv4Addr],
+        conns: &SyncSender<Conn>,
+    ) -> Result<Provisioned, String> {
+        let netns = self.netns_name(network);
+        let veth = veth_name(&self.prefix, network);
+        // A leftover of a crash: start clean.
+        if std::path::Path::new("/run/netns").join(&netns).exists() {
+            self.remove(&netns);
+        }
+        let inner = "md0";
+        run("ip", &["netns", "add", &netns])?;
+        let setup = || -> Result<Vec<TcpListener>, String> {
+            run("ip", &["link", "add", &veth, "type", "veth", "peer", "name", inner, "netns", &netns])?;
+            run("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
+            run("ip", &["-n", &netns, "link", "set", inner, "address", mac])?;
+            run("ip", &["-n", &netns, "link", "set", inner, "up"])?;
+            run("ip", &["link", "set", &veth, "up"])?;
+            // The userspace datapath sees partial checksums otherwise (the
+            // lab's and Neutron's netdev fix); harmless on the kernel one.
+            let _ = run("ethtool", &["-K", &veth, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]);
+            let _ = run(
+                "ip",
+                &[
+                    "netns", "exec", &netns, "ethtool", "-K", inner, "tx", "off", "tso", "off", "gso", "off", "gro",
+                    "off",
+                ],
+            );
+            for ip in ips {
+                run("ip", &["-n", &netns, "addr", "add", &format!("{ip}/32"), "dev", inner])?;
+            }
+            // Everything is on-link: the localport only ever talks to VMs of
+            // this switch on this chassis, whatever their subnet.
+            let src = ips.first().copied().unwrap_or(crate::metadata::MD_ADDRESS).to_string();
+            run("ip", &["-n", &netns, "route", "add", "default", "dev", inner, "src", &src])?;
+            let db = format!("--db={}", self.ovs_db);
+            let iface = format!("external_ids:iface-id={}", crate::metadata::port_name(network));
+            run(
+                "ovs-vsctl",
+                &[
+                    &db,
+                    "--timeout=5",
+                    "--may-exist",
+                    "add-port",
+                    &self.bridge,
+                    &veth,
+                    "--",
+                    "set",
+                    "Interface",
+                    &veth,
+                    &iface,
+                ],
+            )?;
+            listen_in(&netns, &[80, 8080])
+        };
+        match setup() {
+            Ok(listeners) => {
+                for (l, port) in listeners.iter().zip([80u16, 8080]) {
+                    let l = l.try_clone().map_err(|e| e.to_string())?;
+                    let tx = conns.clone();
+                    std::thread::Builder::new()
+                        .name(format!("accept-{network}-{port}"))
+                        .spawn(move || accept_loop(l, network, port, tx))
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(Provisioned { netns, veth, mac: mac.to_string(), ips: ips.to_vec(), listeners, orphan_since: None })
+            }
+            Err(e) => {
+                self.remove(&netns);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn teardown(&self, p: Provisioned) {
+        for l in &p.listeners {
+            // Wakes the blocked accept(2) (EINVAL), ending its thread.
+            let _ = nix::sys::socket::shutdown(l.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+        }
+        drop(p.listeners);
+        self.remove(&p.netns);
+    }
+}
+
+/// Open listening sockets inside `netns` from a thread that enters it.
+fn listen_in(netns: &str, ports: &[u16]) -> Result<Vec<TcpListener>, String> {
+    let path = format!("/run/netns/{netns}");
+    let ports = ports.to_vec();
+    std::thread::spawn(move || -> Result<Vec<TcpListener>, String> {
+        let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns {path}: {e}"))?;
+        ports
+            .iter()
+            .map(|p| TcpListener::bind((Ipv4Addr::UNSPECIFIED, *p)).map_err(|e| format!("listen :{p} in {path}: {e}")))
+            .collect()
+    })
+    .join()
+    .map_err(|_| "listener thread panicked".to_string())?
+}
+
+fn accept_loop(l: TcpListener, network: u64, port: u16, tx: SyncSender<Conn>) {
+    loop {
+        match l.accept() {
+            Ok((stream, _)) => {
+                // Bounded: when every worker is busy and the queue is full,
+                // the connection is dropped rather than queued without end.
+                if let Err(std::sync::mpsc::TrySendError::Full(c)) = tx.try_send(Conn { stream, network, port }) {
+                    log::warn("metadata server busy, connection dropped", &[("network", &network), ("port", &port)]);
+                    drop(c);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return,
+            Err(e) => {
+                log::debug("accept ended", &[("network", &network), ("port", &port), ("error", &e)]);
+                return;
+            }
+        }
+    }
+}
+
+/// A pool of workers created in the agent's own namespace (they may talk
+/// to the SB), fed by every namespace's accept threads.
+pub fn workers<F>(n: usize, queue: usize, handle: Arc<F>) -> SyncSender<Conn>
+where
+    F: Fn(Conn) + Send + Sync + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Conn>(queue);
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for i in 0..n {
+        let rx: Arc<std::sync::Mutex<Receiver<Conn>>> = rx.clone();
+        let h = handle.clone();
+        let _ = std::thread::Builder::new().name(format!("md-worker-{i}")).spawn(move || loop {
+            let conn = match rx.lock() {
+                Ok(r) => r.recv(),
+                Err(_) => return,
+            };
+            match conn {
+                Ok(c) => h(c),
+                Err(_) => return,
+            }
+        });
+    }
+    tx
+}

@@ -1,0 +1,205 @@
+//! What the agent knows: the ports bound to this chassis, their networks'
+//! metadata localports and the NICs' vm-data rows, read with selects whose
+//! conditions keep every reply O(local ports).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::metadata::{self, key};
+use crate::nb::{Owner, DB as NB_DB};
+use crate::ovsdb::value::{as_uuid, string_map_of, string_set_of};
+use crate::ovsdb::{Client, Condition, Function, Operation};
+
+pub const SB_DB: &str = "OVN_Southbound";
+
+/// A network with at least one VM bound here.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Net {
+    /// The metadata localport's MAC and addresses (from its Port_Binding).
+    pub md_mac: String,
+    pub md_ips: Vec<Ipv4Addr>,
+    /// Source address → NIC uuid, for ports bound to this chassis only.
+    pub ips: HashMap<IpAddr, String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    pub nets: BTreeMap<u64, Net>,
+    /// NIC uuid → its vm-data row's data keys (secrets still sealed).
+    pub rows: HashMap<String, BTreeMap<String, String>>,
+}
+
+impl View {
+    /// The NIC behind a request: the namespace names the network, the TCP
+    /// peer address the port (port security on VM ports stops spoofing).
+    pub fn nic(&self, network: u64, src: IpAddr) -> Option<&str> {
+        self.nets.get(&network)?.ips.get(&src).map(String::as_str)
+    }
+
+    pub fn local_nics(&self) -> BTreeSet<String> {
+        self.nets.values().flat_map(|n| n.ips.values().cloned()).collect()
+    }
+}
+
+fn select(table: &str, conds: Vec<Condition>, cols: &[&str]) -> Operation {
+    Operation::Select {
+        table: table.into(),
+        conditions: conds,
+        columns: Some(cols.iter().map(|c| c.to_string()).collect()),
+    }
+}
+
+fn uuid_value(u: Uuid) -> Value {
+    crate::ovsdb::value::uuid(u)
+}
+
+fn rows(v: &Value) -> &[Value] {
+    v.get("rows").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// The `mac` column of a Port_Binding: `"MAC ip ip…"` entries.
+fn addresses(row: &Value) -> (String, Vec<IpAddr>) {
+    let mut mac = String::new();
+    let mut ips = Vec::new();
+    for entry in row.get("mac").map(string_set_of).unwrap_or_default() {
+        let mut parts = entry.split_whitespace();
+        if let Some(m) = parts.next() {
+            if mac.is_empty() {
+                mac = m.to_string();
+            }
+        }
+        ips.extend(parts.filter_map(|a| a.split('/').next()?.parse::<IpAddr>().ok()));
+    }
+    (mac, ips)
+}
+
+/// Read the local view: SB (two round trips), then NB (one).
+pub fn read(sb: &mut Client, nb: &mut Client, chassis: &str, owner: &Owner) -> Result<View, crate::ovsdb::Error> {
+    let r = sb.transact(SB_DB, &[select("Chassis", vec![Condition::eq("name", chassis)], &["_uuid"])])?;
+    let Some(me) = rows(&r[0]).first().and_then(|row| row.get("_uuid")).and_then(as_uuid) else {
+        // ovn-controller has not registered the chassis yet.
+        return Ok(View::default());
+    };
+    let r = sb.transact(
+        SB_DB,
+        &[select(
+            "Port_Binding",
+            vec![Condition("chassis".into(), Function::Eq, uuid_value(me))],
+            &["logical_port", "mac", "datapath", "type"],
+        )],
+    )?;
+    // Datapath → (logical port, addresses) of VM ports bound here.
+    let mut by_dp: BTreeMap<Uuid, Vec<(String, Vec<IpAddr>)>> = BTreeMap::new();
+    for row in rows(&r[0]) {
+        let ty = row.get("type").and_then(Value::as_str).unwrap_or_default();
+        if !ty.is_empty() {
+            continue;
+        }
+        let (Some(dp), Some(lp)) =
+            (row.get("datapath").and_then(as_uuid), row.get("logical_port").and_then(Value::as_str))
+        else {
+            continue;
+        };
+        by_dp.entry(dp).or_default().push((lp.to_string(), addresses(row).1));
+    }
+    if by_dp.is_empty() {
+        return Ok(View::default());
+    }
+    let mut ops = Vec::new();
+    for dp in by_dp.keys() {
+        ops.push(select("Datapath_Binding", vec![Condition::uuid_is(*dp)], &["external_ids"]));
+        ops.push(select(
+            "Port_Binding",
+            vec![Condition("datapath".into(), Function::Eq, uuid_value(*dp)), Condition::eq("type", "localport")],
+            &["logical_port", "mac"],
+        ));
+    }
+    let r = sb.transact(SB_DB, &ops)?;
+    let mut view = View::default();
+    for (i, (_, ports)) in by_dp.iter().enumerate() {
+        let name = rows(&r[2 * i])
+            .first()
+            .and_then(|row| row.get("external_ids"))
+            .map(string_map_of)
+            .and_then(|ids| ids.get("name").cloned())
+            .unwrap_or_default();
+        let Some(net) = name.strip_prefix("cs-net-").and_then(|n| n.parse::<u64>().ok()) else { continue };
+        let Some(md) = rows(&r[2 * i + 1])
+            .iter()
+            .find(|row| row.get("logical_port").and_then(Value::as_str) == Some(&metadata::port_name(net)))
+        else {
+            // No UserData on this network.
+            continue;
+        };
+        let (md_mac, md_ips) = addresses(md);
+        let md_ips = md_ips
+            .into_iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let mut ips = HashMap::new();
+        for (lp, addrs) in ports {
+            for a in addrs {
+                ips.insert(*a, lp.clone());
+            }
+        }
+        view.nets.insert(net, Net { md_mac, md_ips, ips });
+    }
+    let nics: Vec<String> = view.local_nics().into_iter().collect();
+    if nics.is_empty() {
+        return Ok(view);
+    }
+    let ops: Vec<Operation> = nics
+        .iter()
+        .map(|n| select("DNS", vec![Condition::uuid_is(metadata::row_uuid(owner, n))], &["external_ids"]))
+        .collect();
+    let r = nb.transact(NB_DB, &ops)?;
+    for (nic, res) in nics.iter().zip(r.iter()) {
+        if let Some(ids) = rows(res).first().and_then(|row| row.get("external_ids")).map(string_map_of) {
+            // Only rows of ours written for this very NIC.
+            if owner.owns(&ids) && ids.get(key::NIC_UUID) == Some(nic) {
+                view.rows.insert(nic.clone(), ids.into_iter().filter(|(k, _)| key::is_data(k)).collect());
+            }
+        }
+    }
+    Ok(view)
+}
+
+/// Has any chassis acknowledged generation `gen` of `nic`'s password?
+pub fn acked(sb: &mut Client, nic: &str, gen: &str) -> Result<bool, crate::ovsdb::Error> {
+    let ids: BTreeMap<String, String> = [(format!("{}{nic}", key::ACK_PREFIX), gen.to_string())].into();
+    let r = sb.transact(
+        SB_DB,
+        &[select(
+            "Chassis_Private",
+            vec![Condition("external_ids".into(), Function::Includes, crate::ovsdb::value::string_map(&ids))],
+            &["name"],
+        )],
+    )?;
+    Ok(!rows(&r[0]).is_empty())
+}
+
+/// Set our own `Chassis_Private.external_ids` keys (acks, liveness);
+/// SB RBAC lets a chassis write exactly this row.
+pub fn set_own_keys(
+    sb: &mut Client,
+    chassis: &str,
+    keys: &BTreeMap<String, String>,
+) -> Result<(), crate::ovsdb::Error> {
+    use crate::ovsdb::{Mutation, Mutator};
+    let names: Vec<&str> = keys.keys().map(String::as_str).collect();
+    let ops = vec![Operation::Mutate {
+        table: "Chassis_Private".into(),
+        conditions: vec![Condition::eq("name", chassis)],
+        mutations: vec![
+            Mutation("external_ids".into(), Mutator::Delete, crate::ovsdb::value::string_set(names)),
+            Mutation("external_ids".into(), Mutator::Insert, crate::ovsdb::value::string_map(keys)),
+        ],
+    }];
+    sb.transact(SB_DB, &ops).map(|_| ())
+}

@@ -1,0 +1,154 @@
+//! UserData: save-vm-data, save-password, save-userdata, save-sshkey,
+//! save-hypervisor-hostname (docs/metadata.md). Each converges, in one
+//! transaction, the network's metadata localport, the DHCP keys pointing
+//! at it and the NIC's vm-data row; secrets are sealed before connecting.
+
+use std::net::Ipv4Addr;
+
+use super::{input, Context, Outcome, Want};
+use crate::error::{Error, Result};
+use crate::metadata::seal::{self, Secret};
+use crate::metadata::{self, Update};
+use crate::plan::metadata::{
+    converge_dhcp, dns_records, ensure_md_port, ensure_vm_data, md_address, Sealed, VmDataChange,
+};
+use crate::plan::network::{ensure_dns, ensure_switch};
+use crate::plan::Plan;
+
+/// The keys UserData commands need, from the registration details.
+pub struct Keys {
+    public: crypto_box::PublicKey,
+    digest: [u8; 32],
+}
+
+pub fn keys(ctx: &Context) -> Result<Keys> {
+    let get = |detail: &str| {
+        ctx.settings.get(detail).map(|(v, _)| v).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            Error::Config(format!(
+                "UserData needs the registration detail {detail} (printed by `cloudstack-ovn metadata-keygen` on a KVM host)"
+            ))
+        })
+    };
+    let public = seal::parse_public_key(metadata::PUBLIC_KEY_DETAIL, &get(metadata::PUBLIC_KEY_DETAIL)?)?;
+    let digest = seal::parse_digest_key(metadata::DIGEST_KEY_DETAIL, &get(metadata::DIGEST_KEY_DETAIL)?)?;
+    Ok(Keys { public, digest })
+}
+
+pub fn max_userdata(ctx: &Context) -> Result<usize> {
+    match ctx.settings.get(metadata::MAX_USERDATA_DETAIL) {
+        None => Ok(metadata::DEFAULT_MAX_USERDATA),
+        Some((v, source)) => v.trim().parse().map_err(|_| {
+            Error::Config(format!("{} ({source}) must be a number of bytes, got {v:?}", metadata::MAX_USERDATA_DETAIL))
+        }),
+    }
+}
+
+/// Seal an [`Update`]'s secrets for `nic` (randomized; done before
+/// connecting, so planning stays pure).
+pub fn seal_update(keys: &Keys, nic: &str, u: Update) -> Result<VmDataChange> {
+    let userdata = match u.userdata {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(bytes)) => Some(Some(Sealed {
+            value: seal::seal(&keys.public, Secret::UserData, nic, "", &bytes)?,
+            digest: seal::digest(&keys.digest, Secret::UserData, nic, &bytes),
+            gen: String::new(),
+        })),
+    };
+    let password = match u.password {
+        None => None,
+        Some(pw) => {
+            let gen = seal::new_generation();
+            Some(Sealed {
+                value: seal::seal(&keys.public, Secret::Password, nic, &gen, pw.as_bytes())?,
+                digest: seal::digest(&keys.digest, Secret::Password, nic, pw.as_bytes()),
+                gen,
+            })
+        }
+    };
+    Ok(VmDataChange { nic_uuid: nic.to_string(), userdata, metadata: u.metadata, files: u.files, password })
+}
+
+/// CloudStack's in-subnet `extension_ip`, when it is not the gateway: the
+/// metadata localport then carries it too and it becomes the DHCP server
+/// id (shared/L2 networks, Dhcp/Dns/UserData-only offerings).
+fn extension_md_ip(ctx: &Context) -> Result<Option<Ipv4Addr>> {
+    let p = ctx.payload();
+    let Some(ext) = p.nonempty("extension_ip") else { return Ok(None) };
+    let ext = crate::payload::types::ipv4("extension_ip", &ext)?;
+    let gateway = p.nonempty("gateway").map(|g| crate::payload::types::ipv4("gateway", &g)).transpose()?;
+    let cidr = input::dhcp_cidr(ctx)?;
+    Ok((Some(ext) != gateway && cidr.is_some_and(|c| c.contains(ext))).then_some(ext))
+}
+
+fn update_of(ctx: &Context, command: &str, max: usize) -> Result<Update> {
+    let p = ctx.payload();
+    let legacy = ctx.legacy();
+    let required = |field: &str| p.nonempty(field).ok_or_else(|| Error::Missing(field.to_string()));
+    let mut u = Update::default();
+    match command {
+        "save-vm-data" => {
+            let doc = p.nested("vm_data")?.ok_or_else(|| Error::Missing("vm_data".into()))?;
+            u = metadata::parse_vm_data("vm_data", &doc, legacy, max)?;
+        }
+        "save-password" => {
+            u.password = Some(metadata::password_value("password", required("password")?)?);
+        }
+        "save-userdata" => {
+            let raw = required("userdata")?;
+            let bytes = if legacy { metadata::base64_or_raw(&raw) } else { raw.into_bytes() };
+            u.userdata = Some(metadata::userdata_value("userdata", bytes, max)?);
+        }
+        "save-sshkey" => {
+            let raw = required("sshkey")?;
+            let key = if legacy { metadata::base64_text_or_raw(&raw) } else { raw };
+            u.files.insert("public-keys".into(), key);
+        }
+        "save-hypervisor-hostname" => {
+            let h = required("hypervisor_hostname")?;
+            if h.len() > 255 || h.contains(['\n', '\r', '\0']) {
+                return Err(Error::field("hypervisor_hostname", "must be one line of at most 255 bytes"));
+            }
+            u.files.insert("hypervisor-host-name".into(), h);
+        }
+        other => return Err(Error::Internal(format!("{other} is not a UserData command"))),
+    }
+    Ok(u)
+}
+
+pub fn save(ctx: &Context) -> Result<Outcome> {
+    let command = ctx.inv.command.clone();
+    let scope = input::scope(ctx)?;
+    let spec = input::switch_spec(ctx)?;
+    let nic = input::nic_uuid_field(ctx)?;
+    let max = max_userdata(ctx)?;
+    let update = update_of(ctx, &command, max)?;
+    let ext = extension_md_ip(ctx)?;
+    let keys = keys(ctx)?;
+    let change = seal_update(&keys, &nic, update)?;
+    let cidr = input::dhcp_cidr(ctx)?;
+    let dhcp = cidr.map(|c| vec![scope.dhcp_uuid(c, true), scope.dhcp_uuid(c, false)]).unwrap_or_default();
+    let want = Want {
+        switch: true,
+        light: true,
+        dns: true,
+        dhcp,
+        vm_data: vec![metadata::row_uuid(&scope.owner, &nic)],
+        scope: Some(scope.clone()),
+        ..Want::default()
+    };
+    let md = md_address(ext);
+    ctx.converge(&want, |obs| {
+        let mut plan = Plan::default();
+        ensure_switch(&mut plan, &scope, &spec, obs)?;
+        ensure_md_port(&mut plan, &scope, ext, obs)?;
+        converge_dhcp(&mut plan, &scope, md, obs)?;
+        // Only a network that has DNS records gets the name; the domain
+        // comes with config-dns-subnet (commands/dns.rs).
+        if obs.dns.is_some() {
+            ensure_dns(&mut plan, &scope, &dns_records(md, None), obs)?;
+        }
+        ensure_vm_data(&mut plan, &scope, &change, obs)?;
+        Ok(plan)
+    })
+}
