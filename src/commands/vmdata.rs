@@ -143,10 +143,11 @@ pub fn save(ctx: &Context) -> Result<Outcome> {
         ensure_switch(&mut plan, &scope, &spec, obs)?;
         ensure_md_port(&mut plan, &scope, ext, obs)?;
         converge_dhcp(&mut plan, &scope, md, obs)?;
-        // Only a network that has DNS records gets the name; the domain
-        // comes with config-dns-subnet (commands/dns.rs).
+        // Only a network that has DNS records gets the names; the payload
+        // has no domain, the subnet's DHCP options do.
         if obs.dns.is_some() {
-            ensure_dns(&mut plan, &scope, &dns_records(md, None), obs)?;
+            let domain = obs.dhcp.iter().find_map(|d| d.options.get("domain_name")).map(|v| v.trim_matches('"'));
+            ensure_dns(&mut plan, &scope, &dns_records(md, domain), obs)?;
         }
         ensure_vm_data(&mut plan, &scope, &change, obs)?;
         Ok(plan)

@@ -33,6 +33,7 @@
 #![allow(unused_imports)]
 #![allow(clippy::print_stderr)]
 
+mod agent;
 mod central;
 mod chassis;
 mod cluster;
@@ -44,6 +45,7 @@ pub mod scenario;
 mod tls;
 mod util;
 
+pub use agent::{Agent, ZoneKey};
 pub use central::{Central, BLOCKED};
 pub use chassis::{Chassis, Lease, Vm};
 pub use cluster::Cluster;

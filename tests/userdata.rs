@@ -1,0 +1,156 @@
+//! UserData on OVN (docs/metadata.md): the save-* commands seal VM data
+//! into the NB, and the host agent serves it to real VMs (namespaces on a
+//! userspace-datapath chassis) over the metadata localport, in the virtual
+//! router's layout and password protocol, to curl, wget and cloud-init's
+//! own CloudStack datasource.
+
+mod common;
+
+use std::time::Duration;
+
+use common::scenario::*;
+use common::*;
+use serde_json::{json, Value};
+
+const MAC1: &str = "02:00:4c:3e:00:05";
+const VM_UUID: &str = "6f5d0c1e-0000-4000-8000-00000000a001";
+const PASSWORD: &str = "Pa55-word-1";
+const USERDATA: &str = "#cloud-config\nhostname: vm-1\nruncmd: [echo hello]\n";
+const SSH_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE8x vm-1@test";
+
+/// CloudStack's vm_data for a NIC, as NetworkModelImpl.generateVmData
+/// builds it (Windows templates also get the MD5 of the password).
+fn vm_data(password: Option<&str>) -> Value {
+    let mut v = json!([
+        {"dir": "userdata", "file": "user_data", "content": USERDATA},
+        {"dir": "metadata", "file": "service-offering", "content": "Small Instance"},
+        {"dir": "metadata", "file": "availability-zone", "content": "zone1"},
+        {"dir": "metadata", "file": "local-hostname", "content": "vm-1"},
+        {"dir": "metadata", "file": "local-ipv4", "content": "10.1.1.23"},
+        {"dir": "metadata", "file": "public-hostname", "content": ""},
+        {"dir": "metadata", "file": "public-ipv4", "content": ""},
+        {"dir": "metadata", "file": "instance-id", "content": VM_UUID},
+        {"dir": "metadata", "file": "vm-id", "content": VM_UUID},
+        {"dir": "metadata", "file": "public-keys", "content": SSH_KEY},
+        {"dir": "metadata", "file": "cloud-identifier", "content": "CloudStack-{8f2e}"},
+        {"dir": "metadata", "file": "hypervisor-host-name", "content": "kvm-1"}
+    ]);
+    if let Some(pw) = password {
+        let a = v.as_array_mut().unwrap();
+        a.push(json!({"dir": "password", "file": "vm_password", "content": pw}));
+        a.push(json!({"dir": "password", "file": "vm-password-md5checksum", "content": "5f4dcc3b5aa765d61d8327deb882cf99"}));
+    }
+    v
+}
+
+/// The envelope with the zone's metadata keys registered.
+fn keyed(payload: Value, key: &ZoneKey) -> Value {
+    let mut env = registered(payload);
+    env["physical-network-extension-details"]["ovn.metadata.public_key"] = json!(key.public_key);
+    env["physical-network-extension-details"]["ovn.metadata.digest_key"] = json!(key.digest_key);
+    env
+}
+
+fn ud(nb: &Nb, command: &str, payload: Value, key: &ZoneKey) -> CsRun {
+    ok(run_cs(
+        &nb.remote(),
+        "ensure-network-device",
+        &envelope(json!({"network_id": payload["network_id"],
+        "vlan": "", "zone_id": "1", "current_details": "{}"})),
+    ));
+    run_cs_logged(&nb.remote(), command, &keyed(payload, key))
+}
+
+fn save_vm_data(nic_payload: &Value, password: Option<&str>) -> Value {
+    with(nic_payload.clone(), json!({"vm_data": vm_data(password)}))
+}
+
+fn curl(vm: &Vm, args: &[&str]) -> (String, String) {
+    let mut a = vec!["curl", "-s", "-m", "5", "-o", "-", "-w", "\n%{http_code}"];
+    a.extend_from_slice(args);
+    let o = vm.exec(&a);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (body.to_string(), code.to_string())
+}
+
+const MD: &str = "169.254.169.254";
+
+/// One VM with its lease and the on-link route option 121 gave it (busybox
+/// udhcpc reports classless routes but the harness script applies only the
+/// default route, as older clients do).
+fn boot_vm(hv: &Chassis, tap: &str, nic: &str, mac: &str) -> (Vm, Lease) {
+    let vm = hv.plug_vm(tap, nic, mac);
+    let lease = vm.dhcp();
+    assert_eq!(lease.server_id.as_deref(), Some(MD), "DHCP server id is the metadata address: {lease:?}");
+    let routes = lease.staticroutes.clone().unwrap_or_default();
+    assert!(routes.contains("169.254.169.254/32 0.0.0.0"), "option 121 has the on-link route: {routes}");
+    assert!(routes.contains("0.0.0.0/0 10.1.1.1"), "option 121 repeats the default route: {routes}");
+    let o = vm.exec(&["ip", "route", "replace", "169.254.169.254/32", "dev", "eth0"]);
+    assert!(o.status.success());
+    (vm, lease)
+}
+
+fn wait_served(vm: &Vm, agent: &Agent) {
+    let up = wait_until(Duration::from_secs(30), || {
+        curl(vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]).1 == "200"
+    });
+    assert!(up, "metadata never served\n--- agent log:\n{}\n{}", agent.log(), agent.out());
+}
+
+#[test]
+fn vm_gets_its_data_and_password_once_from_the_host_agent() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    ok(cs(nb, "implement-network", network(42)));
+    run_all(nb, NIC_START, &vm1(42));
+    let saved = ud(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key);
+    ok(saved.output);
+    let agent = Agent::start(&central, &hv, &key.file);
+    let (vm, _lease) = boot_vm(&hv, "tap1", NIC1, MAC1);
+    wait_served(&vm, &agent);
+
+    let get = |path: &str| curl(&vm, &[&format!("http://{MD}{path}")]);
+    assert_eq!(get("/latest/meta-data/instance-id"), (VM_UUID.to_string(), "200".into()));
+    assert_eq!(get("/latest/user-data"), (USERDATA.to_string(), "200".into()));
+    assert_eq!(get("/latest/public-keys"), (SSH_KEY.to_string(), "200".into()));
+    assert_eq!(get("/latest/meta-data/local-hostname").0, "vm-1");
+    let listing = get("/latest/meta-data/").0;
+    for f in ["instance-id", "local-hostname", "public-keys", "service-offering", "availability-zone"] {
+        assert!(listing.lines().any(|l| l == f), "{f} not listed:\n{listing}");
+    }
+    assert!(!listing.contains("password") && !listing.contains("public-ipv4"), "{listing}");
+    assert_eq!(get("/latest/meta-data/nope").1, "404");
+
+    // The password server, the VR's protocol.
+    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]);
+    assert_eq!(curl(&vm, &[&format!("http://{MD}:8080/")]), ("bad_request".to_string(), "400".into()));
+    assert_eq!(pw("send_my_password").0, PASSWORD);
+    assert_eq!(pw("send_my_password").0, PASSWORD, "served until acknowledged");
+    assert_eq!(pw("saved_password").0, "saved_password");
+    assert_eq!(pw("send_my_password").0, "saved_password", "once acknowledged, never again");
+    let ack = central.sbctl(&["get", "Chassis_Private", "hv1", "external_ids"]);
+    assert!(ack.contains(&format!("cloudstack-ovn:pw-ack:{NIC1}")), "{ack}");
+    assert!(ack.contains("cloudstack-ovn:md-agent"), "liveness: {ack}");
+
+    // A password reset is served once more.
+    let reset = with(vm1(42), json!({"password": "N3w-pass"}));
+    ok(ud(nb, "save-password", reset.clone(), &key).output);
+    let served = wait_until(Duration::from_secs(10), || pw("send_my_password").0 == "N3w-pass");
+    assert!(served, "the reset password was never served\n{}", agent.log());
+    assert_eq!(pw("saved_password").0, "saved_password");
+    assert_eq!(pw("send_my_password").0, "saved_password");
+
+    // Nothing secret in NB, SB or the logs.
+    let nb_dump = central.nbctl(&["list", "DNS"]);
+    let sb_dump = central.sbctl(&["list", "Chassis_Private"]);
+    for secret in [PASSWORD, "N3w-pass", "hello", "runcmd"] {
+        assert!(!nb_dump.contains(secret), "NB holds {secret}");
+        assert!(!sb_dump.contains(secret), "SB holds {secret}");
+        assert!(!agent.log().contains(secret), "agent log holds {secret}");
+        assert!(!saved.log.contains(secret), "command log holds {secret}");
+    }
+    assert!(!nb_dump.contains("5f4dcc3b5aa765d61d8327deb882cf99"), "the MD5 is never stored");
+}
