@@ -154,3 +154,73 @@ fn vm_gets_its_data_and_password_once_from_the_host_agent() {
     }
     assert!(!nb_dump.contains("5f4dcc3b5aa765d61d8327deb882cf99"), "the MD5 is never stored");
 }
+
+/// cloud-init's own CloudStack datasource (the Debian package), run in the
+/// VM: it finds the server through OVN's `data-server` record, crawls the
+/// metadata and fetches (and acknowledges) the password.
+const CLOUD_INIT: &str = r#"
+import json, sys, tempfile
+sys.path.insert(0, "/usr/lib/python3/dist-packages")
+from cloudinit import helpers
+from cloudinit.sources import DataSourceCloudStack as cs
+tmp = tempfile.mkdtemp()
+paths = helpers.Paths({"cloud_dir": tmp, "run_dir": tmp})
+cfg = {"datasource": {"CloudStack": {"max_wait": 30, "timeout": 5}}}
+ds = cs.DataSourceCloudStack(cfg, None, paths)
+ok = ds._get_data()
+ud = ds.userdata_raw
+if isinstance(ud, bytes):
+    ud = ud.decode()
+print(json.dumps({"ok": ok, "server": ds.vr_addr, "data_server": cs.get_data_server(),
+    "userdata": ud, "instance_id": ds.get_instance_id(), "hostname": ds.metadata.get("local-hostname"),
+    "keys": ds.get_public_ssh_keys(), "password": ds.get_config_obj().get("password"),
+    "second_password": cs.CloudStackPasswordServerClient(ds.vr_addr).get_password()}))
+"#;
+
+#[test]
+fn cloud_init_datasource_gets_user_data_instance_id_hostname_key_and_password() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    ok(cs(nb, "implement-network", network(42)));
+    run_all(nb, NIC_START, &vm1(42));
+    ok(ud(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key).output);
+    let records = central.nbctl(&["--bare", "--columns=records", "list", "DNS"]);
+    assert!(records.contains("data-server=") || records.contains("\"data-server\""), "{records}");
+    assert!(records.contains("data-server.cs.example"), "{records}");
+    let agent = Agent::start(&central, &hv, &key.file);
+    let (vm, lease) = boot_vm(&hv, "tap1", NIC1, MAC1);
+    wait_served(&vm, &agent);
+    // The guest resolver as a DHCP client would set it up from the lease.
+    let dir = std::path::PathBuf::from("/etc/netns").join(vm.netns());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("resolv.conf"),
+        format!("nameserver {}\nsearch cs.example\noptions timeout:1 attempts:1\n", lease.dns[0]),
+    )
+    .unwrap();
+    let script = std::env::temp_dir().join(format!("csovn-cloudinit-{}.py", std::process::id()));
+    std::fs::write(&script, CLOUD_INIT).unwrap();
+    // The lease's resolver (10.1.1.53) is held by nothing: give it a
+    // neighbour entry so the query leaves the VM. OVN answers UDP/53 for
+    // its records before the L2 lookup.
+    let neigh = vm.exec(&["ip", "neigh", "replace", &lease.dns[0], "lladdr", "02:00:00:00:00:53", "dev", "eth0"]);
+    assert!(neigh.status.success());
+    let o = vm.exec(&["/usr/bin/python3", script.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&script);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = out.lines().last().unwrap_or_default();
+    let r: Value = serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!("cloud-init failed:\n{out}\n{}\n--- agent:\n{}", String::from_utf8_lossy(&o.stderr), agent.log())
+    });
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["data_server"], MD, "found through OVN's data-server record: {r}");
+    assert_eq!(r["server"], MD, "{r}");
+    assert_eq!(r["userdata"], USERDATA, "{r}");
+    assert_eq!(r["instance_id"], VM_UUID, "{r}");
+    assert_eq!(r["hostname"], "vm-1", "{r}");
+    assert_eq!(r["keys"], json!([SSH_KEY]), "{r}");
+    assert_eq!(r["password"], PASSWORD, "{r}");
+    assert_eq!(r["second_password"], Value::Null, "acknowledged: not served again: {r}");
+}
