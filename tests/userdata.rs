@@ -224,3 +224,202 @@ fn cloud_init_datasource_gets_user_data_instance_id_hostname_key_and_password() 
     assert_eq!(r["password"], PASSWORD, "{r}");
     assert_eq!(r["second_password"], Value::Null, "acknowledged: not served again: {r}");
 }
+
+fn vm_row(nb: &Nb, nic: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    let uuid = cloudstack_ovn::metadata::row_uuid(&cloudstack_ovn::nb::Owner("cloudstack".into()), nic).to_string();
+    let rows = nb.transact(&[json!({"op": "select", "table": "DNS", "where": [["_uuid", "==", ["uuid", uuid]]]})]);
+    let row = rows[0]["rows"].as_array()?.first()?.clone();
+    Some(
+        row["external_ids"][1]
+            .as_array()?
+            .iter()
+            .map(|p| (p[0].as_str().unwrap().into(), p[1].as_str().unwrap().into()))
+            .collect(),
+    )
+}
+
+/// Run a UserData command twice: the second run must plan no write.
+#[track_caller]
+fn ud_twice(nb: &Nb, command: &str, payload: Value, key: &ZoneKey) {
+    ok(ud(nb, command, payload.clone(), key).output);
+    let snap = nb.snapshot();
+    let second = ud(nb, command, payload, key);
+    ok(second.output);
+    assert_eq!(snap, nb.snapshot(), "{command}: second run changed the NB");
+    assert!(
+        second.log.lines().any(|l| l.contains(&format!("command={command} ")) && l.contains(" rows_changed=0 ")),
+        "{command}: the second run planned a write:\n{}",
+        second.log
+    );
+}
+
+#[test]
+fn every_userdata_command_twice_writes_nothing_and_stores_no_secret() {
+    let nb = Nb::start();
+    let key = ZoneKey::generate();
+    ok(cs(&nb, "implement-network", network(42)));
+    run_all(&nb, NIC_START, &vm1(42));
+    ud_twice(&nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key);
+    let row = vm_row(&nb, NIC1).expect("vm-data row");
+    assert_eq!(row["md:instance-id"], VM_UUID);
+    assert_eq!(row["cloudstack:kind"], "vm-data");
+    assert!(row["pw"].starts_with("s1:") && row["ud"].starts_with("s1:"), "{row:?}");
+    assert!(!row.keys().any(|k| k.contains("md5")) && !row.contains_key("md:public-ipv4"), "{row:?}");
+    let gen = row["pw-gen"].clone();
+    ud_twice(&nb, "save-password", with(vm1(42), json!({"password": PASSWORD})), &key);
+    assert_eq!(vm_row(&nb, NIC1).unwrap()["pw-gen"], gen, "the same password keeps its generation");
+    ud_twice(&nb, "save-password", with(vm1(42), json!({"password": "0ther-Secret-9"})), &key);
+    assert_ne!(vm_row(&nb, NIC1).unwrap()["pw-gen"], gen, "a new password gets a new generation");
+    ud_twice(&nb, "save-userdata", with(vm1(42), json!({"userdata": "#!/bin/sh\necho new\n"})), &key);
+    ud_twice(&nb, "save-sshkey", with(vm1(42), json!({"sshkey": "ssh-rsa AAAB new"})), &key);
+    ud_twice(&nb, "save-hypervisor-hostname", with(vm1(42), json!({"hypervisor_hostname": "kvm-2"})), &key);
+    let row = vm_row(&nb, NIC1).unwrap();
+    assert_eq!(row["md:public-keys"], "ssh-rsa AAAB new");
+    assert_eq!(row["md:hypervisor-host-name"], "kvm-2");
+    // The network's side: localport, DHCP server id and option 121.
+    assert_eq!(nb.nbctl(&["get", "Logical_Switch_Port", "cs-md-42", "type"]), "localport");
+    let addrs = nb.nbctl(&["get", "Logical_Switch_Port", "cs-md-42", "addresses"]);
+    assert!(addrs.contains("169.254.169.254") && !addrs.contains("10.1.1.1"), "{addrs}");
+    let opts = nb.nbctl(&["--bare", "--columns=options", "list", "DHCP_Options"]);
+    assert!(opts.contains("server_id=169.254.169.254"), "{opts}");
+    assert!(opts.contains("classless_static_route={169.254.169.254/32,0.0.0.0, 0.0.0.0/0,10.1.1.1}"), "{opts}");
+    // CloudStack's NIC sequence re-run for the next VM start keeps it all.
+    for c in NIC_START {
+        twice(&nb, c, vm1(42));
+    }
+    let dump = format!("{}", nb.snapshot());
+    for secret in [PASSWORD, "0ther-Secret-9", "echo new", "hello"] {
+        assert!(!dump.contains(secret), "NB holds {secret}");
+    }
+}
+
+#[test]
+fn legacy_flag_style_with_base64_vm_data_file() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let nb = Nb::start();
+    let key = ZoneKey::generate();
+    ok(cs(&nb, "implement-network", network(42)));
+    run_all(&nb, NIC_START, &vm1(42));
+    let data = json!([
+        {"dir": "userdata", "file": "user_data", "content": b64(USERDATA)},
+        {"dir": "metadata", "file": "instance-id", "content": b64(VM_UUID)},
+        {"dir": "metadata", "file": "local-hostname", "content": "vm-1"},
+        {"dir": "password", "file": "vm_password", "content": PASSWORD}
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vm-data");
+    std::fs::write(&file, b64(&data.to_string())).unwrap();
+    let details =
+        json!({"ovn.metadata.public_key": key.public_key, "ovn.metadata.digest_key": key.digest_key}).to_string();
+    let args = [
+        "--network-id",
+        "42",
+        "--ip",
+        "10.1.1.23",
+        "--gateway",
+        "10.1.1.1",
+        "--extension-ip",
+        "10.1.1.1",
+        "--vm-data-file",
+        file.to_str().unwrap(),
+        "--nic-uuid",
+        NIC1,
+        "--physical-network-extension-details",
+        &details,
+    ];
+    ok(run_cs_flags(&nb.remote(), "save-vm-data", &args));
+    let snap = nb.snapshot();
+    ok(run_cs_flags(&nb.remote(), "save-vm-data", &args));
+    assert_eq!(snap, nb.snapshot(), "second legacy run changed the NB");
+    let row = vm_row(&nb, NIC1).unwrap();
+    assert_eq!(row["md:instance-id"], VM_UUID);
+    assert_eq!(row["md:local-hostname"], "vm-1");
+    let pw = [
+        "--network-id",
+        "42",
+        "--nic-uuid",
+        NIC1,
+        "--password",
+        "Legacy-pw",
+        "--physical-network-extension-details",
+        &details,
+    ];
+    ok(run_cs_flags(&nb.remote(), "save-password", &pw));
+    let ssh = b64("ssh-ed25519 AAAA legacy");
+    let k =
+        ["--network-id", "42", "--nic-uuid", NIC1, "--sshkey", &ssh, "--physical-network-extension-details", &details];
+    ok(run_cs_flags(&nb.remote(), "save-sshkey", &k));
+    assert_eq!(vm_row(&nb, NIC1).unwrap()["md:public-keys"], "ssh-ed25519 AAAA legacy");
+    let h = [
+        "--network-id",
+        "42",
+        "--nic-uuid",
+        NIC1,
+        "--hypervisor-hostname",
+        "kvm-9",
+        "--physical-network-extension-details",
+        &details,
+    ];
+    ok(run_cs_flags(&nb.remote(), "save-hypervisor-hostname", &h));
+    assert_eq!(vm_row(&nb, NIC1).unwrap()["md:hypervisor-host-name"], "kvm-9");
+    assert!(!format!("{}", nb.snapshot()).contains("Legacy-pw"));
+}
+
+#[test]
+fn bad_input_and_missing_key_fail_cleanly_and_change_nothing() {
+    let nb = Nb::start();
+    let key = ZoneKey::generate();
+    ok(cs(&nb, "implement-network", network(42)));
+    run_all(&nb, NIC_START, &vm1(42));
+    let before = nb.snapshot();
+    let bad = with(vm1(42), json!({"vm_data": [{"dir": "metadata", "file": "../etc", "content": "x"}]}));
+    let msg = fails(ud(&nb, "save-vm-data", bad, &key).output, 2);
+    assert!(msg.contains("metadata file"), "{msg}");
+    let bad = with(vm1(42), json!({"vm_data": "%%% not json"}));
+    fails(ud(&nb, "save-vm-data", bad, &key).output, 2);
+    let big = "x".repeat(64 * 1024 + 1);
+    let msg = fails(ud(&nb, "save-userdata", with(vm1(42), json!({"userdata": big})), &key).output, 2);
+    assert!(msg.contains("ovn.metadata.userdata_max_bytes"), "{msg}");
+    // Without the key, a clear configuration error naming the detail.
+    let msg = fails(cs(&nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD))), 3);
+    assert!(msg.contains("ovn.metadata.public_key"), "{msg}");
+    let msg = fails(cs(&nb, "save-password", with(vm1(42), json!({"password": "x"}))), 3);
+    assert!(msg.contains("ovn.metadata.public_key"), "{msg}");
+    assert_eq!(before, nb.snapshot(), "failed commands changed the NB");
+}
+
+#[test]
+fn release_destroy_and_restore() {
+    let nb = Nb::start();
+    let key = ZoneKey::generate();
+    let vm2 = nic(42, NIC2, "02:00:4c:3e:00:06", "10.1.1.24", "vm-2", true);
+    ok(cs(&nb, "implement-network", network(42)));
+    for p in [&vm1(42), &vm2] {
+        run_all(&nb, NIC_START, p);
+        ok(ud(&nb, "save-vm-data", save_vm_data(p, Some(PASSWORD)), &key).output);
+    }
+    let gen = vm_row(&nb, NIC1).unwrap()["pw-gen"].clone();
+    // restore-network: vm_data never has the password; the stored one stays.
+    let mut data = vm_data(None);
+    data[2]["content"] = json!("zone2");
+    let restore = with(
+        network(42),
+        json!({"dns": "10.1.1.53", "domain": "cs.example", "restore_data": {"dhcp_enabled": true, "dns_enabled": true,
+            "userdata_enabled": true, "vms": [{"nic_uuid": NIC1, "mac": MAC1, "ip": "10.1.1.23", "hostname": "vm-1",
+            "default_nic": true, "dns": "10.1.1.53", "domain": "cs.example", "vm_data": data}]}}),
+    );
+    ud_twice(&nb, "restore-network", restore, &key);
+    let row = vm_row(&nb, NIC1).unwrap();
+    assert_eq!(row["md:availability-zone"], "zone2");
+    assert_eq!(row["pw-gen"], gen, "restore keeps the password");
+    assert!(row.contains_key("pw"));
+    // release-nic removes the NIC's row; destroy-network everything else.
+    twice(&nb, "release-nic", vm1(42));
+    assert!(vm_row(&nb, NIC1).is_none());
+    assert!(vm_row(&nb, NIC2).is_some());
+    twice(&nb, "destroy-network", network(42));
+    assert!(vm_row(&nb, NIC2).is_none(), "destroy-network leaves no vm-data row");
+    assert_eq!(owned_rows(&nb), 0, "destroy-network leaves no row of ours");
+    assert!(!nb.nbctl_result(&["get", "Logical_Switch_Port", "cs-md-42", "type"]).status.success());
+}

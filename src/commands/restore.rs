@@ -19,6 +19,7 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
     let spec = input::switch_spec(ctx)?;
     let doc = ctx.payload().nested("restore_data")?.ok_or_else(|| Error::Missing("restore_data".into()))?;
     let (dhcp_enabled, dns_enabled, vms) = rules::restore(&doc)?;
+    let userdata = super::vmdata::restore_intent(ctx, &doc)?;
     let subnet = if dhcp_enabled { Some(input::dhcp_subnet(ctx)?) } else { None };
     let domain = input::domain(ctx)?;
     // A shared network may span several subnets (IP ranges): its NICs
@@ -44,6 +45,10 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
         localnet: spec.physical.is_some(),
         ports: vms.iter().map(|v| scope.port_uuid(&v.nic_uuid)).collect(),
         dhcp,
+        vm_data: userdata
+            .iter()
+            .flat_map(|u| u.changes.iter().map(|c| crate::metadata::row_uuid(&scope.owner, &c.nic_uuid)))
+            .collect(),
         scope: Some(scope.clone()),
         ..Want::default()
     };
@@ -51,7 +56,13 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
         let mut plan = Plan::default();
         ensure_switch(&mut plan, &scope, &spec, obs)?;
         if let Some(s) = &subnet {
-            ensure_dhcp(&mut plan, &scope, s, obs)?;
+            match &userdata {
+                Some(u) => ensure_dhcp(&mut plan, &scope, s, &super::vmdata::with_md_port(&scope, u, obs))?,
+                None => ensure_dhcp(&mut plan, &scope, s, obs)?,
+            }
+        }
+        if let Some(u) = &userdata {
+            super::vmdata::plan_restore(&mut plan, &scope, u, subnet.is_some(), obs)?;
         }
         let mut records = BTreeMap::new();
         // Each NIC is planned against its own port; the port group, once one

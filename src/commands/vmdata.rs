@@ -153,3 +153,82 @@ pub fn save(ctx: &Context) -> Result<Outcome> {
         Ok(plan)
     })
 }
+
+/// restore-network's VM data: every listed NIC's `vm_data` (never with a
+/// password: the stored one stays), sealed before connecting. `None` when
+/// the network's UserData is not ours.
+pub struct Restore {
+    pub changes: Vec<VmDataChange>,
+    pub extension_ip: Option<Ipv4Addr>,
+}
+
+pub fn restore_intent(ctx: &Context, doc: &serde_json::Value) -> Result<Option<Restore>> {
+    let enabled = doc.get("userdata_enabled").map(|v| v == true || v == "true").unwrap_or(false);
+    if !enabled {
+        return Ok(None);
+    }
+    let max = max_userdata(ctx)?;
+    let mut updates = Vec::new();
+    for (i, vm) in doc.get("vms").and_then(serde_json::Value::as_array).into_iter().flatten().enumerate() {
+        let Some(data) = vm.get("vm_data").filter(|v| !v.is_null()) else { continue };
+        let field = format!("restore_data.vms[{i}].vm_data");
+        let data = crate::payload::decode_nested(&field, data)?;
+        let mut u = metadata::parse_vm_data(&field, &data, ctx.legacy(), max)?;
+        // restore_data never carries the password; whatever it says, the
+        // stored one is kept.
+        u.password = None;
+        let nic = vm.get("nic_uuid").and_then(serde_json::Value::as_str).unwrap_or_default();
+        updates.push((crate::payload::types::nic_uuid(&field, nic)?, u));
+    }
+    if updates.is_empty() {
+        return Ok(None);
+    }
+    let keys = keys(ctx)?;
+    let changes = updates.into_iter().map(|(nic, u)| seal_update(&keys, &nic, u)).collect::<Result<Vec<_>>>()?;
+    Ok(Some(Restore { changes, extension_ip: extension_md_ip(ctx)? }))
+}
+
+/// Plan restore-network's UserData part (after its ports and DHCP rows).
+pub fn plan_restore(
+    plan: &mut Plan,
+    scope: &crate::plan::network::Scope,
+    r: &Restore,
+    dhcp_written: bool,
+    obs: &crate::plan::network::Observed,
+) -> Result<()> {
+    ensure_md_port(plan, scope, r.extension_ip, obs)?;
+    if !dhcp_written {
+        converge_dhcp(plan, scope, md_address(r.extension_ip), obs)?;
+    }
+    for c in &r.changes {
+        ensure_vm_data(plan, scope, c, obs)?;
+    }
+    Ok(())
+}
+
+/// The observed rows as they will be once the metadata localport exists, so
+/// DHCP rows planned in the same transaction already point at it.
+pub fn with_md_port(
+    scope: &crate::plan::network::Scope,
+    r: &Restore,
+    obs: &crate::plan::network::Observed,
+) -> crate::plan::network::Observed {
+    let mut view = obs.clone();
+    if view.md_port.is_none() {
+        let mut address = format!("{} {}", metadata::port_mac(&scope.owner, scope.network_id), metadata::MD_ADDRESS);
+        if let Some(ip) = r.extension_ip {
+            address.push_str(&format!(" {ip}"));
+        }
+        view.md_port = Some(crate::nb::rows::Port {
+            uuid: metadata::port_uuid(&scope.owner, scope.network_id),
+            name: metadata::port_name(scope.network_id),
+            tag_request: None,
+            addresses: vec![address],
+            port_security: Vec::new(),
+            dhcpv4_options: None,
+            options: Default::default(),
+            external_ids: Default::default(),
+        });
+    }
+    view
+}
