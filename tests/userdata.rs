@@ -423,3 +423,67 @@ fn release_destroy_and_restore() {
     assert_eq!(owned_rows(&nb), 0, "destroy-network leaves no row of ours");
     assert!(!nb.nbctl_result(&["get", "Logical_Switch_Port", "cs-md-42", "type"]).status.success());
 }
+
+#[test]
+fn two_networks_isolated_spoofing_gets_nothing_restart_keeps_acks_release_tears_down() {
+    const OTHER: &str = "6f5d0c1e-0000-4000-8000-00000000b002";
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    let vm_b = nic(43, NIC2, "02:00:4c:3e:00:07", "10.1.1.33", "vm-b", true);
+    for (net, p) in [(42, vm1(42)), (43, vm_b.clone())] {
+        ok(cs(nb, "implement-network", network(net)));
+        run_all(nb, NIC_START, &p);
+    }
+    ok(ud(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key).output);
+    let mut data = vm_data(None);
+    data[7]["content"] = json!(OTHER);
+    ok(ud(nb, "save-vm-data", with(vm_b.clone(), json!({"vm_data": data})), &key).output);
+    let mut agent = Agent::start(&central, &hv, &key.file);
+    let (a, _) = boot_vm(&hv, "tap1", NIC1, MAC1);
+    let (b, _) = boot_vm(&hv, "tap2", NIC2, "02:00:4c:3e:00:07");
+    wait_served(&a, &agent);
+    wait_served(&b, &agent);
+    let id = |vm: &Vm| curl(vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]).0;
+    assert_eq!(id(&a), VM_UUID);
+    assert_eq!(id(&b), OTHER, "each network's namespace answers for its own VMs");
+    let pw = |vm: &Vm, h: &str| curl(vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
+    assert_eq!(pw(&b, "send_my_password"), "saved_password", "no password for vm-b");
+    assert_eq!(pw(&a, "send_my_password"), PASSWORD);
+    assert_eq!(pw(&a, "saved_password"), "saved_password");
+    assert_eq!(agent.namespaces().len(), 2, "{:?}", agent.namespaces());
+
+    // The agent restarts: stale namespaces go, new ones come, the ack holds.
+    agent.restart();
+    let back = wait_until(Duration::from_secs(30), || {
+        curl(&a, &[&format!("http://{MD}/latest/meta-data/instance-id")]).0 == VM_UUID
+    });
+    assert!(back, "not served after restart:\n{}", agent.log());
+    assert!(agent.log().contains("removing stale metadata namespace"), "{}", agent.log());
+    assert_eq!(pw(&a, "send_my_password"), "saved_password", "the acknowledgement survives a restart");
+
+    // vm-a pretends to be another address: port security drops it.
+    for cmd in [
+        &["ip", "addr", "flush", "dev", "eth0"][..],
+        &["ip", "addr", "add", "10.1.1.24/24", "dev", "eth0"],
+        &["ip", "route", "replace", "169.254.169.254/32", "dev", "eth0"],
+    ] {
+        assert!(a.exec(cmd).status.success());
+    }
+    let (body, code) = curl(&a, &["-m", "3", &format!("http://{MD}/latest/meta-data/instance-id")]);
+    assert_ne!(code, "200", "spoofed source got an answer: {body}");
+    assert!(!agent.log().contains("src=10.1.1.24"), "a spoofed request reached the agent");
+
+    // The network's last VM goes: after the grace period its namespace too.
+    for c in NIC_STOP {
+        ok(cs(nb, c, vm1(42)));
+    }
+    a.unplug();
+    let gone = wait_until(Duration::from_secs(20), || !agent.namespaces().contains(&agent.netns(42)));
+    assert!(gone, "namespace of network 42 left behind: {:?}\n{}", agent.namespaces(), agent.log());
+    assert!(agent.namespaces().contains(&agent.netns(43)));
+    let ports = hv.vsctl(&["list-ports", "br-int"]);
+    assert_eq!(ports.lines().filter(|p| p.starts_with("csm")).count(), 1, "one metadata port left: {ports}");
+    assert_eq!(id(&b), OTHER);
+}
