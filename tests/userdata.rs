@@ -487,3 +487,32 @@ fn two_networks_isolated_spoofing_gets_nothing_restart_keeps_acks_release_tears_
     assert_eq!(ports.lines().filter(|p| p.starts_with("csm")).count(), 1, "one metadata port left: {ports}");
     assert_eq!(id(&b), OTHER);
 }
+
+#[test]
+fn migration_to_another_chassis_keeps_the_password_acknowledged() {
+    let central = Central::start();
+    let hv1 = Chassis::start(&central, "hv1");
+    let hv2 = Chassis::start(&central, "hv2");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    ok(cs(nb, "implement-network", network(42)));
+    run_all(nb, NIC_START, &vm1(42));
+    ok(ud(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key).output);
+    let agent1 = Agent::start(&central, &hv1, &key.file);
+    let agent2 = Agent::start(&central, &hv2, &key.file);
+    let (vm, _) = boot_vm(&hv1, "tap1", NIC1, MAC1);
+    wait_served(&vm, &agent1);
+    let pw = |vm: &Vm, h: &str| curl(vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
+    assert_eq!(pw(&vm, "send_my_password"), PASSWORD);
+    assert_eq!(pw(&vm, "saved_password"), "saved_password");
+    assert!(agent2.namespaces().is_empty(), "hv2 has no VM of network 42 yet");
+
+    // Live migration: the port moves to hv2 (re-plugged there).
+    vm.unplug();
+    let (vm, _) = boot_vm(&hv2, "tap1", NIC1, MAC1);
+    wait_served(&vm, &agent2);
+    assert_eq!(curl(&vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]).0, VM_UUID);
+    assert_eq!(pw(&vm, "send_my_password"), "saved_password", "hv1's acknowledgement is honoured on hv2");
+    let gone = wait_until(Duration::from_secs(20), || agent1.namespaces().is_empty());
+    assert!(gone, "hv1 kept its namespace: {:?}\n{}", agent1.namespaces(), agent1.log());
+}
