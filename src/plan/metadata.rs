@@ -167,12 +167,12 @@ pub fn ensure_vm_data(plan: &mut Plan, scope: &Scope, change: &VmDataChange, obs
             data.remove(key::USERDATA);
             data.remove(key::USERDATA_DIGEST);
         }
-        Some(Some(s)) => {
-            if !(data.get(key::USERDATA_DIGEST) == Some(&s.digest) && data.contains_key(key::USERDATA)) {
-                data.insert(key::USERDATA.into(), s.value.clone());
-                data.insert(key::USERDATA_DIGEST.into(), s.digest.clone());
-            }
+        // The same user data again keeps the stored ciphertext.
+        Some(Some(s)) if !(data.get(key::USERDATA_DIGEST) == Some(&s.digest) && data.contains_key(key::USERDATA)) => {
+            data.insert(key::USERDATA.into(), s.value.clone());
+            data.insert(key::USERDATA_DIGEST.into(), s.digest.clone());
         }
+        Some(Some(_)) => {}
     }
     if let Some(m) = &change.metadata {
         data.retain(|k, _| !k.starts_with(key::MD_PREFIX));
