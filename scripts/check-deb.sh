@@ -47,7 +47,19 @@ want_mode etc/cloudstack-ovn/config.toml 644
 want_mode etc/logrotate.d/cloudstack-ovn 644
 want_mode usr/share/man/man1/cloudstack-ovn.1.gz 644
 want_mode usr/share/doc/cloudstack-ovn/cloudstack-setup.md 644
+want_mode usr/share/doc/cloudstack-ovn/metadata.md 644
+want_mode lib/systemd/system/cloudstack-ovn-agent.service 644
+want_mode etc/default/cloudstack-ovn-agent 644
+want_mode etc/logrotate.d/cloudstack-ovn-agent 644
 pass "files and modes"
+
+unit=$root/lib/systemd/system/cloudstack-ovn-agent.service
+grep -qx 'ExecStart=/usr/bin/cloudstack-ovn agent $AGENT_OPTS' "$unit" || fail "agent unit does not run cloudstack-ovn agent"
+grep -qx 'EnvironmentFile=-/etc/default/cloudstack-ovn-agent' "$unit" || fail "agent unit does not read /etc/default/cloudstack-ovn-agent"
+grep -qx 'Environment=CLOUDSTACK_OVN_LOG=/var/log/cloudstack-ovn/agent.log' "$unit" || fail "agent unit has no own log file"
+grep -qx /etc/default/cloudstack-ovn-agent "$work/control/conffiles" || fail "agent defaults are not a conffile"
+"$root/usr/bin/cloudstack-ovn" agent --help | grep -q -- --ovs-db || fail "the packaged binary has no agent"
+pass "host agent unit, defaults and logrotate"
 
 grep -qx 'exec /usr/bin/cloudstack-ovn "\$@"' "$root/$shim_rel" || fail "shim does not exec /usr/bin/cloudstack-ovn \"\$@\""
 sh -n "$root/$shim_rel" || fail "shim is not valid sh"

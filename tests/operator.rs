@@ -79,7 +79,10 @@ fn extension_details_advertise_exactly_what_is_dispatched() {
         assert_eq!(!not_supported.contains(c), *implemented, "{c}: COMMANDS and dispatch disagree");
     }
     for s in SERVICES {
-        let works = s.commands.iter().all(|c| !not_supported.contains(c));
+        // A withheld service (UserData until its host side is complete)
+        // works but is not advertised.
+        let works = s.commands.iter().all(|c| !not_supported.contains(c))
+            && !cloudstack_ovn::capabilities::WITHHELD.contains(&s.name);
         assert_eq!(
             listed.contains(&s.name),
             works,
