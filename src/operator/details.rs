@@ -22,7 +22,16 @@ const REGISTRATION: &[(&str, &str)] = &[
     (config::GATEWAY_CHASSIS, "GATEWAY1_SYSTEM_ID,GATEWAY2_SYSTEM_ID"),
     (config::PUBLIC_NETWORK_NAME, "public"),
     (config::SHARED_NETWORK_NAME, "public"),
+    // UserData (docs/metadata.md): printed by `cloudstack-ovn metadata-keygen`.
+    (crate::metadata::PUBLIC_KEY_DETAIL, "PUBLIC_KEY_FROM_METADATA_KEYGEN"),
+    (crate::metadata::DIGEST_KEY_DETAIL, "DIGEST_KEY_FROM_METADATA_KEYGEN"),
 ];
+
+/// Registration keys only a service we advertise needs.
+fn needed(key: &str) -> bool {
+    let userdata = key == crate::metadata::PUBLIC_KEY_DETAIL || key == crate::metadata::DIGEST_KEY_DETAIL;
+    !userdata || capabilities::advertised().any(|s| s.name == "UserData")
+}
 
 /// One registration detail and whether its value is the local setting.
 struct Detail {
@@ -38,6 +47,7 @@ fn registration(settings: &Settings) -> Vec<Detail> {
     REGISTRATION
         .iter()
         .filter(|(k, _)| tls || !k.starts_with("ovn.nb.") || *k == config::NB_CONNECTION)
+        .filter(|(k, _)| needed(k))
         .map(|(key, example)| match settings.get(key) {
             Some((v, _)) => Detail { key, value: v, local: true },
             None => Detail { key, value: example.to_string(), local: false },
