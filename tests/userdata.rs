@@ -143,6 +143,20 @@ fn vm_gets_its_data_and_password_once_from_the_host_agent() {
     assert_eq!(pw("saved_password").0, "saved_password");
     assert_eq!(pw("send_my_password").0, "saved_password");
 
+    // The network's egress firewall (default deny, as CloudStack offers it)
+    // does not cut VMs off their metadata: the VR answered it from itself.
+    let fw = with(
+        network(42),
+        json!({"fw_rules": {"default_egress_allow": false, "cidr": "10.1.1.0/24", "rules": [
+            {"id": 9, "type": "egress", "protocol": "tcp", "portStart": 80, "portEnd": 80,
+             "sourceCidrs": ["10.1.1.0/24"], "destCidrs": ["192.0.2.0/24"]}]}}),
+    );
+    ok(cs(nb, "apply-fw-rules", fw));
+    central.sync();
+    let still = wait_until(Duration::from_secs(5), || get("/latest/meta-data/instance-id").1 == "200");
+    assert!(still, "egress default deny blocks the metadata service");
+    assert_eq!(pw("send_my_password").0, "saved_password", "and the password server");
+
     // Nothing secret in NB, SB or the logs.
     let nb_dump = central.nbctl(&["list", "DNS"]);
     let sb_dump = central.sbctl(&["list", "Chassis_Private"]);

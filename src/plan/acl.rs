@@ -331,6 +331,10 @@ pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Ru
             rule_id: r.id,
         });
     }
+    if default_egress_allow && rules.iter().any(|r| !r.ingress) {
+        // Deny rules must not catch the metadata service either.
+        out.insert(metadata_allow(pg, BASELINE));
+    }
     if !default_egress_allow {
         baseline(&mut out, pg);
         out.insert(AclSpec {
@@ -345,9 +349,27 @@ pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Ru
     out.into_iter().collect()
 }
 
-/// What a VM always needs from OVN whatever the rules: DHCP and DNS (OVN
-/// answers both on the hypervisor; DHCP requests still pass from-lport ACLs).
+/// The UserData service on the metadata localport (docs/metadata.md): the
+/// virtual router answered it from itself, outside its own egress rules.
+fn metadata_allow(pg: &str, priority: u16) -> AclSpec {
+    AclSpec {
+        place: Place::PortGroup,
+        direction: Direction::FromVm,
+        priority,
+        matches: format!(
+            "inport == @{pg} && ip4.dst == {} && tcp && tcp.dst == {{80, 8080}}",
+            crate::metadata::MD_ADDRESS
+        ),
+        action: Action::AllowRelated,
+        rule_id: None,
+    }
+}
+
+/// What a VM always needs from OVN whatever the rules: DHCP, DNS (OVN
+/// answers both on the hypervisor; DHCP requests still pass from-lport ACLs)
+/// and the metadata service.
 fn baseline(out: &mut BTreeSet<AclSpec>, pg: &str) {
+    out.insert(metadata_allow(pg, BASELINE));
     for m in [
         format!("inport == @{pg} && udp && udp.dst == 67"),
         format!("inport == @{pg} && (udp.dst == 53 || tcp.dst == 53)"),
@@ -400,6 +422,7 @@ pub fn network_acls(port_group: &str, tier_cidr: Ipv4Cidr, rules: &[Rule]) -> Ve
         action: Action::AllowRelated,
         rule_id: None,
     });
+    out.insert(metadata_allow(port_group, top));
     for m in [
         format!("inport == @{port_group} && udp && udp.dst == 67"),
         format!("inport == @{port_group} && (udp.dst == 53 || tcp.dst == 53)"),
@@ -665,6 +688,7 @@ mod tests {
         );
         assert!(text.iter().any(|t| t.starts_with("1000 Drop inport == @cs_net_42 && ip4 && ip4.dst != 10.1.1.0/24")));
         assert!(text.iter().any(|t| t.contains("udp.dst == 67")));
+        assert!(text.iter().any(|t| t.contains("1200 AllowRelated") && t.contains("ip4.dst == 169.254.169.254")));
         let allow = firewall_acls(&scope(), true, &rules, &Forwarding::default());
         assert!(allow.iter().any(|a| a.direction == Direction::FromVm
             && a.action == Action::Drop
