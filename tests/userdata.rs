@@ -503,6 +503,32 @@ fn two_networks_isolated_spoofing_gets_nothing_restart_keeps_acks_release_tears_
 }
 
 #[test]
+fn nb_and_sb_restart_under_the_agent_lose_nothing() {
+    let mut central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let key = ZoneKey::generate();
+    ok(cs(central.nb(), "implement-network", network(42)));
+    run_all(central.nb(), NIC_START, &vm1(42));
+    ok(ud(central.nb(), "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key).output);
+    let agent = Agent::start(&central, &hv, &key.file);
+    let (vm, _) = boot_vm(&hv, "tap1", NIC1, MAC1);
+    wait_served(&vm, &agent);
+    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
+    assert_eq!(pw("send_my_password"), PASSWORD);
+    assert_eq!(pw("saved_password"), "saved_password");
+
+    central.restart_databases(Duration::from_secs(2));
+    // While the agent reconnects it keeps serving what it knows.
+    assert_eq!(curl(&vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]).0, VM_UUID);
+    assert_eq!(pw("send_my_password"), "saved_password", "the acknowledgement survives the restart");
+    // A change made after the restart reaches the VM: the agent resynced.
+    ok(ud(central.nb(), "save-password", with(vm1(42), json!({"password": "After-restart-1"})), &key).output);
+    let served = wait_until(Duration::from_secs(30), || pw("send_my_password") == "After-restart-1");
+    assert!(served, "agent did not resync after the restart:\n{}", agent.log());
+    assert!(agent.log().contains("OVN databases reachable again"), "{}", agent.log());
+}
+
+#[test]
 fn migration_to_another_chassis_keeps_the_password_acknowledged() {
     let central = Central::start();
     let hv1 = Chassis::start(&central, "hv1");

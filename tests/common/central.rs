@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::daemon::{standalone_ovsdb, stop_all, Daemon};
+use super::daemon::{relaunch_ovsdb, standalone_ovsdb, stop_all, Daemon};
 use super::nb::Nb;
 use super::util::{dump_logs, ovs_command, require, run, run_ok, LabDir, CMD_TIMEOUT, OVN_NB_SCHEMA, OVN_SB_SCHEMA};
 
@@ -54,6 +54,16 @@ impl Central {
             );
         }
         central
+    }
+
+    /// Stop the NB and SB servers for `down`, then start them again on
+    /// the same files (a maintenance restart); clients must reconnect.
+    pub fn restart_databases(&mut self, down: Duration) {
+        self.nb.server_mut().stop();
+        self.sb.stop();
+        std::thread::sleep(down);
+        *self.nb.server_mut() = relaunch_ovsdb(self.dir.path(), "nb");
+        self.sb = relaunch_ovsdb(self.dir.path(), "sb");
     }
 
     /// The NB server (nbctl, snapshot, count_rows, ...).

@@ -233,6 +233,15 @@ pub(crate) fn mentions(pid: u32, path: &Path) -> bool {
     cmdline.split(|&b| b == 0).any(|arg| arg.windows(needle.len()).any(|w| w == needle))
 }
 
+/// Start again a server [`standalone_ovsdb`] made (same database file,
+/// socket and pidfile names); the old one must be stopped.
+pub(crate) fn relaunch_ovsdb(dir: &Path, name: &str) -> Daemon {
+    let db = dir.join(format!("{name}.db"));
+    let sock = dir.join(format!("{name}.sock"));
+    let remote = format!("--remote=punix:{}", sock.display());
+    Daemon::launch(dir, None, "ovsdb-server", name, true, &[&remote, &db.to_string_lossy()])
+}
+
 /// A standalone `ovsdb-server` for `schema` in `dir`: database `<name>.db`,
 /// unix socket `<name>.sock` (returned as a `unix:` remote), and `extra`
 /// server arguments (further remotes, TLS files).
