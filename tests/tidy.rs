@@ -392,7 +392,10 @@ fn only_output_prints(src: &[Source]) -> Vec<String> {
             }
         }
         for (at, p) in paths(&s.bare) {
-            if HANDLES.iter().any(|h| p.split("::").any(|seg| seg == *h)) && !identity_query(&s.bare[at..], &p) {
+            if HANDLES.iter().any(|h| p.split("::").any(|seg| seg == *h))
+                && !identity_query(&s.bare[at..], &p)
+                && !discarded(&s.bare[at..], &p)
+            {
                 v.push(format!("{}:{}: {p}", s.path, s.line_of(at)));
             }
         }
@@ -416,6 +419,16 @@ fn identity_query(code: &str, path: &str) -> bool {
     ["().as_fd()", "().as_raw_fd()", "().is_terminal()"]
         .iter()
         .any(|q| squashed.strip_prefix(path).is_some_and(|rest| rest.starts_with(q)))
+}
+
+/// `Command::stdout(Stdio::null())` and the same for `stderr`: a child
+/// process's output thrown away writes nothing of ours.
+fn discarded(code: &str, path: &str) -> bool {
+    let squashed = squash(code.get(..path.len() + 64).unwrap_or(code));
+    ["stdout", "stderr"].contains(&path)
+        && ["(Stdio::null())", "(std::process::Stdio::null())"]
+            .iter()
+            .any(|q| squashed.strip_prefix(path).is_some_and(|rest| rest.starts_with(q)))
 }
 
 /// Is this file the process start-up module? `main.rs`, or a module whose
@@ -552,6 +565,8 @@ fn each_check_finds_a_planted_violation() {
         "fn f() { let fd = std::io::stdout(); fd.as_fd(); }",
         "use std::io::stderr;",
         "fn f() { Command::new(\"x\").stderr(Stdio::inherit()); }",
+        "fn f() { Command::new(\"x\").stderr(Stdio::piped()); }",
+        "fn f(c: &mut Child) { c.stdout.take(); }",
     ] {
         assert!(!print("src/commands/deep/mod.rs", bad).is_empty(), "print check misses {bad}");
     }
@@ -563,6 +578,7 @@ fn each_check_finds_a_planted_violation() {
         "fn f(w: &mut String) { writeln!(w, \"x\").ok(); }",
         "fn f() -> bool { same(std::io::stdout().as_fd().try_clone_to_owned()) }",
         "fn f() -> bool { std::io::stderr().is_terminal() }",
+        "fn f() { Command::new(\"x\").stdout(Stdio::null()).stderr(std::process::Stdio::null()); }",
     ] {
         assert_eq!(print("src/commands/deep/mod.rs", fine), Vec::<String>::new(), "print check flags {fine}");
     }

@@ -47,26 +47,22 @@ pub struct Conn {
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Run a tool with its output discarded (stdout is CloudStack's protocol
+/// elsewhere in this binary; nothing of a child may reach ours), bounded by
+/// [`TOOL_TIMEOUT`].
 fn run(program: &str, args: &[&str]) -> Result<(), String> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("{program}: {e}"))?;
     let started = Instant::now();
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                return Err(format!("{program} {}: {status}: {}", args.join(" "), err.trim()));
-            }
+            Ok(Some(status)) => return Err(format!("{program} {}: {status}", args.join(" "))),
             Ok(None) if started.elapsed() > TOOL_TIMEOUT => {
                 let _ = child.kill();
                 let _ = child.wait();
