@@ -282,3 +282,30 @@ fn tls() {
     let e = Client::connect(&remote, &TlsFiles::default(), deadline()).err();
     assert!(matches!(e, Some(Error::Tls(_))), "{e:?}");
 }
+
+#[test]
+fn monitor_cond_reports_only_matching_rows_and_follows_condition_changes() {
+    let nb = Nb::start();
+    let mut mon = connect(&nb);
+    let mut writer = connect(&nb);
+    let cond = |name: &str| json!({"Logical_Switch": [{"columns": ["name"], "where": [["name", "==", name]]}]});
+    let initial = mon.monitor_cond(NB, "m", cond("a")).expect("monitor_cond");
+    assert_eq!(initial, json!({}), "nothing matches yet");
+    // Idle: nothing arrives, and the stream stays usable.
+    assert!(mon.wait_updates(Duration::from_millis(200)).unwrap().is_empty());
+    writer.transact(NB, &[insert_ls("b", None)]).unwrap();
+    assert!(mon.wait_updates(Duration::from_millis(300)).unwrap().is_empty(), "b is not monitored");
+    writer.transact(NB, &[insert_ls("a", None)]).unwrap();
+    let got = mon.wait_updates(Duration::from_secs(5)).unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].to_string().contains("\"a\""), "{got:?}");
+    // A transaction on the monitoring connection still works in between.
+    mon.transact(NB, &[Operation::Select { table: "Logical_Switch".into(), conditions: vec![], columns: None }])
+        .unwrap();
+    // New condition: b enters (reported right away), a leaves.
+    mon.monitor_cond_change("m", json!({"Logical_Switch": [{"where": [["name", "==", "b"]]}]})).unwrap();
+    let got = mon.wait_updates(Duration::from_secs(5)).unwrap();
+    assert!(got.iter().any(|u| u.to_string().contains("\"b\"")), "{got:?}");
+    writer.transact(NB, &[insert_ls("a2", None)]).unwrap();
+    assert!(mon.wait_updates(Duration::from_millis(300)).unwrap().is_empty());
+}

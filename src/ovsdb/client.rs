@@ -19,6 +19,8 @@ pub struct Client {
     /// Set after a connection-level failure: a half-read reply may be left
     /// in the stream, so the connection must not be reused.
     broken: bool,
+    /// Monitor notifications received while waiting for a reply.
+    updates: Vec<Value>,
 }
 
 impl Client {
@@ -52,7 +54,13 @@ impl Client {
             let share = u32::try_from(list.len() - i).unwrap_or(u32::MAX);
             let attempt = transport::connect(remote, config.as_ref(), deadline, share).and_then(|conn| {
                 let mut client =
-                    Client { conn: BufReader::new(conn), remote: remote.clone(), next_id: 1, broken: false };
+                    Client {
+                        conn: BufReader::new(conn),
+                        remote: remote.clone(),
+                        next_id: 1,
+                        broken: false,
+                        updates: Vec::new(),
+                    };
                 check.check(&mut client)?;
                 Ok(client)
             });
@@ -115,7 +123,65 @@ impl Client {
             match jsonrpc::classify(msg, id) {
                 Incoming::Reply(r) => return r,
                 Incoming::Answer(bytes) => self.send(&bytes)?,
+                Incoming::Update(u) => self.updates.push(u),
                 Incoming::Ignore => {}
+            }
+        }
+    }
+
+    /// ovsdb-server(7) `monitor_cond`: follow the rows of `requests`
+    /// (`{table: [{"columns": [...], "where": [clause, ...]}]}`; a row
+    /// matching any clause of its table is monitored) under monitor `id`.
+    /// Returns the initial `table-updates2`; later changes arrive as
+    /// notifications ([`Client::wait_updates`]).
+    pub fn monitor_cond(&mut self, db: &str, id: &str, requests: Value) -> Result<Value, Error> {
+        self.call("monitor_cond", json!([db, id, requests]))
+    }
+
+    /// ovsdb-server(7) `monitor_cond_change`: replace the conditions of
+    /// monitor `id` (the server sends the rows that enter or leave).
+    /// `requests` holds only `where` members: the columns cannot change.
+    pub fn monitor_cond_change(&mut self, id: &str, requests: Value) -> Result<(), Error> {
+        self.call("monitor_cond_change", json!([id, id, requests])).map(|_| ())
+    }
+
+    /// Wait up to `wait` (and at most until the deadline) for monitor
+    /// notifications; returns those received so far (empty: none came).
+    /// Echo requests are answered meanwhile. An idle wait leaves the
+    /// stream in sync: only a readable socket is read.
+    pub fn wait_updates(&mut self, wait: std::time::Duration) -> Result<Vec<Value>, Error> {
+        if self.broken {
+            return Err(Error::Protocol("connection unusable after an earlier failure".into()));
+        }
+        if self.updates.is_empty() && self.conn.buffer().is_empty() {
+            match self.conn.get_mut().wait_readable(wait) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Vec::new()),
+                Err(e) => {
+                    self.broken = true;
+                    return Err(map_io(e));
+                }
+            }
+        }
+        loop {
+            if !self.updates.is_empty() && self.conn.buffer().is_empty() {
+                return Ok(std::mem::take(&mut self.updates));
+            }
+            let msg = match jsonrpc::read_message(&mut self.conn) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.broken = true;
+                    return Err(e);
+                }
+            };
+            match jsonrpc::classify(msg, 0) {
+                Incoming::Update(u) => self.updates.push(u),
+                Incoming::Answer(bytes) => self.send(&bytes)?,
+                Incoming::Reply(_) | Incoming::Ignore => {}
+            }
+            if self.updates.is_empty() && self.conn.buffer().is_empty() {
+                // Only an echo (or a stray message) came.
+                return Ok(Vec::new());
             }
         }
     }

@@ -45,8 +45,11 @@ pub(crate) enum Incoming {
     /// A server request that must be answered with these bytes (§4.1.11
     /// echo: ovsdb-server's inactivity probe; unanswered, it drops us).
     Answer(Vec<u8>),
-    /// Notifications (`"id":null`: update, update2, update3, locked,
-    /// stolen, monitor_canceled) and replies to other ids.
+    /// A monitor's change notification (`update`, `update2`, `update3`):
+    /// its `params`.
+    Update(Value),
+    /// Other notifications (locked, stolen, monitor_canceled) and replies
+    /// to other ids.
     Ignore,
 }
 
@@ -58,6 +61,9 @@ pub(crate) fn classify(mut msg: Map<String, Value>, id: u64) -> Incoming {
             let params = msg.remove("params").unwrap_or_else(|| json!([]));
             let reply = json!({"id": msg_id, "result": params, "error": null});
             return Incoming::Answer(reply.to_string().into_bytes());
+        }
+        if msg_id.is_null() && matches!(method.as_str(), Some("update" | "update2" | "update3")) {
+            return Incoming::Update(msg.remove("params").unwrap_or(Value::Null));
         }
         return Incoming::Ignore;
     }
@@ -183,7 +189,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let notif = obj(json!({"id":null,"method":"update3","params":[]}));
-        assert!(matches!(classify(notif, 1), Incoming::Ignore));
+        assert!(matches!(classify(notif, 1), Incoming::Update(_)));
+        let locked = obj(json!({"id":null,"method":"locked","params":[]}));
+        assert!(matches!(classify(locked, 1), Incoming::Ignore));
         let other = obj(json!({"id":2,"result":[],"error":null}));
         assert!(matches!(classify(other, 1), Incoming::Ignore));
         let ok = obj(json!({"id":1,"result":["x"],"error":null}));

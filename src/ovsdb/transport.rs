@@ -93,6 +93,38 @@ impl Conn {
         }
     }
 
+    /// Is there something to read within `wait`? Peeks the socket, so an
+    /// idle wait consumes nothing (TLS: plaintext rustls still buffers is
+    /// found at the next socket activity or the next wait).
+    pub(crate) fn wait_readable(&mut self, wait: Duration) -> io::Result<bool> {
+        let wait = wait.clamp(Duration::from_millis(1), self.left_for_wait()?);
+        let mut b = [0u8; 1];
+        let r = match &mut self.stream {
+            // UnixStream::peek is unstable: recv(2) with MSG_PEEK.
+            Stream::Unix(s) => s.sock.set_read_timeout(Some(wait)).and_then(|_| {
+                use std::os::fd::AsRawFd;
+                nix::sys::socket::recv(s.sock.as_raw_fd(), &mut b, nix::sys::socket::MsgFlags::MSG_PEEK)
+                    .map_err(io::Error::from)
+            }),
+            Stream::Tcp(s) => s.sock.set_read_timeout(Some(wait)).and_then(|_| s.sock.peek(&mut b)),
+            Stream::Tls(s) => s.sock.sock.set_read_timeout(Some(wait)).and_then(|_| s.sock.sock.peek(&mut b)),
+        };
+        match r {
+            // 0 bytes: the peer closed; the read that follows reports it.
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn left_for_wait(&self) -> io::Result<Duration> {
+        match &self.stream {
+            Stream::Unix(s) => s.left(),
+            Stream::Tcp(s) => s.left(),
+            Stream::Tls(s) => s.sock.left(),
+        }
+    }
+
     fn io(&mut self) -> &mut dyn Io {
         match &mut self.stream {
             Stream::Unix(s) => s,
