@@ -186,56 +186,87 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
     let conns =
         netns::workers(opts.workers.max(1), opts.workers.max(1) * 4, Arc::new(move |c: Conn| handle(&handler, c)));
 
+    // Conditional monitors (O(local ports)) say *when* to read the view
+    // again; the view itself is read with the same conditions as selects.
+    // A full read also runs every RESYNC, for what no monitor covers (the
+    // localports' addresses, other chassis' acks).
     let mut provisioned: BTreeMap<u64, Provisioned> = BTreeMap::new();
-    let mut sb: Option<Client> = None;
-    let mut nb: Option<Client> = None;
-    let mut live = false;
+    let mut links: Option<(Client, Client)> = None;
+    let mut watched: (Option<uuid::Uuid>, std::collections::BTreeSet<String>) = (None, Default::default());
+    let mut current = View::default();
+    let mut dirty = true;
+    let mut last_read = Instant::now();
     let mut failures = 0u32;
     loop {
-        let round = (|| -> Result<View> {
-            if sb.is_none() {
-                sb = Some(connect(&sb_remote, &sb_tls)?);
-                live = false;
-            }
-            if nb.is_none() {
-                nb = Some(connect(&nb_remote, &nb_tls)?);
-            }
-            let (s, n) = (sb.as_mut().expect("connected"), nb.as_mut().expect("connected"));
-            s.set_deadline(Deadline::after(CALL_TIMEOUT));
-            n.set_deadline(Deadline::after(CALL_TIMEOUT));
-            let v = view::read(s, n, &chassis, &owner)?;
-            if !live {
+        let round = (|| -> Result<Option<View>> {
+            if links.is_none() {
+                let mut s = connect(&sb_remote, &sb_tls)?;
+                let mut n = connect(&nb_remote, &nb_tls)?;
+                s.monitor_cond(view::SB_DB, "local", view::sb_monitor(&chassis, None))?;
+                n.monitor_cond(crate::nb::DB, "vm-data", view::nb_monitor(&owner, &Default::default()))?;
+                watched = (None, Default::default());
                 let k: BTreeMap<String, String> =
                     [(key::AGENT.to_string(), env!("CARGO_PKG_VERSION").to_string())].into();
-                view::set_own_keys(s, &chassis, &k)?;
-                live = true;
+                view::set_own_keys(&mut s, &chassis, &k)?;
+                links = Some((s, n));
+                dirty = true;
             }
-            Ok(v)
+            let (s, n) = links.as_mut().expect("connected");
+            s.set_deadline(Deadline::after(CALL_TIMEOUT));
+            n.set_deadline(Deadline::after(CALL_TIMEOUT));
+            let mut fresh = None;
+            if dirty || last_read.elapsed() >= RESYNC {
+                dirty = false;
+                last_read = Instant::now();
+                let v = view::read(s, n, &chassis, &owner)?;
+                if v.chassis != watched.0 {
+                    let w = serde_json::json!({"Port_Binding": [{"where": view::sb_port_clauses(v.chassis)}]});
+                    s.monitor_cond_change("local", w)?;
+                    watched.0 = v.chassis;
+                }
+                let nics = v.local_nics();
+                if nics != watched.1 {
+                    let w = serde_json::json!({"DNS": [{"where": view::nb_clauses(&owner, &nics)}]});
+                    n.monitor_cond_change("vm-data", w)?;
+                    watched.1 = nics;
+                }
+                fresh = Some(v);
+            }
+            // Idle: peek both connections, nothing is read from the DBs.
+            let half = opts.poll / 2;
+            let changed = !s.wait_updates(half)?.is_empty() | !n.wait_updates(half)?.is_empty();
+            dirty |= changed;
+            Ok(fresh)
         })();
         match round {
-            Ok(v) => {
+            Ok(fresh) => {
                 if failures > 0 {
                     log::info("OVN databases reachable again", &[("after_failures", &failures)]);
                 }
                 failures = 0;
-                reconcile(&plumbing, &mut provisioned, &v, &conns, opts.grace);
-                if let Ok(mut w) = shared.view.write() {
-                    *w = v;
+                if let Some(v) = fresh {
+                    if let Ok(mut w) = shared.view.write() {
+                        *w = v.clone();
+                    }
+                    current = v;
                 }
             }
             Err(e) => {
-                // Keep serving what we know; reconnect next round.
+                // Keep serving what we know; reconnect and resync.
                 failures += 1;
                 if failures == 1 || failures % 50 == 0 {
                     log::warn("cannot read OVN databases, keeping the last view", &[("error", &e.chain())]);
                 }
-                sb = None;
-                nb = None;
+                links = None;
+                std::thread::sleep(opts.poll);
             }
         }
-        std::thread::sleep(opts.poll);
+        reconcile(&plumbing, &mut provisioned, &current, &conns, opts.grace);
     }
 }
+
+/// How often the whole view is read even without notifications.
+const RESYNC: Duration = Duration::from_secs(10);
 
 fn reconcile(
     plumbing: &Plumbing,

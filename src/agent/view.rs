@@ -27,6 +27,8 @@ pub struct Net {
 
 #[derive(Clone, Debug, Default)]
 pub struct View {
+    /// This chassis' SB `Chassis` row, once ovn-controller registered it.
+    pub chassis: Option<Uuid>,
     pub nets: BTreeMap<u64, Net>,
     /// NIC uuid → its vm-data row's data keys (secrets still sealed).
     pub rows: HashMap<String, BTreeMap<String, String>>,
@@ -83,6 +85,7 @@ pub fn read(sb: &mut Client, nb: &mut Client, chassis: &str, owner: &Owner) -> R
         // ovn-controller has not registered the chassis yet.
         return Ok(View::default());
     };
+    let mut view = View { chassis: Some(me), ..View::default() };
     let r = sb.transact(
         SB_DB,
         &[select(
@@ -106,7 +109,7 @@ pub fn read(sb: &mut Client, nb: &mut Client, chassis: &str, owner: &Owner) -> R
         by_dp.entry(dp).or_default().push((lp.to_string(), addresses(row).1));
     }
     if by_dp.is_empty() {
-        return Ok(View::default());
+        return Ok(view);
     }
     let mut ops = Vec::new();
     for dp in by_dp.keys() {
@@ -118,7 +121,6 @@ pub fn read(sb: &mut Client, nb: &mut Client, chassis: &str, owner: &Owner) -> R
         ));
     }
     let r = sb.transact(SB_DB, &ops)?;
-    let mut view = View::default();
     for (i, (_, ports)) in by_dp.iter().enumerate() {
         let name = rows(&r[2 * i])
             .first()
@@ -168,6 +170,38 @@ pub fn read(sb: &mut Client, nb: &mut Client, chassis: &str, owner: &Owner) -> R
         }
     }
     Ok(view)
+}
+
+/// The SB monitor: this chassis' row (to learn when it registers) and the
+/// port bindings on it. Any notification means "read the view again".
+pub fn sb_monitor(chassis: &str, me: Option<Uuid>) -> Value {
+    serde_json::json!({
+        "Chassis": [{"columns": ["name"], "where": [["name", "==", chassis]]}],
+        "Port_Binding": [{"columns": ["logical_port", "mac", "datapath"], "where": sb_port_clauses(me)}],
+    })
+}
+
+pub fn sb_port_clauses(me: Option<Uuid>) -> Value {
+    match me {
+        Some(u) => serde_json::json!([["chassis", "==", crate::ovsdb::value::uuid(u)]]),
+        None => serde_json::json!([false]),
+    }
+}
+
+/// The NB monitor: the vm-data rows of the local NICs, by `_uuid`.
+pub fn nb_monitor(owner: &Owner, nics: &BTreeSet<String>) -> Value {
+    serde_json::json!({"DNS": [{"columns": ["external_ids"], "where": nb_clauses(owner, nics)}]})
+}
+
+pub fn nb_clauses(owner: &Owner, nics: &BTreeSet<String>) -> Value {
+    if nics.is_empty() {
+        return serde_json::json!([false]);
+    }
+    Value::Array(
+        nics.iter()
+            .map(|n| serde_json::json!(["_uuid", "==", crate::ovsdb::value::uuid(metadata::row_uuid(owner, n))]))
+            .collect(),
+    )
 }
 
 /// Has any chassis acknowledged generation `gen` of `nic`'s password?

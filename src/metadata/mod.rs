@@ -193,10 +193,12 @@ pub fn file_name(at: &str, f: &str) -> Result<String> {
 
 pub fn userdata_value(at: &str, bytes: Vec<u8>, max: usize) -> Result<Option<Vec<u8>>> {
     if bytes.len() > max {
-        return Err(Error::field(
-            at,
-            format!("user data is {} bytes, more than the {max} allowed ({MAX_USERDATA_DETAIL})", bytes.len()),
-        ));
+        // Not Error::field: reasons about secret fields are withheld, and
+        // a size reveals nothing.
+        return Err(Error::Payload(format!(
+            "{at}: user data is {} bytes, more than the {max} allowed ({MAX_USERDATA_DETAIL})",
+            bytes.len()
+        )));
     }
     Ok((!bytes.is_empty()).then_some(bytes))
 }

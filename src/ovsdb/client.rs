@@ -53,14 +53,13 @@ impl Client {
         for (i, remote) in list.iter().enumerate() {
             let share = u32::try_from(list.len() - i).unwrap_or(u32::MAX);
             let attempt = transport::connect(remote, config.as_ref(), deadline, share).and_then(|conn| {
-                let mut client =
-                    Client {
-                        conn: BufReader::new(conn),
-                        remote: remote.clone(),
-                        next_id: 1,
-                        broken: false,
-                        updates: Vec::new(),
-                    };
+                let mut client = Client {
+                    conn: BufReader::new(conn),
+                    remote: remote.clone(),
+                    next_id: 1,
+                    broken: false,
+                    updates: Vec::new(),
+                };
                 check.check(&mut client)?;
                 Ok(client)
             });
