@@ -558,3 +558,51 @@ fn migration_to_another_chassis_keeps_the_password_acknowledged() {
     let gone = wait_until(Duration::from_secs(20), || agent1.namespaces().is_empty());
     assert!(gone, "hv1 kept its namespace: {:?}\n{}", agent1.namespaces(), agent1.log());
 }
+
+fn doctor(central: &Central, env: &[(&str, &str)]) -> (i32, Value) {
+    let mut c = std::process::Command::new(bin());
+    c.args(["doctor", "--json", "--nb", &central.nb_remote(), "--sb", &central.sb_remote()])
+        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
+        .env("CLOUDSTACK_OVN_LOG", "/dev/null")
+        .env_remove("CLOUDSTACK_OVN_METADATA_KEY");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&o.stdout)));
+    (o.status.code().unwrap_or(-1), v)
+}
+
+fn check<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["checks"].as_array().unwrap().iter().find(|c| c["check"] == name).unwrap_or_else(|| panic!("no {name}: {v}"))
+}
+
+#[test]
+fn doctor_reports_hosts_without_agent_and_a_mismatched_key() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    let other = ZoneKey::generate();
+    ok(cs(nb, "implement-network", network(42)));
+    run_all(nb, NIC_START, &vm1(42));
+    ok(ud(nb, "save-vm-data", save_vm_data(&vm1(42), None), &key).output);
+    let _vm = hv.plug_vm("tap1", NIC1, MAC1);
+    let public = ("CLOUDSTACK_OVN_METADATA_PUBLIC_KEY", key.public_key.as_str());
+    let (code, v) = doctor(&central, &[public]);
+    assert_eq!(code, 1, "{v}");
+    let c = check(&v, "metadata agents");
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(c["detail"].as_str().unwrap().contains("hv1"), "{c}");
+    let agent = Agent::start(&central, &hv, &key.file);
+    let live = wait_until(Duration::from_secs(20), || {
+        check(&doctor(&central, &[public]).1, "metadata agents")["status"] == "ok"
+    });
+    assert!(live, "agent never seen live:\n{}", agent.log());
+    let mine = ("CLOUDSTACK_OVN_METADATA_KEY", key.file.to_str().unwrap());
+    assert_eq!(check(&doctor(&central, &[public, mine]).1, "metadata key")["status"], "ok");
+    let wrong = ("CLOUDSTACK_OVN_METADATA_KEY", other.file.to_str().unwrap());
+    let (_, v) = doctor(&central, &[public, wrong]);
+    assert_eq!(check(&v, "metadata key")["status"], "fail", "{v}");
+}

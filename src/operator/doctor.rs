@@ -141,6 +141,7 @@ pub fn run(a: &DoctorArgs) -> u8 {
             let sb = check_database(&mut r, &settings, Db::Sb, timeout);
             if let Some(mut client) = sb.client {
                 check_chassis(&mut r, &settings, &mut client);
+                check_metadata_agents(&mut r, &settings, &mut client);
             }
         }
         None => r.skip(
@@ -154,6 +155,7 @@ pub fn run(a: &DoctorArgs) -> u8 {
         log::resolve_path(env.get("CLOUDSTACK_OVN_LOG").cloned(), file.get(config::LOG_FILE))
     });
     check_log_file(&mut r, &log_file);
+    check_metadata_key(&mut r, &settings);
 
     let failed = r.count(Status::Fail);
     if a.json {
@@ -529,6 +531,96 @@ fn check_schema(r: &mut Report, server: &str) {
                  schema major), or a cloudstack-ovn release built for schema {server}",
                 version(&pinned).map(|v| v.0).unwrap_or_default()
             ),
+        ),
+    }
+}
+
+/// UserData (docs/metadata.md): with the zone key configured, every
+/// chassis that has VM ports bound must run a live metadata agent
+/// (`cloudstack-ovn:md-agent` in its Chassis_Private). Reads the chassis
+/// column of every Port_Binding: an operator check, not a hot path.
+fn check_metadata_agents(r: &mut Report, s: &Settings, client: &mut Client) {
+    if s.get(crate::metadata::PUBLIC_KEY_DETAIL).is_none() {
+        return r.skip("metadata agents", "ovn.metadata.public_key not set here: UserData not checked");
+    }
+    let ops = [
+        Operation::Select {
+            table: "Port_Binding".into(),
+            conditions: vec![ovsdb::Condition::eq("type", "")],
+            columns: Some(vec!["chassis".into()]),
+        },
+        Operation::Select {
+            table: "Chassis".into(),
+            conditions: vec![],
+            columns: Some(vec!["_uuid".into(), "name".into()]),
+        },
+        Operation::Select {
+            table: "Chassis_Private".into(),
+            conditions: vec![],
+            columns: Some(vec!["name".into(), "external_ids".into()]),
+        },
+    ];
+    let res = match client.transact(SB_DB, &ops) {
+        Ok(r) => r,
+        Err(e) => return r.fail("metadata agents", chain_of(&e), "check the SB log"),
+    };
+    let rows = |i: usize| res.get(i).and_then(|r| r.get("rows")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let busy: std::collections::BTreeSet<String> = rows(0)
+        .iter()
+        .filter_map(|row| ovsdb::value::optional_uuid(row.get("chassis")?))
+        .map(|u| u.to_string())
+        .collect();
+    let names: BTreeMap<String, String> = rows(1)
+        .iter()
+        .filter_map(|row| {
+            let u = ovsdb::value::as_uuid(row.get("_uuid")?)?.to_string();
+            Some((u, row.get("name")?.as_str()?.to_string()))
+        })
+        .collect();
+    let live: std::collections::BTreeSet<String> = rows(2)
+        .iter()
+        .filter(|row| map_get(row, "external_ids", crate::metadata::key::AGENT).is_some())
+        .filter_map(|row| Some(row.get("name")?.as_str()?.to_string()))
+        .collect();
+    let missing: Vec<&String> = busy.iter().filter_map(|u| names.get(u)).filter(|n| !live.contains(*n)).collect();
+    match missing.is_empty() {
+        true => r.ok("metadata agents", format!("{} chassis with VMs, each with a metadata agent", busy.len())),
+        false => r.fail(
+            "metadata agents",
+            format!(
+                "chassis with VMs but no metadata agent: {}",
+                missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            "on each: install the zone key and `systemctl enable --now cloudstack-ovn-agent` (docs/cloudstack-setup.md)",
+        ),
+    }
+}
+
+/// On a KVM host with the private key: it must match the zone's public key.
+fn check_metadata_key(r: &mut Report, s: &Settings) {
+    let path = std::env::var(crate::agent::KEY_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| s.get(crate::agent::KEY_SETTING).map(|(v, _)| v))
+        .unwrap_or_else(|| crate::agent::DEFAULT_KEY_FILE.to_string());
+    let path = PathBuf::from(path);
+    if !path.exists() {
+        return r.skip("metadata key", format!("{} not present (only KVM hosts have it)", path.display()));
+    }
+    let sk = match crate::metadata::seal::read_secret_key(&path) {
+        Ok(k) => k,
+        Err(e) => return r.fail("metadata key", e.chain(), "recreate it with cloudstack-ovn metadata-keygen"),
+    };
+    let public = crate::metadata::seal::public_key_b64(&sk);
+    match s.get(crate::metadata::PUBLIC_KEY_DETAIL) {
+        None => r.ok("metadata key", format!("{} readable (public key {public})", path.display())),
+        Some((v, _)) if v == public => {
+            r.ok("metadata key", format!("{} matches ovn.metadata.public_key", path.display()))
+        }
+        Some(_) => r.fail(
+            "metadata key",
+            format!("{} does not match ovn.metadata.public_key: sealed data cannot be opened here", path.display()),
+            format!("copy the zone's key file to {}, or register ovn.metadata.public_key={public}", path.display()),
         ),
     }
 }
