@@ -281,13 +281,22 @@ fn secrets_reach_neither_stdout_nor_the_log() {
     // Legacy flags: a password that looks like a flag is still the password.
     let ran = dir.run(
         "unix:/nonexistent",
-        &os(&["save-password", "--network-id", "9", "--password", "--Pa55word-looks-like-a-flag", "--nic-id", "3"]),
+        &os(&[
+            "save-password",
+            "--network-id",
+            "9",
+            "--password",
+            "--Pa55word-looks-like-a-flag",
+            "--nic-uuid",
+            "3f0c0000-0000-4000-8000-000000000009",
+        ]),
         &[],
         Duration::from_secs(20),
     );
-    assert_eq!(ran.code(), Some(6), "{}", ran.stdout());
+    // Validated, then refused for want of the zone key (UserData).
+    assert_eq!(ran.code(), Some(3), "{}", ran.stdout());
     assert!(!ran.stdout().contains("Pa55word") && !ran.log.contains("Pa55word"), "{}\n{}", ran.stdout(), ran.log);
-    assert!(ran.log.contains("not supported"), "{}", ran.log);
+    assert!(ran.log.contains("ovn.metadata.public_key"), "{}", ran.log);
 
     // A malformed config file: the error names the line, not its content.
     let config = dir.path("config.toml");

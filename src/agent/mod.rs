@@ -219,6 +219,15 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                 dirty = false;
                 last_read = Instant::now();
                 let v = view::read(s, n, &chassis, &owner)?;
+                log::debug(
+                    "view read",
+                    &[
+                        ("networks", &v.nets.len()),
+                        ("nics", &v.rows.len()),
+                        ("sb_bytes_read_total", &s.bytes_read()),
+                        ("nb_bytes_read_total", &n.bytes_read()),
+                    ],
+                );
                 if v.chassis != watched.0 {
                     let w = serde_json::json!({"Port_Binding": [{"where": view::sb_port_clauses(v.chassis)}]});
                     s.monitor_cond_change("local", w)?;

@@ -108,6 +108,13 @@ impl Agent {
         self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
+    /// Resident set size of the agent process (VmRSS), in KiB.
+    pub fn rss_kb(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.file("agent.log")
     }
