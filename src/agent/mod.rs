@@ -197,6 +197,7 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
     let mut dirty = true;
     let mut last_read = Instant::now();
     let mut failures = 0u32;
+    let mut live = false;
     loop {
         let round = (|| -> Result<Option<View>> {
             if links.is_none() {
@@ -205,10 +206,8 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                 s.monitor_cond(view::SB_DB, "local", view::sb_monitor(&chassis, None))?;
                 n.monitor_cond(crate::nb::DB, "vm-data", view::nb_monitor(&owner, &Default::default()))?;
                 watched = (None, Default::default());
-                let k: BTreeMap<String, String> =
-                    [(key::AGENT.to_string(), env!("CARGO_PKG_VERSION").to_string())].into();
-                view::set_own_keys(&mut s, &chassis, &k)?;
                 links = Some((s, n));
+                live = false;
                 dirty = true;
             }
             let (s, n) = links.as_mut().expect("connected");
@@ -219,6 +218,12 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                 dirty = false;
                 last_read = Instant::now();
                 let v = view::read(s, n, &chassis, &owner)?;
+                if !live {
+                    // Liveness for doctor, once our Chassis_Private exists.
+                    let k: BTreeMap<String, String> =
+                        [(key::AGENT.to_string(), env!("CARGO_PKG_VERSION").to_string())].into();
+                    live = view::set_own_keys(s, &chassis, &k)?;
+                }
                 log::debug(
                     "view read",
                     &[
@@ -228,15 +233,18 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                         ("nb_bytes_read_total", &n.bytes_read()),
                     ],
                 );
+                // New conditions: a new monitor replaces the old one.
+                // (monitor_cond_change would do, but ovsdb-server 3.1
+                // was seen to die under it with several agents at once.)
                 if v.chassis != watched.0 {
-                    let w = serde_json::json!({"Port_Binding": [{"where": view::sb_port_clauses(v.chassis)}]});
-                    s.monitor_cond_change("local", w)?;
+                    s.monitor_cancel("local")?;
+                    s.monitor_cond(view::SB_DB, "local", view::sb_monitor(&chassis, v.chassis))?;
                     watched.0 = v.chassis;
                 }
                 let nics = v.local_nics();
                 if nics != watched.1 {
-                    let w = serde_json::json!({"DNS": [{"where": view::nb_clauses(&owner, &nics)}]});
-                    n.monitor_cond_change("vm-data", w)?;
+                    n.monitor_cancel("vm-data")?;
+                    n.monitor_cond(crate::nb::DB, "vm-data", view::nb_monitor(&owner, &nics))?;
                     watched.1 = nics;
                 }
                 fresh = Some(v);
@@ -442,7 +450,7 @@ fn record_ack(sh: &Shared, nic: &str, gen: &str) {
         }
     }
     let k: BTreeMap<String, String> = [(format!("{}{nic}", key::ACK_PREFIX), gen.to_string())].into();
-    if with_sb(sh, |c| view::set_own_keys(c, &sh.chassis, &k)).is_some() {
+    if with_sb(sh, |c| view::set_own_keys(c, &sh.chassis, &k)) == Some(true) {
         log::info("password acknowledged", &[("nic", &nic)]);
     }
 }

@@ -224,16 +224,37 @@ pub fn set_own_keys(
     sb: &mut Client,
     chassis: &str,
     keys: &BTreeMap<String, String>,
-) -> Result<(), crate::ovsdb::Error> {
+) -> Result<bool, crate::ovsdb::Error> {
     use crate::ovsdb::{Mutation, Mutator};
-    let names: Vec<&str> = keys.keys().map(String::as_str).collect();
-    let ops = vec![Operation::Mutate {
+    let r =
+        sb.transact(SB_DB, &[select("Chassis_Private", vec![Condition::eq("name", chassis)], &["external_ids"])])?;
+    let Some(current) = rows(&r[0]).first().and_then(|row| row.get("external_ids")).map(string_map_of) else {
+        // ovn-controller has not created our row yet.
+        return Ok(false);
+    };
+    // Only pairs that differ are written; an old value goes as the exact
+    // pair just read.
+    let stale: BTreeMap<String, String> = current
+        .iter()
+        .filter(|(k, v)| keys.get(*k).is_some_and(|want| want != *v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let missing: BTreeMap<String, String> =
+        keys.iter().filter(|(k, v)| current.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut mutations = Vec::new();
+    if !stale.is_empty() {
+        mutations.push(Mutation("external_ids".into(), Mutator::Delete, crate::ovsdb::value::string_map(&stale)));
+    }
+    if !missing.is_empty() {
+        mutations.push(Mutation("external_ids".into(), Mutator::Insert, crate::ovsdb::value::string_map(&missing)));
+    }
+    if mutations.is_empty() {
+        return Ok(true);
+    }
+    let op = Operation::Mutate {
         table: "Chassis_Private".into(),
         conditions: vec![Condition::eq("name", chassis)],
-        mutations: vec![
-            Mutation("external_ids".into(), Mutator::Delete, crate::ovsdb::value::string_set(names)),
-            Mutation("external_ids".into(), Mutator::Insert, crate::ovsdb::value::string_map(keys)),
-        ],
-    }];
-    sb.transact(SB_DB, &ops).map(|_| ())
+        mutations,
+    };
+    sb.transact(SB_DB, &[op]).map(|_| true)
 }

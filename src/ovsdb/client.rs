@@ -144,6 +144,11 @@ impl Client {
         self.call("monitor_cond_change", json!([id, id, requests])).map(|_| ())
     }
 
+    /// RFC 7047 §4.1.7 `monitor_cancel`: stop monitor `id`.
+    pub fn monitor_cancel(&mut self, id: &str) -> Result<(), Error> {
+        self.call("monitor_cancel", json!([id])).map(|_| ())
+    }
+
     /// Wait up to `wait` (and at most until the deadline) for monitor
     /// notifications; returns those received so far (empty: none came).
     /// Echo requests are answered meanwhile. An idle wait leaves the

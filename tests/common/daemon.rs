@@ -199,8 +199,12 @@ pub(crate) fn stop_all(ds: &mut [&mut Daemon]) {
         wait_until(Duration::from_secs(2), || pending.iter().all(|&(_, p)| !running(p)));
     }
     for d in ds.iter_mut() {
-        d.stopped = true;
-        let _ = std::fs::remove_file(&d.pidfile);
+        // One stopped earlier may have a successor with the same pidfile
+        // (Central::restart_databases): leave that file alone.
+        if !d.stopped {
+            d.stopped = true;
+            let _ = std::fs::remove_file(&d.pidfile);
+        }
     }
 }
 
