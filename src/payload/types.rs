@@ -93,6 +93,56 @@ impl fmt::Display for Ipv6Cidr {
     }
 }
 
+/// One CIDR of a rule's address list, of either family. CloudStack mixes
+/// IPv4 and IPv6 CIDRs in one list (`0.0.0.0/0, ::/0`); each family only
+/// ever matches traffic of that family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpCidr {
+    V4(Ipv4Cidr),
+    V6(Ipv6Cidr),
+}
+
+impl IpCidr {
+    /// `a.b.c.d/n`, `x::/n`, or a bare address (a /32 or /128).
+    pub fn parse(field: &str, raw: &str) -> Result<IpCidr> {
+        let bad = || Error::field(field, format!("expected an IPv4 or IPv6 CIDR, got {raw:?}"));
+        let (addr, prefix) = match raw.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (raw, None),
+        };
+        let prefix = match prefix {
+            // Digits only: `u8::from_str` would also take `+8`.
+            Some(p) if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) => return Err(bad()),
+            Some(p) => Some(p.parse::<u8>().map_err(|_| bad())?),
+            None => None,
+        };
+        match addr.parse::<IpAddr>().map_err(|_| bad())? {
+            IpAddr::V4(a) => {
+                let prefix = prefix.unwrap_or(32);
+                if prefix > 32 {
+                    return Err(bad());
+                }
+                Ok(IpCidr::V4(Ipv4Cidr { addr: a, prefix }))
+            }
+            IpAddr::V6(a) => {
+                let prefix = prefix.unwrap_or(128);
+                if prefix > 128 {
+                    return Err(bad());
+                }
+                Ok(IpCidr::V6(Ipv6Cidr { addr: a, prefix }))
+            }
+        }
+    }
+}
+
+impl Ipv6Cidr {
+    /// The prefix with its host bits cleared.
+    pub fn network(&self) -> Ipv6Cidr {
+        let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+        Ipv6Cidr { addr: Ipv6Addr::from(u128::from(self.addr) & mask), prefix: self.prefix }
+    }
+}
+
 pub fn ipv4(field: &str, raw: &str) -> Result<Ipv4Addr> {
     raw.parse().map_err(|_| Error::field(field, format!("expected an IPv4 address, got {raw:?}")))
 }

@@ -36,7 +36,7 @@ use crate::nb::rows::{LoadBalancer, Nat};
 use crate::nb::{key, port_group_name, table, Kind};
 use crate::ovsdb::value::{string_map, uuid_set};
 use crate::payload::rules::{Rule, RuleProto};
-use crate::payload::types::Ipv4Cidr;
+use crate::payload::types::{IpCidr, Ipv4Cidr};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Direction {
@@ -89,18 +89,61 @@ pub struct AclSpec {
     pub rule_id: Option<u64>,
 }
 
-/// `ip4.src == {a, b}` or nothing for "anywhere".
-fn cidr_match(field: &str, cidrs: &[Ipv4Cidr]) -> String {
-    let list: Vec<String> = cidrs.iter().filter(|c| c.prefix > 0).map(|c| c.network().to_string()).collect();
-    match list.len() {
-        0 => String::new(),
-        1 => format!(" && {field} == {}", list[0]),
-        _ => format!(" && {field} == {{{}}}", list.join(", ")),
+/// The address family a match is for: every ACL is for one family, and a
+/// rule's CIDRs of the other family never widen it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn ip(self) -> &'static str {
+        match self {
+            Family::V4 => "ip4",
+            Family::V6 => "ip6",
+        }
     }
 }
 
+/// The part of a CIDR list for `family` as ` && ip4.src == {a, b}`:
+/// `Some("")` when it covers every address of the family (a `/0` of that
+/// family anywhere in the list, whatever else is listed), `None` when the
+/// list has no CIDR of the family, so the rule matches no packet of it. An
+/// empty list is CloudStack's default, `0.0.0.0/0`.
+fn cidr_match(family: Family, side: &str, cidrs: &[IpCidr]) -> Option<String> {
+    if cidrs.is_empty() {
+        return (family == Family::V4).then(String::new);
+    }
+    let mut any = false;
+    let mut list: Vec<String> = Vec::new();
+    for c in cidrs {
+        let (prefix, net) = match (family, c) {
+            (Family::V4, IpCidr::V4(c)) => (c.prefix, c.network().to_string()),
+            (Family::V6, IpCidr::V6(c)) => (c.prefix, c.network().to_string()),
+            _ => continue,
+        };
+        any |= prefix == 0;
+        if !list.contains(&net) {
+            list.push(net);
+        }
+    }
+    let field = format!("{}.{side}", family.ip());
+    match list.len() {
+        0 => None,
+        _ if any => Some(String::new()),
+        1 => Some(format!(" && {field} == {}", list[0])),
+        _ => Some(format!(" && {field} == {{{}}}", list.join(", "))),
+    }
+}
+
+/// Whether a destination CIDR list (empty = anywhere) holds `ip`.
+fn covers(cidrs: &[IpCidr], ip: Ipv4Addr) -> bool {
+    cidrs.is_empty() || cidrs.iter().any(|c| matches!(c, IpCidr::V4(c) if c.contains(ip)))
+}
+
 /// The L4 part of a match for `proto` with destination ports `ports`.
-fn l4_match(proto: RuleProto, ports: Option<(u16, u16)>, icmp: (Option<u8>, Option<u8>)) -> String {
+fn l4_match(family: Family, proto: RuleProto, ports: Option<(u16, u16)>, icmp: (Option<u8>, Option<u8>)) -> String {
     let mut m = String::new();
     match proto {
         RuleProto::Tcp | RuleProto::Udp => {
@@ -113,13 +156,18 @@ fn l4_match(proto: RuleProto, ports: Option<(u16, u16)>, icmp: (Option<u8>, Opti
             }
         }
         RuleProto::Icmp => {
-            m.push_str(" && icmp4");
+            // CloudStack's "icmp" is ICMPv6 on an IPv6 CIDR.
+            let icmp_f = if family == Family::V4 { "icmp4" } else { "icmp6" };
+            let _ = write!(m, " && {icmp_f}");
             if let Some(t) = icmp.0 {
-                let _ = write!(m, " && icmp4.type == {t}");
+                let _ = write!(m, " && {icmp_f}.type == {t}");
             }
             if let Some(c) = icmp.1 {
-                let _ = write!(m, " && icmp4.code == {c}");
+                let _ = write!(m, " && {icmp_f}.code == {c}");
             }
+        }
+        RuleProto::Number(n) => {
+            let _ = write!(m, " && ip.proto == {n}");
         }
         RuleProto::All => {}
     }
@@ -225,8 +273,13 @@ pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Ru
         let to_gw = format!("outport == \"{gwp}\" && ip4");
         for r in rules.iter().filter(|r| r.ingress) {
             let Some(public) = r.public_ip else { continue };
-            let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
-            let m = format!("{to_gw} && ip4.dst == {public}{}{l4}", cidr_match("ip4.src", &r.source_cidrs));
+            // The public IPs are IPv4: only the rule's IPv4 sources can reach them.
+            let Some(src) = cidr_match(Family::V4, "src", &r.source_cidrs) else { continue };
+            if !covers(&r.dest_cidrs, public) {
+                continue;
+            }
+            let l4 = l4_match(Family::V4, r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+            let m = format!("{to_gw} && ip4.dst == {public}{src}{l4}");
             out.insert(AclSpec {
                 place: Place::PublicSwitch,
                 direction: Direction::ToPort,
@@ -262,9 +315,12 @@ pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Ru
     // Layer 2: towards the VMs from the router, stateful.
     for r in rules.iter().filter(|r| r.ingress) {
         let Some(public) = r.public_ip else { continue };
-        let src = cidr_match("ip4.src", &r.source_cidrs);
+        let Some(src) = cidr_match(Family::V4, "src", &r.source_cidrs) else { continue };
+        if !covers(&r.dest_cidrs, public) {
+            continue;
+        }
         if let Some(private) = fwd.static_nat.get(&public) {
-            let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+            let l4 = l4_match(Family::V4, r.protocol, r.ports, (r.icmp_type, r.icmp_code));
             out.insert(AclSpec {
                 place: Place::PortGroup,
                 direction: Direction::ToPort,
@@ -277,7 +333,11 @@ pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Ru
         for ((ip, proto, port), backends) in &fwd.vips {
             let proto_ok = matches!(
                 (r.protocol, proto),
-                (RuleProto::All, _) | (RuleProto::Tcp, Protocol::Tcp) | (RuleProto::Udp, Protocol::Udp)
+                (RuleProto::All, _)
+                    | (RuleProto::Tcp, Protocol::Tcp)
+                    | (RuleProto::Udp, Protocol::Udp)
+                    | (RuleProto::Number(6), Protocol::Tcp)
+                    | (RuleProto::Number(17), Protocol::Udp)
             );
             let port_ok = r.ports.is_none_or(|(a, b)| (a..=b).contains(port));
             if *ip != public || !proto_ok || !port_ok {
@@ -318,9 +378,15 @@ pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Ru
     // Egress: traffic leaving the network (east-west stays unfiltered).
     let leaving = format!("inport == @{pg} && ip4 && ip4.dst != {}", fs.guest_cidr.network());
     for r in rules.iter().filter(|r| !r.ingress) {
-        let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
-        let m =
-            format!("{leaving}{}{}{l4}", cidr_match("ip4.src", &r.source_cidrs), cidr_match("ip4.dst", &r.dest_cidrs));
+        // Only IPv4 leaves an isolated network (its router has no IPv6 route
+        // out), so a rule's IPv6 CIDRs select no traffic here.
+        let (Some(src), Some(dst)) =
+            (cidr_match(Family::V4, "src", &r.source_cidrs), cidr_match(Family::V4, "dst", &r.dest_cidrs))
+        else {
+            continue;
+        };
+        let l4 = l4_match(Family::V4, r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+        let m = format!("{leaving}{src}{dst}{l4}");
         let action = if default_egress_allow { Action::Drop } else { Action::AllowRelated };
         out.insert(AclSpec {
             place: Place::PortGroup,
@@ -371,17 +437,26 @@ pub fn network_acls(port_group: &str, tier_cidr: Ipv4Cidr, rules: &[Rule]) -> Ve
     let tier = tier_cidr.network();
     let to_vm = format!("outport == @{port_group} && ip4");
     let from_vm = format!("inport == @{port_group} && ip4");
+    // rules::network_acl caps the list so that every rule keeps its own
+    // priority, above the implicit deny and below the tier's own traffic.
+    debug_assert!(rules.len() <= crate::payload::rules::MAX_ACL_RULES);
     for (i, r) in rules.iter().enumerate() {
         let priority = RULE + 8000 - i.min(7999) as u16;
-        let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
         let action = if r.allow { Action::AllowRelated } else { Action::Drop };
-        let (direction, m) = if r.ingress {
-            (Direction::ToPort, format!("{to_vm}{}{l4}", cidr_match("ip4.src", &r.source_cidrs)))
-        } else {
-            // CloudStack hands egress ACL CIDRs in sourceCidrs; they are destinations.
-            (Direction::FromVm, format!("{from_vm}{}{l4}", cidr_match("ip4.dst", &r.source_cidrs)))
-        };
-        out.insert(AclSpec { place: Place::PortGroup, direction, priority, matches: m, action, rule_id: r.id });
+        // A rule with IPv4 and IPv6 CIDRs is one ACL per family.
+        for family in [Family::V4, Family::V6] {
+            let ip = family.ip();
+            let (direction, base, side) = if r.ingress {
+                (Direction::ToPort, format!("outport == @{port_group} && {ip}"), "src")
+            } else {
+                // CloudStack hands egress ACL CIDRs in sourceCidrs; they are destinations.
+                (Direction::FromVm, format!("inport == @{port_group} && {ip}"), "dst")
+            };
+            let Some(addr) = cidr_match(family, side, &r.source_cidrs) else { continue };
+            let l4 = l4_match(family, r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+            let m = format!("{base}{addr}{l4}");
+            out.insert(AclSpec { place: Place::PortGroup, direction, priority, matches: m, action, rule_id: r.id });
+        }
     }
     let top = RULE + 9000;
     out.insert(AclSpec {
@@ -603,6 +678,10 @@ mod tests {
         Ipv4Cidr::parse("c", s).unwrap()
     }
 
+    fn any(s: &str) -> IpCidr {
+        IpCidr::parse("c", s).unwrap()
+    }
+
     fn rule(ingress: bool, proto: RuleProto, ports: Option<(u16, u16)>, public: Option<&str>, src: &[&str]) -> Rule {
         Rule {
             id: Some(1),
@@ -612,7 +691,7 @@ mod tests {
             icmp_type: None,
             icmp_code: None,
             public_ip: public.map(|p| p.parse().unwrap()),
-            source_cidrs: src.iter().map(|c| cidr(c)).collect(),
+            source_cidrs: src.iter().map(|c| any(c)).collect(),
             dest_cidrs: vec![],
             allow: true,
         }
@@ -683,5 +762,46 @@ mod tests {
             .iter()
             .any(|a| a.priority == DEFAULT && a.action == Action::Drop && a.direction == Direction::ToPort));
         assert!(acls.iter().any(|a| a.matches.contains("ip4.src == 10.7.1.0/24") && a.action == Action::AllowRelated));
+    }
+
+    /// Issue 9 #2: a `/0` next to other CIDRs keeps the rule "from anywhere"
+    /// of its family; the other family's CIDRs neither widen nor empty it.
+    #[test]
+    fn cidr_lists_mean_what_they_say() {
+        let l = |v: &[&str]| v.iter().map(|c| any(c)).collect::<Vec<_>>();
+        assert_eq!(cidr_match(Family::V4, "src", &l(&["0.0.0.0/0", "10.0.0.0/8"])), Some(String::new()));
+        assert_eq!(cidr_match(Family::V4, "src", &l(&["10.0.0.0/8", "0.0.0.0/0"])), Some(String::new()));
+        assert_eq!(cidr_match(Family::V4, "src", &l(&["::/0"])), None, "IPv6 only: no IPv4 packet");
+        assert_eq!(cidr_match(Family::V6, "src", &l(&["::/0", "10.0.0.0/8"])), Some(String::new()));
+        assert_eq!(
+            cidr_match(Family::V4, "dst", &l(&["10.0.0.5/8", "2001:db8::/32", "192.0.2.1"])),
+            Some(" && ip4.dst == {10.0.0.0/8, 192.0.2.1/32}".into())
+        );
+        assert_eq!(cidr_match(Family::V6, "src", &l(&["2001:db8::5/32"])), Some(" && ip6.src == 2001:db8::/32".into()));
+        assert_eq!(cidr_match(Family::V4, "src", &[]), Some(String::new()), "no CIDR is 0.0.0.0/0");
+        assert_eq!(cidr_match(Family::V6, "src", &[]), None);
+
+        let mut deny = rule(true, RuleProto::Tcp, Some((22, 22)), None, &["0.0.0.0/0", "10.0.0.0/8"]);
+        deny.allow = false;
+        let v6only = rule(true, RuleProto::Icmp, None, None, &["2001:db8::/32"]);
+        let acls = network_acls("cs_net_71", cidr("10.7.1.0/24"), &[deny, v6only]);
+        assert!(
+            acls.iter().any(
+                |a| a.action == Action::Drop && a.matches == "outport == @cs_net_71 && ip4 && tcp && tcp.dst == 22"
+            ),
+            "{acls:#?}"
+        );
+        assert!(
+            acls.iter().any(|a| a.matches == "outport == @cs_net_71 && ip6 && ip6.src == 2001:db8::/32 && icmp6"),
+            "{acls:#?}"
+        );
+        assert!(!acls.iter().any(|a| a.matches.contains("icmp4")), "an IPv6-only rule matches no IPv4: {acls:#?}");
+
+        // Firewall: an IPv6-only source list opens nothing on an IPv4 public IP.
+        let mut fwd = Forwarding::default();
+        fwd.static_nat.insert("203.0.113.11".parse().unwrap(), "10.1.1.23".parse().unwrap());
+        let r = rule(true, RuleProto::Tcp, Some((22, 22)), Some("203.0.113.11"), &["::/0"]);
+        let acls = firewall_acls(&scope(), true, &[r], &fwd);
+        assert!(!acls.iter().any(|a| a.matches.contains("tcp.dst == 22")), "{acls:#?}");
     }
 }
