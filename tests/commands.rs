@@ -621,6 +621,7 @@ fn shipped_examples_work() {
         "delete-static-nat",
         "release-ip",
         "implement-vpc",
+        "implement-network-tier",
         "apply-network-acl",
         "update-vpc-source-nat-ip",
         "shutdown-vpc",
@@ -641,7 +642,7 @@ fn shipped_examples_work() {
         let text = std::fs::read_to_string(format!("examples/{name}.json")).unwrap();
         let mut doc: Value = serde_json::from_str(&text).unwrap();
         doc["physical-network-extension-details"]["ovn.nb.connection"] = json!(nb.remote());
-        let command = name.trim_end_matches("-static");
+        let command = name.trim_end_matches("-static").trim_end_matches("-tier");
         let command = if command == "ensure-network-device-vpc" { "ensure-network-device" } else { command };
         let out = ok(run_cs(&nb.remote(), command, &doc));
         if command == "ensure-network-device" || command == "implement-network" {

@@ -38,6 +38,15 @@ pub(super) fn firewall_want(scope: &Scope, rs: &RouterScope, public: PublicLooku
     Want { switch: true, port_group: true, scope: Some(scope.clone()), router: Some(rw), ..Want::default() }
 }
 
+/// `fw_rules.cidr`, the network's CIDR the egress rules are relative to.
+fn firewall_cidr(rules_doc: &Value) -> Result<Ipv4Cidr> {
+    match rules_doc.get("cidr") {
+        Some(Value::String(c)) => Ipv4Cidr::parse("fw_rules.cidr", c),
+        None | Some(Value::Null) => Err(Error::Missing("fw_rules.cidr (the network's CIDR)".into())),
+        Some(other) => Err(Error::field("fw_rules.cidr", format!("expected an IPv4 CIDR, got {other}"))),
+    }
+}
+
 /// Plan the firewall of `rules_doc` over what the router forwards (`fwd`,
 /// which the caller may have adjusted for its own pending change).
 fn plan_firewall(
@@ -49,12 +58,7 @@ fn plan_firewall(
     obs: &Observed,
 ) -> Result<()> {
     let (default_egress_allow, rules) = rules::firewall(rules_doc)?;
-    let cidr = rules_doc
-        .get("cidr")
-        .and_then(Value::as_str)
-        .map(|c| Ipv4Cidr::parse("fw_rules.cidr", c))
-        .transpose()?
-        .ok_or_else(|| Error::Missing("fw_rules.cidr (the network's CIDR)".into()))?;
+    let cidr = firewall_cidr(rules_doc)?;
     let fs = FirewallScope {
         port_group: port_group_name(scope.network_id),
         router_peer: guest_peer_name(scope.network_id),
@@ -95,13 +99,16 @@ pub fn apply_firewall(ctx: &Context) -> Result<Outcome> {
     if !doc.is_object() {
         return Err(Error::field("fw_rules", "must be a JSON object"));
     }
-    if doc.get("cidr").and_then(Value::as_str).is_none_or(str::is_empty) {
+    // Absent or empty: the network's CIDR from the payload. Anything else is
+    // validated as given (a list or number is an error, not "absent").
+    if matches!(doc.get("cidr"), None | Some(Value::Null)) || doc.get("cidr").and_then(Value::as_str) == Some("") {
         if let Some(c) = input::switch_spec(ctx)?.cidr {
             doc["cidr"] = Value::String(c.network().to_string());
         }
     }
     // Validate everything before touching the NB.
     rules::firewall(&doc)?;
+    firewall_cidr(&doc)?;
     let want = firewall_want(&scope, &rs, PublicLookup::ByGatewayPeer);
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
@@ -116,12 +123,30 @@ pub fn apply_network_acl(ctx: &Context) -> Result<Outcome> {
     let doc = ctx.payload().nested("acl_rules")?.unwrap_or(Value::Array(Vec::new()));
     let rules = rules::network_acl(&doc)?;
     let cidr = input::switch_spec(ctx)?.cidr.ok_or_else(|| Error::Missing("cidr (the tier's CIDR)".into()))?;
+    if scope.vpc_id.is_none() && !ctx.legacy() {
+        return Err(not_a_tier(scope.network_id));
+    }
     let want = Want { switch: true, port_group: true, scope: Some(scope.clone()), ..Want::default() };
     let desired = acl::network_acls(&port_group_name(scope.network_id), cidr, &rules);
     ctx.converge(&want, |obs| {
+        // Filtering a network we never implemented, or an isolated one
+        // (legacy payloads carry no vpc id), would leave a port group that
+        // nothing uses or bypass its firewall: say so instead.
+        let sw = obs.switch.as_ref().ok_or_else(|| {
+            Error::field("network_id", format!("network {} has no switch: implement-network first", scope.network_id))
+        })?;
+        if !sw.external_ids.contains_key(crate::nb::key::VPC_ID) {
+            return Err(not_a_tier(scope.network_id));
+        }
         let mut plan = Plan::default();
         acl::ensure_port_group(&mut plan, &scope, &vm_ports(&scope, obs), obs)?;
         acl::converge_acls(&mut plan, &scope, Kind::NetworkAcl, &desired, None, None, obs)?;
         Ok(plan)
     })
+}
+
+fn not_a_tier(network_id: u64) -> Error {
+    Error::Unsupported(format!(
+        "apply-network-acl on network {network_id}, which is not a VPC tier (isolated networks are filtered by apply-fw-rules)"
+    ))
 }

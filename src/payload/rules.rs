@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::Value;
 
-use super::types::{ipv4, IpCidr, Mac};
+use super::types::{host_ipv4, host_ipv6, ipv4, IpCidr, Mac};
 use crate::error::{Error, Result};
 
 /// IP protocol of a rule.
@@ -345,7 +345,7 @@ pub fn load_balancers(v: &Value) -> Result<Vec<LbRule>> {
             if boolean(&bf, b, "revoked")? {
                 continue;
             }
-            let ip = ipv4(&bf, &string(&bf, b, "ip")?)?;
+            let ip = host_ipv4(&bf, ipv4(&bf, &string(&bf, b, "ip")?)?)?;
             let p = opt_num(&bf, b, "port")?.or(private_port).ok_or_else(|| Error::field(&bf, "port is required"))?;
             backends.push((ip, port(&bf, p)?));
         }
@@ -379,7 +379,7 @@ pub fn restore(v: &Value) -> Result<(bool, bool, Vec<RestoreVm>)> {
         }
         let ip6 = match string(&field, vm, "ip6_address")? {
             s if s.is_empty() => None,
-            s => Some(super::types::ipv6(&field, &s)?),
+            s => Some(host_ipv6(&field, super::types::ipv6(&field, &s)?)?),
         };
         let hostname = match string(&field, vm, "hostname")? {
             s if s.is_empty() => None,
@@ -388,7 +388,7 @@ pub fn restore(v: &Value) -> Result<(bool, bool, Vec<RestoreVm>)> {
         vms.push(RestoreVm {
             nic_uuid: super::types::nic_uuid(&field, &nic)?,
             mac: Mac::parse(&field, &string(&field, vm, "mac")?)?,
-            ip: ipv4(&field, &string(&field, vm, "ip")?)?,
+            ip: host_ipv4(&field, ipv4(&field, &string(&field, vm, "ip")?)?)?,
             ip6,
             hostname,
             default_nic: opt_bool(&field, vm, "default_nic")?.unwrap_or(true),

@@ -947,8 +947,8 @@ pub fn port_range(field: &str, raw: &str, max_len: u32) -> Result<(u16, u16)> {
         Some((a, b)) => (a.trim(), b.trim()),
         None => (raw.trim(), raw.trim()),
     };
-    let a: u16 = a.parse().map_err(|_| bad())?;
-    let b: u16 = b.parse().map_err(|_| bad())?;
+    let port = |s: &str| crate::payload::types::decimal(s).and_then(|p| u16::try_from(p).ok()).ok_or_else(bad);
+    let (a, b) = (port(a)?, port(b)?);
     if a == 0 || b < a {
         return Err(bad());
     }
@@ -1113,7 +1113,7 @@ mod tests {
         assert_eq!(port_range("p", "22", 256).unwrap(), (22, 22));
         assert_eq!(port_range("p", "2000-2010", 256).unwrap(), (2000, 2010));
         assert_eq!(port_range("p", "2000:2001", 256).unwrap(), (2000, 2001));
-        for bad in ["0", "65536", "10-5", "x", "1-", ""] {
+        for bad in ["0", "65536", "10-5", "x", "1-", "", "+22", "20-+30"] {
             assert!(port_range("p", bad, 256).is_err(), "{bad}");
         }
         assert!(port_range("p", "1-65535", 256).unwrap_err().to_string().contains("at most 256"));
