@@ -344,13 +344,8 @@ fn network_acl_table_matches_cloudstack() {
         for v6 in [false, true] {
             for (remote, l4) in probes(&set, v6) {
                 total += 1;
-                // First match by number decides; no match: implicit deny (IPv4).
-                let want = match set.iter().find(|r| matches(r, remote, l4)) {
-                    Some(r) => r.allow,
-                    None if !v6 => false,
-                    // IPv6 has no implicit deny yet (docs/firewall.md): not judged.
-                    None => continue,
-                };
+                // First match by number decides; no match: implicit deny.
+                let want = set.iter().find(|r| matches(r, remote, l4)).is_some_and(|r| r.allow);
                 let flow = l4_flow(l4, v6);
                 let (ip, me) = if v6 { ("ip6", vm6) } else { ("ip4", "10.7.1.10") };
                 let hop = "ip.ttl == 64";
@@ -376,6 +371,54 @@ fn network_acl_table_matches_cloudstack() {
                 bad.check(&format!("acl {dir} {remote} {l4:?}"), want, got, &out);
             }
         }
+    }
+    // The tier's own link stays open whatever the rules: router
+    // advertisements, neighbour discovery, link-local, its own prefix.
+    let v6flow = |from_vm: bool, src: &str, dst: &str, eth_dst: &str, rest: &str| {
+        let (inport, eth_src) = if from_vm { (NIC1, vm_mac) } else { ("rtr-cs-net-71", router_mac.as_str()) };
+        central.trace_opts(
+            &["--ct=new"],
+            "cs-net-71",
+            &format!(r#"inport == "{inport}" && eth.src == {eth_src} && eth.dst == {eth_dst} && ip6.src == {src} && ip6.dst == {dst} && ip.ttl == 255 && {rest}"#),
+        )
+    };
+    let to_vm = format!("output to \"{NIC1}\"");
+    let to_router = "output to \"rtr-cs-net-71\"";
+    for (what, trace, want) in [
+        (
+            "RA",
+            v6flow(false, "fe80::1", "ff02::1", "33:33:00:00:00:01", "icmp6 && icmp6.type == 134 && icmp6.code == 0"),
+            &to_vm,
+        ),
+        (
+            "link-local ping",
+            v6flow(false, "fe80::1", vm6, vm_mac, "icmp6 && icmp6.type == 128 && icmp6.code == 0"),
+            &to_vm,
+        ),
+        (
+            "ping from the tier",
+            v6flow(false, "fd00:7:1::99", vm6, vm_mac, "icmp6 && icmp6.type == 128 && icmp6.code == 0"),
+            &to_vm,
+        ),
+        (
+            "ping the gateway",
+            v6flow(true, vm6, "fd00:7:1::1", &router_mac, "icmp6 && icmp6.type == 128 && icmp6.code == 0"),
+            &to_router.to_string(),
+        ),
+        // For a neighbour OVN does not answer itself (ovn-trace 23.03 aborts on nd_na).
+        (
+            "NS",
+            v6flow(
+                true,
+                vm6,
+                "ff02::1:ff00:77",
+                "33:33:ff:00:00:77",
+                "icmp6 && icmp6.type == 135 && icmp6.code == 0 && nd.target == fd00:7:1::77",
+            ),
+            &to_router.to_string(),
+        ),
+    ] {
+        assert!(trace.contains(want.as_str()), "{what} must pass the tier's ACLs:\n{trace}");
     }
     bad.assert_none(total);
 }

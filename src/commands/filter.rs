@@ -127,7 +127,8 @@ pub fn apply_network_acl(ctx: &Context) -> Result<Outcome> {
         return Err(not_a_tier(scope.network_id));
     }
     let want = Want { switch: true, port_group: true, scope: Some(scope.clone()), ..Want::default() };
-    let desired = acl::network_acls(&port_group_name(scope.network_id), cidr, &rules);
+    let cidr6 = input::guest_cidr6(ctx)?;
+    let desired = acl::network_acls(&port_group_name(scope.network_id), cidr, cidr6, &rules);
     ctx.converge(&want, |obs| {
         // Filtering a network we never implemented, or an isolated one
         // (legacy payloads carry no vpc id), would leave a port group that

@@ -377,6 +377,11 @@ pub fn guest_gateway6(ctx: &Context) -> Result<Option<Ipv6Cidr>> {
     }
 }
 
+/// The guest network's IPv6 prefix (`network_ip6_cidr`), if it has one.
+pub fn guest_cidr6(ctx: &Context) -> Result<Option<Ipv6Cidr>> {
+    ctx.payload().nonempty("network_ip6_cidr").map(|v| Ipv6Cidr::parse("network_ip6_cidr", &v)).transpose()
+}
+
 /// The VPC's super-CIDR (`vpc_cidr`; README-era payloads call it `cidr`).
 pub fn vpc_cidr(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
     let p = ctx.payload();

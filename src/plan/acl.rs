@@ -36,7 +36,7 @@ use crate::nb::rows::{LoadBalancer, Nat};
 use crate::nb::{key, port_group_name, table, Kind};
 use crate::ovsdb::value::{string_map, uuid_set};
 use crate::payload::rules::{Rule, RuleProto};
-use crate::payload::types::{IpCidr, Ipv4Cidr};
+use crate::payload::types::{IpCidr, Ipv4Cidr, Ipv6Cidr};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Direction {
@@ -430,9 +430,17 @@ fn baseline(out: &mut BTreeSet<AclSpec>, pg: &str) {
 }
 
 /// A VPC tier's network ACL: rules in order (the list arrives sorted by
-/// `number`; earlier = higher priority), implicit deny after the last, the
-/// tier's own traffic unfiltered, DHCP/DNS always allowed.
-pub fn network_acls(port_group: &str, tier_cidr: Ipv4Cidr, rules: &[Rule]) -> Vec<AclSpec> {
+/// `number`; earlier = higher priority), implicit deny after the last in
+/// both families, the tier's own traffic unfiltered, DHCP/DNS always
+/// allowed. IPv6 on the tier's link (link-local, multicast out) stays
+/// open: northd passes ND and RA itself, and without link-local a VM
+/// cannot even reach its router.
+pub fn network_acls(
+    port_group: &str,
+    tier_cidr: Ipv4Cidr,
+    tier_cidr6: Option<Ipv6Cidr>,
+    rules: &[Rule],
+) -> Vec<AclSpec> {
     let mut out = BTreeSet::new();
     let tier = tier_cidr.network();
     let to_vm = format!("outport == @{port_group} && ip4");
@@ -459,51 +467,46 @@ pub fn network_acls(port_group: &str, tier_cidr: Ipv4Cidr, rules: &[Rule]) -> Ve
         }
     }
     let top = RULE + 9000;
-    out.insert(AclSpec {
-        place: Place::PortGroup,
-        direction: Direction::ToPort,
-        priority: top,
-        matches: format!("{to_vm} && ip4.src == {tier}"),
-        action: Action::AllowRelated,
-        rule_id: None,
-    });
-    out.insert(AclSpec {
-        place: Place::PortGroup,
-        direction: Direction::FromVm,
-        priority: top,
-        matches: format!("{from_vm} && ip4.dst == {tier}"),
-        action: Action::AllowRelated,
-        rule_id: None,
-    });
-    for m in [
-        format!("inport == @{port_group} && udp && udp.dst == 67"),
-        format!("inport == @{port_group} && (udp.dst == 53 || tcp.dst == 53)"),
-    ] {
+    let to_vm6 = format!("outport == @{port_group} && ip6");
+    let from_vm6 = format!("inport == @{port_group} && ip6");
+    let mut own = vec![
+        (Direction::ToPort, format!("{to_vm} && ip4.src == {tier}")),
+        (Direction::FromVm, format!("{from_vm} && ip4.dst == {tier}")),
+        (Direction::FromVm, format!("inport == @{port_group} && udp && udp.dst == 67")),
+        (Direction::FromVm, format!("inport == @{port_group} && (udp.dst == 53 || tcp.dst == 53)")),
+        (Direction::ToPort, format!("{to_vm6} && ip6.src == fe80::/10")),
+        (Direction::FromVm, format!("{from_vm6} && ip6.dst == {{fe80::/10, ff00::/8}}")),
+    ];
+    if let Some(c6) = tier_cidr6 {
+        let c6 = c6.network();
+        own.push((Direction::ToPort, format!("{to_vm6} && ip6.src == {c6}")));
+        own.push((Direction::FromVm, format!("{from_vm6} && ip6.dst == {c6}")));
+    }
+    for (direction, matches) in own {
         out.insert(AclSpec {
             place: Place::PortGroup,
-            direction: Direction::FromVm,
+            direction,
             priority: top,
-            matches: m,
+            matches,
             action: Action::AllowRelated,
             rule_id: None,
         });
     }
-    out.insert(AclSpec {
-        place: Place::PortGroup,
-        direction: Direction::ToPort,
-        priority: DEFAULT,
-        matches: to_vm,
-        action: Action::Drop,
-        rule_id: None,
-    });
-    out.insert(AclSpec {
-        place: Place::PortGroup,
-        direction: Direction::FromVm,
-        priority: DEFAULT,
-        matches: from_vm,
-        action: Action::Drop,
-        rule_id: None,
-    });
+    for (direction, matches) in [
+        (Direction::ToPort, to_vm),
+        (Direction::FromVm, from_vm),
+        (Direction::ToPort, to_vm6),
+        (Direction::FromVm, from_vm6),
+    ] {
+        out.insert(AclSpec {
+            place: Place::PortGroup,
+            direction,
+            priority: DEFAULT,
+            matches,
+            action: Action::Drop,
+            rule_id: None,
+        });
+    }
     out.into_iter().collect()
 }
 
@@ -755,7 +758,7 @@ mod tests {
         let mut deny22 = rule(true, RuleProto::Tcp, Some((22, 22)), None, &[]);
         deny22.allow = false;
         let icmp = rule(true, RuleProto::Icmp, None, None, &["0.0.0.0/0"]);
-        let acls = network_acls("cs_net_71", cidr("10.7.1.0/24"), &[icmp, deny22]);
+        let acls = network_acls("cs_net_71", cidr("10.7.1.0/24"), None, &[icmp, deny22]);
         let prio = |needle: &str| acls.iter().find(|a| a.matches.contains(needle)).map(|a| a.priority).unwrap();
         assert!(prio("icmp4") > prio("tcp.dst == 22"), "lower number first");
         assert!(acls
@@ -784,7 +787,7 @@ mod tests {
         let mut deny = rule(true, RuleProto::Tcp, Some((22, 22)), None, &["0.0.0.0/0", "10.0.0.0/8"]);
         deny.allow = false;
         let v6only = rule(true, RuleProto::Icmp, None, None, &["2001:db8::/32"]);
-        let acls = network_acls("cs_net_71", cidr("10.7.1.0/24"), &[deny, v6only]);
+        let acls = network_acls("cs_net_71", cidr("10.7.1.0/24"), None, &[deny, v6only]);
         assert!(
             acls.iter().any(
                 |a| a.action == Action::Drop && a.matches == "outport == @cs_net_71 && ip4 && tcp && tcp.dst == 22"
@@ -796,6 +799,19 @@ mod tests {
             "{acls:#?}"
         );
         assert!(!acls.iter().any(|a| a.matches.contains("icmp4")), "an IPv6-only rule matches no IPv4: {acls:#?}");
+
+        // IPv6 has an implicit deny too, with the tier's own link open.
+        let c6 = Ipv6Cidr::parse("c", "fd00:7:1::/64").ok();
+        let acls = network_acls("cs_net_71", cidr("10.7.1.0/24"), c6, &[]);
+        let has = |p: u16, a: Action, m: &str| acls.iter().any(|x| x.priority == p && x.action == a && x.matches == m);
+        assert!(has(DEFAULT, Action::Drop, "outport == @cs_net_71 && ip6"), "{acls:#?}");
+        assert!(has(DEFAULT, Action::Drop, "inport == @cs_net_71 && ip6"), "{acls:#?}");
+        assert!(has(RULE + 9000, Action::AllowRelated, "outport == @cs_net_71 && ip6 && ip6.src == fd00:7:1::/64"));
+        assert!(has(
+            RULE + 9000,
+            Action::AllowRelated,
+            "inport == @cs_net_71 && ip6 && ip6.dst == {fe80::/10, ff00::/8}"
+        ));
 
         // Firewall: an IPv6-only source list opens nothing on an IPv4 public IP.
         let mut fwd = Forwarding::default();
