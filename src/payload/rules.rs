@@ -200,14 +200,9 @@ fn l4(field: &str, r: &Value) -> Result<L4> {
 
 /// `fw_rules`: `{default_egress_allow, cidr, rules: [...]}`.
 pub fn firewall(v: &Value) -> Result<(bool, Vec<Rule>)> {
-    let default_egress_allow = match v.get("default_egress_allow") {
-        None => true,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => !s.eq_ignore_ascii_case("false"),
-        Some(other) => {
-            return Err(Error::field("fw_rules", format!("default_egress_allow must be a boolean, got {other}")))
-        }
-    };
+    // Absent: CloudStack's own default (allow, when the offering is gone).
+    // Anything but true/false is refused: "no" must not mean "allow all".
+    let default_egress_allow = opt_bool("fw_rules", v, "default_egress_allow")?.unwrap_or(true);
     let mut rules = Vec::new();
     for (i, r) in list("fw_rules", v, "rules")?.iter().enumerate() {
         let field = format!("fw_rules.rules[{i}]");
@@ -426,6 +421,9 @@ mod tests {
             json!({"rules": [{"type": "ingress", "protocol": "tcp", "portStart": 22, "publicIp": "203.0.113.1", "sourceCidrs": ["10.0.0.0/33"]}]}),
             json!({"rules": [{"type": "ingress", "protocol": "tcp", "portStart": 30, "portEnd": 20, "publicIp": "203.0.113.1"}]}),
             json!({"rules": [{"type": "ingress", "protocol": "tcp", "portStart": 22}]}),
+            json!({"default_egress_allow": "no", "rules": []}),
+            json!({"default_egress_allow": "", "rules": []}),
+            json!({"default_egress_allow": 0, "rules": []}),
         ] {
             assert!(firewall(&bad).is_err(), "{bad}");
         }
