@@ -224,6 +224,17 @@ fn firewall_table_matches_cloudstack() {
             v
         })
         .collect();
+    // Port forwarding 203.0.113.12:2200+k → 10.1.1.23:3200+k, one firewall
+    // rule per list on its public port: the same lists through the
+    // forwarding path (the VIP's backends on the port group).
+    ok(cs(nb, "assign-ip", public(network(42), "203.0.113.12", false, "101")));
+    let pf = json!({"private_ip": "10.1.1.23", "public_port": format!("2200-{}", 2199 + LISTS.len()),
+                    "private_port": format!("3200-{}", 3199 + LISTS.len()), "protocol": "tcp"});
+    ok(cs(nb, "add-port-forward", with(public(network(42), "203.0.113.12", false, "101"), pf)));
+    for (k, cidrs) in LISTS.iter().enumerate() {
+        doc.push(json!({"id": 500 + k, "type": "ingress", "protocol": "tcp", "portStart": 2200 + k,
+                        "portEnd": 2200 + k, "publicIp": "203.0.113.12", "sourceCidrs": cidrs}));
+    }
     // A rule for another public IP must not open this one.
     doc.push(json!({"id": 999, "type": "ingress", "protocol": "all", "publicIp": "203.0.113.10", "sourceCidrs": ["0.0.0.0/0"]}));
     let fw = |egress_allow: bool, rules: &[Value]| {
@@ -259,6 +270,26 @@ fn firewall_table_matches_cloudstack() {
         if let L4::Tcp(_) = l4 {
             // A new TCP connection is already refused on the public side.
             bad.check(&format!("ingress SYN public side {remote} {l4:?}"), want, l1_pass, &l1);
+        }
+    }
+    for remote in REMOTES_V4 {
+        for (k, cidrs) in LISTS.iter().enumerate() {
+            total += 1;
+            let r = R { cidrs, proto: Proto::Tcp(2200, 2200), allow: true, ingress: true };
+            let want = matches(&r, remote.parse().unwrap(), L4::Tcp(2200));
+            let l1 = central.trace_opts(
+                &["--ct=new"],
+                "cs-public-public-101",
+                &format!(r#"inport == "ln-cs-public-public-101" && eth.src == 02:00:cb:00:71:01 && eth.dst == {gw_mac} && ip4.src == {remote} && ip4.dst == 203.0.113.12 && ip.ttl == 64 && tcp && tcp.src == 40000 && tcp.dst == {} && tcp.flags == 2"#, 2200 + k),
+            );
+            let l2 = central.trace_opts(
+                &["--ct=new"],
+                "cs-net-42",
+                &format!(r#"inport == "rtr-cs-net-42" && eth.src == {router_mac} && eth.dst == {vm_mac} && ip4.src == {remote} && ip4.dst == 10.1.1.23 && ip.ttl == 64 && tcp && tcp.src == 40000 && tcp.dst == {} && tcp.flags == 2"#, 3200 + k),
+            );
+            let got =
+                l1.contains("output to \"lsp-cs-router-42-pub\"") && l2.contains(&format!("output to \"{NIC1}\""));
+            bad.check(&format!("forwarded {remote} list {cidrs:?}"), want, got, &format!("{l1}\n{l2}"));
         }
     }
 

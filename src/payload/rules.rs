@@ -333,6 +333,16 @@ pub fn load_balancers(v: &Value) -> Result<Vec<LbRule>> {
                 )))
             }
         };
+        // CloudStack's LB rules can carry a source CIDR list (API `cidrlist`);
+        // the payload has none today, and one we cannot enforce must not be
+        // dropped silently: anything narrower than "anywhere" is refused.
+        for key in ["sourceCidrs", "cidrList", "cidrlist"] {
+            let list = cidrs(&field, r, key)?;
+            let anywhere = list.iter().any(|c| matches!(c, IpCidr::V4(c) if c.prefix == 0));
+            if !list.is_empty() && !anywhere {
+                return Err(Error::Unsupported(format!("{field}: source CIDRs on load balancer rules ({key})")));
+            }
+        }
         let private_port = opt_num(&field, r, "privatePort")?;
         let mut backends = Vec::new();
         for (j, b) in list(&field, r, "backends")?.iter().enumerate() {
@@ -553,8 +563,12 @@ mod tests {
             json!({"backends": {"ip": "10.1.1.23"}}),
             json!({"backends": [{"ip": "10.1.1.23", "port": 8080, "revoked": "no"}]}),
             json!({"publicPort": "+80"}),
+            json!({"sourceCidrs": ["198.51.100.0/24"]}),
+            json!({"cidrList": "198.51.100.0/24,192.0.2.0/24"}),
+            json!({"sourceCidrs": ["198.51.100.0/24", ""]}),
         ] {
             assert!(lb(bad.clone()).is_err(), "{bad}");
         }
+        assert!(lb(json!({"sourceCidrs": ["0.0.0.0/0"]})).is_ok());
     }
 }
