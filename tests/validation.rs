@@ -91,6 +91,20 @@ fn nic_addresses_macs_and_acl_targets_are_checked() {
         assert!(msg.contains(field), "{field}={value}: {msg}");
         assert_eq!(snap, nb.snapshot(), "{field}={value}: the NB changed");
     }
+    // Public addresses too: not the public subnet's network or broadcast
+    // address, not unspecified or multicast.
+    for (ip, gw) in [
+        ("203.0.113.0", "203.0.113.1"),
+        ("203.0.113.255", "203.0.113.1"),
+        ("0.0.0.0", "203.0.113.1"),
+        ("203.0.113.10", "224.0.0.1"),
+        ("203.0.113.10", "203.0.113.255"),
+    ] {
+        let payload = with(public(network(21), ip, true, "101"), json!({ "public_gateway": gw }));
+        let msg = fails(cs(&nb, "assign-ip", payload), 2);
+        assert!(msg.contains("public_"), "{ip} via {gw}: {msg}");
+        assert_eq!(snap, nb.snapshot(), "{ip} via {gw}: the NB changed");
+    }
     let acl = json!({"acl_rules": [{"number": 1, "action": "allow", "trafficType": "ingress", "protocol": "all"}]});
     // An isolated network is filtered by apply-fw-rules, not by network ACLs.
     let msg = fails(cs(&nb, "apply-network-acl", with(network(21), acl.clone())), 6);

@@ -289,11 +289,13 @@ pub fn vlan(field: &str, raw: &str) -> Result<Option<u16>> {
 /// The public IP of the payload with its subnet, gateway and VLAN.
 pub fn public_ip(ctx: &Context) -> Result<PublicIp> {
     let p = ctx.payload();
-    let ip = ipv4("public_ip", &p.require("public_ip")?)?;
+    let ip = host_ipv4("public_ip", ipv4("public_ip", &p.require("public_ip")?)?)?;
     // Newer CloudStack sends network/prefix, the CLI era ip/prefix: only the prefix counts.
     let cidr = Ipv4Cidr::parse("public_cidr", &p.require("public_cidr")?)?;
     let subnet = Ipv4Cidr { addr: ip, prefix: cidr.prefix }.network();
-    let gateway = ipv4("public_gateway", &p.require("public_gateway")?)?;
+    host_in_subnet("public_ip", ip, subnet)?;
+    let gateway = host_ipv4("public_gateway", ipv4("public_gateway", &p.require("public_gateway")?)?)?;
+    host_in_subnet("public_gateway", gateway, subnet)?;
     if !subnet.contains(gateway) {
         return Err(Error::field("public_gateway", format!("{gateway} is not on the public IP's subnet {subnet}")));
     }
@@ -309,7 +311,7 @@ pub fn public_ip(ctx: &Context) -> Result<PublicIp> {
 
 /// Just the address, for commands that only name it (release, NAT deletes).
 pub fn public_address(ctx: &Context) -> Result<Ipv4Addr> {
-    ipv4("public_ip", &ctx.payload().require("public_ip")?)
+    host_ipv4("public_ip", ipv4("public_ip", &ctx.payload().require("public_ip")?)?)
 }
 
 /// The prefix of `public_cidr`, when given.

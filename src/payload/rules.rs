@@ -214,7 +214,7 @@ pub fn firewall(v: &Value) -> Result<(bool, Vec<Rule>)> {
         let (protocol, ports, icmp_type, icmp_code) = l4(&field, r)?;
         let public_ip = match string(&field, r, "publicIp")? {
             s if s.is_empty() => None,
-            s => Some(ipv4(&field, &s)?),
+            s => Some(host_ipv4(&field, ipv4(&field, &s)?)?),
         };
         if ingress && public_ip.is_none() {
             return Err(Error::field(&field, "an ingress rule needs publicIp"));
@@ -309,7 +309,7 @@ pub fn load_balancers(v: &Value) -> Result<Vec<LbRule>> {
     for (i, r) in all.iter().enumerate() {
         let field = format!("lb_rules[{i}]");
         let id = opt_id(&field, r, "id")?.ok_or_else(|| Error::field(&field, "id is required"))?;
-        let public_ip = ipv4(&field, &string(&field, r, "publicIp")?)?;
+        let public_ip = host_ipv4(&field, ipv4(&field, &string(&field, r, "publicIp")?)?)?;
         let public_port = port(
             &field,
             opt_num(&field, r, "publicPort")?.ok_or_else(|| Error::field(&field, "publicPort is required"))?,
