@@ -649,6 +649,9 @@ pub fn dhcp_nic_row(
     ids.insert(key::BASE_DHCP.into(), base.uuid.to_string());
     ids.insert(key::CIDR.into(), base.cidr.clone());
     let what = format!("per-NIC DHCP options of {}", port.name);
+    // A root row nothing else removes: if release-nic deleted the port
+    // since we read it, this row would leak. Fail and re-plan instead.
+    plan.require_row(table::LOGICAL_SWITCH_PORT, port.uuid, &port.name);
     upsert_dhcp(plan, scope, uuid, &base.cidr, &options, &ids, &what, obs)?;
     Ok(uuid)
 }
@@ -910,6 +913,37 @@ mod tests {
         let obs = Observed { switch: Some(sw), ..Default::default() };
         let e = ensure_switch(&mut Plan::default(), &s, &SwitchSpec::default(), &obs).unwrap_err();
         assert!(matches!(e, Error::NotOwned { .. }));
+    }
+
+    #[test]
+    fn per_nic_dhcp_row_requires_its_port() {
+        // release-nic racing set-dhcp-options must not leave the row behind.
+        let s = scope();
+        let port = Port {
+            uuid: s.port_uuid(&nic().nic_uuid),
+            name: nic().nic_uuid,
+            tag_request: None,
+            addresses: vec![],
+            port_security: vec![],
+            dhcpv4_options: None,
+            options: BTreeMap::new(),
+            external_ids: s.ids(Kind::Nic),
+        };
+        let base = DhcpOptions {
+            uuid: Uuid::from_u128(9),
+            cidr: "10.1.1.0/24".into(),
+            options: BTreeMap::new(),
+            external_ids: s.ids(Kind::Dhcp4),
+        };
+        let mut p = Plan::default();
+        dhcp_nic_row(&mut p, &s, &port, &base, &BTreeMap::new(), &Observed::default()).unwrap();
+        let ops: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
+        assert!(
+            ops.iter().any(|o| o["op"] == "wait"
+                && o["table"] == "Logical_Switch_Port"
+                && o["where"][0][2][1] == port.uuid.to_string()),
+            "{ops:#?}"
+        );
     }
 
     #[test]

@@ -1020,8 +1020,7 @@ pub fn add_port_forward(plan: &mut Plan, rs: &RouterScope, fwd: &Forward, obs: &
             plan.mutate(table::LOAD_BALANCER, lb.uuid, muts, format!("update port forwarding {name}"));
         }
     }
-    attach_lb(plan, rs, fwd.guest_switch, uuid, &name, obs);
-    Ok(())
+    attach_lb(plan, rs, fwd.guest_switch, uuid, &name, obs)
 }
 
 /// Remove the VIPs (exact pairs); delete the Load_Balancer when none is left
@@ -1077,14 +1076,50 @@ pub fn release_ip_rows(
 /// Everything of the router: its forwarding Load_Balancers (weakly
 /// referenced, so deleted explicitly), its gateway presence on the public
 /// switch, and the router itself with all its children (ports, NAT, routes).
+/// A VPC router still routing tiers cannot go: each tier's router-type
+/// port would be left pointing at a deleted router port (its switch is
+/// not ours to find from here). CloudStack destroys the tiers first.
+pub fn refuse_attached_tiers(rs: &RouterScope, obs: &Observed) -> Result<()> {
+    let Some(r) = &obs.router else { return Ok(()) };
+    let tiers: Vec<String> = r.ports.iter().filter(|p| **p != rs.gateway_port_uuid()).map(Uuid::to_string).collect();
+    if tiers.is_empty() {
+        return Ok(());
+    }
+    Err(Error::field(
+        "vpc_id",
+        format!(
+            "{} still routes {} tier(s) (router ports {}); destroy-network each tier first",
+            rs.name(),
+            tiers.len(),
+            tiers.join(", ")
+        ),
+    ))
+}
+
 pub fn destroy_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Result<()> {
+    // Load_Balancers are root rows: nothing deletes them with the router.
+    // Every one of ours found by the owner-tag scan goes, even when the
+    // router is already gone (one created while an earlier destroy ran).
+    let mut gone = BTreeSet::new();
+    for l in obs.lbs.iter().filter(|l| rs.owner.owns(&l.external_ids)) {
+        plan.delete(table::LOAD_BALANCER, l.uuid, format!("delete load balancer {}", l.name));
+        gone.insert(l.uuid);
+    }
     let Some(r) = &obs.router else { return Ok(()) };
     rs.require_owned(format!("Logical_Router {}", r.uuid), &r.external_ids)?;
+    // A balancer attached after our read would outlive the router: fail
+    // and re-plan instead (the re-read finds it).
+    plan.guard(Operation::Wait {
+        table: table::LOGICAL_ROUTER.into(),
+        conditions: vec![Condition::uuid_is(r.uuid)],
+        columns: vec!["load_balancer".into()],
+        until: WaitUntil::Equal,
+        rows: vec![row(&[("load_balancer", uuid_set(r.load_balancer.iter().copied()))])],
+        timeout_ms: Some(0),
+    });
     let candidates: BTreeSet<Uuid> = rs.port_forward_uuids(recorded_ips(obs).into_keys().collect::<Vec<_>>()).collect();
-    for lb in &r.load_balancer {
-        if candidates.contains(lb) || obs.lbs.iter().any(|l| l.uuid == *lb && rs.owner.owns(&l.external_ids)) {
-            plan.delete(table::LOAD_BALANCER, *lb, format!("delete port forwarding {lb}"));
-        }
+    for lb in r.load_balancer.iter().filter(|lb| candidates.contains(lb) && !gone.contains(lb)) {
+        plan.delete(table::LOAD_BALANCER, *lb, format!("delete port forwarding {lb}"));
     }
     remove_gateway(plan, rs, obs)?;
     plan.delete(table::LOGICAL_ROUTER, r.uuid, format!("delete router {} and its ports, NAT and routes", r.name));
@@ -1208,23 +1243,37 @@ pub fn ensure_balancer(
             );
         }
     }
-    attach_lb(plan, rs, guest_switch, uuid, &name, obs);
-    Ok(())
+    attach_lb(plan, rs, guest_switch, uuid, &name, obs)
 }
 
 /// A Load_Balancer serves on the router (traffic from outside) and on the
 /// guest switch (VMs reaching the public address of their own network).
-fn attach_lb(plan: &mut Plan, rs: &RouterScope, guest_switch: Uuid, uuid: Uuid, name: &str, obs: &Observed) {
+/// Both must still exist when it commits: a Load_Balancer is a root row, and
+/// one linked to a router or switch deleted meanwhile would be left behind.
+fn attach_lb(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    guest_switch: Uuid,
+    uuid: Uuid,
+    name: &str,
+    obs: &Observed,
+) -> Result<()> {
+    let Some(sw) = obs.switch.as_ref().filter(|sw| sw.uuid == guest_switch) else {
+        return Err(Error::field("network_id", format!("{name}: the network has no switch (implement-network first)")));
+    };
+    // The router is guarded when read; when not, this plan inserts it.
+    require_router(plan, rs, obs);
+    plan.require_row(table::LOGICAL_SWITCH, sw.uuid, &sw.name);
     if !obs.router.as_ref().is_some_and(|r| r.load_balancer.contains(&uuid)) {
-        require_router(plan, rs, obs);
         plan.change(Parent::router(rs.uuid(), "load_balancer").link(uuid), format!("attach {name} to {}", rs.name()));
     }
-    if !obs.switch.as_ref().is_some_and(|sw| sw.uuid == guest_switch && sw.load_balancer.contains(&uuid)) {
+    if !sw.load_balancer.contains(&uuid) {
         plan.change(
             Parent::switch(guest_switch, "load_balancer").link(uuid),
             format!("attach {name} to the guest switch"),
         );
     }
+    Ok(())
 }
 
 /// Delete the rule's Load_Balancer (its weak references go with it).

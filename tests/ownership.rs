@@ -1,0 +1,122 @@
+//! Issue 9: ownership and leaks under concurrency. Rows of ours are never
+//! left behind by a race, rows without our tag are never changed or
+//! deleted, and a name held by someone else is refused naming the holder.
+
+mod common;
+
+use common::scenario::*;
+use common::*;
+use serde_json::{json, Value};
+
+fn audit(nb: &Nb, args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = product(&nb.remote(), &dir.path().join("l")).arg("audit").arg("--json").args(args).output().unwrap();
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn problems(v: &Value) -> Vec<(String, String)> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["problem"].as_str().unwrap().to_string(), f["table"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn lb(id: u32, rule: u64, public_ip: &str) -> Value {
+    with(
+        network(id),
+        json!({"lb_rules": [{"id": rule, "name": "web", "publicIp": public_ip, "publicPort": 80, "privatePort": 8080,
+                             "protocol": "tcp", "algorithm": "roundrobin", "revoke": false,
+                             "backends": [{"ip": "10.1.1.23", "port": 8080, "revoked": false}]}]}),
+    )
+}
+
+/// #10: a Load_Balancer created while destroy-network ran outlives the
+/// router; a later destroy must still find (by owner tag) and remove it.
+#[test]
+fn destroy_removes_a_balancer_whose_router_is_gone() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", network(50)));
+    ok(cs(&nb, "assign-ip", public(network(50), "203.0.113.13", true, "untagged")));
+    ok(cs(&nb, "apply-lb-rules", lb(50, 9, "203.0.113.13")));
+    assert_eq!(nb.count_rows("Load_Balancer"), 1);
+    // What the race leaves: the router deleted, the balancer (a root row) kept.
+    nb.nbctl(&["lr-del", "cs-router-50"]);
+    ok(cs(&nb, "destroy-network", network(50)));
+    assert_eq!(nb.count_rows("Load_Balancer"), 0, "the balancer is found by its tag and removed");
+    // Idempotent.
+    twice(&nb, "destroy-network", network(50));
+}
+
+/// #10: the race itself: apply-lb-rules and destroy-network at once, many
+/// times; one destroy always leaves no balancer behind.
+#[test]
+fn balancer_racing_destroy_never_leaks() {
+    let nb = Nb::start();
+    for round in 0..8u32 {
+        let id = 60 + round;
+        ok(cs(&nb, "implement-network", network(id)));
+        ok(cs(&nb, "assign-ip", public(network(id), "203.0.113.13", true, "untagged")));
+        let remote = nb.remote();
+        let creator =
+            std::thread::spawn(move || run_cs(&remote, "apply-lb-rules", &registered(lb(id, 9, "203.0.113.13"))));
+        ok(cs(&nb, "destroy-network", network(id)));
+        // Whichever commits first, nothing of the network may remain:
+        // a balancer attached after destroy's read fails its guard.
+        let _ = creator.join().unwrap();
+        assert_eq!(owned_rows(&nb), 0, "round {round}: {:?}", nb.rows("Load_Balancer"));
+    }
+}
+
+/// #10: set-dhcp-options racing release-nic left a per-NIC DHCP row nothing
+/// removes; audit flags such a row and repairs it.
+#[test]
+fn audit_flags_a_per_nic_dhcp_row_without_its_port() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", network(13)));
+    run_all(&nb, NIC_START, &vm1(13));
+    ok(cs(&nb, "set-dhcp-options", with(vm1(13), json!({"options": {"15": "override.example"}}))));
+    assert_eq!(nb.count_rows("DHCP_Options"), 3);
+    // What the race leaves: the port gone, its own DHCP row kept.
+    nb.nbctl(&["lsp-del", NIC1]);
+    let v = audit(&nb, &[]);
+    assert!(problems(&v).contains(&("orphan".into(), "DHCP_Options".into())), "{v}");
+    let v = audit(&nb, &["--repair"]);
+    assert_eq!(v["repaired"], 1, "{v}");
+    assert_eq!(nb.count_rows("DHCP_Options"), 2);
+    assert!(problems(&audit(&nb, &[])).is_empty());
+}
+
+/// #10: shutdown-vpc with a tier still attached is refused (the tier's
+/// router-type port would point at a deleted router port).
+#[test]
+fn shutdown_vpc_with_an_attached_tier_is_refused() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-vpc", public(vpc(5), "203.0.113.20", true, "vlan://101")));
+    ok(cs(&nb, "implement-network", tier(5, 71, 1)));
+    let snap = nb.snapshot();
+    let msg = fails(cs(&nb, "shutdown-vpc", vpc(5)), 2);
+    assert!(msg.contains("cs-vpc-5") && msg.contains("tier") && msg.contains("destroy-network"), "{msg}");
+    assert_eq!(snap, nb.snapshot(), "NB unchanged");
+    ok(cs(&nb, "destroy-network", tier(5, 71, 1)));
+    ok(cs(&nb, "shutdown-vpc", vpc(5)));
+    assert_eq!(owned_rows(&nb), 0);
+}
+
+/// #10: a router-type port of ours whose router port is gone is reported
+/// (dangling) and repaired.
+#[test]
+fn audit_reports_a_dangling_router_peer() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-vpc", vpc(5)));
+    ok(cs(&nb, "implement-network", tier(5, 71, 1)));
+    nb.nbctl(&["lr-del", "cs-vpc-5"]);
+    let v = audit(&nb, &[]);
+    assert!(problems(&v).contains(&("dangling".into(), "Logical_Switch_Port".into())), "{v}");
+    let v = audit(&nb, &["--repair"]);
+    assert_eq!(v["repaired"], 1, "{v}");
+    assert!(!nb.nbctl(&["lsp-list", "cs-net-71"]).contains("lrp"), "the peer left the switch");
+    assert!(problems(&audit(&nb, &[])).is_empty());
+}
