@@ -120,3 +120,64 @@ fn audit_reports_a_dangling_router_peer() {
     assert!(!nb.nbctl(&["lsp-list", "cs-net-71"]).contains("lrp"), "the peer left the switch");
     assert!(problems(&audit(&nb, &[])).is_empty());
 }
+
+fn fw(id: u32, rules: Vec<Value>) -> Value {
+    with(network(id), json!({"fw_rules": {"default_egress_allow": true, "cidr": "10.1.1.0/24", "rules": rules}}))
+}
+
+fn ingress(id: u64, port: u16) -> Value {
+    json!({"id": id, "type": "ingress", "protocol": "tcp", "portStart": port, "portEnd": port,
+           "publicIp": "203.0.113.13", "sourceCidrs": ["0.0.0.0/0"], "destCidrs": []})
+}
+
+/// The operator's own ACL on our port group, as `ovn-nbctl` shows it.
+fn foreign_acl(nb: &Nb, pg: &str, priority: u16) -> (String, Value) {
+    let p = priority.to_string();
+    nb.nbctl(&["--type=port-group", "acl-add", pg, "to-lport", &p, "ip4.src == 192.0.2.7", "drop"]);
+    let uuid = nb.nbctl(&["--bare", "--columns=_uuid", "find", "ACL", &format!("priority={p}")]);
+    let row = nb.snapshot()["ACL"][&uuid].clone();
+    assert!(!row.is_null(), "{uuid:?}: {}", nb.nbctl(&["list", "ACL"]));
+    (uuid, row)
+}
+
+/// #5: a rule-set replacement never removes an ACL without our tag that an
+/// operator attached to our port group (firewall and network ACL).
+#[test]
+fn rule_sets_leave_foreign_acls_on_our_port_group() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", network(44)));
+    run_all(&nb, NIC_START, &vm1(44));
+    ok(cs(&nb, "assign-ip", public(network(44), "203.0.113.13", true, "untagged")));
+    ok(cs(&nb, "apply-fw-rules", fw(44, vec![ingress(1, 22)])));
+    let (uuid, row) = foreign_acl(&nb, "cs_net_44", 1234);
+    twice(&nb, "apply-fw-rules", fw(44, vec![ingress(2, 80)]));
+    twice(&nb, "apply-fw-rules", fw(44, vec![]));
+    assert_eq!(nb.snapshot()["ACL"][&uuid], row, "the operator's ACL is untouched");
+    assert!(nb.nbctl(&["get", "Port_Group", "cs_net_44", "acls"]).contains(&uuid), "and still on the group");
+
+    // A VPC tier's network ACL list, replaced and emptied.
+    ok(cs(&nb, "implement-vpc", vpc(5)));
+    ok(cs(&nb, "implement-network", tier(5, 71, 1)));
+    let acl = |rules: Value| with(tier(5, 71, 1), json!({"acl_rules": rules}));
+    let deny22 = json!([{"id": 1, "number": 1, "trafficType": "Ingress", "action": "Deny", "protocol": "tcp",
+                         "portStart": 22, "portEnd": 22, "sourceCidrs": ["0.0.0.0/0"]}]);
+    ok(cs(&nb, "apply-network-acl", acl(deny22)));
+    let (uuid, row) = foreign_acl(&nb, "cs_net_71", 1235);
+    twice(&nb, "apply-network-acl", acl(json!([])));
+    assert_eq!(nb.snapshot()["ACL"][&uuid], row);
+    assert!(nb.nbctl(&["get", "Port_Group", "cs_net_71", "acls"]).contains(&uuid));
+}
+
+/// #5 sibling: an operator's own Gateway_Chassis pin on our gateway port
+/// survives our re-convergence of the configured chassis.
+#[test]
+fn foreign_gateway_chassis_pin_is_kept() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", network(50)));
+    ok(cs(&nb, "assign-ip", public(network(50), "203.0.113.13", true, "untagged")));
+    nb.nbctl(&["lrp-set-gateway-chassis", "lrp-cs-router-50-pub", "hv-operator", "5"]);
+    let before = nb.nbctl(&["lrp-get-gateway-chassis", "lrp-cs-router-50-pub"]);
+    assert!(before.contains("hv-operator"), "{before}");
+    twice(&nb, "assign-ip", public(network(50), "203.0.113.14", false, "untagged"));
+    assert_eq!(nb.nbctl(&["lrp-get-gateway-chassis", "lrp-cs-router-50-pub"]), before);
+}

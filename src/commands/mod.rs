@@ -26,7 +26,7 @@ use crate::nb::rows::{
     all_rows, first_row, select_tagged, DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router,
     RouterPort, StaticRoute, Switch,
 };
-use crate::nb::{table, Owner, DB};
+use crate::nb::{key, table, Owner, DB};
 use crate::ovsdb::{self, Client, Deadline, LeaderCheck, Operation};
 use crate::plan::acl::port_group_uuid;
 use crate::plan::network::{Observed, Scope};
@@ -369,6 +369,11 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             ask(PortGroup::select_light(port_group_uuid(s)), Slot::PortGroup);
         } else if want.port_group {
             ask(PortGroup::select(port_group_uuid(s)), Slot::PortGroup);
+            // Which of the group's ACLs are ours: an operator's own ACL on
+            // our group must survive a rule-set replacement (a scan of the
+            // ACL table by tag; see docs/performance.md).
+            let id = s.network_id.to_string();
+            ask(select_tagged(table::ACL, &s.owner, key::NETWORK_ID, &id, &["_uuid"]), Slot::OurAcls);
         }
     }
     for u in &want.ports {
@@ -382,6 +387,12 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         ask(StaticRoute::select(rs.route_uuid()), Slot::Route);
         for c in &rw.chassis {
             ask(GatewayChassis::select(rs.gateway_chassis_uuid(c)), Slot::GatewayChassis);
+        }
+        if !rw.chassis.is_empty() {
+            // Every pin of ours on the router (those of chassis no longer
+            // configured go; an operator's own pin stays): a small table.
+            let (k, v) = rs.tag();
+            ask(select_tagged(table::GATEWAY_CHASSIS, &rs.owner, k, &v, GatewayChassis::COLUMNS), Slot::GatewayChassis);
         }
         for u in &rw.nats {
             ask(Nat::select(*u), Slot::Nat);
@@ -435,7 +446,13 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             Slot::GatewayPort => obs.gateway_port = first_row(result).and_then(RouterPort::from_row),
             Slot::GatewayPeer => obs.gateway_peer = first_row(result).and_then(Port::from_row),
             Slot::Route => obs.route = first_row(result).and_then(StaticRoute::from_row),
-            Slot::GatewayChassis => obs.gateway_chassis.extend(first_row(result).and_then(GatewayChassis::from_row)),
+            Slot::GatewayChassis => {
+                for g in all_rows(result).filter_map(GatewayChassis::from_row) {
+                    if !obs.gateway_chassis.iter().any(|x| x.uuid == g.uuid) {
+                        obs.gateway_chassis.push(g);
+                    }
+                }
+            }
             Slot::Nat => {
                 for n in all_rows(result).filter_map(Nat::from_row) {
                     if !obs.nats.iter().any(|x| x.uuid == n.uuid) {
@@ -452,6 +469,11 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             }
             Slot::Ports => obs.ports.extend(first_row(result).and_then(Port::from_row)),
             Slot::PortGroup => obs.port_group = first_row(result).and_then(PortGroup::from_row),
+            Slot::OurAcls => {
+                obs.our_acls = Some(
+                    all_rows(result).filter_map(|r| r.get("_uuid").and_then(crate::ovsdb::value::as_uuid)).collect(),
+                )
+            }
             Slot::GuestPort => obs.guest_port = first_row(result).and_then(RouterPort::from_row),
             Slot::GuestPeer => obs.guest_peer = first_row(result).and_then(Port::from_row),
             Slot::PublicSwitch => obs.public_switch = first_row(result).and_then(Switch::from_row),
@@ -481,6 +503,7 @@ enum Slot {
     Localnet,
     GuestLocalnet,
     PortGroup,
+    OurAcls,
     Ports,
     PortOnSwitch,
     PortInGroup,

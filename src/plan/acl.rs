@@ -560,7 +560,10 @@ pub fn converge_acls(
             format!("{} ACL {} {}", spec.direction.as_str(), spec.priority, spec.matches),
         );
     }
-    let stale_pg: Vec<Uuid> = current_pg.difference(&want_pg).copied().collect();
+    // Only ACLs of ours leave the group: one an operator attached to it
+    // (no owner tag of ours) is not part of any rule set we replace.
+    let ours = |u: &&Uuid| obs.our_acls.as_ref().is_some_and(|o| o.contains(*u));
+    let stale_pg: Vec<Uuid> = current_pg.difference(&want_pg).filter(ours).copied().collect();
     if !stale_pg.is_empty() && obs.port_group.is_some() {
         plan.change(
             Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" }.unlink(&stale_pg),

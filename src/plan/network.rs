@@ -121,6 +121,9 @@ pub struct Observed {
     pub lbs: Vec<LoadBalancer>,
     // Filtering (plan::acl).
     pub port_group: Option<PortGroup>,
+    /// The network's ACLs that carry our tag (read with the full port
+    /// group); `None` when not read. Only these may leave the group.
+    pub our_acls: Option<std::collections::BTreeSet<Uuid>>,
     /// Server-side answers to "does the switch / the port group hold the
     /// port?", so NIC commands need not download those lists; `None` when
     /// the lists themselves were read.

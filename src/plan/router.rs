@@ -730,7 +730,10 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
         }
     }
     if let Some(p) = &obs.gateway_port {
-        let stale: Vec<Uuid> = p.gateway_chassis.iter().filter(|u| !keep.contains(u)).copied().collect();
+        // Only pins of ours: an operator's own Gateway_Chassis row on the
+        // port is not ours to drop (OVSDB would delete it with the link).
+        let ours = |u: &Uuid| obs.gateway_chassis.iter().any(|g| g.uuid == *u && rs.owner.owns(&g.external_ids));
+        let stale: Vec<Uuid> = p.gateway_chassis.iter().filter(|u| !keep.contains(u) && ours(u)).copied().collect();
         if !stale.is_empty() {
             plan.change(
                 Parent { table: table::LOGICAL_ROUTER_PORT, uuid: p.uuid, column: "gateway_chassis" }.unlink(&stale),
