@@ -181,3 +181,69 @@ fn foreign_gateway_chassis_pin_is_kept() {
     twice(&nb, "assign-ip", public(network(50), "203.0.113.14", false, "untagged"));
     assert_eq!(nb.nbctl(&["lrp-get-gateway-chassis", "lrp-cs-router-50-pub"]), before);
 }
+
+/// #9: a foreign switch `cs-net-N` makes every command that would create
+/// the network's switch refuse with "not owned", naming who holds it; no
+/// second switch of that name appears.
+#[test]
+fn foreign_switch_name_is_refused_by_every_creator() {
+    let nb = Nb::start();
+    nb.nbctl(&["ls-add", "cs-net-9"]);
+    let snap = nb.snapshot();
+    for command in ["implement-network", "prepare-nic", "add-dhcp-entry"] {
+        let msg = fails(cs(&nb, command, vm1(9)), 5);
+        assert!(
+            msg.contains("not owned") && msg.contains("cs-net-9") && msg.contains("not tagged"),
+            "{command}: {msg}"
+        );
+        assert_eq!(snap, nb.snapshot(), "{command}: NB unchanged");
+    }
+    // Another installation's switch: its owner is named.
+    nb.nbctl(&[
+        "ls-add",
+        "cs-net-10",
+        "--",
+        "set",
+        "Logical_Switch",
+        "cs-net-10",
+        "external_ids:cloudstack\\:owner=other",
+    ]);
+    let msg = fails(cs(&nb, "prepare-nic", vm1(10)), 5);
+    assert!(msg.contains("not owned") && msg.contains("\"other\""), "{msg}");
+}
+
+/// #9: a foreign port group `cs_net_N` is "not owned" (it used to be "gave
+/// up after 8 attempts"), naming who holds it.
+#[test]
+fn foreign_port_group_name_is_not_owned() {
+    let nb = Nb::start();
+    nb.nbctl(&["pg-add", "cs_net_9"]);
+    ok(cs(&nb, "implement-network", network(9)));
+    let snap = nb.snapshot();
+    let msg = fails(cs(&nb, "prepare-nic", vm1(9)), 5);
+    assert!(msg.contains("not owned") && msg.contains("cs_net_9") && msg.contains("not tagged"), "{msg}");
+    assert!(!msg.contains("gave up"), "{msg}");
+    assert_eq!(snap, nb.snapshot());
+}
+
+/// #9 siblings: a foreign router port holding our guest router port's name.
+#[test]
+fn foreign_router_port_name_is_not_owned() {
+    let nb = Nb::start();
+    nb.nbctl(&["lr-add", "someone"]);
+    nb.nbctl(&["lrp-add", "someone", "lrp-cs-net-9", "02:00:00:00:00:99", "192.0.2.1/24"]);
+    let msg = fails(cs(&nb, "implement-network", network(9)), 5);
+    assert!(msg.contains("not owned") && msg.contains("lrp-cs-net-9") && msg.contains("not tagged"), "{msg}");
+}
+
+/// #9 siblings: a foreign router `cs-router-N` (router names have no unique
+/// index) is refused, naming who holds it; no second router appears.
+#[test]
+fn foreign_router_name_is_not_owned() {
+    let nb = Nb::start();
+    nb.nbctl(&["lr-add", "cs-router-9"]);
+    let snap = nb.snapshot();
+    let msg = fails(cs(&nb, "implement-network", network(9)), 5);
+    assert!(msg.contains("not owned") && msg.contains("cs-router-9") && msg.contains("not tagged"), "{msg}");
+    assert_eq!(snap, nb.snapshot());
+}

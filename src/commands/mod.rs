@@ -171,6 +171,17 @@ impl Context {
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(h) = observed.holder.as_ref().filter(|h| !self.owner.owns(&h.external_ids)) {
+                return Err(Error::NotOwned {
+                    what: format!(
+                        "the name {}: {} {} ({}) already uses it",
+                        h.name,
+                        h.table,
+                        h.uuid,
+                        crate::plan::network::held_by(&h.external_ids)
+                    ),
+                });
+            }
             let plan = planner(&observed)?;
             if plan.is_empty() {
                 log::debug("already converged", &[("attempt", &attempt)]);
@@ -189,6 +200,16 @@ impl Context {
                     // look it up by name (a scan, only now) to say whose it is.
                     if want.port.is_some() && e.to_string().contains("Logical_Switch_Port") {
                         want.port_by_name = true;
+                    }
+                    // A unique name held by another row: read that row
+                    // (by uuid) to say whose it is, or retry if it is ours.
+                    want.holder = collision(&e);
+                    // Our switch's name guard failed: look the name up.
+                    if want.scope.is_some() && e.to_string().contains("(wait on Logical_Switch)") {
+                        want.switch_by_name = true;
+                    }
+                    if let (Some(rw), true) = (&want.router, e.to_string().contains("(wait on Logical_Router)")) {
+                        want.name_holder = Some((table::LOGICAL_ROUTER.into(), rw.rs.name(), rw.rs.uuid()));
                     }
                     backoff(attempt);
                 }
@@ -244,6 +265,27 @@ fn backoff(attempt: u32) {
     std::thread::sleep(Duration::from_millis((attempt as u64 * 2 + jitter).min(50)));
 }
 
+/// From a commit's "constraint violation" details (ovsdb-server's
+/// `Transaction causes multiple rows in "T" table to have identical values
+/// (V) for index on ...  First row, with UUID U, ...  Second row, with
+/// UUID U2, ...`): the table, the row that existed before this
+/// transaction, and the value.
+fn collision(e: &ovsdb::Error) -> Option<(String, Uuid, String)> {
+    let ovsdb::Error::Commit { error, details: Some(d) } = e else { return None };
+    if error != "constraint violation" {
+        return None;
+    }
+    let table = d.split("rows in \"").nth(1)?.split('"').next()?.to_string();
+    let value = d.split("identical values (").nth(1)?.split(") for index").next()?.trim_matches('"').to_string();
+    d.split("row, with UUID ")
+        .skip(1)
+        .find_map(|part| {
+            let (uuid, rest) = part.split_once(", ")?;
+            (!rest.starts_with("was inserted by this transaction")).then(|| uuid.parse().ok()).flatten()
+        })
+        .map(|u| (table, u, value))
+}
+
 /// Which rows a command needs to see.
 #[derive(Clone, Debug, Default)]
 pub struct Want {
@@ -279,6 +321,11 @@ pub struct Want {
     pub port_group: bool,
     pub scope: Option<Scope>,
     pub router: Option<RouterWant>,
+    /// After an index collision: the row holding the name (table, uuid, name).
+    pub holder: Option<(String, Uuid, String)>,
+    /// After a failed name guard on a table without a name index: look the
+    /// name up (a scan, only then); rows other than `uuid` hold it.
+    pub name_holder: Option<(String, String, Uuid)>,
 }
 
 /// The routing rows a command needs to see.
@@ -379,6 +426,18 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
     for u in &want.ports {
         ask(Port::select(*u), Slot::Ports);
     }
+    if let Some((t, name, _)) = &want.name_holder {
+        let columns = Some(vec!["_uuid".to_string(), "external_ids".to_string()]);
+        let conditions = vec![ovsdb::Condition::eq("name", name.as_str())];
+        ask(Operation::Select { table: t.clone(), conditions, columns }, Slot::NameHolder);
+    }
+    if let Some((t, u, _)) = &want.holder {
+        let columns = Some(vec!["_uuid".to_string(), "external_ids".to_string()]);
+        ask(
+            Operation::Select { table: t.clone(), conditions: vec![ovsdb::Condition::uuid_is(*u)], columns },
+            Slot::Holder,
+        );
+    }
     if let Some(rw) = &want.router {
         let rs = &rw.rs;
         ask(Router::select(rs.uuid()), Slot::Router);
@@ -469,6 +528,35 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             }
             Slot::Ports => obs.ports.extend(first_row(result).and_then(Port::from_row)),
             Slot::PortGroup => obs.port_group = first_row(result).and_then(PortGroup::from_row),
+            Slot::Holder => {
+                if let (Some((t, u, name)), Some(row)) = (&want.holder, first_row(result)) {
+                    obs.holder = Some(crate::plan::network::Holder {
+                        table: t.clone(),
+                        uuid: *u,
+                        name: name.clone(),
+                        external_ids: row
+                            .get("external_ids")
+                            .map(crate::ovsdb::value::string_map_of)
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+            Slot::NameHolder => {
+                let Some((t, name, ours)) = &want.name_holder else { continue };
+                let other = all_rows(result).find_map(|row| {
+                    let uuid = row.get("_uuid").and_then(crate::ovsdb::value::as_uuid)?;
+                    (uuid != *ours).then(|| crate::plan::network::Holder {
+                        table: t.clone(),
+                        uuid,
+                        name: name.clone(),
+                        external_ids: row
+                            .get("external_ids")
+                            .map(crate::ovsdb::value::string_map_of)
+                            .unwrap_or_default(),
+                    })
+                });
+                obs.holder = obs.holder.take().or(other);
+            }
             Slot::OurAcls => {
                 obs.our_acls = Some(
                     all_rows(result).filter_map(|r| r.get("_uuid").and_then(crate::ovsdb::value::as_uuid)).collect(),
@@ -504,6 +592,8 @@ enum Slot {
     GuestLocalnet,
     PortGroup,
     OurAcls,
+    Holder,
+    NameHolder,
     Ports,
     PortOnSwitch,
     PortInGroup,

@@ -92,6 +92,24 @@ impl Scope {
     }
 }
 
+/// Who holds a row, for "not owned" errors: its owner tag, or "not tagged".
+pub fn held_by(external_ids: &BTreeMap<String, String>) -> String {
+    match external_ids.get(key::OWNER) {
+        Some(o) => format!("held by owner {o:?}"),
+        None => "held by a row not tagged cloudstack:owner".into(),
+    }
+}
+
+/// A row holding a unique name we tried to use (found from a commit's
+/// "constraint violation" details): table, uuid, the name, its external_ids.
+#[derive(Clone, Debug)]
+pub struct Holder {
+    pub table: String,
+    pub uuid: Uuid,
+    pub name: String,
+    pub external_ids: BTreeMap<String, String>,
+}
+
 /// What the read-only transaction found.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
@@ -129,6 +147,8 @@ pub struct Observed {
     /// the lists themselves were read.
     pub port_on_switch: Option<bool>,
     pub port_in_group: Option<bool>,
+    /// The row that made the last attempt's insert collide on a unique name.
+    pub holder: Option<Holder>,
 }
 
 impl Observed {
@@ -289,11 +309,27 @@ pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Ob
     let name = scope.switch_name();
     if let Some(other) = obs.same_name.iter().find(|sw| sw.uuid != scope.switch_uuid()) {
         return Err(Error::NotOwned {
-            what: format!("the name {name}: Logical_Switch {} already uses it and is not this network's", other.uuid),
+            what: format!(
+                "the name {name}: Logical_Switch {} ({}) already uses it and is not this network's",
+                other.uuid,
+                held_by(&other.external_ids)
+            ),
         });
     }
     match &obs.switch {
         None => {
+            // Logical_Switch names have no unique index: without this guard
+            // a NIC command (which does not scan names) would create a
+            // second switch of that name next to someone else's. A failed
+            // guard makes the retry look the name up and refuse.
+            plan.guard(crate::ovsdb::Operation::Wait {
+                table: table::LOGICAL_SWITCH.into(),
+                conditions: vec![crate::ovsdb::Condition::eq("name", name.as_str())],
+                columns: vec!["name".into()],
+                until: crate::ovsdb::WaitUntil::Equal,
+                rows: vec![],
+                timeout_ms: Some(0),
+            });
             let mut row = Map::new();
             row.insert("name".into(), json!(name));
             row.insert("external_ids".into(), string_map(&ids));

@@ -277,6 +277,17 @@ pub fn ensure_router(plan: &mut Plan, rs: &RouterScope, vpc_cidr: Option<Ipv4Cid
                 ("options", string_map(&options)),
                 ("external_ids", string_map(&ids)),
             ]);
+            // No name index on Logical_Router: refuse to add a second
+            // router of this name next to someone else's (the retry after
+            // a failed guard looks the name up and says whose it is).
+            plan.guard(Operation::Wait {
+                table: table::LOGICAL_ROUTER.into(),
+                conditions: vec![Condition::eq("name", rs.name().as_str())],
+                columns: vec!["name".into()],
+                until: WaitUntil::Equal,
+                rows: vec![],
+                timeout_ms: Some(0),
+            });
             plan.insert(table::LOGICAL_ROUTER, Some(rs.uuid()), None, r, format!("insert router {}", rs.name()));
         }
         Some(r) => {
