@@ -247,3 +247,61 @@ fn foreign_router_name_is_not_owned() {
     assert!(msg.contains("not owned") && msg.contains("cs-router-9") && msg.contains("not tagged"), "{msg}");
     assert_eq!(snap, nb.snapshot());
 }
+
+/// #8: two installations (owners) share one NB and use the same CloudStack
+/// ids: each gets its own names (the default owner keeps `cs-net-N`), both
+/// work, neither sees the other's rows as its own or as look-alikes, and
+/// destroying one leaves the other intact.
+#[test]
+fn two_owners_share_one_nb_with_the_same_ids() {
+    let nb = Nb::start();
+    let as_owner = |owner: Option<&str>, command: &str, payload: Value| {
+        let mut env = registered(payload);
+        if let Some(o) = owner {
+            env["physical-network-extension-details"]["ovn.owner"] = json!(o);
+        }
+        ok(run_cs(&nb.remote(), command, &env))
+    };
+    for (owner, nic_uuid, ip) in [
+        (None, "3f0c0000-0000-4000-8000-0000000000a1", "203.0.113.13"),
+        (Some("dc-2"), "3f0c0000-0000-4000-8000-0000000000b1", "203.0.113.14"),
+    ] {
+        let out = as_owner(owner, "implement-network", network(5));
+        let sw = if owner.is_some() { "cs-dc-2-net-5" } else { "cs-net-5" };
+        assert!(out.contains(&format!("ovn://{sw}")), "{out}");
+        let payload = nic(5, nic_uuid, "02:00:00:00:00:05", "10.1.1.23", "vm", true);
+        for c in NIC_START {
+            as_owner(owner, c, payload.clone());
+        }
+        as_owner(owner, "assign-ip", public(network(5), ip, true, "untagged"));
+        as_owner(owner, "apply-fw-rules", fw(5, vec![ingress(1, 22)]));
+        assert!(nb.nbctl(&["lsp-list", sw]).contains(nic_uuid));
+    }
+    let switches = nb.nbctl(&["ls-list"]);
+    for name in ["(cs-net-5)", "(cs-dc-2-net-5)", "(cs-public-public-untagged)", "(cs-dc-2-public-public-untagged)"] {
+        assert!(switches.contains(name), "{name} in {switches}");
+    }
+    let routers = nb.nbctl(&["lr-list"]);
+    assert!(routers.contains("(cs-router-5)") && routers.contains("(cs-dc-2-router-5)"), "{routers}");
+    assert!(nb.nbctl(&["--bare", "--columns=name", "list", "Port_Group"]).contains("cs_dc_2_net_5"));
+
+    // Each installation's audit is clean (the other's rows are not look-alikes).
+    assert!(problems(&audit(&nb, &[])).is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let out = product(&nb.remote(), &dir.path().join("l"))
+        .env("CLOUDSTACK_OVN_OWNER", "dc-2")
+        .args(["audit", "--json"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success() && problems(&v).is_empty() && v["owner"] == "dc-2", "{v}");
+    assert!(v["scanned"]["Logical_Switch"].as_u64().unwrap() >= 2, "it sees its own rows: {v}");
+
+    // Destroying the default owner's network leaves the other's intact.
+    let before = nb.nbctl(&["lsp-list", "cs-dc-2-net-5"]);
+    as_owner(None, "destroy-network", network(5));
+    assert!(!nb.nbctl(&["ls-list"]).contains("(cs-net-5)"));
+    assert_eq!(nb.nbctl(&["lsp-list", "cs-dc-2-net-5"]), before);
+    as_owner(Some("dc-2"), "destroy-network", network(5));
+    assert_eq!(nb.count_rows("Logical_Switch") + nb.count_rows("Logical_Router") + nb.count_rows("ACL"), 0);
+}

@@ -56,8 +56,8 @@ fn plan_firewall(
         .transpose()?
         .ok_or_else(|| Error::Missing("fw_rules.cidr (the network's CIDR)".into()))?;
     let fs = FirewallScope {
-        port_group: port_group_name(scope.network_id),
-        router_peer: guest_peer_name(scope.network_id),
+        port_group: port_group_name(&scope.owner, scope.network_id),
+        router_peer: guest_peer_name(scope),
         gateway_peer: fwd.gateway.map(|_| rs.gateway_peer_name()),
         guest_cidr: cidr,
     };
@@ -117,7 +117,7 @@ pub fn apply_network_acl(ctx: &Context) -> Result<Outcome> {
     let rules = rules::network_acl(&doc)?;
     let cidr = input::switch_spec(ctx)?.cidr.ok_or_else(|| Error::Missing("cidr (the tier's CIDR)".into()))?;
     let want = Want { switch: true, port_group: true, scope: Some(scope.clone()), ..Want::default() };
-    let desired = acl::network_acls(&port_group_name(scope.network_id), cidr, &rules);
+    let desired = acl::network_acls(&port_group_name(&scope.owner, scope.network_id), cidr, &rules);
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         acl::ensure_port_group(&mut plan, &scope, &vm_ports(&scope, obs), obs)?;

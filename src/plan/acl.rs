@@ -462,7 +462,7 @@ pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs:
     match &obs.port_group {
         None => {
             let mut row = Map::new();
-            row.insert("name".into(), json!(port_group_name(scope.network_id)));
+            row.insert("name".into(), json!(port_group_name(&scope.owner, scope.network_id)));
             row.insert("ports".into(), uuid_set(vm_ports.iter().copied()));
             row.insert("external_ids".into(), string_map(&ids));
             plan.insert(
@@ -470,7 +470,7 @@ pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs:
                 Some(uuid),
                 None,
                 row,
-                format!("insert port group {}", port_group_name(scope.network_id)),
+                format!("insert port group {}", port_group_name(&scope.owner, scope.network_id)),
             );
         }
         Some(pg) => {

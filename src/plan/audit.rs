@@ -167,6 +167,11 @@ fn expected_uuid(owner: &Owner, row: &Row) -> Option<Uuid> {
 }
 
 fn looks_like_ours(row: &Row) -> bool {
+    // Another installation's rows (another `cloudstack:owner`, names
+    // `cs-<owner>-…`) share the NB by design: not look-alikes.
+    if row.external_ids.contains_key(key::OWNER) {
+        return false;
+    }
     ["cs-net-", "cs-router-", "cs-vpc-", "cs-public-"].iter().any(|p| row.name.starts_with(p))
         || row.external_ids.keys().any(|k| k.starts_with("cloudstack:"))
 }

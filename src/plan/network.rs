@@ -32,7 +32,7 @@ impl Scope {
     }
 
     pub fn switch_name(&self) -> String {
-        switch_name(self.network_id)
+        switch_name(&self.owner, self.network_id)
     }
 
     /// A VM port's row UUID, derived from the NIC uuid (its name), so the
@@ -55,7 +55,7 @@ impl Scope {
     }
 
     pub fn localnet_name(&self) -> String {
-        localnet_name(self.network_id)
+        localnet_name(&self.owner, self.network_id)
     }
 
     pub fn dns_uuid(&self) -> Uuid {
@@ -864,7 +864,12 @@ mod tests {
         let mut p = Plan::default();
         ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
         ensure_port(&mut p, &s, &nic(), DhcpLink::Keep, &Hostname::Set("vm-1".into()), &obs).unwrap();
-        let ops: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
+        let all: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
+        // First the guard that no foreign switch holds the name (no index).
+        assert_eq!(all[0]["op"], "wait");
+        assert_eq!(all[0]["where"], json!([["name", "==", "cs-net-42"]]));
+        assert_eq!(all[0]["rows"], json!([]));
+        let ops = &all[1..];
         assert_eq!(ops.len(), 4, "{ops:#?}");
         assert_eq!(ops[0]["op"], "insert");
         assert_eq!(ops[0]["uuid"], s.switch_uuid().to_string());

@@ -51,8 +51,8 @@ impl RouterScope {
     /// `cs-router-<network_id>` or `cs-vpc-<vpc_id>` (the in-tree plugin's names).
     pub fn name(&self) -> String {
         match self.of {
-            RouterOf::Network(n) => format!("cs-router-{n}"),
-            RouterOf::Vpc(v) => format!("cs-vpc-{v}"),
+            RouterOf::Network(n) => format!("{}router-{n}", self.owner.name_prefix()),
+            RouterOf::Vpc(v) => format!("{}vpc-{v}", self.owner.name_prefix()),
         }
     }
 
@@ -144,12 +144,12 @@ impl RouterScope {
 }
 
 /// Names and row ids of a guest network's attachment to a router.
-pub fn guest_port_name(network_id: u64) -> String {
-    format!("lrp-cs-net-{network_id}")
+pub fn guest_port_name(net: &Scope) -> String {
+    format!("lrp-{}", net.switch_name())
 }
 
-pub fn guest_peer_name(network_id: u64) -> String {
-    format!("rtr-cs-net-{network_id}")
+pub fn guest_peer_name(net: &Scope) -> String {
+    format!("rtr-{}", net.switch_name())
 }
 
 pub fn guest_port_uuid(scope: &Scope) -> Uuid {
@@ -175,10 +175,11 @@ impl PublicNet {
         }
     }
 
-    pub fn switch_name(&self) -> String {
+    pub fn switch_name(&self, owner: &Owner) -> String {
+        let prefix = owner.name_prefix();
         match self.vlan {
-            Some(v) => format!("cs-public-{}-{v}", self.network_name),
-            None => format!("cs-public-{}-untagged", self.network_name),
+            Some(v) => format!("{prefix}public-{}-{v}", self.network_name),
+            None => format!("{prefix}public-{}-untagged", self.network_name),
         }
     }
 
@@ -186,8 +187,8 @@ impl PublicNet {
         owner.row_uuid(Kind::PublicSwitch, &self.id())
     }
 
-    pub fn localnet_name(&self) -> String {
-        format!("ln-{}", self.switch_name())
+    pub fn localnet_name(&self, owner: &Owner) -> String {
+        format!("ln-{}", self.switch_name(owner))
     }
 
     pub fn localnet_uuid(&self, owner: &Owner) -> Uuid {
@@ -338,7 +339,7 @@ pub fn attach_network(
     gateway6: Option<Ipv6Cidr>,
     obs: &Observed,
 ) -> Result<()> {
-    let name = guest_port_name(net.network_id);
+    let name = guest_port_name(net);
     let mut networks = vec![format!("{}/{}", gateway.addr, gateway.prefix)];
     match gateway6 {
         Some(g) => networks.push(g.to_string()),
@@ -393,7 +394,7 @@ pub fn attach_network(
         plan.require_row(table::LOGICAL_SWITCH, net.switch_uuid(), &net.switch_name());
     }
     let peer = RouterPeer {
-        name: guest_peer_name(net.network_id),
+        name: guest_peer_name(net),
         uuid: guest_peer_uuid(net),
         switch: net.switch_uuid(),
         options: [("router-port".to_string(), name.clone())].into(),
@@ -529,7 +530,7 @@ pub fn ensure_public_ip(
                 return Err(Error::Unsupported(format!(
                     "public IP {} is on {}, but router {} already has its gateway on another public network ({other}); one public VLAN per router",
                     public.ip,
-                    public.net.switch_name(),
+                    public.net.switch_name(&rs.owner),
                     rs.name()
                 )));
             }
@@ -583,7 +584,7 @@ fn ensure_gateway(
     }
     let owner = &rs.owner;
     let sw_uuid = public.net.switch_uuid(owner);
-    let sw_name = public.net.switch_name();
+    let sw_name = public.net.switch_name(&rs.owner);
     let mut sw_ids = BTreeMap::new();
     sw_ids.insert(key::OWNER.to_string(), owner.0.clone());
     sw_ids.insert(key::KIND.to_string(), Kind::PublicSwitch.as_str().to_string());
@@ -607,7 +608,7 @@ fn ensure_gateway(
     ln_ids.insert(key::KIND.to_string(), Kind::Localnet.as_str().to_string());
     let ln = Localnet {
         uuid: public.net.localnet_uuid(owner),
-        name: public.net.localnet_name(),
+        name: public.net.localnet_name(owner),
         switch: sw_uuid,
         network_name: public.net.network_name.clone(),
         tag: public.net.vlan,
@@ -1181,8 +1182,15 @@ mod tests {
         assert_eq!(v.name(), "cs-vpc-5");
         assert_ne!(v.uuid(), rs.uuid());
         let p = PublicNet { network_name: "public".into(), vlan: Some(101) };
-        assert_eq!(p.switch_name(), "cs-public-public-101");
-        assert_eq!(PublicNet { vlan: None, ..p }.switch_name(), "cs-public-public-untagged");
+        assert_eq!(p.switch_name(&rs.owner), "cs-public-public-101");
+        assert_eq!(PublicNet { vlan: None, ..p.clone() }.switch_name(&rs.owner), "cs-public-public-untagged");
+        // Another installation on the same NB gets its own names.
+        let other = Owner("dc2".into());
+        let o = RouterScope { owner: other.clone(), ..rs.clone() };
+        assert_eq!(o.name(), "cs-dc2-router-42");
+        assert_eq!(o.gateway_port_name(), "lrp-cs-dc2-router-42-pub");
+        assert_eq!(p.switch_name(&other), "cs-dc2-public-public-101");
+        assert_eq!(p.localnet_name(&other), "ln-cs-dc2-public-public-101");
     }
 }
 
