@@ -305,3 +305,28 @@ fn two_owners_share_one_nb_with_the_same_ids() {
     as_owner(Some("dc-2"), "destroy-network", network(5));
     assert_eq!(nb.count_rows("Logical_Switch") + nb.count_rows("Logical_Router") + nb.count_rows("ACL"), 0);
 }
+
+/// #5 siblings: destroying our switch or port group would delete an
+/// operator's port or ACL hanging off it: refused, naming them, NB unchanged.
+#[test]
+fn destroy_refuses_to_take_foreign_children_along() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", network(44)));
+    run_all(&nb, NIC_START, &vm1(44));
+    nb.nbctl(&["lsp-add", "cs-net-44", "operator-port"]);
+    let snap = nb.snapshot();
+    let msg = fails(cs(&nb, "destroy-network", network(44)), 5);
+    assert!(msg.contains("not owned") && msg.contains("cs-net-44"), "{msg}");
+    assert_eq!(snap, nb.snapshot());
+    nb.nbctl(&["lsp-del", "operator-port"]);
+
+    let (_, _) = foreign_acl(&nb, "cs_net_44", 1236);
+    let snap = nb.snapshot();
+    let msg = fails(cs(&nb, "destroy-network", network(44)), 5);
+    assert!(msg.contains("not owned") && msg.contains("cs_net_44"), "{msg}");
+    assert_eq!(snap, nb.snapshot());
+    nb.nbctl(&["--type=port-group", "acl-del", "cs_net_44"]);
+
+    ok(cs(&nb, "destroy-network", network(44)));
+    assert_eq!(owned_rows(&nb), 0);
+}

@@ -323,6 +323,9 @@ pub struct Want {
     pub router: Option<RouterWant>,
     /// After an index collision: the row holding the name (table, uuid, name).
     pub holder: Option<(String, Uuid, String)>,
+    /// Which of the network's switch ports carry our tag (a scan of the
+    /// port table; destroy-network only, see docs/performance.md).
+    pub our_ports: bool,
     /// After a failed name guard on a table without a name index: look the
     /// name up (a scan, only then); rows other than `uuid` hold it.
     pub name_holder: Option<(String, String, Uuid)>,
@@ -411,6 +414,10 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         }
         if want.localnet {
             ask(Port::select_localnet(s.localnet_uuid()), Slot::GuestLocalnet);
+        }
+        if want.our_ports {
+            let id = s.network_id.to_string();
+            ask(select_tagged(table::LOGICAL_SWITCH_PORT, &s.owner, key::NETWORK_ID, &id, &["_uuid"]), Slot::OurPorts);
         }
         if want.port_group && want.light {
             ask(PortGroup::select_light(port_group_uuid(s)), Slot::PortGroup);
@@ -557,6 +564,11 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
                 });
                 obs.holder = obs.holder.take().or(other);
             }
+            Slot::OurPorts => {
+                obs.our_ports = Some(
+                    all_rows(result).filter_map(|r| r.get("_uuid").and_then(crate::ovsdb::value::as_uuid)).collect(),
+                )
+            }
             Slot::OurAcls => {
                 obs.our_acls = Some(
                     all_rows(result).filter_map(|r| r.get("_uuid").and_then(crate::ovsdb::value::as_uuid)).collect(),
@@ -592,6 +604,7 @@ enum Slot {
     GuestLocalnet,
     PortGroup,
     OurAcls,
+    OurPorts,
     Holder,
     NameHolder,
     Ports,

@@ -167,6 +167,7 @@ pub fn destroy(ctx: &Context) -> Result<Outcome> {
         dns: true,
         all_dhcp: true,
         port_group: true,
+        our_ports: true,
         scope: Some(scope.clone()),
         router: rw,
         ..Want::default()

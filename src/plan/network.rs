@@ -142,6 +142,8 @@ pub struct Observed {
     /// The network's ACLs that carry our tag (read with the full port
     /// group); `None` when not read. Only these may leave the group.
     pub our_acls: Option<std::collections::BTreeSet<Uuid>>,
+    /// The network's switch ports that carry our tag (destroy only).
+    pub our_ports: Option<std::collections::BTreeSet<Uuid>>,
     /// Server-side answers to "does the switch / the port group hold the
     /// port?", so NIC commands need not download those lists; `None` when
     /// the lists themselves were read.
@@ -822,8 +824,37 @@ pub fn remove_dns(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> 
 /// strong children) and the weakly referenced DHCP and DNS rows, which OVN
 /// would otherwise keep forever.
 pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
+    // Deleting our switch or port group would delete rows hanging off them
+    // that are not ours (an operator's port or ACL): refuse instead, naming
+    // them. Unknown ownership (not read) counts as foreign.
+    let not_ours = |items: &[Uuid], ours: &Option<std::collections::BTreeSet<Uuid>>| -> Vec<String> {
+        items.iter().filter(|u| !ours.as_ref().is_some_and(|o| o.contains(u))).map(Uuid::to_string).collect()
+    };
     if let Some(sw) = &obs.switch {
         scope.require_owned(format!("Logical_Switch {}", sw.uuid), &sw.external_ids)?;
+        let foreign = not_ours(&sw.ports, &obs.our_ports);
+        if !foreign.is_empty() {
+            return Err(Error::NotOwned {
+                what: format!(
+                    "Logical_Switch_Port {} on {} (not tagged as ours; remove them before destroying the network)",
+                    foreign.join(", "),
+                    sw.name
+                ),
+            });
+        }
+        // The ports we judged are the ports we delete (the router peer may
+        // have left earlier in this transaction: a wait sees that state).
+        let peer = obs.guest_peer.as_ref().map(|p| p.uuid);
+        let mut row = Map::new();
+        row.insert("ports".into(), uuid_set(sw.ports.iter().copied().filter(|p| Some(*p) != peer)));
+        plan.guard(crate::ovsdb::Operation::Wait {
+            table: table::LOGICAL_SWITCH.into(),
+            conditions: vec![crate::ovsdb::Condition::uuid_is(sw.uuid)],
+            columns: vec!["ports".into()],
+            until: crate::ovsdb::WaitUntil::Equal,
+            rows: vec![row],
+            timeout_ms: Some(0),
+        });
         plan.delete(
             table::LOGICAL_SWITCH,
             sw.uuid,
@@ -834,6 +865,16 @@ pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
     // A root table: nothing garbage-collects it (its ACLs go with it).
     if let Some(pg) = &obs.port_group {
         scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
+        let foreign = not_ours(&pg.acls, &obs.our_acls);
+        if !foreign.is_empty() {
+            return Err(Error::NotOwned {
+                what: format!(
+                    "ACL {} on {} (not tagged as ours; remove them before destroying the network)",
+                    foreign.join(", "),
+                    pg.name
+                ),
+            });
+        }
         plan.delete(table::PORT_GROUP, pg.uuid, format!("delete port group {} and its ACLs", pg.name));
     }
     remove_dns(plan, scope, obs)
