@@ -324,14 +324,7 @@ pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Ob
             // a NIC command (which does not scan names) would create a
             // second switch of that name next to someone else's. A failed
             // guard makes the retry look the name up and refuse.
-            plan.guard(crate::ovsdb::Operation::Wait {
-                table: table::LOGICAL_SWITCH.into(),
-                conditions: vec![crate::ovsdb::Condition::eq("name", name.as_str())],
-                columns: vec!["name".into()],
-                until: crate::ovsdb::WaitUntil::Equal,
-                rows: vec![],
-                timeout_ms: Some(0),
-            });
+            plan.require_name_free(table::LOGICAL_SWITCH, &name);
             let mut row = Map::new();
             row.insert("name".into(), json!(name));
             row.insert("external_ids".into(), string_map(&ids));
@@ -845,16 +838,8 @@ pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
         // The ports we judged are the ports we delete (the router peer may
         // have left earlier in this transaction: a wait sees that state).
         let peer = obs.guest_peer.as_ref().map(|p| p.uuid);
-        let mut row = Map::new();
-        row.insert("ports".into(), uuid_set(sw.ports.iter().copied().filter(|p| Some(*p) != peer)));
-        plan.guard(crate::ovsdb::Operation::Wait {
-            table: table::LOGICAL_SWITCH.into(),
-            conditions: vec![crate::ovsdb::Condition::uuid_is(sw.uuid)],
-            columns: vec!["ports".into()],
-            until: crate::ovsdb::WaitUntil::Equal,
-            rows: vec![row],
-            timeout_ms: Some(0),
-        });
+        let judged = uuid_set(sw.ports.iter().copied().filter(|p| Some(*p) != peer));
+        plan.require_column(table::LOGICAL_SWITCH, sw.uuid, "ports", judged);
         plan.delete(
             table::LOGICAL_SWITCH,
             sw.uuid,

@@ -281,14 +281,7 @@ pub fn ensure_router(plan: &mut Plan, rs: &RouterScope, vpc_cidr: Option<Ipv4Cid
             // No name index on Logical_Router: refuse to add a second
             // router of this name next to someone else's (the retry after
             // a failed guard looks the name up and says whose it is).
-            plan.guard(Operation::Wait {
-                table: table::LOGICAL_ROUTER.into(),
-                conditions: vec![Condition::eq("name", rs.name().as_str())],
-                columns: vec!["name".into()],
-                until: WaitUntil::Equal,
-                rows: vec![],
-                timeout_ms: Some(0),
-            });
+            plan.require_name_free(table::LOGICAL_ROUTER, &rs.name());
             plan.insert(table::LOGICAL_ROUTER, Some(rs.uuid()), None, r, format!("insert router {}", rs.name()));
         }
         Some(r) => {
@@ -1124,14 +1117,7 @@ pub fn destroy_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
     rs.require_owned(format!("Logical_Router {}", r.uuid), &r.external_ids)?;
     // A balancer attached after our read would outlive the router: fail
     // and re-plan instead (the re-read finds it).
-    plan.guard(Operation::Wait {
-        table: table::LOGICAL_ROUTER.into(),
-        conditions: vec![Condition::uuid_is(r.uuid)],
-        columns: vec!["load_balancer".into()],
-        until: WaitUntil::Equal,
-        rows: vec![row(&[("load_balancer", uuid_set(r.load_balancer.iter().copied()))])],
-        timeout_ms: Some(0),
-    });
+    plan.require_column(table::LOGICAL_ROUTER, r.uuid, "load_balancer", uuid_set(r.load_balancer.iter().copied()));
     let candidates: BTreeSet<Uuid> = rs.port_forward_uuids(recorded_ips(obs).into_keys().collect::<Vec<_>>()).collect();
     for lb in r.load_balancer.iter().filter(|lb| candidates.contains(lb) && !gone.contains(lb)) {
         plan.delete(table::LOAD_BALANCER, *lb, format!("delete port forwarding {lb}"));
