@@ -330,3 +330,26 @@ fn destroy_refuses_to_take_foreign_children_along() {
     ok(cs(&nb, "destroy-network", network(44)));
     assert_eq!(owned_rows(&nb), 0);
 }
+
+/// #5 siblings: the same for our router: an operator's NAT rule or route on
+/// it would be deleted with it.
+#[test]
+fn router_teardown_refuses_to_take_foreign_rows_along() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", network(50)));
+    ok(cs(&nb, "assign-ip", public(network(50), "203.0.113.13", true, "untagged")));
+    nb.nbctl(&["lr-nat-add", "cs-router-50", "dnat_and_snat", "203.0.113.99", "10.1.1.99"]);
+    let snap = nb.snapshot();
+    let msg = fails(cs(&nb, "destroy-network", network(50)), 5);
+    assert!(msg.contains("not owned") && msg.contains("cs-router-50") && msg.contains("NAT"), "{msg}");
+    assert_eq!(snap, nb.snapshot());
+    nb.nbctl(&["lr-nat-del", "cs-router-50", "dnat_and_snat", "203.0.113.99"]);
+
+    nb.nbctl(&["lr-route-add", "cs-router-50", "192.0.2.0/24", "10.1.1.254"]);
+    let msg = fails(cs(&nb, "destroy-network", network(50)), 5);
+    assert!(msg.contains("route"), "{msg}");
+    nb.nbctl(&["lr-route-del", "cs-router-50", "192.0.2.0/24"]);
+
+    ok(cs(&nb, "destroy-network", network(50)));
+    assert_eq!(owned_rows(&nb), 0);
+}

@@ -1115,6 +1115,26 @@ pub fn destroy_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
     }
     let Some(r) = &obs.router else { return Ok(()) };
     rs.require_owned(format!("Logical_Router {}", r.uuid), &r.external_ids)?;
+    // Deleting the router deletes its ports, NAT rows and routes with it:
+    // refuse while one of them is not ours (an operator's), naming it.
+    let mut ours: BTreeSet<Uuid> = [rs.gateway_port_uuid(), rs.route_uuid()].into();
+    if let RouterOf::Network(n) = rs.of {
+        ours.insert(rs.owner.row_uuid(Kind::GuestRouterPort, &n.to_string()));
+    }
+    ours.extend(obs.nats.iter().filter(|n| rs.owner.owns(&n.external_ids)).map(|n| n.uuid));
+    let foreign: Vec<String> = [("port", &r.ports), ("NAT", &r.nat), ("route", &r.static_routes)]
+        .iter()
+        .flat_map(|(what, list)| list.iter().filter(|u| !ours.contains(u)).map(move |u| format!("{what} {u}")))
+        .collect();
+    if !foreign.is_empty() {
+        return Err(Error::NotOwned {
+            what: format!(
+                "{} holds rows not tagged as ours ({}); remove them before it can be deleted",
+                rs.name(),
+                foreign.join(", ")
+            ),
+        });
+    }
     // A balancer attached after our read would outlive the router: fail
     // and re-plan instead (the re-read finds it).
     plan.require_column(table::LOGICAL_ROUTER, r.uuid, "load_balancer", uuid_set(r.load_balancer.iter().copied()));
