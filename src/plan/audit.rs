@@ -166,13 +166,14 @@ fn expected_uuid(owner: &Owner, row: &Row) -> Option<Uuid> {
     })
 }
 
-fn looks_like_ours(row: &Row) -> bool {
+fn looks_like_ours(owner: &Owner, row: &Row) -> bool {
     // Another installation's rows (another `cloudstack:owner`, names
     // `cs-<owner>-…`) share the NB by design: not look-alikes.
     if row.external_ids.contains_key(key::OWNER) {
         return false;
     }
-    ["cs-net-", "cs-router-", "cs-vpc-", "cs-public-"].iter().any(|p| row.name.starts_with(p))
+    let prefix = owner.name_prefix();
+    ["net-", "router-", "vpc-", "public-"].iter().any(|p| row.name.starts_with(&format!("{prefix}{p}")))
         || row.external_ids.keys().any(|k| k.starts_with("cloudstack:"))
 }
 
@@ -200,7 +201,7 @@ pub fn audit(owner: &Owner, rows: &[Row]) -> Vec<Finding> {
             continue;
         }
         if !ours(r) {
-            if looks_like_ours(r) {
+            if looks_like_ours(owner, r) {
                 find(
                     Problem::Foreign,
                     r,
