@@ -353,3 +353,24 @@ fn router_teardown_refuses_to_take_foreign_rows_along() {
     ok(cs(&nb, "destroy-network", network(50)));
     assert_eq!(owned_rows(&nb), 0);
 }
+
+/// #5 sibling in `audit --repair`: an orphan holding a row not ours (an
+/// operator's ACL on an orphaned port group) is reported, not deleted.
+#[test]
+fn audit_never_deletes_an_orphan_holding_foreign_rows() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", network(44)));
+    run_all(&nb, NIC_START, &vm1(44));
+    let (uuid, row) = foreign_acl(&nb, "cs_net_44", 1237);
+    nb.nbctl(&["ls-del", "cs-net-44"]);
+    let v = audit(&nb, &["--repair"]);
+    let pg = v["findings"].as_array().unwrap().iter().find(|f| f["table"] == "Port_Group").cloned();
+    let pg = pg.unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(pg["problem"], "orphan");
+    assert_eq!(pg["repaired"], false, "{v}");
+    assert!(pg["detail"].as_str().unwrap().contains(&uuid), "{v}");
+    assert_eq!(nb.snapshot()["ACL"][&uuid], row, "the operator's ACL is untouched");
+    assert!(nb.nbctl(&["--bare", "--columns=name", "list", "Port_Group"]).contains("cs_net_44"));
+    // The other orphans of the network were repaired.
+    assert_eq!(nb.count_rows("DHCP_Options") + nb.count_rows("DNS") + nb.count_rows("Logical_Router"), 0, "{v}");
+}

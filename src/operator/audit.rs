@@ -30,14 +30,19 @@ use crate::plan::audit::{self, Finding, Problem, Row};
 /// (table, columns, only rows of ours?)
 const TABLES: &[(&str, &[&str], bool)] = &[
     (table::LOGICAL_SWITCH, &["_uuid", "name", "external_ids"], false),
-    (table::LOGICAL_SWITCH, &["_uuid", "name", "external_ids", "ports"], true),
+    (table::LOGICAL_SWITCH, &["_uuid", "name", "external_ids", "ports", "acls"], true),
     (table::LOGICAL_ROUTER, &["_uuid", "name", "external_ids"], false),
-    (table::LOGICAL_ROUTER_PORT, &["_uuid", "name"], false),
+    (table::LOGICAL_ROUTER, &["_uuid", "name", "external_ids", "ports", "nat", "static_routes"], true),
+    (table::LOGICAL_ROUTER_PORT, &["_uuid", "name", "external_ids"], false),
     (table::LOGICAL_SWITCH_PORT, &["_uuid", "name", "type", "options", "external_ids"], true),
     (table::DHCP_OPTIONS, &["_uuid", "external_ids"], false),
     (table::DNS, &["_uuid", "external_ids"], true),
-    (table::PORT_GROUP, &["_uuid", "name", "external_ids"], true),
+    (table::PORT_GROUP, &["_uuid", "name", "acls", "external_ids"], true),
     (table::LOAD_BALANCER, &["_uuid", "name", "external_ids"], true),
+    // Only to tell our children from an operator's (see plan::audit).
+    (table::ACL, &["_uuid", "external_ids"], true),
+    (table::NAT, &["_uuid", "external_ids"], true),
+    (table::STATIC_ROUTE, &["_uuid", "external_ids"], true),
 ];
 
 /// Rounds of read → judge → repair when guards keep failing because the NB
@@ -69,8 +74,8 @@ fn read(client: &mut Client, owner: &Owner) -> Result<Snapshot, crate::ovsdb::Er
         let mut n = 0;
         for r in all_rows(result).filter_map(|r| audit::row_from(t, r)) {
             n += 1;
-            // The richer read of a table (with `ports`) wins.
-            if r.ports.is_empty() && rows.get(&r.uuid).is_some_and(|old| !old.ports.is_empty()) {
+            // The richer read of a table (with `ports`, `nat`, …) wins.
+            if rows.get(&r.uuid).is_some_and(|old| old.children.len() > r.children.len()) {
                 continue;
             }
             rows.insert(r.uuid, r);

@@ -48,7 +48,13 @@ pub struct Row {
     pub ports: Vec<Uuid>,
     pub lsp_type: String,
     pub options: BTreeMap<String, String>,
+    /// Rows it holds that go with it when it is deleted, by column
+    /// (`ports`, `acls`, `nat`, `static_routes`), where read.
+    pub children: BTreeMap<&'static str, Vec<Uuid>>,
 }
+
+/// Columns holding rows that a delete of their parent takes along.
+pub const CHILD_COLUMNS: &[&str] = &["ports", "acls", "nat", "static_routes"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Problem {
@@ -114,9 +120,9 @@ fn unchanged(r: &Row) -> Operation {
     let mut row = Map::new();
     let mut columns = vec!["external_ids".to_string()];
     row.insert("external_ids".into(), string_map(&r.external_ids));
-    if r.table == table::LOGICAL_SWITCH {
-        columns.push("ports".into());
-        row.insert("ports".into(), uuid_set(r.ports.iter().copied()));
+    for (column, uuids) in &r.children {
+        columns.push(column.to_string());
+        row.insert(column.to_string(), uuid_set(uuids.iter().copied()));
     }
     if r.table == table::LOGICAL_SWITCH_PORT {
         columns.push("options".into());
@@ -186,10 +192,20 @@ pub fn audit(owner: &Owner, rows: &[Row]) -> Vec<Finding> {
     let router_ports: BTreeSet<&str> =
         rows.iter().filter(|r| r.table == table::LOGICAL_ROUTER_PORT).map(|r| r.name.as_str()).collect();
     let ours = |r: &Row| owner.owns(&r.external_ids);
+    let our_rows: BTreeSet<Uuid> = rows.iter().filter(|r| ours(r)).map(|r| r.uuid).collect();
     let switch_of = |n: &str| owner.row_uuid(Kind::Network, n);
-    let mut find = |problem, r: &Row, detail: String, guards: Vec<Operation>, change: Option<Operation>| {
+    let mut find = |problem, r: &Row, mut detail: String, guards: Vec<Operation>, change: Option<Operation>| {
         let mut repair = Vec::new();
-        if let (true, Some(change)) = (Problem::repairable(problem), change) {
+        // Deleting a row takes the rows it holds along: never one not ours.
+        let foreign: Vec<String> =
+            r.children.values().flatten().filter(|u| !our_rows.contains(u)).map(Uuid::to_string).collect();
+        let deletes = matches!(change, Some(Operation::Delete { .. }));
+        if deletes && !foreign.is_empty() {
+            detail.push_str(&format!(
+                "; not repaired: it holds rows not ours ({}), remove them first",
+                foreign.join(", ")
+            ));
+        } else if let (true, Some(change)) = (Problem::repairable(problem), change) {
             repair = guards;
             repair.push(unchanged(r));
             repair.push(change);
@@ -197,7 +213,8 @@ pub fn audit(owner: &Owner, rows: &[Row]) -> Vec<Finding> {
         findings.push(Finding { problem, table: r.table, uuid: r.uuid, name: r.name.clone(), detail, repair });
     };
     for r in rows {
-        if r.table == table::LOGICAL_ROUTER_PORT {
+        // Read only to know which children are ours (and router port names).
+        if matches!(r.table, table::LOGICAL_ROUTER_PORT | table::ACL | table::NAT | table::STATIC_ROUTE) {
             continue;
         }
         if !ours(r) {
@@ -341,6 +358,7 @@ pub fn row_from(table: &'static str, v: &Map<String, Value>) -> Option<Row> {
         name: v.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
         external_ids: v.get("external_ids").map(string_map_of).unwrap_or_default(),
         ports: v.get("ports").map(uuid_set_of).unwrap_or_default(),
+        children: CHILD_COLUMNS.iter().filter_map(|c| Some((*c, uuid_set_of(v.get(*c)?)))).collect(),
         lsp_type: v.get("type").and_then(Value::as_str).unwrap_or_default().to_string(),
         options: v.get("options").map(string_map_of).unwrap_or_default(),
     })
