@@ -60,8 +60,8 @@ fn plan_firewall(
     let (default_egress_allow, rules) = rules::firewall(rules_doc)?;
     let cidr = firewall_cidr(rules_doc)?;
     let fs = FirewallScope {
-        port_group: port_group_name(scope.network_id),
-        router_peer: guest_peer_name(scope.network_id),
+        port_group: port_group_name(&scope.owner, scope.network_id),
+        router_peer: guest_peer_name(scope),
         gateway_peer: fwd.gateway.map(|_| rs.gateway_peer_name()),
         guest_cidr: cidr,
     };
@@ -128,7 +128,7 @@ pub fn apply_network_acl(ctx: &Context) -> Result<Outcome> {
     }
     let want = Want { switch: true, port_group: true, scope: Some(scope.clone()), ..Want::default() };
     let cidr6 = input::guest_cidr6(ctx)?;
-    let desired = acl::network_acls(&port_group_name(scope.network_id), cidr, cidr6, &rules);
+    let desired = acl::network_acls(&port_group_name(&scope.owner, scope.network_id), cidr, cidr6, &rules);
     ctx.converge(&want, |obs| {
         // Filtering a network we never implemented, or an isolated one
         // (legacy payloads carry no vpc id), would leave a port group that

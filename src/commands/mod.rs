@@ -26,7 +26,7 @@ use crate::nb::rows::{
     all_rows, first_row, select_tagged, DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router,
     RouterPort, StaticRoute, Switch,
 };
-use crate::nb::{table, Owner, DB};
+use crate::nb::{key, table, Owner, DB};
 use crate::ovsdb::{self, Client, Deadline, LeaderCheck, Operation};
 use crate::plan::acl::port_group_uuid;
 use crate::plan::network::{Observed, Scope};
@@ -171,6 +171,17 @@ impl Context {
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(h) = observed.holder.as_ref().filter(|h| !self.owner.owns(&h.external_ids)) {
+                return Err(Error::NotOwned {
+                    what: format!(
+                        "the name {}: {} {} ({}) already uses it",
+                        h.name,
+                        h.table,
+                        h.uuid,
+                        crate::plan::network::held_by(&h.external_ids)
+                    ),
+                });
+            }
             let plan = planner(&observed)?;
             if plan.is_empty() {
                 log::debug("already converged", &[("attempt", &attempt)]);
@@ -189,6 +200,16 @@ impl Context {
                     // look it up by name (a scan, only now) to say whose it is.
                     if want.port.is_some() && e.to_string().contains("Logical_Switch_Port") {
                         want.port_by_name = true;
+                    }
+                    // A unique name held by another row: read that row
+                    // (by uuid) to say whose it is, or retry if it is ours.
+                    want.holder = collision(&e);
+                    // Our switch's name guard failed: look the name up.
+                    if want.scope.is_some() && e.to_string().contains("(wait on Logical_Switch)") {
+                        want.switch_by_name = true;
+                    }
+                    if let (Some(rw), true) = (&want.router, e.to_string().contains("(wait on Logical_Router)")) {
+                        want.name_holder = Some((table::LOGICAL_ROUTER.into(), rw.rs.name(), rw.rs.uuid()));
                     }
                     backoff(attempt);
                 }
@@ -244,6 +265,27 @@ fn backoff(attempt: u32) {
     std::thread::sleep(Duration::from_millis((attempt as u64 * 2 + jitter).min(50)));
 }
 
+/// From a commit's "constraint violation" details (ovsdb-server's
+/// `Transaction causes multiple rows in "T" table to have identical values
+/// (V) for index on ...  First row, with UUID U, ...  Second row, with
+/// UUID U2, ...`): the table, the row that existed before this
+/// transaction, and the value.
+fn collision(e: &ovsdb::Error) -> Option<(String, Uuid, String)> {
+    let ovsdb::Error::Commit { error, details: Some(d) } = e else { return None };
+    if error != "constraint violation" {
+        return None;
+    }
+    let table = d.split("rows in \"").nth(1)?.split('"').next()?.to_string();
+    let value = d.split("identical values (").nth(1)?.split(") for index").next()?.trim_matches('"').to_string();
+    d.split("row, with UUID ")
+        .skip(1)
+        .find_map(|part| {
+            let (uuid, rest) = part.split_once(", ")?;
+            (!rest.starts_with("was inserted by this transaction")).then(|| uuid.parse().ok()).flatten()
+        })
+        .map(|u| (table, u, value))
+}
+
 /// Which rows a command needs to see.
 #[derive(Clone, Debug, Default)]
 pub struct Want {
@@ -279,6 +321,14 @@ pub struct Want {
     pub port_group: bool,
     pub scope: Option<Scope>,
     pub router: Option<RouterWant>,
+    /// After an index collision: the row holding the name (table, uuid, name).
+    pub holder: Option<(String, Uuid, String)>,
+    /// Which of the network's switch ports carry our tag (a scan of the
+    /// port table; destroy-network only, see docs/performance.md).
+    pub our_ports: bool,
+    /// After a failed name guard on a table without a name index: look the
+    /// name up (a scan, only then); rows other than `uuid` hold it.
+    pub name_holder: Option<(String, String, Uuid)>,
 }
 
 /// The routing rows a command needs to see.
@@ -365,14 +415,35 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         if want.localnet {
             ask(Port::select_localnet(s.localnet_uuid()), Slot::GuestLocalnet);
         }
+        if want.our_ports {
+            let id = s.network_id.to_string();
+            ask(select_tagged(table::LOGICAL_SWITCH_PORT, &s.owner, key::NETWORK_ID, &id, &["_uuid"]), Slot::OurPorts);
+        }
         if want.port_group && want.light {
             ask(PortGroup::select_light(port_group_uuid(s)), Slot::PortGroup);
         } else if want.port_group {
             ask(PortGroup::select(port_group_uuid(s)), Slot::PortGroup);
+            // Which of the group's ACLs are ours: an operator's own ACL on
+            // our group must survive a rule-set replacement (a scan of the
+            // ACL table by tag; see docs/performance.md).
+            let id = s.network_id.to_string();
+            ask(select_tagged(table::ACL, &s.owner, key::NETWORK_ID, &id, &["_uuid"]), Slot::OurAcls);
         }
     }
     for u in &want.ports {
         ask(Port::select(*u), Slot::Ports);
+    }
+    if let Some((t, name, _)) = &want.name_holder {
+        let columns = Some(vec!["_uuid".to_string(), "external_ids".to_string()]);
+        let conditions = vec![ovsdb::Condition::eq("name", name.as_str())];
+        ask(Operation::Select { table: t.clone(), conditions, columns }, Slot::NameHolder);
+    }
+    if let Some((t, u, _)) = &want.holder {
+        let columns = Some(vec!["_uuid".to_string(), "external_ids".to_string()]);
+        ask(
+            Operation::Select { table: t.clone(), conditions: vec![ovsdb::Condition::uuid_is(*u)], columns },
+            Slot::Holder,
+        );
     }
     if let Some(rw) = &want.router {
         let rs = &rw.rs;
@@ -382,6 +453,12 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         ask(StaticRoute::select(rs.route_uuid()), Slot::Route);
         for c in &rw.chassis {
             ask(GatewayChassis::select(rs.gateway_chassis_uuid(c)), Slot::GatewayChassis);
+        }
+        if !rw.chassis.is_empty() {
+            // Every pin of ours on the router (those of chassis no longer
+            // configured go; an operator's own pin stays): a small table.
+            let (k, v) = rs.tag();
+            ask(select_tagged(table::GATEWAY_CHASSIS, &rs.owner, k, &v, GatewayChassis::COLUMNS), Slot::GatewayChassis);
         }
         for u in &rw.nats {
             ask(Nat::select(*u), Slot::Nat);
@@ -435,7 +512,13 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             Slot::GatewayPort => obs.gateway_port = first_row(result).and_then(RouterPort::from_row),
             Slot::GatewayPeer => obs.gateway_peer = first_row(result).and_then(Port::from_row),
             Slot::Route => obs.route = first_row(result).and_then(StaticRoute::from_row),
-            Slot::GatewayChassis => obs.gateway_chassis.extend(first_row(result).and_then(GatewayChassis::from_row)),
+            Slot::GatewayChassis => {
+                for g in all_rows(result).filter_map(GatewayChassis::from_row) {
+                    if !obs.gateway_chassis.iter().any(|x| x.uuid == g.uuid) {
+                        obs.gateway_chassis.push(g);
+                    }
+                }
+            }
             Slot::Nat => {
                 for n in all_rows(result).filter_map(Nat::from_row) {
                     if !obs.nats.iter().any(|x| x.uuid == n.uuid) {
@@ -452,6 +535,45 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             }
             Slot::Ports => obs.ports.extend(first_row(result).and_then(Port::from_row)),
             Slot::PortGroup => obs.port_group = first_row(result).and_then(PortGroup::from_row),
+            Slot::Holder => {
+                if let (Some((t, u, name)), Some(row)) = (&want.holder, first_row(result)) {
+                    obs.holder = Some(crate::plan::network::Holder {
+                        table: t.clone(),
+                        uuid: *u,
+                        name: name.clone(),
+                        external_ids: row
+                            .get("external_ids")
+                            .map(crate::ovsdb::value::string_map_of)
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+            Slot::NameHolder => {
+                let Some((t, name, ours)) = &want.name_holder else { continue };
+                let other = all_rows(result).find_map(|row| {
+                    let uuid = row.get("_uuid").and_then(crate::ovsdb::value::as_uuid)?;
+                    (uuid != *ours).then(|| crate::plan::network::Holder {
+                        table: t.clone(),
+                        uuid,
+                        name: name.clone(),
+                        external_ids: row
+                            .get("external_ids")
+                            .map(crate::ovsdb::value::string_map_of)
+                            .unwrap_or_default(),
+                    })
+                });
+                obs.holder = obs.holder.take().or(other);
+            }
+            Slot::OurPorts => {
+                obs.our_ports = Some(
+                    all_rows(result).filter_map(|r| r.get("_uuid").and_then(crate::ovsdb::value::as_uuid)).collect(),
+                )
+            }
+            Slot::OurAcls => {
+                obs.our_acls = Some(
+                    all_rows(result).filter_map(|r| r.get("_uuid").and_then(crate::ovsdb::value::as_uuid)).collect(),
+                )
+            }
             Slot::GuestPort => obs.guest_port = first_row(result).and_then(RouterPort::from_row),
             Slot::GuestPeer => obs.guest_peer = first_row(result).and_then(Port::from_row),
             Slot::PublicSwitch => obs.public_switch = first_row(result).and_then(Switch::from_row),
@@ -481,6 +603,10 @@ enum Slot {
     Localnet,
     GuestLocalnet,
     PortGroup,
+    OurAcls,
+    OurPorts,
+    Holder,
+    NameHolder,
     Ports,
     PortOnSwitch,
     PortInGroup,

@@ -19,7 +19,7 @@ pub fn ensure_network_device(ctx: &Context) -> Result<Outcome> {
     let p = ctx.payload();
     let output = if p.nonempty("network_id").is_some() {
         let scope = input::scope(ctx)?;
-        json!({"provider": "ovn", "logical_switch": switch_name(scope.network_id)})
+        json!({"provider": "ovn", "logical_switch": switch_name(&scope.owner, scope.network_id)})
     } else if let Some(vpc) = input::vpc_id(ctx)? {
         json!({"provider": "ovn", "vpc_id": vpc.to_string()})
     } else {
@@ -80,7 +80,7 @@ pub fn implement(ctx: &Context) -> Result<Outcome> {
     })?;
     outcome.output = Some(json!({
         "network.broadcast_domain_type": "Lswitch",
-        "network.broadcast_uri": broadcast_uri(scope.network_id),
+        "network.broadcast_uri": broadcast_uri(&scope.owner, scope.network_id),
     }));
     Ok(outcome)
 }
@@ -167,6 +167,7 @@ pub fn destroy(ctx: &Context) -> Result<Outcome> {
         dns: true,
         all_dhcp: true,
         port_group: true,
+        our_ports: true,
         scope: Some(scope.clone()),
         router: rw,
         ..Want::default()

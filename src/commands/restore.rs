@@ -71,7 +71,7 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
             if view.port_group.is_none() {
                 view.port_group = Some(crate::nb::rows::PortGroup {
                     uuid: port_group_uuid(&scope),
-                    name: crate::nb::port_group_name(scope.network_id),
+                    name: crate::nb::port_group_name(&scope.owner, scope.network_id),
                     ports: Vec::new(),
                     acls: Vec::new(),
                     external_ids: scope.ids(crate::nb::Kind::PortGroup),

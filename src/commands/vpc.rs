@@ -86,6 +86,7 @@ pub fn shutdown(ctx: &Context) -> Result<Outcome> {
     let want = Want { router: Some(rw), ..Want::default() };
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
+        router::refuse_attached_tiers(&rs, obs)?;
         router::destroy_router(&mut plan, &rs, obs)?;
         Ok(plan)
     })

@@ -175,34 +175,55 @@ impl Owner {
     }
 }
 
-/// `cs-net-<network_id>`: fixed by the broadcast URI `ovn://cs-net-<id>` that
-/// CloudStack stores and by the legacy in-tree plugin's convention.
-pub fn switch_name(network_id: u64) -> String {
-    format!("cs-net-{network_id}")
+impl Owner {
+    /// The prefix of every name we give: `cs-` for the default owner (the
+    /// in-tree plugin's names, which existing deployments and CloudStack's
+    /// stored broadcast URIs use), `cs-<owner>-` for any other, so two
+    /// installations sharing one NB never want the same name (OVN indexes
+    /// port, router port and port group names, and its tools look switches
+    /// and routers up by name).
+    pub fn name_prefix(&self) -> String {
+        if self.0 == crate::config::DEFAULT_OWNER {
+            "cs-".into()
+        } else {
+            format!("cs-{}-", self.0)
+        }
+    }
 }
 
-/// Port_Group and Address_Set names must be identifiers (`[a-zA-Z_.][a-zA-Z_.0-9]*`).
-pub fn port_group_name(network_id: u64) -> String {
-    format!("cs_net_{network_id}")
+/// `cs-net-<network_id>` (default owner; `cs-<owner>-net-<id>` otherwise):
+/// also the broadcast URI `ovn://<switch name>` CloudStack stores, and the
+/// legacy in-tree plugin's convention.
+pub fn switch_name(owner: &Owner, network_id: u64) -> String {
+    format!("{}net-{network_id}", owner.name_prefix())
 }
 
-/// The localnet port of a shared or L2 network's switch.
-pub fn localnet_name(network_id: u64) -> String {
-    format!("ln-{}", switch_name(network_id))
+/// Port_Group and Address_Set names must be identifiers
+/// (`[a-zA-Z_.][a-zA-Z_.0-9]*`): `cs_net_<id>`, `cs_<owner>_net_<id>` with
+/// the owner's `-` as `_`.
+pub fn port_group_name(owner: &Owner, network_id: u64) -> String {
+    format!("{}net_{network_id}", owner.name_prefix().replace('-', "_"))
+}
+
+/// The localnet port of a shared or L2 network's switch (the port name
+/// index is NB-wide: owner-aware like the switch name).
+pub fn localnet_name(owner: &Owner, network_id: u64) -> String {
+    format!("ln-{}", switch_name(owner, network_id))
 }
 
 /// Id of that port's row uuid (kind `localnet`). Public localnet ports use
 /// `<network_name>/<vlan>`, which always holds a '/', so the two never meet.
+/// Fixed text: the owner is already part of every row uuid.
 pub fn localnet_id(network_id: u64) -> String {
-    switch_name(network_id)
+    format!("cs-net-{network_id}")
 }
 
 /// The address of the UserData design (docs/metadata-design.md): the DHCP
 /// server id of networks whose `extension_ip` is not on the subnet.
 pub const METADATA_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
 
-pub fn broadcast_uri(network_id: u64) -> String {
-    format!("ovn://{}", switch_name(network_id))
+pub fn broadcast_uri(owner: &Owner, network_id: u64) -> String {
+    format!("ovn://{}", switch_name(owner, network_id))
 }
 
 /// OVN copies string-typed DHCP options verbatim into the logical flow's
@@ -229,6 +250,18 @@ mod tests {
             a.row_uuid(Kind::Network, "42").to_string(),
             a.row_uuid(Kind::Network, "42").hyphenated().to_string()
         );
+    }
+
+    #[test]
+    fn names_are_owner_aware_but_the_default_owner_keeps_its_names() {
+        let d = Owner(crate::config::DEFAULT_OWNER.into());
+        assert_eq!(switch_name(&d, 42), "cs-net-42");
+        assert_eq!(port_group_name(&d, 42), "cs_net_42");
+        assert_eq!(broadcast_uri(&d, 42), "ovn://cs-net-42");
+        let o = Owner("dc-2".into());
+        assert_eq!(switch_name(&o, 42), "cs-dc-2-net-42");
+        assert_eq!(port_group_name(&o, 42), "cs_dc_2_net_42");
+        assert_eq!(broadcast_uri(&o, 42), "ovn://cs-dc-2-net-42");
     }
 
     #[test]

@@ -540,7 +540,7 @@ pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs:
     match &obs.port_group {
         None => {
             let mut row = Map::new();
-            row.insert("name".into(), json!(port_group_name(scope.network_id)));
+            row.insert("name".into(), json!(port_group_name(&scope.owner, scope.network_id)));
             row.insert("ports".into(), uuid_set(vm_ports.iter().copied()));
             row.insert("external_ids".into(), string_map(&ids));
             plan.insert(
@@ -548,7 +548,7 @@ pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs:
                 Some(uuid),
                 None,
                 row,
-                format!("insert port group {}", port_group_name(scope.network_id)),
+                format!("insert port group {}", port_group_name(&scope.owner, scope.network_id)),
             );
         }
         Some(pg) => {
@@ -638,7 +638,10 @@ pub fn converge_acls(
             format!("{} ACL {} {}", spec.direction.as_str(), spec.priority, spec.matches),
         );
     }
-    let stale_pg: Vec<Uuid> = current_pg.difference(&want_pg).copied().collect();
+    // Only ACLs of ours leave the group: one an operator attached to it
+    // (no owner tag of ours) is not part of any rule set we replace.
+    let ours = |u: &&Uuid| obs.our_acls.as_ref().is_some_and(|o| o.contains(*u));
+    let stale_pg: Vec<Uuid> = current_pg.difference(&want_pg).filter(ours).copied().collect();
     if !stale_pg.is_empty() && obs.port_group.is_some() {
         plan.change(
             Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" }.unlink(&stale_pg),

@@ -51,8 +51,8 @@ impl RouterScope {
     /// `cs-router-<network_id>` or `cs-vpc-<vpc_id>` (the in-tree plugin's names).
     pub fn name(&self) -> String {
         match self.of {
-            RouterOf::Network(n) => format!("cs-router-{n}"),
-            RouterOf::Vpc(v) => format!("cs-vpc-{v}"),
+            RouterOf::Network(n) => format!("{}router-{n}", self.owner.name_prefix()),
+            RouterOf::Vpc(v) => format!("{}vpc-{v}", self.owner.name_prefix()),
         }
     }
 
@@ -144,12 +144,12 @@ impl RouterScope {
 }
 
 /// Names and row ids of a guest network's attachment to a router.
-pub fn guest_port_name(network_id: u64) -> String {
-    format!("lrp-cs-net-{network_id}")
+pub fn guest_port_name(net: &Scope) -> String {
+    format!("lrp-{}", net.switch_name())
 }
 
-pub fn guest_peer_name(network_id: u64) -> String {
-    format!("rtr-cs-net-{network_id}")
+pub fn guest_peer_name(net: &Scope) -> String {
+    format!("rtr-{}", net.switch_name())
 }
 
 pub fn guest_port_uuid(scope: &Scope) -> Uuid {
@@ -175,10 +175,11 @@ impl PublicNet {
         }
     }
 
-    pub fn switch_name(&self) -> String {
+    pub fn switch_name(&self, owner: &Owner) -> String {
+        let prefix = owner.name_prefix();
         match self.vlan {
-            Some(v) => format!("cs-public-{}-{v}", self.network_name),
-            None => format!("cs-public-{}-untagged", self.network_name),
+            Some(v) => format!("{prefix}public-{}-{v}", self.network_name),
+            None => format!("{prefix}public-{}-untagged", self.network_name),
         }
     }
 
@@ -186,8 +187,8 @@ impl PublicNet {
         owner.row_uuid(Kind::PublicSwitch, &self.id())
     }
 
-    pub fn localnet_name(&self) -> String {
-        format!("ln-{}", self.switch_name())
+    pub fn localnet_name(&self, owner: &Owner) -> String {
+        format!("ln-{}", self.switch_name(owner))
     }
 
     pub fn localnet_uuid(&self, owner: &Owner) -> Uuid {
@@ -277,6 +278,10 @@ pub fn ensure_router(plan: &mut Plan, rs: &RouterScope, vpc_cidr: Option<Ipv4Cid
                 ("options", string_map(&options)),
                 ("external_ids", string_map(&ids)),
             ]);
+            // No name index on Logical_Router: refuse to add a second
+            // router of this name next to someone else's (the retry after
+            // a failed guard looks the name up and says whose it is).
+            plan.require_name_free(table::LOGICAL_ROUTER, &rs.name());
             plan.insert(table::LOGICAL_ROUTER, Some(rs.uuid()), None, r, format!("insert router {}", rs.name()));
         }
         Some(r) => {
@@ -327,7 +332,7 @@ pub fn attach_network(
     gateway6: Option<Ipv6Cidr>,
     obs: &Observed,
 ) -> Result<()> {
-    let name = guest_port_name(net.network_id);
+    let name = guest_port_name(net);
     let mut networks = vec![format!("{}/{}", gateway.addr, gateway.prefix)];
     match gateway6 {
         Some(g) => networks.push(g.to_string()),
@@ -382,7 +387,7 @@ pub fn attach_network(
         plan.require_row(table::LOGICAL_SWITCH, net.switch_uuid(), &net.switch_name());
     }
     let peer = RouterPeer {
-        name: guest_peer_name(net.network_id),
+        name: guest_peer_name(net),
         uuid: guest_peer_uuid(net),
         switch: net.switch_uuid(),
         options: [("router-port".to_string(), name.clone())].into(),
@@ -518,7 +523,7 @@ pub fn ensure_public_ip(
                 return Err(Error::Unsupported(format!(
                     "public IP {} is on {}, but router {} already has its gateway on another public network ({other}); one public VLAN per router",
                     public.ip,
-                    public.net.switch_name(),
+                    public.net.switch_name(&rs.owner),
                     rs.name()
                 )));
             }
@@ -572,7 +577,7 @@ fn ensure_gateway(
     }
     let owner = &rs.owner;
     let sw_uuid = public.net.switch_uuid(owner);
-    let sw_name = public.net.switch_name();
+    let sw_name = public.net.switch_name(&rs.owner);
     let mut sw_ids = BTreeMap::new();
     sw_ids.insert(key::OWNER.to_string(), owner.0.clone());
     sw_ids.insert(key::KIND.to_string(), Kind::PublicSwitch.as_str().to_string());
@@ -596,7 +601,7 @@ fn ensure_gateway(
     ln_ids.insert(key::KIND.to_string(), Kind::Localnet.as_str().to_string());
     let ln = Localnet {
         uuid: public.net.localnet_uuid(owner),
-        name: public.net.localnet_name(),
+        name: public.net.localnet_name(owner),
         switch: sw_uuid,
         network_name: public.net.network_name.clone(),
         tag: public.net.vlan,
@@ -730,7 +735,10 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
         }
     }
     if let Some(p) = &obs.gateway_port {
-        let stale: Vec<Uuid> = p.gateway_chassis.iter().filter(|u| !keep.contains(u)).copied().collect();
+        // Only pins of ours: an operator's own Gateway_Chassis row on the
+        // port is not ours to drop (OVSDB would delete it with the link).
+        let ours = |u: &Uuid| obs.gateway_chassis.iter().any(|g| g.uuid == *u && rs.owner.owns(&g.external_ids));
+        let stale: Vec<Uuid> = p.gateway_chassis.iter().filter(|u| !keep.contains(u) && ours(u)).copied().collect();
         if !stale.is_empty() {
             plan.change(
                 Parent { table: table::LOGICAL_ROUTER_PORT, uuid: p.uuid, column: "gateway_chassis" }.unlink(&stale),
@@ -1020,8 +1028,7 @@ pub fn add_port_forward(plan: &mut Plan, rs: &RouterScope, fwd: &Forward, obs: &
             plan.mutate(table::LOAD_BALANCER, lb.uuid, muts, format!("update port forwarding {name}"));
         }
     }
-    attach_lb(plan, rs, fwd.guest_switch, uuid, &name, obs);
-    Ok(())
+    attach_lb(plan, rs, fwd.guest_switch, uuid, &name, obs)
 }
 
 /// Remove the VIPs (exact pairs); delete the Load_Balancer when none is left
@@ -1077,14 +1084,63 @@ pub fn release_ip_rows(
 /// Everything of the router: its forwarding Load_Balancers (weakly
 /// referenced, so deleted explicitly), its gateway presence on the public
 /// switch, and the router itself with all its children (ports, NAT, routes).
+/// A VPC router still routing tiers cannot go: each tier's router-type
+/// port would be left pointing at a deleted router port (its switch is
+/// not ours to find from here). CloudStack destroys the tiers first.
+pub fn refuse_attached_tiers(rs: &RouterScope, obs: &Observed) -> Result<()> {
+    let Some(r) = &obs.router else { return Ok(()) };
+    let tiers: Vec<String> = r.ports.iter().filter(|p| **p != rs.gateway_port_uuid()).map(Uuid::to_string).collect();
+    if tiers.is_empty() {
+        return Ok(());
+    }
+    Err(Error::field(
+        "vpc_id",
+        format!(
+            "{} still routes {} tier(s) (router ports {}); destroy-network each tier first",
+            rs.name(),
+            tiers.len(),
+            tiers.join(", ")
+        ),
+    ))
+}
+
 pub fn destroy_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Result<()> {
+    // Load_Balancers are root rows: nothing deletes them with the router.
+    // Every one of ours found by the owner-tag scan goes, even when the
+    // router is already gone (one created while an earlier destroy ran).
+    let mut gone = BTreeSet::new();
+    for l in obs.lbs.iter().filter(|l| rs.owner.owns(&l.external_ids)) {
+        plan.delete(table::LOAD_BALANCER, l.uuid, format!("delete load balancer {}", l.name));
+        gone.insert(l.uuid);
+    }
     let Some(r) = &obs.router else { return Ok(()) };
     rs.require_owned(format!("Logical_Router {}", r.uuid), &r.external_ids)?;
+    // Deleting the router deletes its ports, NAT rows and routes with it:
+    // refuse while one of them is not ours (an operator's), naming it.
+    let mut ours: BTreeSet<Uuid> = [rs.gateway_port_uuid(), rs.route_uuid()].into();
+    if let RouterOf::Network(n) = rs.of {
+        ours.insert(rs.owner.row_uuid(Kind::GuestRouterPort, &n.to_string()));
+    }
+    ours.extend(obs.nats.iter().filter(|n| rs.owner.owns(&n.external_ids)).map(|n| n.uuid));
+    let foreign: Vec<String> = [("port", &r.ports), ("NAT", &r.nat), ("route", &r.static_routes)]
+        .iter()
+        .flat_map(|(what, list)| list.iter().filter(|u| !ours.contains(u)).map(move |u| format!("{what} {u}")))
+        .collect();
+    if !foreign.is_empty() {
+        return Err(Error::NotOwned {
+            what: format!(
+                "{} holds rows not tagged as ours ({}); remove them before it can be deleted",
+                rs.name(),
+                foreign.join(", ")
+            ),
+        });
+    }
+    // A balancer attached after our read would outlive the router: fail
+    // and re-plan instead (the re-read finds it).
+    plan.require_column(table::LOGICAL_ROUTER, r.uuid, "load_balancer", uuid_set(r.load_balancer.iter().copied()));
     let candidates: BTreeSet<Uuid> = rs.port_forward_uuids(recorded_ips(obs).into_keys().collect::<Vec<_>>()).collect();
-    for lb in &r.load_balancer {
-        if candidates.contains(lb) || obs.lbs.iter().any(|l| l.uuid == *lb && rs.owner.owns(&l.external_ids)) {
-            plan.delete(table::LOAD_BALANCER, *lb, format!("delete port forwarding {lb}"));
-        }
+    for lb in r.load_balancer.iter().filter(|lb| candidates.contains(lb) && !gone.contains(lb)) {
+        plan.delete(table::LOAD_BALANCER, *lb, format!("delete port forwarding {lb}"));
     }
     remove_gateway(plan, rs, obs)?;
     plan.delete(table::LOGICAL_ROUTER, r.uuid, format!("delete router {} and its ports, NAT and routes", r.name));
@@ -1132,8 +1188,15 @@ mod tests {
         assert_eq!(v.name(), "cs-vpc-5");
         assert_ne!(v.uuid(), rs.uuid());
         let p = PublicNet { network_name: "public".into(), vlan: Some(101) };
-        assert_eq!(p.switch_name(), "cs-public-public-101");
-        assert_eq!(PublicNet { vlan: None, ..p }.switch_name(), "cs-public-public-untagged");
+        assert_eq!(p.switch_name(&rs.owner), "cs-public-public-101");
+        assert_eq!(PublicNet { vlan: None, ..p.clone() }.switch_name(&rs.owner), "cs-public-public-untagged");
+        // Another installation on the same NB gets its own names.
+        let other = Owner("dc2".into());
+        let o = RouterScope { owner: other.clone(), ..rs.clone() };
+        assert_eq!(o.name(), "cs-dc2-router-42");
+        assert_eq!(o.gateway_port_name(), "lrp-cs-dc2-router-42-pub");
+        assert_eq!(p.switch_name(&other), "cs-dc2-public-public-101");
+        assert_eq!(p.localnet_name(&other), "ln-cs-dc2-public-public-101");
     }
 }
 
@@ -1208,23 +1271,37 @@ pub fn ensure_balancer(
             );
         }
     }
-    attach_lb(plan, rs, guest_switch, uuid, &name, obs);
-    Ok(())
+    attach_lb(plan, rs, guest_switch, uuid, &name, obs)
 }
 
 /// A Load_Balancer serves on the router (traffic from outside) and on the
 /// guest switch (VMs reaching the public address of their own network).
-fn attach_lb(plan: &mut Plan, rs: &RouterScope, guest_switch: Uuid, uuid: Uuid, name: &str, obs: &Observed) {
+/// Both must still exist when it commits: a Load_Balancer is a root row, and
+/// one linked to a router or switch deleted meanwhile would be left behind.
+fn attach_lb(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    guest_switch: Uuid,
+    uuid: Uuid,
+    name: &str,
+    obs: &Observed,
+) -> Result<()> {
+    let Some(sw) = obs.switch.as_ref().filter(|sw| sw.uuid == guest_switch) else {
+        return Err(Error::field("network_id", format!("{name}: the network has no switch (implement-network first)")));
+    };
+    // The router is guarded when read; when not, this plan inserts it.
+    require_router(plan, rs, obs);
+    plan.require_row(table::LOGICAL_SWITCH, sw.uuid, &sw.name);
     if !obs.router.as_ref().is_some_and(|r| r.load_balancer.contains(&uuid)) {
-        require_router(plan, rs, obs);
         plan.change(Parent::router(rs.uuid(), "load_balancer").link(uuid), format!("attach {name} to {}", rs.name()));
     }
-    if !obs.switch.as_ref().is_some_and(|sw| sw.uuid == guest_switch && sw.load_balancer.contains(&uuid)) {
+    if !sw.load_balancer.contains(&uuid) {
         plan.change(
             Parent::switch(guest_switch, "load_balancer").link(uuid),
             format!("attach {name} to the guest switch"),
         );
     }
+    Ok(())
 }
 
 /// Delete the rule's Load_Balancer (its weak references go with it).
