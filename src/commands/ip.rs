@@ -48,6 +48,7 @@ pub(super) fn ensure_network_router(
 ) -> Result<()> {
     ensure_switch(plan, scope, spec, obs)?;
     router::ensure_router(plan, rs, None, obs)?;
+    crate::plan::pbr::restore_network_policies(plan, rs, obs)?;
     match input::guest_gateway(ctx)? {
         Some(gateway) => router::attach_network(plan, rs, scope, gateway, None, obs),
         // Legacy NAT commands carry no gateway/cidr: fine once attached.

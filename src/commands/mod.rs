@@ -3,6 +3,7 @@
 //! transaction), retrying the observe–plan–apply cycle when a concurrent
 //! writer got in between.
 
+mod custom;
 mod dhcp;
 mod dns;
 mod filter;
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use uuid::Uuid;
+
+pub use custom::{Action as CustomAction, ACTIONS as CUSTOM_ACTIONS};
 
 use crate::cli::{self, Invocation, Request, Style};
 use crate::config::{self, FileConfig, Settings};
@@ -72,7 +75,7 @@ pub const COMMANDS: &[(&str, bool)] = &[
     ("save-sshkey", false),
     ("save-hypervisor-hostname", false),
     ("restore-network", true),
-    ("custom-action", false),
+    ("custom-action", true),
 ];
 
 /// Attempts of the observe–plan–apply cycle before giving up on a
@@ -644,6 +647,7 @@ fn dispatch(ctx: &Context) -> Result<Outcome> {
         "delete-static-nat" => ip::delete_static_nat(ctx),
         "add-port-forward" => ip::add_port_forward(ctx),
         "delete-port-forward" => ip::delete_port_forward(ctx),
+        "custom-action" => custom::run(ctx),
         other if COMMANDS.iter().any(|(c, _)| *c == other) => Err(Error::Unsupported(other.to_string())),
         other => Err(Error::UnknownCommand(other.to_string())),
     }

@@ -75,6 +75,9 @@ pub fn implement(ctx: &Context) -> Result<Outcome> {
         if let (Some(rs), Some(gw)) = (&routed, gateway) {
             router::ensure_router(&mut plan, rs, None, obs)?;
             router::attach_network(&mut plan, rs, &scope, gw, gateway6, obs)?;
+            if matches!(rs.of, RouterOf::Network(_)) {
+                crate::plan::pbr::restore_network_policies(&mut plan, rs, obs)?;
+            }
         }
         Ok(plan)
     })?;

@@ -25,6 +25,7 @@ pub mod table {
     pub const LOAD_BALANCER: &str = "Load_Balancer";
     pub const ACL: &str = "ACL";
     pub const PORT_GROUP: &str = "Port_Group";
+    pub const LOGICAL_ROUTER_POLICY: &str = "Logical_Router_Policy";
 }
 
 /// `external_ids` keys. Every row we create carries [`OWNER`]; we never
@@ -64,6 +65,13 @@ pub mod key {
     /// NAT, forwarding and load-balancer changes can refresh the firewall.
     pub const FIREWALL: &str = "cloudstack:firewall";
     pub const RULE_ID: &str = "cloudstack:rule_id";
+    /// On an isolated network's switch or a VPC's router: its policy-based
+    /// routing tables, routes and rules (JSON, `payload::pbr::PbrState`).
+    pub const PBR: &str = "cloudstack:pbr";
+    /// On a compiled Logical_Router_Policy: where it comes from.
+    pub const PBR_TABLE: &str = "cloudstack:pbr_table";
+    pub const PBR_RULE: &str = "cloudstack:pbr_rule";
+    pub const PBR_ROUTE: &str = "cloudstack:pbr_route";
 }
 
 pub const IP_SOURCE_NAT: &str = "source-nat";
@@ -115,6 +123,8 @@ pub enum Kind {
     Firewall,
     /// A network ACL (VPC tiers).
     NetworkAcl,
+    /// A Logical_Router_Policy compiled from policy-based routing.
+    PbrPolicy,
 }
 
 impl Kind {
@@ -141,6 +151,7 @@ impl Kind {
             Kind::PortGroup => "port-group",
             Kind::Firewall => "firewall",
             Kind::NetworkAcl => "network-acl",
+            Kind::PbrPolicy => "pbr-policy",
         }
     }
 }

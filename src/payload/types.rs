@@ -26,7 +26,7 @@ pub fn decimal(raw: &str) -> Option<u32> {
 
 /// IPv4 prefix as CloudStack writes it, e.g. `10.1.1.0/24`. The host bits
 /// may be set (the CLI era sent `ip/prefix`); [`Ipv4Cidr::network`] clears them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ipv4Cidr {
     pub addr: Ipv4Addr,
     pub prefix: u8,

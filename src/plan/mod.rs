@@ -7,6 +7,7 @@
 pub mod acl;
 pub mod audit;
 pub mod network;
+pub mod pbr;
 pub mod router;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,310 @@
+//! `custom-action` against real OVN: the smoke suite's policy-based routing
+//! scenarios (test_08 on an isolated network, test_10 on a VPC) through
+//! payloads shaped as CloudStack sends them, cross-checked with
+//! `ovn-nbctl lr-policy-list`; idempotency and bad input; packets through
+//! compiled policies; the OVN diagnostics.
+
+mod common;
+
+use std::time::Duration;
+
+use common::scenario::*;
+use common::*;
+use serde_json::{json, Value};
+
+/// The flat custom-action payload (§6.6): the resource's fields at top
+/// level plus `action`, `action-params` and the two details blobs.
+fn custom_payload(base: &Value, action: &str, params: Value) -> Value {
+    let mut flat = base.clone();
+    flat["action"] = json!(action);
+    flat["action-params"] = params;
+    flat["physical-network-extension-details"] =
+        json!({"physicalnetworkname": "pn1", "ovn.gateway.chassis": GATEWAY_CHASSIS});
+    flat["network-extension-details"] = json!({});
+    flat
+}
+
+fn custom(nb: &Nb, base: &Value, action: &str, params: Value) -> CsRun {
+    run_cs_logged(&nb.remote(), "custom-action", &custom_payload(base, action, params))
+}
+
+/// The reference's answer: status success, printmessage "true", a message.
+#[track_caller]
+fn message(run: CsRun) -> Value {
+    let out = ok(run.output);
+    assert_eq!(out.lines().count(), 1, "one line: {out}");
+    let v: Value = serde_json::from_str(&out).expect("custom-action prints JSON");
+    assert_eq!(v["status"], "success", "{out}");
+    assert_eq!(v["printmessage"], "true", "{out}");
+    v["message"].clone()
+}
+
+/// Run an action twice: the second run must plan no write and leave the NB
+/// as the first left it.
+#[track_caller]
+fn twice_action(nb: &Nb, base: &Value, action: &str, params: Value) -> Value {
+    let first = message(custom(nb, base, action, params.clone()));
+    let after = nb.snapshot();
+    let second = custom(nb, base, action, params);
+    let log = second.log.clone();
+    message(second);
+    assert!(after == nb.snapshot(), "{action}: second run changed the NB");
+    assert!(
+        log.lines().any(|l| l.contains("command=custom-action ") && l.contains(" rows_changed=0 ")),
+        "{action}: the second run planned a write:\n{log}"
+    );
+    first
+}
+
+/// A bad call: exit 2, one-line JSON error, NB unchanged.
+#[track_caller]
+fn rejected(nb: &Nb, base: &Value, action: &str, params: Value) -> String {
+    let before = nb.snapshot();
+    let msg = fails(custom(nb, base, action, params).output, 2);
+    let after = nb.snapshot();
+    assert!(before == after, "{action}: a rejected call changed the NB\n{}", snapshot_diff(&before, &after));
+    msg
+}
+
+/// `ovn-nbctl lr-policy-list` as (priority, match, action) triples.
+fn nbctl_policies(nb: &Nb, router: &str) -> Vec<(i64, String, String)> {
+    nb.nbctl(&["lr-policy-list", router])
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let l = l.trim();
+            let (prio, rest) = l.split_once(char::is_whitespace)?;
+            let rest = rest.trim();
+            let (matches, action) = ["drop", "reroute", "allow"]
+                .iter()
+                .find_map(|a| rest.find(&format!(" {a}")).map(|i| (rest[..i].trim(), rest[i..].trim())))?;
+            Some((prio.parse().ok()?, matches.to_string(), action.to_string()))
+        })
+        .collect()
+}
+
+const TABLE: &str = "app-123";
+const CIDR: &str = "172.30.1.0/24";
+
+/// test_08 / test_10: every PBR action with the smoke test's parameters and
+/// assertions, each twice; `lr-policy-list` agrees at each step.
+fn smoke_pbr(nb: &Nb, base: &Value, router: &str) {
+    let m = twice_action(nb, base, "pbr-create-table", json!({"table-id": "100", "table-name": TABLE}));
+    assert!(m.as_str().unwrap().contains(TABLE), "{m}");
+    let tables = message(custom(nb, base, "pbr-list-tables", json!({})));
+    assert!(tables.to_string().contains(TABLE), "{tables}");
+    assert_eq!(tables, json!([{"id": "100", "name": TABLE}]));
+
+    twice_action(nb, base, "pbr-add-route", json!({"table": TABLE, "route": format!("blackhole {CIDR}")}));
+    let routes = message(custom(nb, base, "pbr-list-routes", json!({"table": TABLE})));
+    assert!(routes.to_string().contains(CIDR), "{routes}");
+    assert!(nbctl_policies(nb, router).is_empty(), "a route alone selects nothing");
+
+    twice_action(nb, base, "pbr-add-rule", json!({"table": TABLE, "rule": format!("to {CIDR}")}));
+    let rules = message(custom(nb, base, "pbr-list-rules", json!({"table": TABLE})));
+    assert!(rules.to_string().contains(TABLE), "{rules}");
+    assert_eq!(rules[0]["rule"], format!("32765: from all to {CIDR} lookup {TABLE}"));
+    let policies = nbctl_policies(nb, router);
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    assert_eq!((policies[0].1.as_str(), policies[0].2.as_str()), (format!("ip4.dst == {CIDR}").as_str(), "drop"));
+
+    // A next hop in the same table, more specific: reroute above the drop.
+    twice_action(nb, base, "pbr-add-route", json!({"table": "100", "route": "172.30.1.128/25 via 10.1.1.30"}));
+    let policies = nbctl_policies(nb, router);
+    assert_eq!(policies.len(), 2, "{policies:?}");
+    assert_eq!(policies[0].1, "ip4.dst == 172.30.1.128/25");
+    assert!(policies[0].2.starts_with("reroute") && policies[0].2.contains("10.1.1.30"), "{policies:?}");
+    assert!(policies[0].0 > policies[1].0, "longest prefix first: {policies:?}");
+    let routes = message(custom(nb, base, "pbr-list-routes", json!({})));
+    assert_eq!(routes.as_array().unwrap().len(), 2, "{routes}");
+    twice_action(nb, base, "pbr-delete-route", json!({"table": TABLE, "route": "172.30.1.128/25 via 10.1.1.30"}));
+
+    // Bad parameters: clear errors, NB unchanged.
+    let e = rejected(nb, base, "pbr-frobnicate", json!({}));
+    assert!(e.contains("pbr-create-table") && e.contains("pbr-list-rules"), "{e}");
+    let e = rejected(nb, base, "pbr-add-route", json!({"table": TABLE, "route": "172.30.2.0/24 dev eth0"}));
+    assert!(e.contains("`dev` cannot be expressed on OVN"), "{e}");
+    let e = rejected(nb, base, "pbr-add-route", json!({"table": TABLE, "route": "default via 10.1.1.30 table 5"}));
+    assert!(e.contains("`table`"), "{e}");
+    let e = rejected(nb, base, "pbr-add-rule", json!({"table": TABLE, "rule": "fwmark 0x1"}));
+    assert!(e.contains("`fwmark`"), "{e}");
+    let e = rejected(nb, base, "pbr-add-route", json!({"table": "nosuch", "route": "blackhole 10.0.0.0/8"}));
+    assert!(e.contains("no routing table nosuch") && e.contains(TABLE), "{e}");
+    rejected(nb, base, "pbr-create-table", json!({"table-id": "254", "table-name": "x"}));
+    rejected(nb, base, "pbr-create-table", json!({"table-id": "100", "table-name": "other"}));
+    rejected(nb, base, "pbr-add-route", json!({"table": TABLE}));
+    rejected(nb, base, "pbr-delete-route", json!({"table": TABLE, "route": format!("unreachable {CIDR}")}));
+
+    // Teardown in the smoke test's order.
+    twice_action(nb, base, "pbr-delete-rule", json!({"table": TABLE, "rule": format!("to {CIDR}")}));
+    assert!(nbctl_policies(nb, router).is_empty());
+    twice_action(nb, base, "pbr-delete-route", json!({"table": TABLE, "route": format!("blackhole {CIDR}")}));
+    twice_action(nb, base, "pbr-delete-table", json!({"table-name": TABLE}));
+    assert_eq!(message(custom(nb, base, "pbr-list-tables", json!({}))), json!([]));
+    assert_eq!(nb.count_rows("Logical_Router_Policy"), 0);
+}
+
+#[test]
+fn test_08_pbr_actions_on_an_isolated_network() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", network(42)));
+    smoke_pbr(&nb, &network(42), "cs-router-42");
+    // Nothing of the state is left on the switch.
+    let ids = nb.nbctl(&["get", "Logical_Switch", "cs-net-42", "external_ids"]);
+    assert!(!ids.contains("cloudstack:pbr"), "{ids}");
+}
+
+#[test]
+fn test_10_pbr_actions_on_a_vpc() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-vpc", vpc(5)));
+    ok(cs(&nb, "implement-network", tier(5, 71, 1)));
+    smoke_pbr(&nb, &vpc(5), "cs-vpc-5");
+    // A call on a tier (a Network resource in the VPC) sees the VPC's tables.
+    message(custom(&nb, &vpc(5), "pbr-create-table", json!({"table_id": 7, "table_name": "steer"})));
+    let tables = message(custom(&nb, &tier(5, 71, 1), "pbr-list-tables", json!({})));
+    assert_eq!(tables, json!([{"id": "7", "name": "steer"}]));
+    message(custom(&nb, &vpc(5), "pbr-add-route", json!({"table": "steer", "route": "default via 10.7.1.30"})));
+    message(custom(&nb, &vpc(5), "pbr-add-rule", json!({"table": "steer", "rule": "from 10.7.1.0/24"})));
+    assert_eq!(nb.count_rows("Logical_Router_Policy"), 1);
+    // shutdown-vpc removes the router, its policies and the stored state.
+    ok(cs(&nb, "destroy-network", tier(5, 71, 1)));
+    ok(cs(&nb, "shutdown-vpc", vpc(5)));
+    assert_eq!(nb.count_rows("Logical_Router_Policy"), 0);
+    assert_eq!(nb.count_rows("Logical_Router"), 0);
+}
+
+#[test]
+fn pbr_survives_restart_and_restore_and_goes_with_destroy() {
+    let nb = Nb::start();
+    let net = network(43);
+    ok(cs(&nb, "implement-network", net.clone()));
+    message(custom(&nb, &net, "pbr-create-table", json!({"id": "100", "name": TABLE})));
+    message(custom(&nb, &net, "pbr-add-route", json!({"table": TABLE, "route": format!("blackhole {CIDR}")})));
+    message(custom(&nb, &net, "pbr-add-rule", json!({"table": TABLE, "rule": format!("from 10.1.1.0/24 to {CIDR}")})));
+    let before = nbctl_policies(&nb, "cs-router-43");
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].1, format!("ip4.src == 10.1.1.0/24 && ip4.dst == {CIDR}"));
+
+    // restartNetwork cleanup=true: the router goes and comes back with its policies.
+    ok(cs(&nb, "shutdown-network", net.clone()));
+    assert_eq!(nb.count_rows("Logical_Router_Policy"), 0);
+    let tables = message(custom(&nb, &net, "pbr-list-tables", json!({})));
+    assert_eq!(tables[0]["name"], TABLE, "the tables outlive the router");
+    twice(&nb, "implement-network", net.clone());
+    assert_eq!(nbctl_policies(&nb, "cs-router-43"), before);
+
+    // The same through assign-ip creating the router.
+    ok(cs(&nb, "shutdown-network", net.clone()));
+    let no_gateway = with(net.clone(), json!({"extension_ip": ""}));
+    ok(cs(&nb, "implement-network", no_gateway));
+    assert_eq!(nb.count_rows("Logical_Router"), 0);
+    ok(cs(&nb, "assign-ip", public(net.clone(), "203.0.113.10", true, "untagged")));
+    assert_eq!(nbctl_policies(&nb, "cs-router-43"), before);
+
+    // restore-network leaves them alone.
+    let restore = with(
+        net.clone(),
+        json!({"restore_data": {"dhcp_enabled": true, "dns_enabled": false, "userdata_enabled": false, "vms": []}}),
+    );
+    ok(cs(&nb, "restore-network", restore));
+    assert_eq!(nbctl_policies(&nb, "cs-router-43"), before);
+
+    ok(cs(&nb, "destroy-network", net));
+    assert_eq!(nb.count_rows("Logical_Router_Policy"), 0);
+    assert_eq!(nb.count_rows("Logical_Switch"), 0, "the public switch went with the last router");
+}
+
+#[test]
+fn pbr_on_a_network_that_is_not_implemented_is_a_clear_error() {
+    let nb = Nb::start();
+    let e = rejected(&nb, &network(44), "pbr-create-table", json!({"table-id": "100", "table-name": TABLE}));
+    assert!(e.contains("does not exist in OVN"), "{e}");
+    let e = rejected(&nb, &vpc(6), "pbr-list-tables", json!({}));
+    assert!(e.contains("does not exist in OVN"), "{e}");
+    let e = fails(custom(&nb, &json!({"zone_id": "1"}), "pbr-list-tables", json!({})).output, 2);
+    assert!(e.contains("network_id or vpc_id"), "{e}");
+}
+
+// ---------------------------------------------------------------- packets
+
+const FIRST: Duration = Duration::from_secs(5);
+const NEXT: Duration = Duration::from_secs(3);
+const INTERNET: &str = "198.51.100.10";
+const BLOCKED: &str = "172.30.1.10";
+const APPLIANCE: &str = "10.1.1.30";
+const APPLIANCE_NIC: &str = "3f0c0000-0000-4000-8000-0000000000a1";
+const APPLIANCE_MAC: &str = "02:00:4c:3e:00:1e";
+
+/// TCP segments the appliance's kernel received for local sockets
+/// (`Tcp: InSegs` of its namespace).
+fn tcp_in_segs(vm: &Vm) -> u64 {
+    let out = vm.exec(&["cat", "/proc/net/snmp"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap_or_default(), tcp.next().unwrap_or_default());
+    let i = names.split_whitespace().position(|w| w == "InSegs").expect("InSegs in /proc/net/snmp");
+    values.split_whitespace().nth(i).and_then(|v| v.parse().ok()).expect("InSegs value")
+}
+
+#[test]
+fn blackhole_and_reroute_through_an_appliance_with_real_packets() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, GATEWAY_CHASSIS);
+    let outside = hv.add_public("public", None);
+    let nb = central.nb();
+    // An outside host in the PBR range, next to an "internet" host.
+    let o = outside.exec(&["ip", "addr", "add", &format!("{BLOCKED}/32"), "dev", "lo"]);
+    assert!(o.status.success(), "{o:?}");
+    let _blocked_srv = outside.serve_tcp(BLOCKED, 8080, "blocked-host");
+    let _internet_srv = outside.serve_tcp(INTERNET, 8080, "internet");
+
+    let net = network(42);
+    ok(cs(nb, "implement-network", net.clone()));
+    ok(cs(nb, "assign-ip", public(net.clone(), "203.0.113.10", true, "untagged")));
+    run_all(nb, NIC_START, &vm1(42));
+    let appliance_payload = nic(42, APPLIANCE_NIC, APPLIANCE_MAC, APPLIANCE, "appliance", true);
+    run_all(nb, NIC_START, &appliance_payload);
+    let vm = hv.plug_vm("tap1", NIC1, "02:00:4c:3e:00:05");
+    let appliance = hv.plug_vm("tap2", APPLIANCE_NIC, APPLIANCE_MAC);
+    vm.dhcp();
+    appliance.dhcp();
+    // The appliance takes the steered range as local, so its kernel counts
+    // the segments that reach it.
+    let o = appliance.exec(&["ip", "route", "add", "local", CIDR, "dev", "lo"]);
+    assert!(o.status.success(), "{o:?}");
+
+    assert!(
+        vm.connect_tcp(BLOCKED, 8080, FIRST).is_some_and(|l| l.starts_with("blocked-host")),
+        "reachable before PBR"
+    );
+
+    // Blackhole 172.30.1.0/24 for traffic to it: dropped; others pass.
+    message(custom(nb, &net, "pbr-create-table", json!({"table-id": "100", "table-name": TABLE})));
+    message(custom(nb, &net, "pbr-add-route", json!({"table": TABLE, "route": format!("blackhole {CIDR}")})));
+    message(custom(nb, &net, "pbr-add-rule", json!({"table": TABLE, "rule": format!("to {CIDR}")})));
+    central.nbctl(&["--wait=hv", "sync"]);
+    assert_eq!(vm.try_connect_tcp(BLOCKED, 8080, NEXT).err().as_deref(), Some("TIMEOUT"), "dropped by the policy");
+    assert!(
+        vm.connect_tcp(INTERNET, 8080, FIRST).is_some_and(|l| l.starts_with("internet")),
+        "other destinations pass"
+    );
+
+    // Steer the range through the appliance instead: seen there, not outside.
+    // An appliance receives traffic for addresses that are not its own, so
+    // its port security is MAC-only (OVN drops it otherwise; docs/routing.md).
+    nb.nbctl(&["lsp-set-port-security", APPLIANCE_NIC, APPLIANCE_MAC]);
+    message(custom(nb, &net, "pbr-add-route", json!({"table": TABLE, "route": format!("{CIDR} via {APPLIANCE}")})));
+    central.nbctl(&["--wait=hv", "sync"]);
+    let seen = tcp_in_segs(&appliance);
+    let served = _blocked_srv.accepted().len();
+    let _ = vm.try_connect_tcp(BLOCKED, 8080, NEXT);
+    assert!(tcp_in_segs(&appliance) > seen, "the SYN reached the appliance");
+    assert_eq!(_blocked_srv.accepted().len(), served, "and not the outside host");
+
+    // Deleting the rule restores the original path.
+    message(custom(nb, &net, "pbr-delete-rule", json!({"table": TABLE, "rule": format!("to {CIDR}")})));
+    central.nbctl(&["--wait=hv", "sync"]);
+    assert!(vm.connect_tcp(BLOCKED, 8080, FIRST).is_some_and(|l| l.starts_with("blocked-host")), "path restored");
+    hv.assert_vswitchd_alive();
+}
