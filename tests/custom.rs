@@ -28,6 +28,13 @@ fn custom(nb: &Nb, base: &Value, action: &str, params: Value) -> CsRun {
     run_cs_logged(&nb.remote(), "custom-action", &custom_payload(base, action, params))
 }
 
+/// A custom action with the SB registered too (`ovn.sb.connection`).
+fn custom_sb(central: &Central, base: &Value, action: &str, params: Value) -> CsRun {
+    let mut p = custom_payload(base, action, params);
+    p["physical-network-extension-details"]["ovn.sb.connection"] = json!(central.sb_remote());
+    run_cs_logged(&central.nb_remote(), "custom-action", &p)
+}
+
 /// The reference's answer: status success, printmessage "true", a message.
 #[track_caller]
 fn message(run: CsRun) -> Value {
@@ -306,5 +313,72 @@ fn blackhole_and_reroute_through_an_appliance_with_real_packets() {
     message(custom(nb, &net, "pbr-delete-rule", json!({"table": TABLE, "rule": format!("to {CIDR}")})));
     central.nbctl(&["--wait=hv", "sync"]);
     assert!(vm.connect_tcp(BLOCKED, 8080, FIRST).is_some_and(|l| l.starts_with("blocked-host")), "path restored");
+    hv.assert_vswitchd_alive();
+}
+
+// ---------------------------------------------------------------- diagnostics
+
+#[test]
+fn show_reports_bindings_and_flags_drift() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, GATEWAY_CHASSIS);
+    let _outside = hv.add_public("public", None);
+    let nb = central.nb();
+    let net = network(42);
+    ok(cs(nb, "implement-network", net.clone()));
+    ok(cs(nb, "assign-ip", public(net.clone(), "203.0.113.10", true, "untagged")));
+    let vm2_payload = nic(42, NIC2, "02:00:4c:3e:00:06", "10.1.1.24", "vm-2", true);
+    run_all(nb, NIC_START, &vm1(42));
+    run_all(nb, NIC_START, &vm2_payload);
+    let vm1 = hv.plug_vm("tap1", NIC1, "02:00:4c:3e:00:05");
+    let vm2 = hv.plug_vm("tap2", NIC2, "02:00:4c:3e:00:06");
+    vm1.dhcp();
+    vm2.dhcp();
+    assert!(central.wait_lsp_up(NIC1, Duration::from_secs(10)) && central.wait_lsp_up(NIC2, Duration::from_secs(10)));
+
+    // Healthy: every NIC up on hv1, the router with its source NAT.
+    let before = nb.snapshot();
+    let show = message(custom_sb(&central, &net, "show", json!({})));
+    assert!(before == nb.snapshot(), "show is read-only");
+    assert_eq!(show["healthy"], true, "{show:#}");
+    assert_eq!(show["switch"]["name"], "cs-net-42");
+    let nics: Vec<&Value> = show["ports"].as_array().unwrap().iter().filter(|p| p["kind"] == "nic").collect();
+    assert_eq!(nics.len(), 2, "{show:#}");
+    for p in &nics {
+        assert_eq!(p["up"], true, "{p}");
+        assert_eq!(p["chassis"], GATEWAY_CHASSIS, "{p}");
+    }
+    assert!(nics.iter().any(|p| p["addresses"][0] == "02:00:4c:3e:00:05 10.1.1.23"), "{show:#}");
+    assert_eq!(show["router"]["name"], "cs-router-42");
+    assert!(show["router"]["nat"].to_string().contains("203.0.113.10"), "{show:#}");
+    assert!(!show["dhcp"].as_array().unwrap().is_empty(), "{show:#}");
+
+    // Unplugged VM: flagged. A DHCP row deleted behind our back: flagged.
+    vm2.unplug();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let s = message(custom_sb(&central, &net, "show", json!({})));
+        s["problems"].to_string().contains(&format!("port {NIC2} is not up"))
+    }));
+    let dhcp =
+        nb.nbctl(&["--bare", "--columns=_uuid", "find", "DHCP_Options", "external_ids:\"cloudstack:kind\"=dhcpv4"]);
+    assert!(!dhcp.is_empty());
+    for u in dhcp.split_whitespace() {
+        nb.nbctl(&["dhcp-options-del", u]);
+    }
+    let show = message(custom_sb(&central, &net, "show", json!({})));
+    assert_eq!(show["healthy"], false);
+    let problems = show["problems"].to_string();
+    assert!(problems.contains(&format!("port {NIC1} has no DHCP options")), "{problems}");
+    assert!(problems.contains(&format!("port {NIC2} is not up")), "{problems}");
+
+    // Without the SB the NB's `up` is shown and the reason said.
+    let show = message(custom(nb, &net, "show", json!({})));
+    assert!(show["southbound"].as_str().unwrap().contains("ovn.sb.connection"), "{show:#}");
+
+    // list-firewall-rules: the applied rules and their ACLs.
+    let rules = json!({"fw_rules": {"default_egress_allow": true, "cidr": "10.1.1.0/24", "rules": []}});
+    ok(cs(nb, "apply-fw-rules", with(net.clone(), rules)));
+    let fw = message(custom(nb, &net, "list-firewall-rules", json!({})));
+    assert!(fw["acls"].as_object().is_some_and(|m| !m.is_empty()), "{fw:#}");
     hv.assert_vswitchd_alive();
 }

@@ -8,6 +8,7 @@
 //! `plan::pbr`), and read-only OVN diagnostics.
 
 mod pbr;
+mod show;
 
 use serde_json::{json, Value};
 
@@ -65,6 +66,16 @@ pub const ACTIONS: &[Action] = &[
     },
     Action { name: "pbr-delete-rule", about: "Delete a rule", params: &[p("table", true), p("rule", true)] },
     Action { name: "pbr-list-rules", about: "List the rules (of a table, or all)", params: &[p("table", false)] },
+    Action {
+        name: "show",
+        about: "The network's (or VPC's) OVN picture: ports and their chassis, router, NAT, LB, ACLs, DHCP, DNS; drift flagged",
+        params: &[],
+    },
+    Action {
+        name: "list-firewall-rules",
+        about: "The firewall rules as applied, and their OVN ACLs per direction",
+        params: &[],
+    },
 ];
 
 /// What the action applies to: an isolated network (its own router) or a
@@ -72,7 +83,7 @@ pub const ACTIONS: &[Action] = &[
 #[derive(Clone, Debug)]
 pub(crate) enum Target {
     Network { scope: Scope, rs: RouterScope },
-    Vpc { rs: RouterScope },
+    Vpc { rs: RouterScope, network: Option<Scope> },
 }
 
 fn target(ctx: &Context) -> Result<Target> {
@@ -83,7 +94,7 @@ fn target(ctx: &Context) -> Result<Target> {
     })?;
     let network = p.nonempty("network_id").map(|_| input::scope(ctx)).transpose()?;
     Ok(match (rs.of, network) {
-        (RouterOf::Vpc(_), _) => Target::Vpc { rs },
+        (RouterOf::Vpc(_), network) => Target::Vpc { rs, network },
         (RouterOf::Network(_), Some(scope)) => Target::Network { scope, rs },
         (RouterOf::Network(_), None) => return Err(Error::Missing("network_id or vpc_id".into())),
     })
@@ -150,6 +161,9 @@ fn success(message: Value) -> Value {
 
 pub fn run(ctx: &Context) -> Result<Outcome> {
     let action = ctx.payload().require("action")?;
+    if !ACTIONS.iter().any(|a| a.name == action) {
+        return Err(unknown(&action));
+    }
     let params = params(ctx)?;
     if let Some(parsed) = crate::payload::pbr::PbrAction::parse(&action, &params) {
         let parsed = parsed?;
@@ -158,7 +172,13 @@ pub fn run(ctx: &Context) -> Result<Outcome> {
         outcome.output = Some(success(message));
         return Ok(outcome);
     }
-    Err(unknown(&action))
+    let target = target(ctx)?;
+    let message = match action.as_str() {
+        "show" => show::show(ctx, &target)?,
+        "list-firewall-rules" => show::list_firewall_rules(ctx, &target)?,
+        _ => return Err(unknown(&action)),
+    };
+    Ok(Outcome { output: Some(success(message)), ..Outcome::default() })
 }
 
 #[cfg(test)]
