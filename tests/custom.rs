@@ -382,3 +382,92 @@ fn show_reports_bindings_and_flags_drift() {
     assert!(fw["acls"].as_object().is_some_and(|m| !m.is_empty()), "{fw:#}");
     hv.assert_vswitchd_alive();
 }
+
+#[test]
+fn trace_names_the_dropping_acl_and_policy_and_says_delivered() {
+    let central = Central::start();
+    let nb = central.nb();
+    let net = network(42);
+    ok(cs(nb, "implement-network", net.clone()));
+    ok(cs(nb, "assign-ip", public(net.clone(), "203.0.113.10", true, "untagged")));
+    run_all(nb, NIC_START, &vm1(42));
+    let snat_ip = public(net.clone(), "203.0.113.11", false, "untagged");
+    ok(cs(nb, "assign-ip", snat_ip.clone()));
+    ok(cs(nb, "add-static-nat", with(snat_ip, json!({"private_ip": "10.1.1.23"}))));
+    let fw = |rules: Value| {
+        with(net.clone(), json!({"fw_rules": {"default_egress_allow": true, "cidr": "10.1.1.0/24", "rules": rules}}))
+    };
+    ok(cs(nb, "apply-fw-rules", fw(json!([]))));
+    central.sync();
+
+    // A SYN from outside to the static-NAT IP without a firewall rule.
+    let syn = json!({"from": "198.51.100.10", "to": "203.0.113.11", "protocol": "tcp", "port": "22"});
+    let before = nb.snapshot();
+    let t = message(custom_sb(&central, &net, "trace", syn.clone()));
+    assert!(before == nb.snapshot(), "trace is read-only");
+    assert_eq!(t["verdict"], "dropped", "{t:#}");
+    assert_eq!(t["by"], "ACL", "{t:#}");
+    assert_eq!(t["rule"]["kind"], "firewall", "{t:#}");
+    assert!(t["rule"]["match"].as_str().unwrap().contains("ip4.dst == 203.0.113.11"), "{t:#}");
+
+    // With the rule: delivered to the VM's port.
+    let rule = json!({"id": 5, "type": "ingress", "protocol": "tcp", "portStart": 22, "portEnd": 22,
+                      "publicIp": "203.0.113.11", "sourceCidrs": ["0.0.0.0/0"], "destCidrs": []});
+    ok(cs(nb, "apply-fw-rules", fw(json!([rule]))));
+    central.sync();
+    let t = message(custom_sb(&central, &net, "trace", syn.clone()));
+    assert_eq!(t["verdict"], "delivered", "{t:#}");
+    assert_eq!(t["to_port"], NIC1, "{t:#}");
+    assert!(t["summary"].to_string().contains("ct_dnat"), "{t:#}");
+
+    // From the VM (by NIC uuid) into a blackholed range: the policy is named.
+    message(custom(nb, &net, "pbr-create-table", json!({"table-id": "100", "table-name": TABLE})));
+    message(custom(nb, &net, "pbr-add-route", json!({"table": TABLE, "route": format!("blackhole {CIDR}")})));
+    message(custom(nb, &net, "pbr-add-rule", json!({"table": TABLE, "rule": format!("to {CIDR}")})));
+    central.sync();
+    let t = message(custom_sb(&central, &net, "trace", json!({"from": NIC1, "to": BLOCKED, "port": 80})));
+    assert_eq!(t["verdict"], "dropped", "{t:#}");
+    assert_eq!(t["by"], "policy", "{t:#}");
+    assert_eq!(t["rule"]["pbr_rule"], format!("32765: from all to {CIDR} lookup {TABLE}"), "{t:#}");
+    // The same VM by its address, to a host of its own network: delivered.
+    let t =
+        message(custom_sb(&central, &net, "trace", json!({"from": "10.1.1.23", "to": "10.1.1.1", "protocol": "icmp"})));
+    assert_ne!(t["verdict"], "dropped", "{t:#}");
+
+    // Without the SB, or with bad parameters: clear errors.
+    let e = fails(custom(nb, &net, "trace", syn).output, 3);
+    assert!(e.contains("ovn.sb.connection"), "{e}");
+    let e = fails(custom_sb(&central, &net, "trace", json!({"from": "10.1.1.23", "to": "1.2.3.4"})).output, 2);
+    assert!(e.contains("port"), "{e}");
+    let e = fails(custom_sb(&central, &net, "trace", json!({"from": NIC2, "to": "1.2.3.4", "port": 1})).output, 2);
+    assert!(e.contains("no port on this network"), "{e}");
+}
+
+#[test]
+fn extension_details_advertise_custom_action_and_its_actions() {
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin())
+            .args(args)
+            .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
+            .env("CLOUDSTACK_OVN_LOG", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(o.status.success() && o.stderr.is_empty());
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let v: Value = serde_json::from_str(&run(&["extension-details", "--json"])).unwrap();
+    assert!(v["services"].as_array().unwrap().contains(&json!("CustomAction")), "{v}");
+    assert_eq!(v["capabilities"]["CustomAction"]["Supported"], "true");
+    let actions = v["custom_actions"].as_array().unwrap();
+    let create = actions.iter().find(|a| a["name"] == "pbr-create-table").expect("pbr-create-table");
+    assert_eq!(
+        create["parameters"],
+        json!([{"name": "table-id", "type": "STRING", "required": true},
+                                             {"name": "table-name", "type": "STRING", "required": true}])
+    );
+    for name in ["pbr-list-rules", "show", "trace", "list-firewall-rules"] {
+        assert!(actions.iter().any(|a| a["name"] == name), "{name}");
+    }
+    let text = run(&["extension-details"]);
+    assert!(text.contains("cmk addCustomAction extensionid=\"$EXTENSION_ID\" \\\n  name=pbr-add-route"), "{text}");
+}

@@ -9,6 +9,7 @@
 
 mod pbr;
 mod show;
+mod trace;
 
 use serde_json::{json, Value};
 
@@ -70,6 +71,11 @@ pub const ACTIONS: &[Action] = &[
         name: "show",
         about: "The network's (or VPC's) OVN picture: ports and their chassis, router, NAT, LB, ACLs, DHCP, DNS; drift flagged",
         params: &[],
+    },
+    Action {
+        name: "trace",
+        about: "Trace a packet (from a NIC uuid or VM IP, or an outside IP) through OVN with ovn-trace: delivered, or dropped by which ACL or policy",
+        params: &[p("from", true), p("to", true), p("protocol", false), p("port", false)],
     },
     Action {
         name: "list-firewall-rules",
@@ -172,10 +178,15 @@ pub fn run(ctx: &Context) -> Result<Outcome> {
         outcome.output = Some(success(message));
         return Ok(outcome);
     }
+    let request = match action.as_str() {
+        "trace" => Some(trace::request(&params)?),
+        _ => None,
+    };
     let target = target(ctx)?;
     let message = match action.as_str() {
         "show" => show::show(ctx, &target)?,
         "list-firewall-rules" => show::list_firewall_rules(ctx, &target)?,
+        "trace" => trace::trace(ctx, &target, request.as_ref().expect("validated above"))?,
         _ => return Err(unknown(&action)),
     };
     Ok(Outcome { output: Some(success(message)), ..Outcome::default() })
