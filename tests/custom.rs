@@ -159,6 +159,24 @@ fn test_08_pbr_actions_on_an_isolated_network() {
     // Nothing of the state is left on the switch.
     let ids = nb.nbctl(&["get", "Logical_Switch", "cs-net-42", "external_ids"]);
     assert!(!ids.contains("cloudstack:pbr"), "{ids}");
+
+    // The legacy flag style (`--action`, `--action-params <json>`).
+    let o = run_cs_flags(
+        &nb.remote(),
+        "custom-action",
+        &[
+            "--network-id",
+            "42",
+            "--action",
+            "pbr-create-table",
+            "--action-params",
+            r#"{"table-id":"9","table-name":"legacy"}"#,
+        ],
+    );
+    ok(o);
+    let o = run_cs_flags(&nb.remote(), "custom-action", &["--network-id", "42", "--action", "pbr-list-tables"]);
+    let v: Value = serde_json::from_str(&ok(o)).unwrap();
+    assert_eq!(v["message"], json!([{"id": "9", "name": "legacy"}]));
 }
 
 #[test]
@@ -172,6 +190,18 @@ fn test_10_pbr_actions_on_a_vpc() {
     let tables = message(custom(&nb, &tier(5, 71, 1), "pbr-list-tables", json!({})));
     assert_eq!(tables, json!([{"id": "7", "name": "steer"}]));
     message(custom(&nb, &vpc(5), "pbr-add-route", json!({"table": "steer", "route": "default via 10.7.1.30"})));
+    message(custom(&nb, &vpc(5), "pbr-add-rule", json!({"table": "steer", "rule": "from 10.7.1.0/24"})));
+    assert_eq!(nb.count_rows("Logical_Router_Policy"), 1);
+    // show on the VPC: its router with the compiled policy, nothing flagged.
+    let show = message(custom(&nb, &vpc(5), "show", json!({})));
+    assert_eq!(show["router"]["name"], "cs-vpc-5", "{show:#}");
+    assert_eq!(show["router"]["policies"][0]["action"], "reroute", "{show:#}");
+    assert_eq!(show["healthy"], true, "{show:#}");
+    // A policy deleted behind our back is flagged, and re-adding the rule repairs it.
+    let policy = nb.nbctl(&["--bare", "--columns=_uuid", "list", "Logical_Router_Policy"]);
+    nb.nbctl(&["lr-policy-del", "cs-vpc-5", policy.trim()]);
+    let show = message(custom(&nb, &vpc(5), "show", json!({})));
+    assert!(show["problems"].to_string().contains("is missing"), "{show:#}");
     message(custom(&nb, &vpc(5), "pbr-add-rule", json!({"table": "steer", "rule": "from 10.7.1.0/24"})));
     assert_eq!(nb.count_rows("Logical_Router_Policy"), 1);
     // shutdown-vpc removes the router, its policies and the stored state.
