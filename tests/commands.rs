@@ -396,12 +396,12 @@ fn bad_input_is_refused_and_nb_unchanged() {
     }
     let msg = fails(run_cs(&nb.remote(), "frobnicate-network", &envelope(network(21))), 2);
     assert!(msg.contains("unknown command"), "{msg}");
-    for unsupported in
-        ["save-vm-data", "save-password", "save-userdata", "save-sshkey", "save-hypervisor-hostname", "custom-action"]
-    {
+    for unsupported in ["save-vm-data", "save-password", "save-userdata", "save-sshkey", "save-hypervisor-hostname"] {
         let msg = fails(run_cs(&nb.remote(), unsupported, &envelope(network(21))), 6);
         assert_eq!(msg, format!("not supported yet: {unsupported}"));
     }
+    let msg = fails(run_cs(&nb.remote(), "custom-action", &envelope(network(21))), 2);
+    assert_eq!(msg, "missing required field action");
     // SLAAC cannot produce CloudStack's EUI-64 addresses outside a /64.
     let msg = fails(run_cs(&nb.remote(), "implement-network", &envelope(v6("fd00:21::1", "fd00:21::/56"))), 6);
     assert!(msg.contains("/64"), "{msg}");

@@ -253,6 +253,29 @@ fn pbr_survives_restart_and_restore_and_goes_with_destroy() {
 }
 
 #[test]
+fn concurrent_pbr_actions_never_lose_each_others_changes() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-vpc", vpc(8)));
+    message(custom(&nb, &vpc(8), "pbr-create-table", json!({"table-id": "100", "table-name": TABLE})));
+    message(custom(&nb, &vpc(8), "pbr-add-route", json!({"table": TABLE, "route": "blackhole default"})));
+    std::thread::scope(|s| {
+        for i in 1..=8 {
+            let nb = &nb;
+            s.spawn(move || {
+                let rule = format!("from 10.7.{i}.0/24 priority {}", 100 + i);
+                message(custom(nb, &vpc(8), "pbr-add-rule", json!({"table": TABLE, "rule": rule})));
+            });
+        }
+    });
+    let rules = message(custom(&nb, &vpc(8), "pbr-list-rules", json!({})));
+    assert_eq!(rules.as_array().unwrap().len(), 8, "{rules}");
+    let policies = nbctl_policies(&nb, "cs-vpc-8");
+    assert_eq!(policies.len(), 8, "{policies:?}");
+    // Priority 101 first: the highest OVN priority, as `ip rule` evaluates it.
+    assert_eq!(policies[0].1, "ip4.src == 10.7.1.0/24", "{policies:?}");
+}
+
+#[test]
 fn pbr_on_a_network_that_is_not_implemented_is_a_clear_error() {
     let nb = Nb::start();
     let e = rejected(&nb, &network(44), "pbr-create-table", json!({"table-id": "100", "table-name": TABLE}));

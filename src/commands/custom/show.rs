@@ -25,6 +25,10 @@ use crate::plan::pbr;
 use crate::plan::router::RouterScope;
 
 const SB_DB: &str = "OVN_Southbound";
+/// `show` lists at most this many ports and problems (every port is still
+/// checked): the answer stays well under the message bound.
+const MAX_PORTS: usize = 200;
+const MAX_PROBLEMS: usize = 100;
 
 /// The rows `show` reads, typed where rows.rs has a view.
 #[derive(Default)]
@@ -250,6 +254,11 @@ pub(super) fn show(ctx: &Context, target: &Target) -> Result<Value> {
             }
             ports.push(Value::Object(item));
         }
+        let total = ports.len();
+        ports.truncate(MAX_PORTS);
+        if total > MAX_PORTS {
+            out.insert("ports_shown".into(), json!(format!("{MAX_PORTS} of {total}")));
+        }
         out.insert("ports".into(), Value::Array(ports));
         out.insert(
             "dhcp".into(),
@@ -370,6 +379,11 @@ pub(super) fn show(ctx: &Context, target: &Target) -> Result<Value> {
         }
     }
     out.insert("healthy".into(), json!(problems.is_empty()));
+    if problems.len() > MAX_PROBLEMS {
+        let more = problems.len() - MAX_PROBLEMS;
+        problems.truncate(MAX_PROBLEMS);
+        problems.push(format!("… and {more} more"));
+    }
     out.insert("problems".into(), json!(problems));
     Ok(Value::Object(out))
 }
