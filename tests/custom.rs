@@ -494,6 +494,22 @@ fn trace_names_the_dropping_acl_and_policy_and_says_delivered() {
     assert!(e.contains("port"), "{e}");
     let e = fails(custom_sb(&central, &net, "trace", json!({"from": NIC2, "to": "1.2.3.4", "port": 1})).output, 2);
     assert!(e.contains("no port on this network"), "{e}");
+
+    // An SB that accepts and never answers: ovn-trace is killed at the deadline.
+    let silent = SilentPeer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut payload = custom_payload(&net, "trace", json!({"from": "198.51.100.10", "to": "203.0.113.11", "port": 22}));
+    payload["physical-network-extension-details"]["ovn.sb.connection"] = json!(silent.remote());
+    let file = dir.path().join("trace.payload");
+    std::fs::write(&file, payload.to_string()).unwrap();
+    let started = std::time::Instant::now();
+    let o = product(&central.nb_remote(), &dir.path().join("log"))
+        .args(["custom-action", file.to_str().unwrap(), "3"])
+        .output()
+        .unwrap();
+    let e = fails(o, 4);
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded by the deadline: {:?}", started.elapsed());
+    assert!(e.contains("deadline") || e.contains("timed out"), "{e}");
 }
 
 #[test]

@@ -8,10 +8,9 @@
 //! source (a client outside). TCP is traced as a SYN and every connection
 //! as new (`--ct=new`), which is what filtering decides on.
 
-use std::io::Read;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
@@ -245,41 +244,18 @@ fn run_trace(ctx: &Context, e: &Entry, flow: &str) -> Result<String> {
     }
     // One --ct per conntrack lookup on the way (switch, router, switch, ...).
     c.arg("--no-friendly-names").args(["--ct=new"; 6]).arg(&e.datapath).arg(flow);
-    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let limit = ctx.deadline.remaining()?.min(TRACE_TIMEOUT);
-    let started = Instant::now();
-    let mut child = c.spawn().map_err(|e| Error::Config(format!("cannot run ovn-trace: {e}")))?;
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Error::Ovsdb(crate::ovsdb::Error::DeadlineExceeded));
-            }
-        }
+    let run = crate::output::run_captured(c, limit).map_err(|e| Error::Config(format!("cannot run ovn-trace: {e}")))?;
+    if run.status.is_none() {
+        return Err(Error::Ovsdb(crate::ovsdb::Error::DeadlineExceeded));
     }
-    let stdout = reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
+    let (text, complaints) = (run.out, run.err);
     // ovn-trace exits 0 even when it cannot parse the flow.
-    if stdout.trim().is_empty() || stderr.contains("error parsing flow") || stderr.contains("connection failed") {
-        let why = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").to_string();
+    if text.trim().is_empty() || complaints.contains("error parsing flow") || complaints.contains("connection failed") {
+        let why = complaints.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").to_string();
         return Err(Error::Config(format!("ovn-trace against {sb} failed: {why}")));
     }
-    Ok(stdout)
+    Ok(text)
 }
 
 /// One logical flow ovn-trace printed: stage, match, priority, actions.
