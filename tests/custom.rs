@@ -352,9 +352,17 @@ fn blackhole_and_reroute_through_an_appliance_with_real_packets() {
 
     // Steer the range through the appliance instead: seen there, not outside.
     // An appliance receives traffic for addresses that are not its own, so
-    // its port security is MAC-only (OVN drops it otherwise; docs/routing.md).
-    nb.nbctl(&["lsp-set-port-security", APPLIANCE_NIC, APPLIANCE_MAC]);
+    // its port security must be MAC-only (OVN drops it otherwise; `show`
+    // says so; docs/routing.md).
     message(custom(nb, &net, "pbr-add-route", json!({"table": TABLE, "route": format!("{CIDR} via {APPLIANCE}")})));
+    let show = message(custom(nb, &net, "show", json!({})));
+    assert!(
+        show["problems"]
+            .to_string()
+            .contains(&format!("next hop {APPLIANCE} (port {APPLIANCE_NIC}) has IP port security")),
+        "{show:#}"
+    );
+    nb.nbctl(&["lsp-set-port-security", APPLIANCE_NIC, APPLIANCE_MAC]);
     central.nbctl(&["--wait=hv", "sync"]);
     let seen = tcp_in_segs(&appliance);
     let served = _blocked_srv.accepted().len();

@@ -351,6 +351,25 @@ pub(super) fn show(ctx: &Context, target: &Target) -> Result<Value> {
             };
             let expected = stored.map(|raw| crate::payload::pbr::PbrState::from_json(key::PBR, raw)).transpose()?;
             let present: BTreeSet<Uuid> = r.policies.iter().copied().collect();
+            // A VM next hop must take packets for other addresses: OVN's
+            // IP port security on its port drops them (docs/routing.md).
+            for pol in expected.as_ref().map(pbr::compile).unwrap_or_default() {
+                let Some(nh) = pol.nexthop else { continue };
+                let nh = nh.to_string();
+                let port = p
+                    .ports
+                    .iter()
+                    .map(|(port, _)| port)
+                    .find(|port| port.addresses.iter().any(|a| a.split_whitespace().skip(1).any(|ip| ip == nh)));
+                if let Some(port) = port {
+                    if port.port_security.iter().any(|ps| ps.split_whitespace().skip(1).any(|ip| ip == nh)) {
+                        problems.push(format!(
+                            "next hop {nh} (port {}) has IP port security: OVN drops the packets rerouted to it",
+                            port.name
+                        ));
+                    }
+                }
+            }
             for pol in expected.as_ref().map(pbr::compile).unwrap_or_default() {
                 if !present.contains(&pol.uuid(rs)) {
                     problems.push(format!(
