@@ -282,6 +282,9 @@ fn pbr_on_a_network_that_is_not_implemented_is_a_clear_error() {
     assert!(e.contains("does not exist in OVN"), "{e}");
     let e = rejected(&nb, &vpc(6), "pbr-list-tables", json!({}));
     assert!(e.contains("does not exist in OVN"), "{e}");
+    let shared = with(network(45), json!({"guest_type": "shared", "vlan": "vlan://3000"}));
+    let e = rejected(&nb, &shared, "pbr-create-table", json!({"table-id": "100", "table-name": TABLE}));
+    assert!(e.contains("shared"), "{e}");
     let e = fails(custom(&nb, &json!({"zone_id": "1"}), "pbr-list-tables", json!({})).output, 2);
     assert!(e.contains("network_id or vpc_id"), "{e}");
 }

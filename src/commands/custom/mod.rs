@@ -174,6 +174,8 @@ pub fn run(ctx: &Context) -> Result<Outcome> {
     if let Some(parsed) = crate::payload::pbr::PbrAction::parse(&action, &params) {
         let parsed = parsed?;
         let target = target(ctx)?;
+        // Shared and L2 networks have no router of ours to steer with.
+        input::require_routed(ctx)?;
         let (mut outcome, message) = pbr::run(ctx, &target, &parsed)?;
         outcome.output = Some(success(message));
         return Ok(outcome);
