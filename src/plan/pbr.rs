@@ -18,8 +18,6 @@
 //! stored state, so nothing is read but the router row and the holder of
 //! the state.
 
-use std::cell::RefCell;
-
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -435,22 +433,30 @@ pub fn restore_network_policies(plan: &mut Plan, rs: &RouterScope, obs: &Observe
     converge_policies(plan, rs, &state, &state, obs)
 }
 
-/// Plan one PBR action: the new state stored on the holder and compiled
-/// onto the router, in one transaction. The message goes to `message`.
-pub fn plan(
-    holder: &Holder,
-    rs: &RouterScope,
-    action: &PbrAction,
-    obs: &Observed,
-    message: &RefCell<Value>,
-) -> Result<Plan> {
-    let old = stored(holder, obs)?;
-    let (new, msg) = apply(&old, action)?;
-    *message.borrow_mut() = msg;
-    let mut plan = Plan::default();
-    store(&mut plan, holder, &old, &new, obs)?;
-    converge_policies(&mut plan, rs, &old, &new, obs)?;
-    Ok(plan)
+/// One validated `pbr-*` action on one network or VPC: what `prepare`
+/// makes of the payload before anything is read.
+#[derive(Clone, Debug)]
+pub struct PbrIntent {
+    pub holder: Holder,
+    pub rs: RouterScope,
+    pub action: PbrAction,
+}
+
+/// Plan the action: the new state stored on the holder and compiled onto
+/// the router, in one transaction (nothing for a list, or for an action
+/// whose result is already there).
+pub fn plan(intent: &PbrIntent, obs: &Observed, plan: &mut Plan) -> Result<()> {
+    let old = stored(&intent.holder, obs)?;
+    let (new, _) = apply(&old, &intent.action)?;
+    store(plan, &intent.holder, &old, &new, obs)?;
+    converge_policies(plan, &intent.rs, &old, &new, obs)
+}
+
+/// The message CloudStack shows for the action, from the same observed
+/// state the plan was made against.
+pub fn answer(intent: &PbrIntent, obs: &Observed) -> Result<Value> {
+    let old = stored(&intent.holder, obs)?;
+    Ok(apply(&old, &intent.action)?.1)
 }
 
 #[cfg(test)]
@@ -520,5 +526,63 @@ mod tests {
         assert!(e.is_err());
         let (gone, _) = apply(&s, &PbrAction::DeleteTable(TableRef::Name("app".into()))).unwrap();
         assert!(gone.is_empty());
+    }
+
+    /// Planned against hand-built rows: the first run writes state and
+    /// policy, the converged NB plans nothing, a foreign router is refused.
+    #[test]
+    fn plans_against_observed_rows() {
+        use crate::nb::rows::{Router, Switch};
+        use crate::nb::Owner;
+        use crate::plan::router::RouterOf;
+        let owner = Owner("cloudstack".into());
+        let scope = Scope { owner: owner.clone(), network_id: 42, zone_id: None, vpc_id: None };
+        let rs = RouterScope { owner: owner.clone(), of: RouterOf::Network(42), zone_id: None };
+        let ours: std::collections::BTreeMap<String, String> =
+            [(key::OWNER.to_string(), "cloudstack".to_string())].into();
+        let mut obs = Observed {
+            switch: Some(Switch {
+                uuid: scope.switch_uuid(),
+                name: scope.switch_name(),
+                ports: vec![],
+                dns_records: vec![],
+                load_balancer: vec![],
+                external_ids: ours.clone(),
+            }),
+            router: Some(Router {
+                uuid: rs.uuid(),
+                name: rs.name(),
+                ports: vec![],
+                nat: vec![],
+                static_routes: vec![],
+                load_balancer: vec![],
+                policies: vec![],
+                options: Default::default(),
+                external_ids: ours.clone(),
+            }),
+            ..Observed::default()
+        };
+        let intent = |action| PbrIntent { holder: Holder::Switch(scope.clone()), rs: rs.clone(), action };
+        let full = state();
+        obs.switch.as_mut().unwrap().external_ids.insert(key::PBR.into(), full.to_json());
+        // Stored but not compiled yet (router re-created): the add re-creates the policies.
+        let add = intent(PbrAction::AddRule(TableRef::Id(100), parse_rule("to 172.30.0.0/16").unwrap()));
+        let mut p = Plan::default();
+        plan(&add, &obs, &mut p).unwrap();
+        assert_eq!(p.changes.iter().filter(|c| c.starts_with("insert policy")).count(), 2, "{:?}", p.changes);
+        // Converged: nothing to do, and the answer says it exists.
+        obs.router.as_mut().unwrap().policies = compile(&full).iter().map(|x| x.uuid(&rs)).collect();
+        let mut p = Plan::default();
+        plan(&add, &obs, &mut p).unwrap();
+        assert!(p.is_empty(), "{:?}", p.changes);
+        assert!(answer(&add, &obs).unwrap().as_str().unwrap().contains("already exists"));
+        // Deleting the rule removes both policies and rewrites the state.
+        let del = intent(PbrAction::DeleteRule(TableRef::Id(100), parse_rule("to 172.30.0.0/16").unwrap()));
+        let mut p = Plan::default();
+        plan(&del, &obs, &mut p).unwrap();
+        assert!(p.changes.iter().any(|c| c.contains("remove 2 policy-routing policies")), "{:?}", p.changes);
+        // A router that is not ours is never touched.
+        obs.router.as_mut().unwrap().external_ids.clear();
+        assert!(matches!(plan(&del, &obs, &mut Plan::default()), Err(Error::NotOwned { .. })));
     }
 }

@@ -176,7 +176,7 @@ pub fn run(ctx: &Context) -> Result<Outcome> {
         let target = target(ctx)?;
         // Shared and L2 networks have no router of ours to steer with.
         input::require_routed(ctx)?;
-        let (mut outcome, message) = pbr::run(ctx, &target, &parsed)?;
+        let (mut outcome, message) = pbr::run(ctx, &target, parsed)?;
         outcome.output = Some(success(message));
         return Ok(outcome);
     }
