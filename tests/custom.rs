@@ -197,6 +197,9 @@ fn test_10_pbr_actions_on_a_vpc() {
     assert_eq!(show["router"]["name"], "cs-vpc-5", "{show:#}");
     assert_eq!(show["router"]["policies"][0]["action"], "reroute", "{show:#}");
     assert_eq!(show["healthy"], true, "{show:#}");
+    // A VM source at VPC level: traced on its tier, says the error.
+    let e = rejected(&nb, &vpc(5), "trace", json!({"from": "10.7.1.10", "to": "8.8.8.8", "port": 53}));
+    assert!(e.contains("tier"), "{e}");
     // A policy deleted behind our back is flagged, and re-adding the rule repairs it.
     let policy = nb.nbctl(&["--bare", "--columns=_uuid", "list", "Logical_Router_Policy"]);
     nb.nbctl(&["lr-policy-del", "cs-vpc-5", policy.trim()]);

@@ -185,6 +185,9 @@ pub fn run(ctx: &Context) -> Result<Outcome> {
         _ => None,
     };
     let target = target(ctx)?;
+    if let (Some(r), Target::Vpc { network: None, .. }) = (&request, &target) {
+        trace::vpc_level(r, input::vpc_cidr(ctx)?)?;
+    }
     let message = match action.as_str() {
         "show" => show::show(ctx, &target)?,
         "list-firewall-rules" => show::list_firewall_rules(ctx, &target)?,

@@ -69,6 +69,19 @@ pub(super) fn request(p: &Params) -> Result<Request> {
     Ok(Request { from, to, protocol, port })
 }
 
+/// A VPC-level call knows no tier: a VM source must be traced on its tier
+/// network (a call on the tier), or it would be taken for an outside host.
+pub(super) fn vpc_level(req: &Request, vpc_cidr: Option<crate::payload::types::Ipv4Cidr>) -> Result<()> {
+    let inside = match &req.from {
+        From::Nic(_) => true,
+        From::Ip(ip) => vpc_cidr.is_some_and(|c| c.contains(*ip)),
+    };
+    if inside {
+        return Err(Error::field("from", "a VM source is traced on its tier: run the action on the tier network"));
+    }
+    Ok(())
+}
+
 /// Where the packet enters and with which L2 addresses.
 struct Entry {
     datapath: String,
