@@ -52,7 +52,7 @@ pub fn add_entry(ctx: &Context) -> Result<Outcome> {
     let subnet = input::dhcp_subnet(ctx)?;
     let default_nic = input::default_nic(ctx)?;
     let hostname = input::hostname(ctx)?.map(Hostname::Set).unwrap_or(Hostname::Keep);
-    let own = scope.owner.row_uuid(Kind::Dhcp4Nic, &nic.nic_uuid);
+    let own = scope.dhcp_nic_uuid(&nic.nic_uuid);
     let want = Want {
         light: true,
         switch: true,

@@ -6,17 +6,19 @@ use serde_json::Value;
 
 use super::{input, Context, Outcome, PublicLookup, RouterWant, Want};
 use crate::error::{Error, Result};
-use crate::nb::{port_group_name, Kind};
+use crate::nb::ids::Scope;
+use crate::nb::ids::{RouterOf, RouterScope};
+use crate::nb::Kind;
 use crate::payload::rules;
 use crate::payload::types::Ipv4Cidr;
 use crate::plan::acl::{self, FirewallScope, Forwarding};
-use crate::plan::network::{Observed, Scope};
-use crate::plan::router::{guest_peer_name, guest_peer_uuid, recorded_ips, RouterOf, RouterScope};
+use crate::plan::network::Observed;
+use crate::plan::router::recorded_ips;
 use crate::plan::Plan;
 
 /// VM ports of the network: the switch's ports but its router peer.
 fn vm_ports(scope: &Scope, obs: &Observed) -> Vec<uuid::Uuid> {
-    let peer = guest_peer_uuid(scope);
+    let peer = scope.guest_peer_uuid();
     obs.switch.as_ref().map(|sw| sw.ports.iter().filter(|p| **p != peer).copied().collect()).unwrap_or_default()
 }
 
@@ -56,8 +58,8 @@ fn plan_firewall(
         .transpose()?
         .ok_or_else(|| Error::Missing("fw_rules.cidr (the network's CIDR)".into()))?;
     let fs = FirewallScope {
-        port_group: port_group_name(scope.network_id),
-        router_peer: guest_peer_name(scope.network_id),
+        port_group: scope.port_group_name(),
+        router_peer: scope.guest_peer_name(),
         gateway_peer: fwd.gateway.map(|_| rs.gateway_peer_name()),
         guest_cidr: cidr,
     };
@@ -115,7 +117,7 @@ pub fn apply_network_acl(ctx: &Context) -> Result<Outcome> {
     let rules = rules::network_acl(&doc)?;
     let cidr = input::switch_spec(ctx)?.cidr.ok_or_else(|| Error::Missing("cidr (the tier's CIDR)".into()))?;
     let want = Want { switch: true, port_group: true, scope: Some(scope.clone()), ..Want::default() };
-    let desired = acl::network_acls(&port_group_name(scope.network_id), cidr, &rules);
+    let desired = acl::network_acls(&scope.port_group_name(), cidr, &rules);
     ctx.converge(&want, |obs| {
         let mut plan = Plan::default();
         acl::ensure_port_group(&mut plan, &scope, &vm_ports(&scope, obs), obs)?;

@@ -5,9 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Context;
 use crate::error::{Error, Result};
+use crate::nb::ids::Scope;
 use crate::payload::types::{db_id, dns_name, ip_list, ipv4, ipv6, nic_uuid, Ipv4Cidr, Ipv6Cidr, Mac};
 use crate::payload::Payload;
-use crate::plan::network::{DhcpSubnet, DnsEntry, NicSpec, Scope, SwitchSpec};
+use crate::plan::network::{DhcpSubnet, DnsEntry, NicSpec, SwitchSpec};
 use crate::plan::router::{GatewaySpec, Protocol, PublicIp, PublicNet, RouterOf, RouterScope};
 
 fn optional_id(p: &Payload, field: &str) -> Result<Option<u64>> {

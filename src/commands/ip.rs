@@ -8,9 +8,10 @@ use std::net::Ipv4Addr;
 use super::filter::{forwarding, refresh_firewall};
 use super::{input, Context, Outcome, PublicLookup, RouterWant, Want};
 use crate::error::{Error, Result};
+use crate::nb::ids::Scope;
 use crate::nb::{IP_ASSIGNED, IP_SOURCE_NAT};
 use crate::plan::acl::{parse_endpoint, Endpoint, Forwarding, Vip};
-use crate::plan::network::{ensure_switch, Observed, Scope, SwitchSpec};
+use crate::plan::network::{ensure_switch, Observed, SwitchSpec};
 use crate::plan::router::{self, Forward, Protocol, PublicIp, RouterOf, RouterScope};
 use crate::plan::Plan;
 

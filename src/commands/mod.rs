@@ -23,15 +23,15 @@ use uuid::Uuid;
 use crate::cli::{self, Invocation, Request, Style};
 use crate::config::{self, FileConfig, Settings};
 use crate::error::{Error, ExitCode, Result};
+use crate::nb::ids::Scope;
+use crate::nb::ids::{PublicNet, RouterScope};
 use crate::nb::rows::{
     all_rows, first_row, select_tagged, DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router,
     RouterPort, StaticRoute, Switch,
 };
 use crate::nb::{table, Owner, DB};
 use crate::ovsdb::{self, Client, Deadline, LeaderCheck, Operation};
-use crate::plan::acl::port_group_uuid;
-use crate::plan::network::{Observed, Scope};
-use crate::plan::router::{guest_peer_uuid, guest_port_uuid, PublicNet, RouterScope};
+use crate::plan::network::Observed;
 use crate::plan::Plan;
 use crate::{log, output};
 
@@ -339,7 +339,7 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             if want.light {
                 ask(Switch::select_containing(s.switch_uuid(), port), Slot::PortOnSwitch);
                 if want.port_group {
-                    ask(PortGroup::select_containing(port_group_uuid(s), port), Slot::PortInGroup);
+                    ask(PortGroup::select_containing(s.port_group_uuid(), port), Slot::PortInGroup);
                 }
             }
         }
@@ -356,9 +356,9 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             ask(Dns::select(s.dns_uuid()), Slot::Dns);
         }
         if want.port_group && want.light {
-            ask(PortGroup::select_light(port_group_uuid(s)), Slot::PortGroup);
+            ask(PortGroup::select_light(s.port_group_uuid()), Slot::PortGroup);
         } else if want.port_group {
-            ask(PortGroup::select(port_group_uuid(s)), Slot::PortGroup);
+            ask(PortGroup::select(s.port_group_uuid()), Slot::PortGroup);
         }
     }
     for u in &want.ports {
@@ -385,8 +385,8 @@ fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             ask(select_tagged(table::LOAD_BALANCER, &rs.owner, k, &v, LoadBalancer::COLUMNS), Slot::Lb);
         }
         if let (true, Some(s)) = (rw.guest, &want.scope) {
-            ask(RouterPort::select(guest_port_uuid(s)), Slot::GuestPort);
-            ask(Port::select(guest_peer_uuid(s)), Slot::GuestPeer);
+            ask(RouterPort::select(s.guest_port_uuid()), Slot::GuestPort);
+            ask(Port::select(s.guest_peer_uuid()), Slot::GuestPeer);
         }
         match &rw.public {
             PublicLookup::None => {}

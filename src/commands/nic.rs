@@ -3,8 +3,8 @@
 
 use super::{input, Context, Outcome, Want};
 use crate::error::Result;
-use crate::nb::Kind;
-use crate::plan::network::{ensure_port, ensure_switch, remove_port, DhcpLink, Hostname, Observed, Scope};
+use crate::nb::ids::Scope;
+use crate::plan::network::{ensure_port, ensure_switch, remove_port, DhcpLink, Hostname, Observed};
 use crate::plan::Plan;
 
 /// The DHCP row a NIC should use, if the subnet's rows exist: with a
@@ -17,7 +17,7 @@ pub(super) fn dhcp_link_for(
     cidr: Option<crate::payload::types::Ipv4Cidr>,
     obs: &Observed,
 ) -> DhcpLink {
-    let own = scope.owner.row_uuid(Kind::Dhcp4Nic, nic_uuid);
+    let own = scope.dhcp_nic_uuid(nic_uuid);
     if obs.port.as_ref().and_then(|p| p.dhcpv4_options) == Some(own) {
         return DhcpLink::Keep;
     }
@@ -62,7 +62,7 @@ pub fn release(ctx: &Context) -> Result<Outcome> {
 
 /// Delete the port and its per-NIC DHCP row.
 pub(super) fn release_port(ctx: &Context, scope: &Scope, nic_uuid: String) -> Result<Outcome> {
-    let own_dhcp = scope.owner.row_uuid(Kind::Dhcp4Nic, &nic_uuid);
+    let own_dhcp = scope.dhcp_nic_uuid(&nic_uuid);
     let want = Want {
         light: true,
         switch: true,

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use super::{input, Context, Outcome, Want};
 use crate::error::{Error, Result};
 use crate::payload::rules;
-use crate::plan::acl::port_group_uuid;
 use crate::plan::network::{
     ensure_dhcp, ensure_dns, ensure_port, ensure_switch, DhcpLink, DnsEntry, Hostname, NicSpec,
 };
@@ -63,8 +62,8 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
             ensure_port(&mut plan, &scope, &nic, link, &hostname, &view)?;
             if view.port_group.is_none() {
                 view.port_group = Some(crate::nb::rows::PortGroup {
-                    uuid: port_group_uuid(&scope),
-                    name: crate::nb::port_group_name(scope.network_id),
+                    uuid: scope.port_group_uuid(),
+                    name: scope.port_group_name(),
                     ports: Vec::new(),
                     acls: Vec::new(),
                     external_ids: scope.ids(crate::nb::Kind::PortGroup),

@@ -28,12 +28,13 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::network::{merge_ids, Observed, Scope};
-use super::router::Protocol;
+use super::network::{merge_ids, Observed};
 use super::{Parent, Plan};
 use crate::error::Result;
+pub use crate::nb::ids::Place;
+use crate::nb::ids::{AclKey, Protocol, Scope};
 use crate::nb::rows::{LoadBalancer, Nat};
-use crate::nb::{key, port_group_name, table, Kind};
+use crate::nb::{key, table, Kind};
 use crate::ovsdb::value::{string_map, uuid_set};
 use crate::payload::rules::{Rule, RuleProto};
 use crate::payload::types::Ipv4Cidr;
@@ -62,6 +63,19 @@ pub enum Action {
     Drop,
 }
 
+impl AclSpec {
+    /// The row's identity (see [`Scope::acl_uuid`]).
+    fn key(&self) -> AclKey<'_> {
+        AclKey {
+            place: self.place,
+            direction: self.direction.as_str(),
+            priority: self.priority,
+            action: self.action.as_str(),
+            matches: &self.matches,
+        }
+    }
+}
+
 impl Action {
     fn as_str(self) -> &'static str {
         match self {
@@ -70,13 +84,6 @@ impl Action {
             Action::Drop => "drop",
         }
     }
-}
-
-/// Where an ACL hangs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Place {
-    PortGroup,
-    PublicSwitch,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -434,35 +441,18 @@ pub fn network_acls(port_group: &str, tier_cidr: Ipv4Cidr, rules: &[Rule]) -> Ve
 
 // ---------------------------------------------------------------- rows
 
-pub fn port_group_uuid(scope: &Scope) -> Uuid {
-    scope.owner.row_uuid(Kind::PortGroup, &scope.network_id.to_string())
-}
-
-fn acl_uuid(scope: &Scope, kind: Kind, spec: &AclSpec) -> Uuid {
-    let content = format!(
-        "{}/{:?}/{}/{}/{}/{}",
-        scope.network_id,
-        spec.place,
-        spec.direction.as_str(),
-        spec.priority,
-        spec.action.as_str(),
-        spec.matches
-    );
-    scope.owner.row_uuid(kind, &content)
-}
-
 /// The network's port group exists and holds `vm_ports` (every VM port of
 /// the switch for the filter commands; the one NIC's port, possibly inserted
 /// earlier in this very transaction, for NIC commands, so rules cover VMs
 /// started after they were applied). The router peer is not a VM.
 /// Membership is a weak set: deleted ports leave it by themselves.
 pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs: &Observed) -> Result<()> {
-    let uuid = port_group_uuid(scope);
+    let uuid = scope.port_group_uuid();
     let ids = scope.ids(Kind::PortGroup);
     match &obs.port_group {
         None => {
             let mut row = Map::new();
-            row.insert("name".into(), json!(port_group_name(scope.network_id)));
+            row.insert("name".into(), json!(scope.port_group_name()));
             row.insert("ports".into(), uuid_set(vm_ports.iter().copied()));
             row.insert("external_ids".into(), string_map(&ids));
             plan.insert(
@@ -470,7 +460,7 @@ pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs:
                 Some(uuid),
                 None,
                 row,
-                format!("insert port group {}", port_group_name(scope.network_id)),
+                format!("insert port group {}", scope.port_group_name()),
             );
         }
         Some(pg) => {
@@ -501,7 +491,7 @@ pub fn converge_acls(
     firewall: Option<&str>,
     obs: &Observed,
 ) -> Result<()> {
-    let pg_uuid = port_group_uuid(scope);
+    let pg_uuid = scope.port_group_uuid();
     // A rule set replaces what we read: if another command changed the
     // group's ACLs or bookkeeping meanwhile, fail and re-plan rather than
     // leave the union of both rule sets.
@@ -529,7 +519,7 @@ pub fn converge_acls(
     let mut want_pg = BTreeSet::new();
     let mut want_public = BTreeSet::new();
     for spec in desired {
-        let uuid = acl_uuid(scope, kind, spec);
+        let uuid = scope.acl_uuid(kind, &spec.key());
         let (wanted, current, parent) = match spec.place {
             Place::PortGroup => {
                 (&mut want_pg, &current_pg, Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" })

@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::nb::{key, table, Kind, Owner};
+use crate::nb::ids::{expected_uuid, lb_router_uuid, network_switch_uuid, PublicNet};
+use crate::nb::{key, table, Owner};
 use crate::ovsdb::{Condition, Operation};
 
 /// One row as the audit reads it: uuid, name (if the table has one),
@@ -68,34 +69,6 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// The UUID our naming model gives a row of ours, from its `external_ids`.
-fn expected_uuid(owner: &Owner, row: &Row) -> Option<Uuid> {
-    let ids = &row.external_ids;
-    let kind = ids.get(key::KIND)?.as_str();
-    let net = ids.get(key::NETWORK_ID);
-    let router_id = || match (net, ids.get(key::VPC_ID)) {
-        (_, Some(v)) if kind == Kind::Router.as_str() && net.is_none() => Some(format!("vpc-{v}")),
-        (Some(n), _) => Some(format!("net-{n}")),
-        (None, Some(v)) => Some(format!("vpc-{v}")),
-        _ => None,
-    };
-    Some(match kind {
-        "network" => owner.row_uuid(Kind::Network, net?),
-        "dns" => owner.row_uuid(Kind::Dns, net?),
-        "port-group" => owner.row_uuid(Kind::PortGroup, net?),
-        "nic" => owner.row_uuid(Kind::Nic, ids.get(key::NIC_UUID)?),
-        "dhcpv4" => owner.row_uuid(Kind::Dhcp4, &format!("{}/{}", net?, ids.get(key::CIDR)?)),
-        "dhcpv4-norouter" => owner.row_uuid(Kind::Dhcp4NoRouter, &format!("{}/{}", net?, ids.get(key::CIDR)?)),
-        "dhcpv4-nic" => owner.row_uuid(Kind::Dhcp4Nic, ids.get(key::NIC_UUID)?),
-        "router" => owner.row_uuid(Kind::Router, &router_id()?),
-        "public-switch" => {
-            let vlan = ids.get(key::PUBLIC_VLAN)?;
-            owner.row_uuid(Kind::PublicSwitch, &format!("{}/{vlan}", ids.get(key::NETWORK_NAME)?))
-        }
-        _ => return None,
-    })
-}
-
 fn looks_like_ours(row: &Row) -> bool {
     ["cs-net-", "cs-router-", "cs-vpc-", "cs-public-"].iter().any(|p| row.name.starts_with(p))
         || row.external_ids.keys().any(|k| k.starts_with("cloudstack:"))
@@ -107,7 +80,7 @@ pub fn audit(owner: &Owner, rows: &[Row]) -> Vec<Finding> {
     let mut findings = Vec::new();
     let present: BTreeSet<Uuid> = rows.iter().map(|r| r.uuid).collect();
     let ours = |r: &Row| owner.owns(&r.external_ids);
-    let switch_of = |n: &str| owner.row_uuid(Kind::Network, n);
+    let switch_of = |n: &str| network_switch_uuid(owner, n);
     let mut find = |problem, r: &Row, detail: String| {
         findings.push(Finding { problem, table: r.table, uuid: r.uuid, name: r.name.clone(), detail });
     };
@@ -136,7 +109,7 @@ pub fn audit(owner: &Owner, rows: &[Row]) -> Vec<Finding> {
             );
             continue;
         }
-        if let Some(expected) = expected_uuid(owner, r) {
+        if let Some(expected) = expected_uuid(owner, &r.external_ids) {
             if expected != r.uuid {
                 if present.contains(&expected) {
                     find(Problem::Duplicate, r, format!("the {kind} row of this identity is {expected}"));
@@ -152,19 +125,14 @@ pub fn audit(owner: &Owner, rows: &[Row]) -> Vec<Finding> {
         }
         match (r.table, kind) {
             (table::LOAD_BALANCER, _) => {
-                let router = match (r.external_ids.get(key::VPC_ID), net) {
-                    (Some(v), _) => owner.row_uuid(Kind::Router, &format!("vpc-{v}")),
-                    (None, Some(n)) => owner.row_uuid(Kind::Router, &format!("net-{n}")),
-                    _ => continue,
-                };
+                let Some(router) = lb_router_uuid(owner, &r.external_ids) else { continue };
                 if !present.contains(&router) {
                     find(Problem::Orphan, r, "its router is gone".into());
                 }
             }
             (table::LOGICAL_SWITCH, "public-switch") => {
                 // Only the localnet port left: no router uses this public network.
-                let localnet =
-                    crate::plan::router::PublicNet::from_switch_ids(&r.external_ids).map(|p| p.localnet_uuid(owner));
+                let localnet = PublicNet::from_switch_ids(&r.external_ids).map(|p| p.localnet_uuid(owner));
                 if r.ports.iter().all(|p| Some(*p) == localnet) {
                     find(Problem::Orphan, r, "no router uses this public switch".into());
                 }
@@ -209,6 +177,7 @@ pub fn row_from(table: &'static str, v: &Map<String, Value>) -> Option<Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nb::Kind;
 
     fn owner() -> Owner {
         Owner("cloudstack".into())

@@ -9,77 +9,14 @@ use uuid::Uuid;
 
 use super::{changed_columns, map_mutations, Parent, Plan};
 use crate::error::{Error, Result};
+use crate::nb::ids::Scope;
 use crate::nb::rows::{
     DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router, RouterPort, StaticRoute, Switch,
 };
-use crate::nb::{key, quoted, switch_name, table, Kind, Owner};
+use crate::nb::{key, quoted, table, Kind};
 use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Mutation, Mutator};
 use crate::payload::types::{Ipv4Cidr, Mac};
-
-/// Which network a command is about, and the ids every row of it carries.
-#[derive(Clone, Debug)]
-pub struct Scope {
-    pub owner: Owner,
-    pub network_id: u64,
-    pub zone_id: Option<u64>,
-    pub vpc_id: Option<u64>,
-}
-
-impl Scope {
-    pub fn switch_uuid(&self) -> Uuid {
-        self.owner.row_uuid(Kind::Network, &self.network_id.to_string())
-    }
-
-    pub fn switch_name(&self) -> String {
-        switch_name(self.network_id)
-    }
-
-    /// A VM port's row UUID, derived from the NIC uuid (its name), so the
-    /// port is read by `_uuid`: ovsdb-server answers a select on the indexed
-    /// `name` column by scanning the whole table.
-    pub fn port_uuid(&self, nic_uuid: &str) -> Uuid {
-        self.owner.row_uuid(Kind::Nic, nic_uuid)
-    }
-
-    /// One pair of DHCP rows per subnet: a shared network may span several
-    /// subnets (`Dhcp.DhcpAccrossMultipleSubnets`).
-    pub fn dhcp_uuid(&self, subnet: Ipv4Cidr, with_router: bool) -> Uuid {
-        let kind = if with_router { Kind::Dhcp4 } else { Kind::Dhcp4NoRouter };
-        self.owner.row_uuid(kind, &format!("{}/{}", self.network_id, subnet.network()))
-    }
-
-    pub fn dns_uuid(&self) -> Uuid {
-        self.owner.row_uuid(Kind::Dns, &self.network_id.to_string())
-    }
-
-    pub fn server_mac(&self) -> String {
-        self.owner.stable_mac(&format!("dhcp/{}", self.network_id))
-    }
-
-    /// `external_ids` of a row of this network.
-    pub fn ids(&self, kind: Kind) -> BTreeMap<String, String> {
-        let mut m = BTreeMap::new();
-        m.insert(key::OWNER.to_string(), self.owner.0.clone());
-        m.insert(key::KIND.to_string(), kind.as_str().to_string());
-        m.insert(key::NETWORK_ID.to_string(), self.network_id.to_string());
-        if let Some(z) = self.zone_id {
-            m.insert(key::ZONE_ID.to_string(), z.to_string());
-        }
-        if let Some(v) = self.vpc_id {
-            m.insert(key::VPC_ID.to_string(), v.to_string());
-        }
-        m
-    }
-
-    pub(crate) fn require_owned(&self, what: String, external_ids: &BTreeMap<String, String>) -> Result<()> {
-        if self.owner.owns(external_ids) {
-            Ok(())
-        } else {
-            Err(Error::NotOwned { what })
-        }
-    }
-}
 
 /// What the read-only transaction found.
 #[derive(Clone, Debug, Default)]
@@ -501,7 +438,7 @@ pub fn dhcp_nic_row(
     extras: &BTreeMap<String, String>,
     obs: &Observed,
 ) -> Result<Uuid> {
-    let uuid = scope.owner.row_uuid(Kind::Dhcp4Nic, &port.name);
+    let uuid = scope.dhcp_nic_uuid(&port.name);
     let mut options = base.options.clone();
     options.extend(extras.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut ids = scope.ids(Kind::Dhcp4Nic);
@@ -660,6 +597,7 @@ pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nb::Owner;
 
     fn scope() -> Scope {
         Scope { owner: Owner("cloudstack".into()), network_id: 42, zone_id: Some(1), vpc_id: None }
@@ -716,7 +654,7 @@ mod tests {
             external_ids: ids,
         };
         let pg = PortGroup {
-            uuid: crate::plan::acl::port_group_uuid(&s),
+            uuid: s.port_group_uuid(),
             name: "cs_net_42".into(),
             ports: vec![Uuid::from_u128(7)],
             acls: vec![],

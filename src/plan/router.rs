@@ -17,192 +17,16 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::network::{merge_ids, Observed, Scope};
+use super::network::{merge_ids, Observed};
 use super::{map_mutations, Parent, Plan};
 use crate::error::{Error, Result};
+use crate::nb::ids::Scope;
+pub use crate::nb::ids::{Protocol, PublicNet, RouterOf, RouterScope};
 use crate::nb::rows::{LoadBalancer, Port, RouterPort};
 use crate::nb::{key, table, Kind, Owner, IP_ASSIGNED, IP_SOURCE_NAT};
 use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Condition, Mutation, Mutator, Operation, WaitUntil};
 use crate::payload::types::{Ipv4Cidr, Ipv6Cidr};
-
-/// Whose router: an isolated network's or a VPC's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RouterOf {
-    Network(u64),
-    Vpc(u64),
-}
-
-#[derive(Clone, Debug)]
-pub struct RouterScope {
-    pub owner: Owner,
-    pub of: RouterOf,
-    pub zone_id: Option<u64>,
-}
-
-impl RouterScope {
-    fn id(&self) -> String {
-        match self.of {
-            RouterOf::Network(n) => format!("net-{n}"),
-            RouterOf::Vpc(v) => format!("vpc-{v}"),
-        }
-    }
-
-    /// `cs-router-<network_id>` or `cs-vpc-<vpc_id>` (the in-tree plugin's names).
-    pub fn name(&self) -> String {
-        match self.of {
-            RouterOf::Network(n) => format!("cs-router-{n}"),
-            RouterOf::Vpc(v) => format!("cs-vpc-{v}"),
-        }
-    }
-
-    fn row(&self, kind: Kind, suffix: &str) -> Uuid {
-        self.owner.row_uuid(kind, &format!("{}{suffix}", self.id()))
-    }
-
-    pub fn uuid(&self) -> Uuid {
-        self.row(Kind::Router, "")
-    }
-
-    pub fn gateway_port_name(&self) -> String {
-        format!("lrp-{}-pub", self.name())
-    }
-
-    pub fn gateway_port_uuid(&self) -> Uuid {
-        self.row(Kind::GatewayPort, "")
-    }
-
-    pub fn gateway_peer_name(&self) -> String {
-        format!("lsp-{}-pub", self.name())
-    }
-
-    pub fn gateway_peer_uuid(&self) -> Uuid {
-        self.row(Kind::GatewayPeer, "")
-    }
-
-    pub fn route_uuid(&self) -> Uuid {
-        self.row(Kind::DefaultRoute, "")
-    }
-
-    pub fn snat_uuid(&self) -> Uuid {
-        self.row(Kind::Snat, "")
-    }
-
-    pub fn static_nat_uuid(&self, ip: Ipv4Addr) -> Uuid {
-        self.row(Kind::StaticNat, &format!("/{ip}"))
-    }
-
-    pub fn port_forward_uuid(&self, ip: Ipv4Addr, protocol: Protocol) -> Uuid {
-        self.row(Kind::PortForward, &format!("/{ip}/{}", protocol.as_str()))
-    }
-
-    /// Every port-forwarding row this router can have for `ips`.
-    pub fn port_forward_uuids<'a>(
-        &'a self,
-        ips: impl IntoIterator<Item = Ipv4Addr> + 'a,
-    ) -> impl Iterator<Item = Uuid> + 'a {
-        ips.into_iter().flat_map(move |ip| Protocol::ALL.iter().map(move |p| self.port_forward_uuid(ip, *p)))
-    }
-
-    pub fn gateway_chassis_uuid(&self, chassis: &str) -> Uuid {
-        self.row(Kind::GatewayPort, &format!("/chassis/{chassis}"))
-    }
-
-    pub fn gateway_chassis_name(&self, chassis: &str) -> String {
-        format!("{}_{chassis}", self.gateway_port_name())
-    }
-
-    /// The `external_ids` pair every row of this router carries.
-    pub fn tag(&self) -> (&'static str, String) {
-        match self.of {
-            RouterOf::Network(n) => (key::NETWORK_ID, n.to_string()),
-            RouterOf::Vpc(v) => (key::VPC_ID, v.to_string()),
-        }
-    }
-
-    pub fn ids(&self, kind: Kind) -> BTreeMap<String, String> {
-        let mut m = BTreeMap::new();
-        m.insert(key::OWNER.to_string(), self.owner.0.clone());
-        m.insert(key::KIND.to_string(), kind.as_str().to_string());
-        match self.of {
-            RouterOf::Network(n) => m.insert(key::NETWORK_ID.to_string(), n.to_string()),
-            RouterOf::Vpc(v) => m.insert(key::VPC_ID.to_string(), v.to_string()),
-        };
-        if let Some(z) = self.zone_id {
-            m.insert(key::ZONE_ID.to_string(), z.to_string());
-        }
-        m
-    }
-
-    fn require_owned(&self, what: String, external_ids: &BTreeMap<String, String>) -> Result<()> {
-        if self.owner.owns(external_ids) {
-            Ok(())
-        } else {
-            Err(Error::NotOwned { what })
-        }
-    }
-}
-
-/// Names and row ids of a guest network's attachment to a router.
-pub fn guest_port_name(network_id: u64) -> String {
-    format!("lrp-cs-net-{network_id}")
-}
-
-pub fn guest_peer_name(network_id: u64) -> String {
-    format!("rtr-cs-net-{network_id}")
-}
-
-pub fn guest_port_uuid(scope: &Scope) -> Uuid {
-    scope.owner.row_uuid(Kind::GuestRouterPort, &scope.network_id.to_string())
-}
-
-pub fn guest_peer_uuid(scope: &Scope) -> Uuid {
-    scope.owner.row_uuid(Kind::GuestRouterPeer, &scope.network_id.to_string())
-}
-
-/// One public L2 domain: an OVN `network_name` (bridge mapping) and a VLAN.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PublicNet {
-    pub network_name: String,
-    pub vlan: Option<u16>,
-}
-
-impl PublicNet {
-    fn id(&self) -> String {
-        match self.vlan {
-            Some(v) => format!("{}/{v}", self.network_name),
-            None => format!("{}/untagged", self.network_name),
-        }
-    }
-
-    pub fn switch_name(&self) -> String {
-        match self.vlan {
-            Some(v) => format!("cs-public-{}-{v}", self.network_name),
-            None => format!("cs-public-{}-untagged", self.network_name),
-        }
-    }
-
-    pub fn switch_uuid(&self, owner: &Owner) -> Uuid {
-        owner.row_uuid(Kind::PublicSwitch, &self.id())
-    }
-
-    pub fn localnet_name(&self) -> String {
-        format!("ln-{}", self.switch_name())
-    }
-
-    pub fn localnet_uuid(&self, owner: &Owner) -> Uuid {
-        owner.row_uuid(Kind::Localnet, &self.id())
-    }
-
-    /// Read back from a public switch's `external_ids`.
-    pub fn from_switch_ids(ids: &BTreeMap<String, String>) -> Option<PublicNet> {
-        let vlan = match ids.get(key::PUBLIC_VLAN)?.as_str() {
-            "untagged" => None,
-            v => Some(v.parse().ok()?),
-        };
-        Some(PublicNet { network_name: ids.get(key::NETWORK_NAME)?.clone(), vlan })
-    }
-}
 
 /// A public IP as CloudStack hands it over.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,23 +42,6 @@ pub struct PublicIp {
 pub struct GatewaySpec {
     pub chassis: Vec<String>,
     pub mtu: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    pub const ALL: &'static [Protocol] = &[Protocol::Tcp, Protocol::Udp];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
 }
 
 fn row(pairs: &[(&str, Value)]) -> Map<String, Value> {
@@ -327,7 +134,7 @@ pub fn attach_network(
     gateway6: Option<Ipv6Cidr>,
     obs: &Observed,
 ) -> Result<()> {
-    let name = guest_port_name(net.network_id);
+    let name = net.guest_port_name();
     let mut networks = vec![format!("{}/{}", gateway.addr, gateway.prefix)];
     match gateway6 {
         Some(g) => networks.push(g.to_string()),
@@ -337,12 +144,12 @@ pub fn attach_network(
         }
     }
     let ra = gateway6.map(|_| slaac_ra_configs());
-    let mac = net.owner.stable_mac(&format!("router-port/{}", net.network_id));
+    let mac = net.guest_port_mac();
     let mut ids = net.ids(Kind::GuestRouterPort);
     if let RouterOf::Vpc(v) = rs.of {
         ids.insert(key::VPC_ID.into(), v.to_string());
     }
-    let port_uuid = guest_port_uuid(net);
+    let port_uuid = net.guest_port_uuid();
     match &obs.guest_port {
         None => {
             let r = row(&[
@@ -382,8 +189,8 @@ pub fn attach_network(
         plan.require_row(table::LOGICAL_SWITCH, net.switch_uuid(), &net.switch_name());
     }
     let peer = RouterPeer {
-        name: guest_peer_name(net.network_id),
-        uuid: guest_peer_uuid(net),
+        name: net.guest_peer_name(),
+        uuid: net.guest_peer_uuid(),
         switch: net.switch_uuid(),
         options: [("router-port".to_string(), name.clone())].into(),
         ids: net.ids(Kind::GuestRouterPeer),
@@ -576,10 +383,7 @@ fn ensure_gateway(
     let mut sw_ids = BTreeMap::new();
     sw_ids.insert(key::OWNER.to_string(), owner.0.clone());
     sw_ids.insert(key::KIND.to_string(), Kind::PublicSwitch.as_str().to_string());
-    sw_ids.insert(
-        key::PUBLIC_VLAN.to_string(),
-        public.net.vlan.map(|v| v.to_string()).unwrap_or_else(|| "untagged".into()),
-    );
+    sw_ids.insert(key::PUBLIC_VLAN.to_string(), public.net.vlan_key());
     sw_ids.insert(key::NETWORK_NAME.to_string(), public.net.network_name.clone());
     match &obs.public_switch {
         None => {
@@ -639,7 +443,7 @@ fn ensure_gateway(
     // The gateway port and its placement.
     let port_name = rs.gateway_port_name();
     let port_uuid = rs.gateway_port_uuid();
-    let mac = owner.stable_mac(&format!("gateway-port/{}", rs.name()));
+    let mac = rs.gateway_port_mac();
     let networks = vec![format!("{primary}/{}", public.prefix)];
     let options: BTreeMap<String, String> = [("gateway_mtu".to_string(), gw.mtu.to_string())].into();
     let ids = rs.ids(Kind::GatewayPort);
@@ -1032,7 +836,7 @@ fn lb_of(obs: &Observed, uuid: Uuid) -> Option<&LoadBalancer> {
 /// if needed. A VIP already forwarding elsewhere is re-pointed.
 pub fn add_port_forward(plan: &mut Plan, rs: &RouterScope, fwd: &Forward, obs: &Observed) -> Result<()> {
     let uuid = rs.port_forward_uuid(fwd.public, fwd.protocol);
-    let name = format!("cs-pf-{}-{}-{}", rs.name(), fwd.public, fwd.protocol.as_str());
+    let name = rs.port_forward_name(fwd.public, fwd.protocol);
     let mut ids = rs.ids(Kind::PortForward);
     ids.insert(key::PUBLIC_IP.into(), fwd.public.to_string());
     ids.insert(key::PROTOCOL.into(), fwd.protocol.as_str().into());
@@ -1182,16 +986,6 @@ pub struct Balancer {
     /// OVN's default spread over the backends (`roundrobin`).
     pub source_affinity: bool,
     pub backends: Vec<(Ipv4Addr, u16)>,
-}
-
-impl RouterScope {
-    pub fn balancer_uuid(&self, id: u64) -> Uuid {
-        self.row(Kind::LoadBalancer, &format!("/{id}"))
-    }
-
-    pub fn balancer_name(&self, id: u64) -> String {
-        format!("cs-lb-{}-{id}", self.name())
-    }
 }
 
 /// Create or update the rule's Load_Balancer (one per CloudStack rule id),
