@@ -25,6 +25,7 @@ pub mod config;
 pub mod error;
 pub mod log;
 pub mod nb;
+pub mod observe;
 pub mod operator;
 pub mod output;
 pub mod ovsdb;

@@ -67,7 +67,7 @@ pub fn add_entry(ctx: &Context) -> Result<Outcome> {
         ensure_switch(&mut plan, &scope, &spec, obs)?;
         ensure_dhcp(&mut plan, &scope, &subnet, obs)?;
         let link = match dhcp_link_for(&scope, &nic.nic_uuid, default_nic, Some(subnet.cidr), obs) {
-            DhcpLink::Keep if obs.port.as_ref().and_then(|p| p.dhcpv4_options) == Some(own) => DhcpLink::Keep,
+            DhcpLink::Keep if obs.port().and_then(|p| p.dhcpv4_options) == Some(own) => DhcpLink::Keep,
             // The rows may be inserted by this very plan.
             _ => DhcpLink::Link(scope.dhcp_uuid(subnet.cidr, default_nic)),
         };
@@ -188,12 +188,11 @@ pub fn set_options(ctx: &Context) -> Result<Outcome> {
         ..Want::default()
     };
     ctx.converge(&want, |obs| {
-        let port =
-            obs.port.as_ref().ok_or_else(|| Error::field("nic_id", "no port of ours for this NIC in the network"))?;
-        let linked = port.dhcpv4_options.and_then(|u| obs.dhcp.iter().find(|d| d.uuid == u));
+        let port = obs.port().ok_or_else(|| Error::field("nic_id", "no port of ours for this NIC in the network"))?;
+        let linked = port.dhcpv4_options.and_then(|u| obs.dhcp().iter().find(|d| d.uuid == u));
         let base = match linked {
             Some(d) if d.external_ids.get(key::KIND).map(String::as_str) == Some(Kind::Dhcp4Nic.as_str()) => {
-                d.external_ids.get(key::BASE_DHCP).and_then(|b| obs.dhcp.iter().find(|x| x.uuid.to_string() == *b))
+                d.external_ids.get(key::BASE_DHCP).and_then(|b| obs.dhcp().iter().find(|x| x.uuid.to_string() == *b))
             }
             other => other,
         }

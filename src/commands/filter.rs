@@ -19,15 +19,15 @@ use crate::plan::Plan;
 /// VM ports of the network: the switch's ports but its router peer.
 fn vm_ports(scope: &Scope, obs: &Observed) -> Vec<uuid::Uuid> {
     let peer = scope.guest_peer_uuid();
-    obs.switch.as_ref().map(|sw| sw.ports.iter().filter(|p| **p != peer).copied().collect()).unwrap_or_default()
+    obs.switch().map(|sw| sw.ports.iter().filter(|p| **p != peer).copied().collect()).unwrap_or_default()
 }
 
 /// What the router forwards and the public IPs it holds, as observed;
 /// commands adjust it for their own pending change before refreshing.
 pub(super) fn forwarding(obs: &Observed) -> Forwarding {
-    let mut f = Forwarding::from_rows(&obs.nats, &obs.lbs);
+    let mut f = Forwarding::from_rows(obs.nats(), obs.lbs());
     f.router_ips = recorded_ips(obs).into_keys().collect();
-    f.gateway = obs.gateway_peer.as_ref().and(obs.public_switch.as_ref()).map(|s| s.uuid);
+    f.gateway = obs.gateway_peer().and(obs.public_switch()).map(|s| s.uuid);
     f
 }
 
@@ -67,7 +67,7 @@ fn plan_firewall(
     acl::ensure_port_group(plan, scope, &vm_ports(scope, obs), obs)?;
     // Where our public-side ACLs are (to add or to clean up): the gateway's
     // switch after this command, else the one observed.
-    let public_switch = fwd.gateway.or(obs.public_switch.as_ref().map(|s| s.uuid));
+    let public_switch = fwd.gateway.or(obs.public_switch().map(|s| s.uuid));
     acl::converge_acls(plan, scope, Kind::Firewall, &desired, public_switch, Some(&rules_doc.to_string()), obs)
 }
 

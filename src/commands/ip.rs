@@ -52,7 +52,7 @@ pub(super) fn ensure_network_router(
     match input::guest_gateway(ctx)? {
         Some(gateway) => router::attach_network(plan, rs, scope, gateway, None, obs),
         // Legacy NAT commands carry no gateway/cidr: fine once attached.
-        None if obs.guest_port.is_some() => Ok(()),
+        None if obs.guest_port().is_some() => Ok(()),
         None => Err(Error::Missing("gateway and cidr (the guest side of the router)".into())),
     }
 }

@@ -20,7 +20,7 @@ pub fn apply(ctx: &Context) -> Result<Outcome> {
         let mut fwd = forwarding(obs);
         let assigned = recorded_ips(obs);
         for r in &rules {
-            if let Some(old) = obs.lbs.iter().find(|l| l.uuid == rs.balancer_uuid(r.id)) {
+            if let Some(old) = obs.lbs().iter().find(|l| l.uuid == rs.balancer_uuid(r.id)) {
                 fwd.remove_lb(old);
             }
             if r.revoke {

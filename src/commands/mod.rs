@@ -18,20 +18,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::cli::{self, Invocation, Request, Style};
 use crate::config::{self, FileConfig, Settings};
 use crate::error::{Error, ExitCode, Result};
-use crate::nb::ids::Scope;
-use crate::nb::ids::{PublicNet, RouterScope};
-use crate::nb::rows::{
-    all_rows, first_row, select_tagged, DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router,
-    RouterPort, StaticRoute, Switch,
-};
-use crate::nb::{table, Owner, DB};
-use crate::ovsdb::{self, Client, Deadline, LeaderCheck, Operation};
-use crate::plan::network::Observed;
+use crate::nb::{Owner, DB};
+use crate::observe::{self, Observed};
+pub use crate::observe::{PublicLookup, RouterWant, Want};
+use crate::ovsdb::{self, Client, Deadline, LeaderCheck};
 use crate::plan::Plan;
 use crate::{log, output};
 
@@ -156,7 +150,7 @@ impl Context {
         };
         loop {
             attempt += 1;
-            let observed = match observe(&mut client, &want) {
+            let observed = match observe::observe(&mut client, &want) {
                 Ok(o) => o,
                 // The server went away (leader killed, restart): nothing was
                 // written yet; find the (new) leader and read again.
@@ -169,7 +163,14 @@ impl Context {
                 }
                 Err(e) => return Err(e),
             };
-            let plan = planner(&observed)?;
+            let plan = planner(&observed);
+            if let Some(slot) = observed.misread() {
+                return Err(Error::Internal(format!(
+                    "{}: planning used `{slot}`, which the command did not read (its Want lacks it)",
+                    self.inv.command
+                )));
+            }
+            let plan = plan?;
             if plan.is_empty() {
                 log::debug("already converged", &[("attempt", &attempt)]);
                 return Ok(done(&client, 0, attempt, read, written));
@@ -237,241 +238,6 @@ fn retry_connect(e: &ovsdb::Error) -> bool {
 fn backoff(attempt: u32) {
     let jitter = (std::process::id() as u64 * 7919 + attempt as u64 * 104_729) % 5;
     std::thread::sleep(Duration::from_millis((attempt as u64 * 2 + jitter).min(50)));
-}
-
-/// Which rows a command needs to see.
-#[derive(Clone, Debug, Default)]
-pub struct Want {
-    pub switch: bool,
-    /// Also find switches by name (a server-side scan of Logical_Switch,
-    /// which has no name index; only implement-network pays for it).
-    pub switch_by_name: bool,
-    /// The NIC's port (by its deterministic uuid; needs `scope`).
-    pub port: Option<String>,
-    /// Several ports by uuid (restore-network).
-    pub ports: Vec<Uuid>,
-    /// NIC commands: read the switch and port group without their `ports`
-    /// lists (which grow with the network) and ask the server whether they
-    /// hold `port` instead.
-    pub light: bool,
-    /// Also look the port up by name: a scan, done only after an insert
-    /// collided with a port of that name that is not ours.
-    pub port_by_name: bool,
-    /// The port of the NIC with this CloudStack id (legacy set-dhcp-options
-    /// names the NIC by id only): a server-side scan of the port table,
-    /// the one lookup that is not by index; see docs/performance.md.
-    pub port_by_nic_id: Option<u64>,
-    /// DHCP rows by `_uuid`.
-    pub dhcp: Vec<Uuid>,
-    /// Every DHCP row of this network (`destroy`, `remove-dhcp-subnet`):
-    /// a server-side scan of DHCP_Options, which holds a few rows per
-    /// network; see docs/performance.md.
-    pub all_dhcp: bool,
-    pub dns: bool,
-    /// The network's port group (needs `scope`).
-    pub port_group: bool,
-    pub scope: Option<Scope>,
-    pub router: Option<RouterWant>,
-}
-
-/// The routing rows a command needs to see.
-#[derive(Clone, Debug)]
-pub struct RouterWant {
-    pub rs: RouterScope,
-    /// The guest network's router port and its peer (needs `Want::scope`).
-    pub guest: bool,
-    pub public: PublicLookup,
-    /// Configured gateway chassis, whose Gateway_Chassis rows to read.
-    pub chassis: Vec<String>,
-    pub nats: Vec<Uuid>,
-    pub lbs: Vec<Uuid>,
-    /// Every NAT and Load_Balancer row of the router (firewall mapping,
-    /// teardown): server-side scans by owner tag; see docs/performance.md.
-    pub all_rows: bool,
-}
-
-impl RouterWant {
-    pub fn new(rs: RouterScope) -> RouterWant {
-        RouterWant {
-            rs,
-            guest: false,
-            public: PublicLookup::None,
-            chassis: Vec::new(),
-            nats: Vec::new(),
-            lbs: Vec::new(),
-            all_rows: false,
-        }
-    }
-}
-
-/// How to find the public switch.
-#[derive(Clone, Debug)]
-pub enum PublicLookup {
-    None,
-    /// The payload names the public network: by its deterministic uuid.
-    Net(PublicNet),
-    /// Teardown without public fields: the switch holding the router's
-    /// gateway peer (a scan of Logical_Switch; see docs/performance.md).
-    ByGatewayPeer,
-}
-
-/// One read-only transaction for everything in `want`, by `_uuid` or by
-/// an indexed column (the few scans are named in `Want`).
-fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
-    let mut ops = Vec::new();
-    let mut slots = Vec::new();
-    let mut ask = |op: Operation, slot: Slot| {
-        ops.push(op);
-        slots.push(slot);
-    };
-    if let Some(s) = &want.scope {
-        if want.switch && want.light {
-            ask(Switch::select_light(s.switch_uuid()), Slot::Switch);
-        } else if want.switch {
-            ask(Switch::select(s.switch_uuid()), Slot::Switch);
-        }
-        if let Some(name) = &want.port {
-            let port = s.port_uuid(name);
-            ask(Port::select(port), Slot::Port);
-            if want.port_by_name {
-                ask(Port::select_by_name(name), Slot::Port);
-            }
-            if want.light {
-                ask(Switch::select_containing(s.switch_uuid(), port), Slot::PortOnSwitch);
-                if want.port_group {
-                    ask(PortGroup::select_containing(s.port_group_uuid(), port), Slot::PortInGroup);
-                }
-            }
-        }
-        if want.switch_by_name {
-            ask(Switch::select_by_name(&s.switch_name()), Slot::SameName);
-        }
-        if let Some(nic_id) = want.port_by_nic_id {
-            ask(Port::select_by_nic_id(&s.owner, nic_id), Slot::Port);
-        }
-        if want.all_dhcp {
-            ask(DhcpOptions::select_by_network(&s.owner, s.network_id), Slot::Dhcp);
-        }
-        if want.dns {
-            ask(Dns::select(s.dns_uuid()), Slot::Dns);
-        }
-        if want.port_group && want.light {
-            ask(PortGroup::select_light(s.port_group_uuid()), Slot::PortGroup);
-        } else if want.port_group {
-            ask(PortGroup::select(s.port_group_uuid()), Slot::PortGroup);
-        }
-    }
-    for u in &want.ports {
-        ask(Port::select(*u), Slot::Ports);
-    }
-    if let Some(rw) = &want.router {
-        let rs = &rw.rs;
-        ask(Router::select(rs.uuid()), Slot::Router);
-        ask(RouterPort::select(rs.gateway_port_uuid()), Slot::GatewayPort);
-        ask(Port::select(rs.gateway_peer_uuid()), Slot::GatewayPeer);
-        ask(StaticRoute::select(rs.route_uuid()), Slot::Route);
-        for c in &rw.chassis {
-            ask(GatewayChassis::select(rs.gateway_chassis_uuid(c)), Slot::GatewayChassis);
-        }
-        for u in &rw.nats {
-            ask(Nat::select(*u), Slot::Nat);
-        }
-        for u in &rw.lbs {
-            ask(LoadBalancer::select(*u), Slot::Lb);
-        }
-        if rw.all_rows {
-            let (k, v) = rs.tag();
-            ask(select_tagged(table::NAT, &rs.owner, k, &v, Nat::COLUMNS), Slot::Nat);
-            ask(select_tagged(table::LOAD_BALANCER, &rs.owner, k, &v, LoadBalancer::COLUMNS), Slot::Lb);
-        }
-        if let (true, Some(s)) = (rw.guest, &want.scope) {
-            ask(RouterPort::select(s.guest_port_uuid()), Slot::GuestPort);
-            ask(Port::select(s.guest_peer_uuid()), Slot::GuestPeer);
-        }
-        match &rw.public {
-            PublicLookup::None => {}
-            PublicLookup::Net(net) => {
-                // Light: a public VLAN may carry thousands of routers' ports.
-                ask(Switch::select_light(net.switch_uuid(&rs.owner)), Slot::PublicSwitch);
-                ask(Port::select_localnet(net.localnet_uuid(&rs.owner)), Slot::Localnet);
-            }
-            PublicLookup::ByGatewayPeer => ask(Switch::select_holding(rs.gateway_peer_uuid()), Slot::PublicSwitch),
-        }
-    }
-    for u in &want.dhcp {
-        ask(DhcpOptions::select(*u), Slot::Dhcp);
-    }
-    let mut obs = Observed::default();
-    if ops.is_empty() {
-        return Ok(obs);
-    }
-    let results = client.transact(DB, &ops)?;
-    for (slot, result) in slots.iter().zip(results.iter()) {
-        match slot {
-            Slot::Switch => obs.switch = first_row(result).and_then(Switch::from_row),
-            Slot::SameName => obs.same_name = all_rows(result).filter_map(Switch::from_row).collect(),
-            Slot::Port => obs.port = obs.port.take().or_else(|| first_row(result).and_then(Port::from_row)),
-            Slot::PortOnSwitch => obs.port_on_switch = Some(first_row(result).is_some()),
-            Slot::PortInGroup => obs.port_in_group = Some(first_row(result).is_some()),
-            Slot::Dhcp => {
-                for d in all_rows(result).filter_map(DhcpOptions::from_row) {
-                    if !obs.dhcp.iter().any(|x| x.uuid == d.uuid) {
-                        obs.dhcp.push(d);
-                    }
-                }
-            }
-            Slot::Dns => obs.dns = first_row(result).and_then(Dns::from_row),
-            Slot::Router => obs.router = first_row(result).and_then(Router::from_row),
-            Slot::GatewayPort => obs.gateway_port = first_row(result).and_then(RouterPort::from_row),
-            Slot::GatewayPeer => obs.gateway_peer = first_row(result).and_then(Port::from_row),
-            Slot::Route => obs.route = first_row(result).and_then(StaticRoute::from_row),
-            Slot::GatewayChassis => obs.gateway_chassis.extend(first_row(result).and_then(GatewayChassis::from_row)),
-            Slot::Nat => {
-                for n in all_rows(result).filter_map(Nat::from_row) {
-                    if !obs.nats.iter().any(|x| x.uuid == n.uuid) {
-                        obs.nats.push(n);
-                    }
-                }
-            }
-            Slot::Lb => {
-                for l in all_rows(result).filter_map(LoadBalancer::from_row) {
-                    if !obs.lbs.iter().any(|x| x.uuid == l.uuid) {
-                        obs.lbs.push(l);
-                    }
-                }
-            }
-            Slot::Ports => obs.ports.extend(first_row(result).and_then(Port::from_row)),
-            Slot::PortGroup => obs.port_group = first_row(result).and_then(PortGroup::from_row),
-            Slot::GuestPort => obs.guest_port = first_row(result).and_then(RouterPort::from_row),
-            Slot::GuestPeer => obs.guest_peer = first_row(result).and_then(Port::from_row),
-            Slot::PublicSwitch => obs.public_switch = first_row(result).and_then(Switch::from_row),
-            Slot::Localnet => obs.localnet = first_row(result).and_then(Port::from_row),
-        }
-    }
-    Ok(obs)
-}
-
-enum Slot {
-    Switch,
-    SameName,
-    Port,
-    Dhcp,
-    Dns,
-    Router,
-    GatewayPort,
-    GatewayPeer,
-    Route,
-    GatewayChassis,
-    Nat,
-    Lb,
-    GuestPort,
-    GuestPeer,
-    PublicSwitch,
-    Localnet,
-    PortGroup,
-    Ports,
-    PortOnSwitch,
-    PortInGroup,
 }
 
 fn dispatch(ctx: &Context) -> Result<Outcome> {

@@ -18,11 +18,11 @@ pub(super) fn dhcp_link_for(
     obs: &Observed,
 ) -> DhcpLink {
     let own = scope.dhcp_nic_uuid(nic_uuid);
-    if obs.port.as_ref().and_then(|p| p.dhcpv4_options) == Some(own) {
+    if obs.port().and_then(|p| p.dhcpv4_options) == Some(own) {
         return DhcpLink::Keep;
     }
     match cidr.map(|c| scope.dhcp_uuid(c, default_nic)) {
-        Some(u) if obs.dhcp.iter().any(|d| d.uuid == u) => DhcpLink::Link(u),
+        Some(u) if obs.dhcp().iter().any(|d| d.uuid == u) => DhcpLink::Link(u),
         _ => DhcpLink::Keep,
     }
 }

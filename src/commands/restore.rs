@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{input, Context, Outcome, Want};
 use crate::error::{Error, Result};
+use crate::observe::Read;
 use crate::payload::rules;
 use crate::plan::network::{
     ensure_dhcp, ensure_dns, ensure_port, ensure_switch, DhcpLink, DnsEntry, Hostname, NicSpec,
@@ -51,7 +52,7 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
         // NIC's plan inserts it, is joined (not inserted again) by the others.
         let mut view = obs.clone();
         for vm in &vms {
-            view.port = obs.ports.iter().find(|p| p.uuid == scope.port_uuid(&vm.nic_uuid)).cloned();
+            view.port = Read::answer(obs.ports().iter().find(|p| p.uuid == scope.port_uuid(&vm.nic_uuid)).cloned());
             let nic =
                 NicSpec { nic_uuid: vm.nic_uuid.clone(), nic_id: None, mac: vm.mac, ipv4: Some(vm.ip), ipv6: vm.ip6 };
             let link = match &subnet {
@@ -60,8 +61,8 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
             };
             let hostname = vm.hostname.clone().map(Hostname::Set).unwrap_or(Hostname::Keep);
             ensure_port(&mut plan, &scope, &nic, link, &hostname, &view)?;
-            if view.port_group.is_none() {
-                view.port_group = Some(crate::nb::rows::PortGroup {
+            if view.port_group().is_none() {
+                view.port_group = Read::found(crate::nb::rows::PortGroup {
                     uuid: scope.port_group_uuid(),
                     name: scope.port_group_name(),
                     ports: Vec::new(),

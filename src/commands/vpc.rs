@@ -61,8 +61,7 @@ pub fn update_source_nat(ctx: &Context) -> Result<Outcome> {
     let want = want_for_ip(ctx, None, &rs, PublicLookup::Net(public.net.clone()), public.ip)?;
     ctx.converge(&want, |obs| {
         let recorded = obs
-            .router
-            .as_ref()
+            .router()
             .and_then(|r| r.external_ids.get(key::VPC_CIDR))
             .map(|c| Ipv4Cidr::parse(key::VPC_CIDR, c))
             .transpose()?;

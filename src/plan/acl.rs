@@ -449,7 +449,7 @@ pub fn network_acls(port_group: &str, tier_cidr: Ipv4Cidr, rules: &[Rule]) -> Ve
 pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs: &Observed) -> Result<()> {
     let uuid = scope.port_group_uuid();
     let ids = scope.ids(Kind::PortGroup);
-    match &obs.port_group {
+    match obs.port_group() {
         None => {
             let mut row = Map::new();
             row.insert("name".into(), json!(scope.port_group_name()));
@@ -495,7 +495,7 @@ pub fn converge_acls(
     // A rule set replaces what we read: if another command changed the
     // group's ACLs or bookkeeping meanwhile, fail and re-plan rather than
     // leave the union of both rule sets.
-    if let Some(pg) = &obs.port_group {
+    if let Some(pg) = obs.port_group() {
         let mut row = Map::new();
         row.insert("acls".into(), uuid_set(pg.acls.iter().copied()));
         row.insert("external_ids".into(), string_map(&pg.external_ids));
@@ -508,11 +508,9 @@ pub fn converge_acls(
             timeout_ms: Some(0),
         });
     }
-    let current_pg: BTreeSet<Uuid> =
-        obs.port_group.as_ref().map(|pg| pg.acls.iter().copied().collect()).unwrap_or_default();
+    let current_pg: BTreeSet<Uuid> = obs.port_group().map(|pg| pg.acls.iter().copied().collect()).unwrap_or_default();
     let recorded_public: BTreeSet<Uuid> = obs
-        .port_group
-        .as_ref()
+        .port_group()
         .and_then(|pg| pg.external_ids.get(key::PUBLIC_ACLS))
         .map(|s| s.split(',').filter_map(|u| u.parse().ok()).collect())
         .unwrap_or_default();
@@ -551,7 +549,7 @@ pub fn converge_acls(
         );
     }
     let stale_pg: Vec<Uuid> = current_pg.difference(&want_pg).copied().collect();
-    if !stale_pg.is_empty() && obs.port_group.is_some() {
+    if !stale_pg.is_empty() && obs.port_group().is_some() {
         plan.change(
             Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" }.unlink(&stale_pg),
             format!("remove {} ACLs", stale_pg.len()),
@@ -566,7 +564,7 @@ pub fn converge_acls(
     }
     // Bookkeeping on the port group: which public ACLs are ours, and the rules.
     let mut desired_ids: BTreeMap<String, String> = BTreeMap::new();
-    let observed_ids = obs.port_group.as_ref().map(|pg| pg.external_ids.clone()).unwrap_or_default();
+    let observed_ids = obs.port_group().map(|pg| pg.external_ids.clone()).unwrap_or_default();
     let list: Vec<String> = want_public.iter().map(Uuid::to_string).collect();
     desired_ids.insert(key::PUBLIC_ACLS.into(), list.join(","));
     if let Some(fw) = firewall {
@@ -581,7 +579,7 @@ pub fn converge_acls(
 
 /// The firewall rules recorded on the port group, if a firewall was applied.
 pub fn recorded_firewall(obs: &Observed) -> Option<Value> {
-    let raw = obs.port_group.as_ref()?.external_ids.get(key::FIREWALL)?;
+    let raw = obs.port_group()?.external_ids.get(key::FIREWALL)?;
     serde_json::from_str(raw).ok()
 }
 

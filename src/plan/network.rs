@@ -10,64 +10,12 @@ use uuid::Uuid;
 use super::{changed_columns, map_mutations, Parent, Plan};
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
-use crate::nb::rows::{
-    DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router, RouterPort, StaticRoute, Switch,
-};
+use crate::nb::rows::{DhcpOptions, Port};
 use crate::nb::{key, quoted, table, Kind};
+pub use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Mutation, Mutator};
 use crate::payload::types::{Ipv4Cidr, Mac};
-
-/// What the read-only transaction found.
-#[derive(Clone, Debug, Default)]
-pub struct Observed {
-    pub switch: Option<Switch>,
-    /// Ports read by their uuids, for commands about several NICs
-    /// (restore-network).
-    pub ports: Vec<Port>,
-    /// Other switches with our switch's name (only `implement-network` looks).
-    pub same_name: Vec<Switch>,
-    pub port: Option<Port>,
-    pub dhcp: Vec<DhcpOptions>,
-    pub dns: Option<Dns>,
-    // Routing (plan::router).
-    pub router: Option<Router>,
-    pub guest_port: Option<RouterPort>,
-    pub guest_peer: Option<Port>,
-    pub gateway_port: Option<RouterPort>,
-    pub gateway_peer: Option<Port>,
-    pub gateway_chassis: Vec<GatewayChassis>,
-    pub public_switch: Option<Switch>,
-    pub localnet: Option<Port>,
-    pub route: Option<StaticRoute>,
-    pub nats: Vec<Nat>,
-    pub lbs: Vec<LoadBalancer>,
-    // Filtering (plan::acl).
-    pub port_group: Option<PortGroup>,
-    /// Server-side answers to "does the switch / the port group hold the
-    /// port?", so NIC commands need not download those lists; `None` when
-    /// the lists themselves were read.
-    pub port_on_switch: Option<bool>,
-    pub port_in_group: Option<bool>,
-}
-
-impl Observed {
-    /// Is `port` one of the network switch's ports?
-    pub fn switch_holds(&self, port: Uuid) -> bool {
-        self.port_on_switch.unwrap_or_else(|| self.switch.as_ref().is_some_and(|sw| sw.ports.contains(&port)))
-    }
-
-    /// Is `port` in the network's port group?
-    pub fn group_holds(&self, port: Uuid) -> bool {
-        self.port_in_group.unwrap_or_else(|| self.port_group.as_ref().is_some_and(|pg| pg.ports.contains(&port)))
-    }
-}
-
-impl Observed {
-    fn dhcp_row(&self, uuid: Uuid) -> Option<&DhcpOptions> {
-        self.dhcp.iter().find(|d| d.uuid == uuid)
-    }
-}
 
 /// Add or correct our ids in `external_ids`; never drop one. Commands carry
 /// different subsets of the ids (a legacy `add-dhcp-entry` has no zone, a
@@ -103,7 +51,7 @@ pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Ob
             what: format!("the name {name}: Logical_Switch {} already uses it and is not this network's", other.uuid),
         });
     }
-    match &obs.switch {
+    match obs.switch() {
         None => {
             let mut row = Map::new();
             row.insert("name".into(), json!(name));
@@ -127,7 +75,7 @@ pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Ob
 /// Before linking a new child to the switch: make the transaction fail if
 /// the switch vanished since we read it.
 fn require_switch(plan: &mut Plan, scope: &Scope, obs: &Observed) {
-    if obs.switch.is_some() {
+    if obs.switch().is_some() {
         plan.require_row(table::LOGICAL_SWITCH, scope.switch_uuid(), &scope.switch_name());
     }
 }
@@ -192,7 +140,7 @@ pub fn ensure_port(
         ids.insert(key::NIC_ID.into(), id.to_string());
     }
     let address = nic.address();
-    match &obs.port {
+    match obs.port() {
         None => {
             let mut row = Map::new();
             row.insert("name".into(), json!(nic.nic_uuid));
@@ -232,7 +180,7 @@ pub fn ensure_port(
 /// Change an existing port's DHCP link and host name only (used when no
 /// MAC/IP is at hand, e.g. `remove-dhcp-entry`). A missing port is fine.
 pub fn relink_port(plan: &mut Plan, scope: &Scope, dhcp: DhcpLink, hostname: &Hostname, obs: &Observed) -> Result<()> {
-    let Some(port) = &obs.port else { return Ok(()) };
+    let Some(port) = obs.port() else { return Ok(()) };
     let ids = port.external_ids.clone();
     update_port(plan, scope, port, None, ids, dhcp, hostname, obs)
 }
@@ -307,7 +255,7 @@ fn desired_strings(row: &Map<String, Value>, col: &str) -> Option<Vec<String>> {
 /// unreferenced row) and delete its per-NIC DHCP row, which is only weakly
 /// referenced and would otherwise leak.
 pub fn remove_port(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
-    let Some(port) = &obs.port else { return Ok(()) };
+    let Some(port) = obs.port() else { return Ok(()) };
     require_our_port_on_switch(scope, port, obs)?;
     let parent = Parent::switch_ports(scope.switch_uuid());
     plan.change(parent.unlink(&[port.uuid]), format!("remove port {}", port.name));
@@ -419,7 +367,7 @@ fn upsert_dhcp(
 /// network's rows). Ports referencing them lose the reference
 /// automatically: `dhcpv4_options` is a weak reference.
 pub fn remove_dhcp(plan: &mut Plan, scope: &Scope, obs: &Observed) {
-    for d in &obs.dhcp {
+    for d in obs.dhcp() {
         if scope.owner.owns(&d.external_ids)
             && d.external_ids.get(key::NETWORK_ID) == Some(&scope.network_id.to_string())
         {
@@ -507,7 +455,7 @@ pub fn ptr_v6(ip: Ipv6Addr) -> String {
 pub fn ensure_dns(plan: &mut Plan, scope: &Scope, add: &BTreeMap<String, String>, obs: &Observed) -> Result<()> {
     let uuid = scope.dns_uuid();
     let ids = scope.ids(Kind::Dns);
-    match &obs.dns {
+    match obs.dns() {
         None => {
             let mut row = Map::new();
             row.insert("records".into(), string_map(add));
@@ -521,7 +469,7 @@ pub fn ensure_dns(plan: &mut Plan, scope: &Scope, add: &BTreeMap<String, String>
             plan.mutate(table::DNS, d.uuid, muts, format!("update DNS records of {}", scope.switch_name()));
         }
     }
-    let linked = obs.switch.as_ref().is_some_and(|sw| sw.dns_records.contains(&uuid));
+    let linked = obs.switch().is_some_and(|sw| sw.dns_records.contains(&uuid));
     if !linked {
         require_switch(plan, scope, obs);
         let parent = Parent::switch(scope.switch_uuid(), "dns_records");
@@ -540,7 +488,7 @@ pub fn remove_dns_records(
     ipv6: Option<Ipv6Addr>,
     obs: &Observed,
 ) -> Result<()> {
-    let Some(d) = &obs.dns else { return Ok(()) };
+    let Some(d) = obs.dns() else { return Ok(()) };
     scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
     let addrs: Vec<String> = ipv4.map(|i| i.to_string()).into_iter().chain(ipv6.map(|i| i.to_string())).collect();
     let ptrs: Vec<String> = ipv4.map(ptr_v4).into_iter().chain(ipv6.map(ptr_v6)).collect();
@@ -564,7 +512,7 @@ pub fn remove_dns_records(
 /// Delete the network's DNS row; the switch's weak `dns_records` reference
 /// disappears with it.
 pub fn remove_dns(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
-    if let Some(d) = &obs.dns {
+    if let Some(d) = obs.dns() {
         scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
         plan.delete(table::DNS, d.uuid, format!("delete DNS records of {}", scope.switch_name()));
     }
@@ -577,7 +525,7 @@ pub fn remove_dns(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> 
 /// strong children) and the weakly referenced DHCP and DNS rows, which OVN
 /// would otherwise keep forever.
 pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
-    if let Some(sw) = &obs.switch {
+    if let Some(sw) = obs.switch() {
         scope.require_owned(format!("Logical_Switch {}", sw.uuid), &sw.external_ids)?;
         plan.delete(
             table::LOGICAL_SWITCH,
@@ -587,7 +535,7 @@ pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
     }
     remove_dhcp(plan, scope, obs);
     // A root table: nothing garbage-collects it (its ACLs go with it).
-    if let Some(pg) = &obs.port_group {
+    if let Some(pg) = obs.port_group() {
         scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
         plan.delete(table::PORT_GROUP, pg.uuid, format!("delete port group {} and its ACLs", pg.name));
     }
@@ -597,7 +545,9 @@ pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nb::rows::{PortGroup, Switch};
     use crate::nb::Owner;
+    use crate::observe::Read;
 
     fn scope() -> Scope {
         Scope { owner: Owner("cloudstack".into()), network_id: 42, zone_id: Some(1), vpc_id: None }
@@ -616,7 +566,7 @@ mod tests {
     #[test]
     fn new_network_and_port_in_one_plan() {
         let s = scope();
-        let obs = Observed::default();
+        let obs = Observed::nothing_exists();
         let mut p = Plan::default();
         ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
         ensure_port(&mut p, &s, &nic(), DhcpLink::Keep, &Hostname::Set("vm-1".into()), &obs).unwrap();
@@ -660,7 +610,12 @@ mod tests {
             acls: vec![],
             external_ids: s.ids(Kind::PortGroup),
         };
-        let obs = Observed { switch: Some(sw), port: Some(port), port_group: Some(pg), ..Default::default() };
+        let obs = Observed {
+            switch: Read::found(sw),
+            port: Read::found(port),
+            port_group: Read::found(pg),
+            ..Observed::nothing_exists()
+        };
         let mut p = Plan::default();
         ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
         ensure_port(&mut p, &s, &nic(), DhcpLink::Keep, &Hostname::Set("vm-1".into()), &obs).unwrap();
@@ -681,7 +636,7 @@ mod tests {
             load_balancer: vec![],
             external_ids: recorded,
         };
-        let obs = Observed { switch: Some(sw), ..Default::default() };
+        let obs = Observed { switch: Read::found(sw), ..Observed::nothing_exists() };
         // A legacy NIC command: no zone, no cidr.
         let bare = Scope { zone_id: None, ..scope() };
         let mut p = Plan::default();
@@ -705,7 +660,7 @@ mod tests {
             load_balancer: vec![],
             external_ids: BTreeMap::new(),
         };
-        let obs = Observed { switch: Some(sw), ..Default::default() };
+        let obs = Observed { switch: Read::found(sw), ..Observed::nothing_exists() };
         let e = ensure_switch(&mut Plan::default(), &s, &SwitchSpec::default(), &obs).unwrap_err();
         assert!(matches!(e, Error::NotOwned { .. }));
     }

@@ -50,7 +50,7 @@ fn row(pairs: &[(&str, Value)]) -> Map<String, Value> {
 
 /// The public IPs recorded on the router: ip → role.
 pub fn recorded_ips(obs: &Observed) -> BTreeMap<Ipv4Addr, String> {
-    obs.router
+    obs.router()
         .as_ref()
         .map(|r| {
             r.external_ids
@@ -77,7 +77,7 @@ pub fn ensure_router(plan: &mut Plan, rs: &RouterScope, vpc_cidr: Option<Ipv4Cid
         ("dynamic_neigh_routers".to_string(), "true".to_string()),
     ]
     .into();
-    match &obs.router {
+    match obs.router() {
         None => {
             let r = row(&[
                 ("name", json!(rs.name())),
@@ -97,7 +97,7 @@ pub fn ensure_router(plan: &mut Plan, rs: &RouterScope, vpc_cidr: Option<Ipv4Cid
 }
 
 fn require_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) {
-    if obs.router.is_some() {
+    if obs.router().is_some() {
         plan.require_row(table::LOGICAL_ROUTER, rs.uuid(), &rs.name());
     }
 }
@@ -139,7 +139,7 @@ pub fn attach_network(
     match gateway6 {
         Some(g) => networks.push(g.to_string()),
         None => {
-            let kept = obs.guest_port.iter().flat_map(|p| p.networks.iter()).filter(|n| n.contains(':'));
+            let kept = obs.guest_port().into_iter().flat_map(|p| p.networks.iter()).filter(|n| n.contains(':'));
             networks.extend(kept.cloned());
         }
     }
@@ -150,7 +150,7 @@ pub fn attach_network(
         ids.insert(key::VPC_ID.into(), v.to_string());
     }
     let port_uuid = net.guest_port_uuid();
-    match &obs.guest_port {
+    match obs.guest_port() {
         None => {
             let r = row(&[
                 ("name", json!(name)),
@@ -172,7 +172,7 @@ pub fn attach_network(
         }
         Some(p) => {
             net.require_owned(format!("port {}", p.name), &p.external_ids)?;
-            let on_router = obs.router.as_ref().is_some_and(|r| r.ports.contains(&p.uuid));
+            let on_router = obs.router().is_some_and(|r| r.ports.contains(&p.uuid));
             if !on_router {
                 return Err(Error::NotOwned {
                     what: format!("Logical_Router_Port {name} (it is attached to another router than {})", rs.name()),
@@ -185,7 +185,7 @@ pub fn attach_network(
             }
         }
     }
-    if obs.guest_peer.is_none() && obs.switch.is_some() {
+    if obs.guest_peer().is_none() && obs.switch().is_some() {
         plan.require_row(table::LOGICAL_SWITCH, net.switch_uuid(), &net.switch_name());
     }
     let peer = RouterPeer {
@@ -195,7 +195,7 @@ pub fn attach_network(
         options: [("router-port".to_string(), name.clone())].into(),
         ids: net.ids(Kind::GuestRouterPeer),
     };
-    ensure_router_peer(plan, &net.owner, &peer, obs.guest_peer.as_ref())?;
+    ensure_router_peer(plan, &net.owner, &peer, obs.guest_peer())?;
     Ok(())
 }
 
@@ -272,7 +272,7 @@ fn ensure_router_peer(plan: &mut Plan, owner: &Owner, peer: &RouterPeer, observe
 
 /// Undo [`attach_network`] (the guest switch and its VMs stay).
 pub fn detach_network(plan: &mut Plan, rs: &RouterScope, net: &Scope, obs: &Observed) -> Result<()> {
-    if let (Some(p), Some(r)) = (&obs.guest_port, &obs.router) {
+    if let (Some(p), Some(r)) = (obs.guest_port(), obs.router()) {
         net.require_owned(format!("port {}", p.name), &p.external_ids)?;
         if r.ports.contains(&p.uuid) {
             plan.change(
@@ -281,7 +281,7 @@ pub fn detach_network(plan: &mut Plan, rs: &RouterScope, net: &Scope, obs: &Obse
             );
         }
     }
-    if let (Some(p), Some(sw)) = (&obs.guest_peer, &obs.switch) {
+    if let (Some(p), Some(sw)) = (obs.guest_peer(), obs.switch()) {
         net.require_owned(format!("port {}", p.name), &p.external_ids)?;
         if sw.ports.contains(&p.uuid) {
             plan.change(Parent::switch_ports(sw.uuid).unlink(&[p.uuid]), format!("remove router peer {}", p.name));
@@ -303,7 +303,7 @@ fn primary_ip(ips: &BTreeMap<Ipv4Addr, String>, current: Option<Ipv4Addr>) -> Op
 }
 
 fn current_primary(obs: &Observed) -> Option<Ipv4Addr> {
-    obs.gateway_port.as_ref()?.networks.first()?.split('/').next()?.parse().ok()
+    obs.gateway_port()?.networks.first()?.split('/').next()?.parse().ok()
 }
 
 /// Record `ip` with `role` on the router and make sure the router has its
@@ -319,7 +319,7 @@ pub fn ensure_public_ip(
 ) -> Result<()> {
     let mut ips = recorded_ips(obs);
     let switch_uuid = public.net.switch_uuid(&rs.owner);
-    if let Some(r) = &obs.router {
+    if let Some(r) = obs.router() {
         if let Some(other) = r.external_ids.get(key::PUBLIC_SWITCH).filter(|s| **s != switch_uuid.to_string()) {
             if !ips.is_empty() {
                 return Err(Error::Unsupported(format!(
@@ -351,7 +351,7 @@ pub fn ensure_public_ip(
         ids.insert(format!("{}{ip}", key::PUBLIC_IP_PREFIX), r.clone());
     }
     ids.insert(key::PUBLIC_SWITCH.to_string(), switch_uuid.to_string());
-    let observed_ids = obs.router.as_ref().map(|r| r.external_ids.clone()).unwrap_or_default();
+    let observed_ids = obs.router().map(|r| r.external_ids.clone()).unwrap_or_default();
     plan.mutate(
         table::LOGICAL_ROUTER,
         rs.uuid(),
@@ -385,7 +385,7 @@ fn ensure_gateway(
     sw_ids.insert(key::KIND.to_string(), Kind::PublicSwitch.as_str().to_string());
     sw_ids.insert(key::PUBLIC_VLAN.to_string(), public.net.vlan_key());
     sw_ids.insert(key::NETWORK_NAME.to_string(), public.net.network_name.clone());
-    match &obs.public_switch {
+    match obs.public_switch() {
         None => {
             let r = row(&[("name", json!(sw_name)), ("external_ids", string_map(&sw_ids))]);
             plan.insert(table::LOGICAL_SWITCH, Some(sw_uuid), None, r, format!("insert public switch {sw_name}"));
@@ -401,7 +401,7 @@ fn ensure_gateway(
     let ln_opts: BTreeMap<String, String> = [("network_name".to_string(), public.net.network_name.clone())].into();
     let mut ln_ids = sw_ids.clone();
     ln_ids.insert(key::KIND.to_string(), Kind::Localnet.as_str().to_string());
-    match &obs.localnet {
+    match obs.localnet() {
         None => {
             let mut r = row(&[
                 ("name", json!(ln_name)),
@@ -447,7 +447,7 @@ fn ensure_gateway(
     let networks = vec![format!("{primary}/{}", public.prefix)];
     let options: BTreeMap<String, String> = [("gateway_mtu".to_string(), gw.mtu.to_string())].into();
     let ids = rs.ids(Kind::GatewayPort);
-    match &obs.gateway_port {
+    match obs.gateway_port() {
         None => {
             let r = row(&[
                 ("name", json!(port_name)),
@@ -485,13 +485,13 @@ fn ensure_gateway(
             .into(),
         ids: rs.ids(Kind::GatewayPeer),
     };
-    ensure_router_peer(plan, owner, &peer, obs.gateway_peer.as_ref())?;
+    ensure_router_peer(plan, owner, &peer, obs.gateway_peer())?;
 
     // Default route to the public gateway.
     const DEFAULT_ROUTE: &str = "0.0.0.0/0";
     let route_uuid = rs.route_uuid();
     let nexthop = public.gateway.to_string();
-    match &obs.route {
+    match obs.route() {
         None => {
             let r = row(&[
                 ("ip_prefix", json!(DEFAULT_ROUTE)),
@@ -535,7 +535,7 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
     for (i, chassis) in gw.chassis.iter().enumerate() {
         let name = rs.gateway_chassis_name(chassis);
         let priority = 32767 - i as i64;
-        match obs.gateway_chassis.iter().find(|g| g.name == name) {
+        match obs.gateway_chassis().iter().find(|g| g.name == name) {
             Some(g) => {
                 keep.push(g.uuid);
                 if g.priority != priority || g.chassis_name != *chassis {
@@ -565,7 +565,7 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
             }
         }
     }
-    if let Some(p) = &obs.gateway_port {
+    if let Some(p) = obs.gateway_port() {
         let stale: Vec<Uuid> = p.gateway_chassis.iter().filter(|u| !keep.contains(u)).copied().collect();
         if !stale.is_empty() {
             plan.change(
@@ -585,7 +585,7 @@ pub fn release_public_ip(
     prefix: Option<u8>,
     obs: &Observed,
 ) -> Result<()> {
-    let Some(r) = &obs.router else { return Ok(()) };
+    let Some(r) = obs.router() else { return Ok(()) };
     rs.require_owned(format!("Logical_Router {}", r.uuid), &r.external_ids)?;
     let mut ips = recorded_ips(obs);
     let keyname = format!("{}{ip}", key::PUBLIC_IP_PREFIX);
@@ -602,7 +602,7 @@ pub fn release_public_ip(
     }
     // The gateway port carried this address: move it to another one.
     if current_primary(obs) == Some(ip) {
-        if let (Some(p), Some(next), Some(prefix)) = (&obs.gateway_port, primary_ip(&ips, None), prefix) {
+        if let (Some(p), Some(next), Some(prefix)) = (obs.gateway_port(), primary_ip(&ips, None), prefix) {
             let networks = [format!("{next}/{prefix}")];
             plan.update(
                 table::LOGICAL_ROUTER_PORT,
@@ -620,18 +620,18 @@ pub fn release_public_ip(
 /// would be left. A guard on the switch's `ports` makes us re-plan if another
 /// router joins it meanwhile.
 pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Result<()> {
-    if let (Some(p), Some(r)) = (&obs.gateway_port, &obs.router) {
+    if let (Some(p), Some(r)) = (obs.gateway_port(), obs.router()) {
         rs.require_owned(format!("Logical_Router_Port {}", p.name), &p.external_ids)?;
         if r.ports.contains(&p.uuid) {
             plan.change(Parent::router(r.uuid, "ports").unlink(&[p.uuid]), format!("remove gateway port {}", p.name));
         }
     }
-    if let (Some(route), Some(r)) = (&obs.route, &obs.router) {
+    if let (Some(route), Some(r)) = (obs.route(), obs.router()) {
         if r.static_routes.contains(&route.uuid) {
             plan.change(Parent::router(r.uuid, "static_routes").unlink(&[route.uuid]), "remove default route".into());
         }
     }
-    if let Some(r) = &obs.router {
+    if let Some(r) = obs.router() {
         if r.external_ids.contains_key(key::PUBLIC_SWITCH) {
             plan.mutate(
                 table::LOGICAL_ROUTER,
@@ -641,17 +641,16 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
             );
         }
     }
-    let Some(sw) = &obs.public_switch else {
+    let Some(sw) = obs.public_switch() else {
         return Ok(());
     };
-    let peer = obs.gateway_peer.as_ref().filter(|p| sw.ports.contains(&p.uuid));
+    let peer = obs.gateway_peer().filter(|p| sw.ports.contains(&p.uuid));
     if let Some(p) = peer {
         rs.require_owned(format!("Logical_Switch_Port {}", p.name), &p.external_ids)?;
     }
     // Found by the switch when the command names no public network (teardown).
     let ln = obs
-        .localnet
-        .as_ref()
+        .localnet_if_read()
         .map(|p| p.uuid)
         .or_else(|| PublicNet::from_switch_ids(&sw.external_ids).map(|n| n.localnet_uuid(&rs.owner)));
     let others = sw.ports.iter().filter(|u| Some(**u) != ln && Some(**u) != peer.map(|p| p.uuid)).count();
@@ -692,7 +691,7 @@ struct NatRow {
 fn ensure_nat(plan: &mut Plan, rs: &RouterScope, nat: NatRow, obs: &Observed) -> Result<()> {
     let NatRow { uuid, kind, external, logical, ids } = nat;
     let logical = logical.as_str();
-    match obs.nats.iter().find(|n| n.uuid == uuid) {
+    match obs.nat(uuid) {
         None => {
             let r = row(&[
                 ("type", json!(kind)),
@@ -748,7 +747,7 @@ pub fn ensure_static_nat(
 }
 
 fn remove_nat(plan: &mut Plan, rs: &RouterScope, uuid: Uuid, obs: &Observed) -> Result<()> {
-    if let (Some(n), Some(r)) = (obs.nats.iter().find(|n| n.uuid == uuid), &obs.router) {
+    if let (Some(n), Some(r)) = (obs.nat(uuid), obs.router()) {
         rs.require_owned(format!("NAT {}", n.uuid), &n.external_ids)?;
         if r.nat.contains(&n.uuid) {
             plan.change(
@@ -767,7 +766,7 @@ pub fn remove_static_nat(plan: &mut Plan, rs: &RouterScope, public: Ipv4Addr, ob
 /// Remove the source NAT if it translates to `ip` (or any IP when `None`).
 pub fn remove_snat(plan: &mut Plan, rs: &RouterScope, ip: Option<Ipv4Addr>, obs: &Observed) -> Result<()> {
     let uuid = rs.snat_uuid();
-    let matches = obs.nats.iter().any(|n| n.uuid == uuid && ip.is_none_or(|ip| n.external_ip == ip.to_string()));
+    let matches = obs.nats().iter().any(|n| n.uuid == uuid && ip.is_none_or(|ip| n.external_ip == ip.to_string()));
     if matches {
         remove_nat(plan, rs, uuid, obs)?;
     }
@@ -828,7 +827,7 @@ pub struct Forward<'a> {
 }
 
 fn lb_of(obs: &Observed, uuid: Uuid) -> Option<&LoadBalancer> {
-    obs.lbs.iter().find(|l| l.uuid == uuid)
+    obs.lb(uuid)
 }
 
 /// Add the VIPs to the router's forwarding Load_Balancer for this public IP
@@ -903,7 +902,7 @@ pub fn release_ip_rows(
     remove_snat(plan, rs, Some(ip), obs)?;
     // Port forwarding and load-balancing rows on this IP.
     let ip_text = ip.to_string();
-    for lb in obs.lbs.iter().filter(|l| l.external_ids.get(key::PUBLIC_IP) == Some(&ip_text)) {
+    for lb in obs.lbs().iter().filter(|l| l.external_ids.get(key::PUBLIC_IP) == Some(&ip_text)) {
         rs.require_owned(format!("Load_Balancer {}", lb.uuid), &lb.external_ids)?;
         plan.delete(table::LOAD_BALANCER, lb.uuid, format!("delete {}", lb.name));
     }
@@ -914,11 +913,11 @@ pub fn release_ip_rows(
 /// referenced, so deleted explicitly), its gateway presence on the public
 /// switch, and the router itself with all its children (ports, NAT, routes).
 pub fn destroy_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Result<()> {
-    let Some(r) = &obs.router else { return Ok(()) };
+    let Some(r) = obs.router() else { return Ok(()) };
     rs.require_owned(format!("Logical_Router {}", r.uuid), &r.external_ids)?;
     let candidates: BTreeSet<Uuid> = rs.port_forward_uuids(recorded_ips(obs).into_keys().collect::<Vec<_>>()).collect();
     for lb in &r.load_balancer {
-        if candidates.contains(lb) || obs.lbs.iter().any(|l| l.uuid == *lb && rs.owner.owns(&l.external_ids)) {
+        if candidates.contains(lb) || obs.lbs().iter().any(|l| l.uuid == *lb && rs.owner.owns(&l.external_ids)) {
             plan.delete(table::LOAD_BALANCER, *lb, format!("delete port forwarding {lb}"));
         }
     }
@@ -1041,11 +1040,11 @@ pub fn ensure_balancer(
 /// A Load_Balancer serves on the router (traffic from outside) and on the
 /// guest switch (VMs reaching the public address of their own network).
 fn attach_lb(plan: &mut Plan, rs: &RouterScope, guest_switch: Uuid, uuid: Uuid, name: &str, obs: &Observed) {
-    if !obs.router.as_ref().is_some_and(|r| r.load_balancer.contains(&uuid)) {
+    if !obs.router().is_some_and(|r| r.load_balancer.contains(&uuid)) {
         require_router(plan, rs, obs);
         plan.change(Parent::router(rs.uuid(), "load_balancer").link(uuid), format!("attach {name} to {}", rs.name()));
     }
-    if !obs.switch.as_ref().is_some_and(|sw| sw.uuid == guest_switch && sw.load_balancer.contains(&uuid)) {
+    if !obs.switch().is_some_and(|sw| sw.uuid == guest_switch && sw.load_balancer.contains(&uuid)) {
         plan.change(
             Parent::switch(guest_switch, "load_balancer").link(uuid),
             format!("attach {name} to the guest switch"),
