@@ -38,14 +38,6 @@ pub struct Invocation {
     pub unknown_flags: Vec<String>,
 }
 
-/// What the process was asked to do.
-#[derive(Debug)]
-pub enum Request {
-    Run(Invocation),
-    Help,
-    Version,
-}
-
 /// Old command names (Fork-weizhou) and their current spelling.
 pub fn canonical_command(name: &str) -> &str {
     match name {
@@ -114,17 +106,14 @@ const KNOWN_FLAGS: &[&str] = &[
 /// Flags whose `-file` variant names a file holding Base64 of JSON.
 const FILE_FLAGS: &[&str] = &["fw-rules", "acl-rules", "vm-data", "restore-data"];
 
-pub fn parse(args: &[String]) -> Result<Request> {
+/// A CloudStack invocation. Operator words (`--help`, `doctor`, …) never
+/// get here: `operator::route` takes them first.
+pub fn parse(args: &[String]) -> Result<Invocation> {
     let Some(first) = args.get(1) else {
         return Err(Error::Usage(
             "usage: cloudstack-ovn <command> <payload-file> [<timeout-seconds>] (see --help)".into(),
         ));
     };
-    match first.as_str() {
-        "-h" | "--help" | "help" => return Ok(Request::Help),
-        "-V" | "--version" | "version" => return Ok(Request::Version),
-        _ => {}
-    }
     let command = canonical_command(first).to_string();
     let rest = &args[2..];
     match rest.first() {
@@ -139,7 +128,7 @@ fn parse_timeout(raw: &str) -> Result<Duration> {
     )
 }
 
-fn parse_payload_file(command: String, rest: &[String]) -> Result<Request> {
+fn parse_payload_file(command: String, rest: &[String]) -> Result<Invocation> {
     let path = Path::new(&rest[0]);
     let timeout = match rest.get(1) {
         Some(t) => parse_timeout(t)?,
@@ -153,10 +142,10 @@ fn parse_payload_file(command: String, rest: &[String]) -> Result<Request> {
         .map_err(|e| Error::Payload(format!("payload file {} is not valid JSON: {e}", path.display())))?;
     let payload = Payload::from_envelope(doc)?;
     let unknown_flags = rest.iter().skip(2).cloned().collect();
-    Ok(Request::Run(Invocation { command, style: Style::PayloadFile, timeout, payload, unknown_flags }))
+    Ok(Invocation { command, style: Style::PayloadFile, timeout, payload, unknown_flags })
 }
 
-fn parse_flags(command: String, rest: &[String]) -> Result<Request> {
+fn parse_flags(command: String, rest: &[String]) -> Result<Invocation> {
     let mut payload = Payload::default();
     let mut unknown = Vec::new();
     let mut physical = None;
@@ -201,7 +190,7 @@ fn parse_flags(command: String, rest: &[String]) -> Result<Request> {
         }
     }
     payload::set_details(&mut payload, physical.as_ref(), network.as_ref())?;
-    Ok(Request::Run(Invocation { command, style: Style::Flags, timeout, payload, unknown_flags: unknown }))
+    Ok(Invocation { command, style: Style::Flags, timeout, payload, unknown_flags: unknown })
 }
 
 fn read_base64_json_file(flag: &str, path: &Path) -> Result<Value> {
@@ -223,10 +212,7 @@ mod tests {
     }
 
     fn run(v: &[&str]) -> Invocation {
-        match parse(&args(v)).unwrap() {
-            Request::Run(i) => i,
-            other => panic!("{other:?}"),
-        }
+        parse(&args(v)).unwrap()
     }
 
     #[test]
@@ -286,6 +272,5 @@ mod tests {
         assert!(matches!(parse(&args(&["prepare-nic", f.to_str().unwrap()])), Err(Error::Payload(_))));
         std::fs::write(&f, "{}").unwrap();
         assert!(matches!(parse(&args(&["prepare-nic", f.to_str().unwrap(), "soon"])), Err(Error::Usage(_))));
-        assert!(matches!(parse(&args(&["--help"])).unwrap(), Request::Help));
     }
 }

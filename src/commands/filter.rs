@@ -9,10 +9,10 @@ use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
 use crate::nb::ids::{RouterOf, RouterScope};
 use crate::nb::Kind;
+use crate::observe::Observed;
 use crate::payload::rules;
 use crate::payload::types::Ipv4Cidr;
 use crate::plan::acl::{self, FirewallScope, Forwarding};
-use crate::plan::network::Observed;
 use crate::plan::router::recorded_ips;
 use crate::plan::Plan;
 

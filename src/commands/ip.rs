@@ -10,8 +10,9 @@ use super::{input, Context, Outcome, PublicLookup, RouterWant, Want};
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
 use crate::nb::{IP_ASSIGNED, IP_SOURCE_NAT};
+use crate::observe::Observed;
 use crate::plan::acl::{parse_endpoint, Endpoint, Forwarding, Vip};
-use crate::plan::network::{ensure_switch, Observed, SwitchSpec};
+use crate::plan::network::{ensure_switch, SwitchSpec};
 use crate::plan::router::{self, Forward, Protocol, PublicIp, RouterOf, RouterScope};
 use crate::plan::Plan;
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cli::{self, Invocation, Request, Style};
+use crate::cli::{self, Invocation, Style};
 use crate::config::{self, FileConfig, Settings};
 use crate::error::{Error, ExitCode, Result};
 use crate::nb::{Owner, DB};
@@ -308,15 +308,7 @@ pub fn main(args: &[String]) -> ExitCode {
         None => cli::parse(args),
     };
     let inv = match result {
-        Ok(Request::Help) => {
-            output::print_text(&crate::operator::help_text());
-            return ExitCode::Success;
-        }
-        Ok(Request::Version) => {
-            output::print_text(&crate::operator::version_text());
-            return ExitCode::Success;
-        }
-        Ok(Request::Run(inv)) => inv,
+        Ok(inv) => inv,
         Err(e) => return fail(args.get(1).map(String::as_str).unwrap_or(""), &e, started, None),
     };
     if !inv.unknown_flags.is_empty() {

@@ -6,7 +6,8 @@ use super::{input, Context, Outcome, PublicLookup, RouterWant, Want};
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
 use crate::nb::{broadcast_uri, switch_name};
-use crate::plan::network::{destroy as destroy_l2, ensure_switch, Observed};
+use crate::observe::Observed;
+use crate::plan::network::{destroy as destroy_l2, ensure_switch};
 use crate::plan::router::{self, RouterOf, RouterScope};
 use crate::plan::Plan;
 

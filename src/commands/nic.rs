@@ -4,7 +4,8 @@
 use super::{input, Context, Outcome, Want};
 use crate::error::Result;
 use crate::nb::ids::Scope;
-use crate::plan::network::{ensure_port, ensure_switch, remove_port, DhcpLink, Hostname, Observed};
+use crate::observe::Observed;
+use crate::plan::network::{ensure_port, ensure_switch, remove_port, DhcpLink, Hostname};
 use crate::plan::Plan;
 
 /// The DHCP row a NIC should use, if the subnet's rows exist: with a

@@ -28,13 +28,13 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::network::{merge_ids, Observed};
-use super::{Parent, Plan};
+use super::{merge_ids, Parent, Plan};
 use crate::error::Result;
 pub use crate::nb::ids::Place;
 use crate::nb::ids::{AclKey, Protocol, Scope};
 use crate::nb::rows::{LoadBalancer, Nat};
 use crate::nb::{key, table, Kind};
+use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, uuid_set};
 use crate::payload::rules::{Rule, RuleProto};
 use crate::payload::types::Ipv4Cidr;

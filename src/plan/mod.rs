@@ -178,6 +178,14 @@ pub fn map_mutations(
     out
 }
 
+/// Add or correct our ids in `external_ids`; never drop one. Commands carry
+/// different subsets of the ids (a legacy `add-dhcp-entry` has no zone, a
+/// NIC command no cidr), and an id one command recorded must survive the
+/// others. Keys of other tools are left alone.
+pub fn merge_ids(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>) -> Vec<Mutation> {
+    map_mutations("external_ids", desired, observed, |k| desired.contains_key(k))
+}
+
 /// Columns of a desired row whose values differ from what was observed.
 fn changed_columns(desired: &Map<String, Value>, differs: impl Fn(&str) -> bool) -> Map<String, Value> {
     desired.iter().filter(|(k, _)| differs(k)).map(|(k, v)| (k.clone(), v.clone())).collect()

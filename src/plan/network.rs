@@ -7,23 +7,15 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{changed_columns, map_mutations, Parent, Plan};
+use super::{changed_columns, map_mutations, merge_ids, Parent, Plan};
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
 use crate::nb::rows::{DhcpOptions, Port};
 use crate::nb::{key, quoted, table, Kind};
-pub use crate::observe::Observed;
+use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Mutation, Mutator};
 use crate::payload::types::{Ipv4Cidr, Mac};
-
-/// Add or correct our ids in `external_ids`; never drop one. Commands carry
-/// different subsets of the ids (a legacy `add-dhcp-entry` has no zone, a
-/// NIC command no cidr), and an id one command recorded must survive the
-/// others. Keys of other tools are left alone.
-pub(crate) fn merge_ids(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>) -> Vec<Mutation> {
-    map_mutations("external_ids", desired, observed, |k| desired.contains_key(k))
-}
 
 // ---------------------------------------------------------------- switch
 

@@ -17,13 +17,13 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::network::{merge_ids, Observed};
-use super::{map_mutations, Parent, Plan};
+use super::{map_mutations, merge_ids, Parent, Plan};
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
 pub use crate::nb::ids::{Protocol, PublicNet, RouterOf, RouterScope};
 use crate::nb::rows::{LoadBalancer, Port, RouterPort};
 use crate::nb::{key, table, Kind, Owner, IP_ASSIGNED, IP_SOURCE_NAT};
+use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Condition, Mutation, Mutator, Operation, WaitUntil};
 use crate::payload::types::{Ipv4Cidr, Ipv6Cidr};
