@@ -4,15 +4,16 @@
 
 use serde_json::Value;
 
-use super::{input, Context, Outcome, PublicLookup, RouterWant, Want};
+use super::{input, Context, Job};
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
 use crate::nb::ids::{RouterOf, RouterScope};
 use crate::nb::Kind;
 use crate::observe::Observed;
-use crate::payload::rules;
+use crate::observe::{PublicLookup, RouterWant, Want};
+use crate::payload::rules::{self, Rule};
 use crate::payload::types::Ipv4Cidr;
-use crate::plan::acl::{self, FirewallScope, Forwarding};
+use crate::plan::acl::{self, AclSpec, FirewallScope, Forwarding};
 use crate::plan::router::recorded_ips;
 use crate::plan::Plan;
 
@@ -40,35 +41,52 @@ pub(super) fn firewall_want(scope: &Scope, rs: &RouterScope, public: PublicLooku
     Want { switch: true, port_group: true, scope: Some(scope.clone()), router: Some(rw), ..Want::default() }
 }
 
-/// Plan the firewall of `rules_doc` over what the router forwards (`fwd`,
-/// which the caller may have adjusted for its own pending change).
+/// A firewall rule set as applied: validated rules, the network's CIDR,
+/// and the document recorded on the port group (so NAT, forwarding and LB
+/// changes can re-plan it).
+pub(super) struct Firewall {
+    default_egress_allow: bool,
+    rules: Vec<Rule>,
+    cidr: Ipv4Cidr,
+    recorded: String,
+}
+
+impl Firewall {
+    /// Validate a `fw_rules` document (from the payload, or as recorded).
+    pub(super) fn parse(rules_doc: &Value) -> Result<Firewall> {
+        let (default_egress_allow, rules) = rules::firewall(rules_doc)?;
+        let cidr = rules_doc
+            .get("cidr")
+            .and_then(Value::as_str)
+            .map(|c| Ipv4Cidr::parse("fw_rules.cidr", c))
+            .transpose()?
+            .ok_or_else(|| Error::Missing("fw_rules.cidr (the network's CIDR)".into()))?;
+        Ok(Firewall { default_egress_allow, rules, cidr, recorded: rules_doc.to_string() })
+    }
+}
+
+/// Plan the firewall `fw` over what the router forwards (`fwd`, which the
+/// caller may have adjusted for its own pending change).
 fn plan_firewall(
     plan: &mut Plan,
     scope: &Scope,
     rs: &RouterScope,
-    rules_doc: &Value,
+    fw: &Firewall,
     fwd: &Forwarding,
     obs: &Observed,
 ) -> Result<()> {
-    let (default_egress_allow, rules) = rules::firewall(rules_doc)?;
-    let cidr = rules_doc
-        .get("cidr")
-        .and_then(Value::as_str)
-        .map(|c| Ipv4Cidr::parse("fw_rules.cidr", c))
-        .transpose()?
-        .ok_or_else(|| Error::Missing("fw_rules.cidr (the network's CIDR)".into()))?;
     let fs = FirewallScope {
         port_group: scope.port_group_name(),
         router_peer: scope.guest_peer_name(),
         gateway_peer: fwd.gateway.map(|_| rs.gateway_peer_name()),
-        guest_cidr: cidr,
+        guest_cidr: fw.cidr,
     };
-    let desired = acl::firewall_acls(&fs, default_egress_allow, &rules, fwd);
+    let desired = acl::firewall_acls(&fs, fw.default_egress_allow, &fw.rules, fwd);
     acl::ensure_port_group(plan, scope, &vm_ports(scope, obs), obs)?;
     // Where our public-side ACLs are (to add or to clean up): the gateway's
     // switch after this command, else the one observed.
     let public_switch = fwd.gateway.or(obs.public_switch().map(|s| s.uuid));
-    acl::converge_acls(plan, scope, Kind::Firewall, &desired, public_switch, Some(&rules_doc.to_string()), obs)
+    acl::converge_acls(plan, scope, Kind::Firewall, &desired, public_switch, Some(&fw.recorded), obs)
 }
 
 /// After a NAT, forwarding or load-balancer change: bring an applied
@@ -81,12 +99,20 @@ pub(super) fn refresh_firewall(
     obs: &Observed,
 ) -> Result<()> {
     match acl::recorded_firewall(obs) {
-        Some(doc) if matches!(rs.of, RouterOf::Network(_)) => plan_firewall(plan, scope, rs, &doc, fwd, obs),
+        Some(doc) if matches!(rs.of, RouterOf::Network(_)) => {
+            plan_firewall(plan, scope, rs, &Firewall::parse(&doc)?, fwd, obs)
+        }
         _ => Ok(()),
     }
 }
 
-pub fn apply_firewall(ctx: &Context) -> Result<Outcome> {
+struct ApplyFirewall {
+    scope: Scope,
+    rs: RouterScope,
+    fw: Firewall,
+}
+
+pub fn apply_firewall(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
     let rs = input::router_scope(ctx)?;
     if let RouterOf::Vpc(_) = rs.of {
@@ -102,26 +128,27 @@ pub fn apply_firewall(ctx: &Context) -> Result<Outcome> {
         }
     }
     // Validate everything before touching the NB.
-    rules::firewall(&doc)?;
+    let fw = Firewall::parse(&doc)?;
     let want = firewall_want(&scope, &rs, PublicLookup::ByGatewayPeer);
-    ctx.converge(&want, |obs| {
-        let mut plan = Plan::default();
-        plan_firewall(&mut plan, &scope, &rs, &doc, &forwarding(obs), obs)?;
-        Ok(plan)
-    })
+    Ok(Job::new(want, ApplyFirewall { scope, rs, fw }, |i, obs, plan| {
+        plan_firewall(plan, &i.scope, &i.rs, &i.fw, &forwarding(obs), obs)
+    }))
 }
 
-pub fn apply_network_acl(ctx: &Context) -> Result<Outcome> {
+struct NetworkAcl {
+    scope: Scope,
+    desired: Vec<AclSpec>,
+}
+
+pub fn apply_network_acl(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
     let doc = ctx.payload().nested("acl_rules")?.unwrap_or(Value::Array(Vec::new()));
     let rules = rules::network_acl(&doc)?;
     let cidr = input::switch_spec(ctx)?.cidr.ok_or_else(|| Error::Missing("cidr (the tier's CIDR)".into()))?;
     let want = Want { switch: true, port_group: true, scope: Some(scope.clone()), ..Want::default() };
     let desired = acl::network_acls(&scope.port_group_name(), cidr, &rules);
-    ctx.converge(&want, |obs| {
-        let mut plan = Plan::default();
-        acl::ensure_port_group(&mut plan, &scope, &vm_ports(&scope, obs), obs)?;
-        acl::converge_acls(&mut plan, &scope, Kind::NetworkAcl, &desired, None, None, obs)?;
-        Ok(plan)
-    })
+    Ok(Job::new(want, NetworkAcl { scope, desired }, |i, obs, plan| {
+        acl::ensure_port_group(plan, &i.scope, &vm_ports(&i.scope, obs), obs)?;
+        acl::converge_acls(plan, &i.scope, Kind::NetworkAcl, &i.desired, None, None, obs)
+    }))
 }

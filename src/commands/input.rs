@@ -237,8 +237,17 @@ pub fn source_nat(ctx: &Context) -> Result<bool> {
     Ok(ctx.payload().bool("source_nat")?.unwrap_or(false))
 }
 
+/// Where the gateway runs: needed by every command that may create a
+/// router's gateway (`dnat_and_snat` needs a gateway chassis), so a missing
+/// `ovn.gateway.chassis` is a configuration error before connecting.
 pub fn gateway_spec(ctx: &Context) -> Result<GatewaySpec> {
-    Ok(GatewaySpec { chassis: ctx.settings.gateway_chassis()?, mtu: ctx.settings.public_mtu()? })
+    let chassis = ctx.settings.gateway_chassis()?;
+    if chassis.is_empty() {
+        return Err(Error::Config(
+            "no gateway chassis: set the registration detail ovn.gateway.chassis (ordered chassis names) so OVN can place NAT".into(),
+        ));
+    }
+    Ok(GatewaySpec { chassis, mtu: ctx.settings.public_mtu()? })
 }
 
 /// `private_ip`, which must be on the network when its CIDR is known.

@@ -4,16 +4,26 @@
 
 use std::collections::BTreeMap;
 
-use super::{input, Context, Outcome, Want};
+use super::{input, Context, Job};
 use crate::error::{Error, Result};
-use crate::observe::Read;
-use crate::payload::rules;
+use crate::nb::ids::Scope;
+use crate::observe::{Observed, Read, Want};
+use crate::payload::rules::{self, RestoreVm};
 use crate::plan::network::{
-    ensure_dhcp, ensure_dns, ensure_port, ensure_switch, DhcpLink, DnsEntry, Hostname, NicSpec,
+    ensure_dhcp, ensure_dns, ensure_port, ensure_switch, DhcpLink, DhcpSubnet, DnsEntry, Hostname, NicSpec, SwitchSpec,
 };
 use crate::plan::Plan;
 
-pub fn restore(ctx: &Context) -> Result<Outcome> {
+struct Restore {
+    scope: Scope,
+    spec: SwitchSpec,
+    subnet: Option<DhcpSubnet>,
+    dns_enabled: bool,
+    domain: Option<String>,
+    vms: Vec<RestoreVm>,
+}
+
+pub fn restore(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
     let spec = input::switch_spec(ctx)?;
     let doc = ctx.payload().nested("restore_data")?.ok_or_else(|| Error::Missing("restore_data".into()))?;
@@ -41,17 +51,23 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
         scope: Some(scope.clone()),
         ..Want::default()
     };
-    ctx.converge(&want, |obs| {
-        let mut plan = Plan::default();
-        ensure_switch(&mut plan, &scope, &spec, obs)?;
+    let intent = Restore { scope, spec, subnet, dns_enabled, domain, vms };
+    Ok(Job::new(want, intent, plan_restore))
+}
+
+fn plan_restore(i: &Restore, obs: &Observed, plan: &mut Plan) -> Result<()> {
+    let Restore { scope, spec, subnet, dns_enabled, domain, vms } = i;
+    let dns_enabled = *dns_enabled;
+    {
+        ensure_switch(plan, scope, spec, obs)?;
         if let Some(s) = &subnet {
-            ensure_dhcp(&mut plan, &scope, s, obs)?;
+            ensure_dhcp(plan, scope, s, obs)?;
         }
         let mut records = BTreeMap::new();
         // Each NIC is planned against its own port; the port group, once one
         // NIC's plan inserts it, is joined (not inserted again) by the others.
         let mut view = obs.clone();
-        for vm in &vms {
+        for vm in vms {
             view.port = Read::answer(obs.ports().iter().find(|p| p.uuid == scope.port_uuid(&vm.nic_uuid)).cloned());
             let nic =
                 NicSpec { nic_uuid: vm.nic_uuid.clone(), nic_id: None, mac: vm.mac, ipv4: Some(vm.ip), ipv6: vm.ip6 };
@@ -60,7 +76,7 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
                 None => DhcpLink::Keep,
             };
             let hostname = vm.hostname.clone().map(Hostname::Set).unwrap_or(Hostname::Keep);
-            ensure_port(&mut plan, &scope, &nic, link, &hostname, &view)?;
+            ensure_port(plan, scope, &nic, link, &hostname, &view)?;
             if view.port_group().is_none() {
                 view.port_group = Read::found(crate::nb::rows::PortGroup {
                     uuid: scope.port_group_uuid(),
@@ -76,8 +92,8 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
             }
         }
         if dns_enabled && !records.is_empty() {
-            ensure_dns(&mut plan, &scope, &records, obs)?;
+            ensure_dns(plan, scope, &records, obs)?;
         }
-        Ok(plan)
-    })
+        Ok(())
+    }
 }

@@ -372,11 +372,6 @@ fn ensure_gateway(
     gw: &GatewaySpec,
     obs: &Observed,
 ) -> Result<()> {
-    if gw.chassis.is_empty() {
-        return Err(Error::Config(
-            "no gateway chassis: set the registration detail ovn.gateway.chassis (ordered chassis names) so OVN can place NAT".into(),
-        ));
-    }
     let owner = &rs.owner;
     let sw_uuid = public.net.switch_uuid(owner);
     let sw_name = public.net.switch_name();

@@ -1,0 +1,245 @@
+//! The engine: run a prepared [`Job`]: observe (one read-only
+//! transaction), plan (pure), apply (one write transaction), retrying the
+//! observe–plan–apply cycle when a concurrent writer got in between.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::cli::{Invocation, Style};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::log;
+use crate::nb::{Owner, DB};
+use crate::observe::{self, Observed, Want};
+use crate::ovsdb::{self, Client, Deadline, LeaderCheck};
+use crate::plan::Plan;
+
+/// Attempts of the observe–plan–apply cycle before giving up on a
+/// contended row (each attempt re-reads, so this only matters under heavy
+/// concurrent change of the same rows).
+const MAX_ATTEMPTS: u32 = 8;
+
+/// A plan function: the command's typed intent and the observed rows in,
+/// operations out. A plain `fn` over an owned intent: it cannot reach the
+/// payload, the settings or the connection, so everything it needs was
+/// validated by `prepare` before the first connection.
+pub type PlanFn<I> = fn(&I, &Observed, &mut Plan) -> Result<()>;
+
+/// A plan function with its intent bound ('static: it owns the intent).
+type Planner = Box<dyn Fn(&Observed, &mut Plan) -> Result<()>>;
+
+/// What `prepare` made of an invocation: what to read and how to plan,
+/// or an answer needing no NB at all.
+pub struct Job {
+    /// `None`: nothing to read or write (the answer is `output`).
+    want: Option<Want>,
+    plan: Planner,
+    /// Printed on success.
+    output: Option<Value>,
+}
+
+impl Job {
+    /// Read `want`, then plan with `plan` over `intent`.
+    pub fn new<I: 'static>(want: Want, intent: I, plan: PlanFn<I>) -> Job {
+        Job { want: Some(want), plan: Box::new(move |obs, p| plan(&intent, obs, p)), output: None }
+    }
+
+    /// Done without touching the NB.
+    pub fn nothing() -> Job {
+        Job { want: None, plan: Box::new(|_, _| Ok(())), output: None }
+    }
+
+    /// Print `output` on success.
+    pub fn with_output(mut self, output: Value) -> Job {
+        self.output = Some(output);
+        self
+    }
+
+    pub fn want(&self) -> Option<&Want> {
+        self.want.as_ref()
+    }
+
+    /// The job's plan against `obs` (what `converge` does on each attempt;
+    /// unit tests call it with a hand-built `Observed`).
+    pub fn plan(&self, obs: &Observed) -> Result<Plan> {
+        let mut plan = Plan::default();
+        (self.plan)(obs, &mut plan)?;
+        Ok(plan)
+    }
+}
+
+/// Everything a command's `prepare` may look at.
+pub struct Context {
+    pub inv: Invocation,
+    pub settings: Settings,
+    pub owner: Owner,
+    pub deadline: Deadline,
+}
+
+/// What a successful command did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The command's stdout document, if it has one.
+    pub output: Option<Value>,
+    pub changes: usize,
+    pub attempts: u32,
+    /// Bytes received from / sent to the NB (all connections of the command).
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+impl Context {
+    pub fn payload(&self) -> &crate::payload::Payload {
+        &self.inv.payload
+    }
+
+    pub fn legacy(&self) -> bool {
+        self.inv.style == Style::Flags
+    }
+
+    /// Connect to the NB. With several remotes (a Raft cluster) only the
+    /// leader is used: followers would forward our writes and may serve
+    /// stale reads. During an election no member is usable for a moment
+    /// (about twice the election timer), so the search is repeated until
+    /// the command's deadline.
+    fn connect(&self) -> Result<Client> {
+        let (remotes, source) = self.settings.nb_connection()?;
+        let leader_only = remotes.contains(',');
+        let check = LeaderCheck { database: DB.to_string(), leader_only };
+        let tls = self.settings.tls();
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            log::debug("connecting", &[("remotes", &remotes), ("source", &source), ("attempt", &attempt)]);
+            match Client::connect_with(&remotes, &tls, self.deadline, &check) {
+                Ok(client) => return Ok(client),
+                Err(e) if retry_connect(&e) && !self.deadline.expired() && started.elapsed() < CONNECT_RETRY_WINDOW => {
+                    log::info("no usable NB server yet, retrying", &[("attempt", &attempt), ("error", &e)]);
+                    std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Run a prepared job.
+    pub fn run(&self, job: Job) -> Result<Outcome> {
+        let mut outcome = match &job.want {
+            None => Outcome::default(),
+            Some(want) => self.converge(want, |obs| job.plan(obs))?,
+        };
+        outcome.output = job.output;
+        Ok(outcome)
+    }
+
+    /// Observe, plan, apply; repeat while a concurrent writer invalidates
+    /// what we read (a failed `wait` guard, a `duplicate uuid` from a
+    /// racing insert of the same deterministic row, an index collision).
+    /// An ambiguous connection failure is retried the same way: the
+    /// re-read shows whether the first attempt committed.
+    fn converge(&self, want: &Want, planner: impl Fn(&Observed) -> Result<Plan>) -> Result<Outcome> {
+        let mut want = want.clone();
+        let mut client = self.connect()?;
+        let mut attempt = 0;
+        // Bytes of connections given up on (reconnects).
+        let (mut read, mut written) = (0u64, 0u64);
+        let done = |client: &Client, changes: usize, attempts: u32, read: u64, written: u64| Outcome {
+            output: None,
+            changes,
+            attempts,
+            bytes_read: read + client.bytes_read(),
+            bytes_written: written + client.bytes_written(),
+        };
+        loop {
+            attempt += 1;
+            let observed = match observe::observe(&mut client, &want) {
+                Ok(o) => o,
+                // The server went away (leader killed, restart): nothing was
+                // written yet; find the (new) leader and read again.
+                Err(Error::Ovsdb(e)) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_connection() => {
+                    log::warn("connection lost while reading, reconnecting", &[("attempt", &attempt), ("error", &e)]);
+                    backoff(attempt);
+                    (read, written) = (read + client.bytes_read(), written + client.bytes_written());
+                    client = self.connect()?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let plan = planner(&observed);
+            if let Some(slot) = observed.misread() {
+                return Err(Error::Internal(format!(
+                    "{}: planning used `{slot}`, which the command did not read (its Want lacks it)",
+                    self.inv.command
+                )));
+            }
+            let plan = plan?;
+            if plan.is_empty() {
+                log::debug("already converged", &[("attempt", &attempt)]);
+                return Ok(done(&client, 0, attempt, read, written));
+            }
+            let changes = plan.changes.len();
+            for c in &plan.changes {
+                log::debug(c, &[("attempt", &attempt)]);
+            }
+            let ops = plan.into_ops(self.comment());
+            match client.transact(DB, &ops) {
+                Ok(_) => return Ok(done(&client, changes, attempt, read, written)),
+                Err(e) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_conflict() => {
+                    log::info("concurrent change, re-planning", &[("attempt", &attempt), ("error", &e)]);
+                    // A port name taken by a row we did not find by uuid:
+                    // look it up by name (a scan, only now) to say whose it is.
+                    if want.port.is_some() && e.to_string().contains("Logical_Switch_Port") {
+                        want.port_by_name = true;
+                    }
+                    backoff(attempt);
+                }
+                Err(e) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_connection() => {
+                    log::warn("connection lost, reconnecting", &[("attempt", &attempt), ("error", &e)]);
+                    backoff(attempt);
+                    (read, written) = (read + client.bytes_read(), written + client.bytes_written());
+                    client = self.connect()?;
+                }
+                Err(e) if e.is_conflict() => {
+                    return Err(Error::Contention { what: self.inv.command.clone(), attempts: attempt });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Recorded with the transaction (`ovsdb-tool show-log`).
+    fn comment(&self) -> String {
+        let p = self.payload();
+        let mut s = format!("cloudstack-ovn {}", self.inv.command);
+        for k in ["network_id", "vpc_id", "nic_uuid"] {
+            if let Some(v) = p.nonempty(k) {
+                s.push_str(&format!(" {k}={v}"));
+            }
+        }
+        s
+    }
+}
+
+/// How long to keep looking for a usable NB server: an election takes about
+/// twice the election timer (1 s by default), a restart a few seconds; a
+/// server down for longer is reported rather than waited for.
+const CONNECT_RETRY_WINDOW: Duration = Duration::from_secs(15);
+
+/// Failures another try can fix: a server not (yet) usable (election, not
+/// the leader, not connected to its cluster) or not reachable right now.
+/// Configuration and TLS problems are final.
+fn retry_connect(e: &ovsdb::Error) -> bool {
+    match e {
+        ovsdb::Error::ServerRejected { .. } => true,
+        ovsdb::Error::AllRemotesFailed { last, .. } => retry_connect(last),
+        other => other.is_connection() && !matches!(other, ovsdb::Error::DeadlineExceeded),
+    }
+}
+
+/// A little jitter keeps two racing management servers from colliding again.
+fn backoff(attempt: u32) {
+    let jitter = (std::process::id() as u64 * 7919 + attempt as u64 * 104_729) % 5;
+    std::thread::sleep(Duration::from_millis((attempt as u64 * 2 + jitter).min(50)));
+}
