@@ -87,10 +87,6 @@ impl Public {
         }
         router::ensure_public_ip(plan, &self.rs, &self.ip, role, &self.gw, obs)
     }
-
-    fn scope(&self) -> Option<&Scope> {
-        self.net.as_ref().map(|n| &n.scope)
-    }
 }
 
 struct Assign {
@@ -244,6 +240,8 @@ fn vip_entries(vips: &BTreeMap<String, String>, protocol: Protocol) -> Vec<(Vip,
 
 struct PortForward {
     public: Public,
+    /// The guest network of the private address.
+    guest: Scope,
     protocol: Protocol,
     vips: BTreeMap<String, String>,
     scope: Option<Scope>,
@@ -256,12 +254,12 @@ pub fn add_port_forward(ctx: &Context) -> Result<Job> {
     let (protocol, vips) = forward_rule(ctx)?;
     let want = want_for_ip(ctx, Some(&net.scope), &rs, PublicLookup::Net(ip.net.clone()), ip.ip)?;
     let (want, scope) = with_firewall(want, ctx)?;
+    let guest = net.scope.clone();
     let public = Public { net: Some(net), rs, ip, gw: input::gateway_spec(ctx)? };
-    Ok(Job::new(want, PortForward { public, protocol, vips, scope }, |i, obs, plan| {
+    Ok(Job::new(want, PortForward { public, guest, protocol, vips, scope }, |i, obs, plan| {
         let (rs, ip) = (&i.public.rs, &i.public.ip);
         i.public.ensure(plan, IP_ASSIGNED, obs)?;
-        let guest_switch = i.public.scope().map(|s| s.switch_uuid()).unwrap_or_default();
-        let fwd = Forward { public: ip.ip, protocol: i.protocol, vips: &i.vips, guest_switch };
+        let fwd = Forward { public: ip.ip, protocol: i.protocol, vips: &i.vips, guest: &i.guest };
         router::add_port_forward(plan, rs, &fwd, obs)?;
         refresh(plan, &i.scope, rs, obs, |f| {
             f.router_ips.insert(ip.ip);

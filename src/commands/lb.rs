@@ -57,7 +57,7 @@ fn plan_lb(i: &ApplyLb, obs: &Observed, plan: &mut Plan) -> Result<()> {
             source_affinity: r.algorithm == Algorithm::Source,
             backends: r.backends.clone(),
         };
-        router::ensure_balancer(plan, rs, &lb, scope.switch_uuid(), obs)?;
+        router::ensure_balancer(plan, rs, &lb, scope, obs)?;
         let vip = (lb.public, lb.protocol, lb.port);
         fwd.vips.insert(vip, lb.backends.iter().copied().collect());
     }

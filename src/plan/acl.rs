@@ -28,7 +28,7 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{merge_ids, Parent, Plan};
+use super::{merge_ids, Existing, Parent, Plan};
 use crate::error::Result;
 pub use crate::nb::ids::Place;
 use crate::nb::ids::{AclKey, Protocol, Scope};
@@ -467,8 +467,10 @@ pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs:
             scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
             let missing: Vec<Uuid> = vm_ports.iter().filter(|p| !obs.group_holds(**p)).copied().collect();
             if !missing.is_empty() {
-                plan.change(
-                    Parent { table: table::PORT_GROUP, uuid, column: "ports" }.link_all(&missing),
+                plan.link(
+                    Parent::port_group(uuid, "ports"),
+                    Existing::Read(scope.port_group_name()),
+                    &missing,
                     format!("add {} ports to {}", missing.len(), pg.name),
                 );
             }
@@ -518,13 +520,23 @@ pub fn converge_acls(
     let mut want_public = BTreeSet::new();
     for spec in desired {
         let uuid = scope.acl_uuid(kind, &spec.key());
-        let (wanted, current, parent) = match spec.place {
-            Place::PortGroup => {
-                (&mut want_pg, &current_pg, Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" })
-            }
+        let (wanted, current, parent, existing) = match spec.place {
+            Place::PortGroup => (
+                &mut want_pg,
+                &current_pg,
+                Parent::port_group(pg_uuid, "acls"),
+                Existing::of(obs.port_group(), scope.port_group_name()),
+            ),
             Place::PublicSwitch => {
                 let Some(sw) = public_switch else { continue };
-                (&mut want_public, &recorded_public, Parent::switch(sw, "acls"))
+                // The observed public switch, or one this plan inserts.
+                let read = obs.public_switch().filter(|p| p.uuid == sw);
+                (
+                    &mut want_public,
+                    &recorded_public,
+                    Parent::switch(sw, "acls"),
+                    Existing::of(read, read.map(|p| p.name.clone()).unwrap_or_default()),
+                )
             }
         };
         if !wanted.insert(uuid) || current.contains(&uuid) {
@@ -545,20 +557,19 @@ pub fn converge_acls(
             uuid,
             row,
             parent,
+            existing,
             format!("{} ACL {} {}", spec.direction.as_str(), spec.priority, spec.matches),
         );
     }
     let stale_pg: Vec<Uuid> = current_pg.difference(&want_pg).copied().collect();
     if !stale_pg.is_empty() && obs.port_group().is_some() {
-        plan.change(
-            Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" }.unlink(&stale_pg),
-            format!("remove {} ACLs", stale_pg.len()),
-        );
+        plan.unlink(Parent::port_group(pg_uuid, "acls"), &stale_pg, format!("remove {} ACLs", stale_pg.len()));
     }
     let stale_public: Vec<Uuid> = recorded_public.difference(&want_public).copied().collect();
     if let (false, Some(sw)) = (stale_public.is_empty(), public_switch) {
-        plan.change(
-            Parent::switch(sw, "acls").unlink(&stale_public),
+        plan.unlink(
+            Parent::switch(sw, "acls"),
+            &stale_public,
             format!("remove {} public-switch ACLs", stale_public.len()),
         );
     }

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{changed_columns, map_mutations, merge_ids, Parent, Plan};
+use super::{changed_columns, map_mutations, merge_ids, Existing, Parent, Plan};
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
 use crate::nb::rows::{DhcpOptions, Port};
@@ -64,12 +64,9 @@ pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Ob
     Ok(())
 }
 
-/// Before linking a new child to the switch: make the transaction fail if
-/// the switch vanished since we read it.
-fn require_switch(plan: &mut Plan, scope: &Scope, obs: &Observed) {
-    if obs.switch().is_some() {
-        plan.require_row(table::LOGICAL_SWITCH, scope.switch_uuid(), &scope.switch_name());
-    }
+/// The network switch as a parent of new children: guarded if it was read.
+fn switch_existing(scope: &Scope, obs: &Observed) -> Existing {
+    Existing::of(obs.switch(), scope.switch_name())
 }
 
 // ---------------------------------------------------------------- ports
@@ -146,13 +143,13 @@ pub fn ensure_port(
                 let opts: BTreeMap<String, String> = [("hostname".to_string(), quoted(h))].into();
                 row.insert("options".into(), string_map(&opts));
             }
-            require_switch(plan, scope, obs);
             let uuid = scope.port_uuid(&nic.nic_uuid);
             plan.insert_child(
                 table::LOGICAL_SWITCH_PORT,
                 uuid,
                 row,
                 Parent::switch_ports(scope.switch_uuid()),
+                switch_existing(scope, obs),
                 format!("port {} on {}", nic.nic_uuid, scope.switch_name()),
             );
             super::acl::ensure_port_group(plan, scope, &[uuid], obs)?;
@@ -249,8 +246,7 @@ fn desired_strings(row: &Map<String, Value>, col: &str) -> Option<Vec<String>> {
 pub fn remove_port(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
     let Some(port) = obs.port() else { return Ok(()) };
     require_our_port_on_switch(scope, port, obs)?;
-    let parent = Parent::switch_ports(scope.switch_uuid());
-    plan.change(parent.unlink(&[port.uuid]), format!("remove port {}", port.name));
+    plan.unlink(Parent::switch_ports(scope.switch_uuid()), &[port.uuid], format!("remove port {}", port.name));
     if let Some(d) = port.dhcpv4_options.and_then(|u| obs.dhcp_row(u)) {
         if scope.owner.owns(&d.external_ids)
             && d.external_ids.get(key::KIND).map(String::as_str) == Some(Kind::Dhcp4Nic.as_str())
@@ -463,9 +459,8 @@ pub fn ensure_dns(plan: &mut Plan, scope: &Scope, add: &BTreeMap<String, String>
     }
     let linked = obs.switch().is_some_and(|sw| sw.dns_records.contains(&uuid));
     if !linked {
-        require_switch(plan, scope, obs);
         let parent = Parent::switch(scope.switch_uuid(), "dns_records");
-        plan.change(parent.link(uuid), format!("link DNS records to {}", scope.switch_name()));
+        plan.link(parent, switch_existing(scope, obs), &[uuid], format!("link DNS records to {}", scope.switch_name()));
     }
     Ok(())
 }

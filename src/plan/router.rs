@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{map_mutations, merge_ids, Parent, Plan};
+use super::{map_mutations, merge_ids, Existing, Parent, Plan};
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
 pub use crate::nb::ids::{Protocol, PublicNet, RouterOf, RouterScope};
@@ -96,14 +96,13 @@ pub fn ensure_router(plan: &mut Plan, rs: &RouterScope, vpc_cidr: Option<Ipv4Cid
     Ok(())
 }
 
-fn require_router(plan: &mut Plan, rs: &RouterScope, obs: &Observed) {
-    if obs.router().is_some() {
-        plan.require_row(table::LOGICAL_ROUTER, rs.uuid(), &rs.name());
-    }
+/// The router as a parent of new children: guarded if it was read.
+fn router_existing(rs: &RouterScope, obs: &Observed) -> Existing {
+    Existing::of(obs.router(), rs.name())
 }
 
 /// Insert a row referenced from the router's `column`, guarded on the
-/// router still existing (see [`require_router`]).
+/// router still existing.
 #[allow(clippy::too_many_arguments)]
 fn insert_router_child(
     plan: &mut Plan,
@@ -115,8 +114,7 @@ fn insert_router_child(
     row: Map<String, Value>,
     what: String,
 ) {
-    require_router(plan, rs, obs);
-    plan.insert_child(table, uuid, row, Parent::router(rs.uuid(), column), what);
+    plan.insert_child(table, uuid, row, Parent::router(rs.uuid(), column), router_existing(rs, obs), what);
 }
 
 /// Attach a guest network: a router port with the guest gateway address and
@@ -185,13 +183,11 @@ pub fn attach_network(
             }
         }
     }
-    if obs.guest_peer().is_none() && obs.switch().is_some() {
-        plan.require_row(table::LOGICAL_SWITCH, net.switch_uuid(), &net.switch_name());
-    }
     let peer = RouterPeer {
         name: net.guest_peer_name(),
         uuid: net.guest_peer_uuid(),
         switch: net.switch_uuid(),
+        switch_existing: Existing::of(obs.switch(), net.switch_name()),
         options: [("router-port".to_string(), name.clone())].into(),
         ids: net.ids(Kind::GuestRouterPeer),
     };
@@ -242,6 +238,7 @@ struct RouterPeer {
     name: String,
     uuid: Uuid,
     switch: Uuid,
+    switch_existing: Existing,
     options: BTreeMap<String, String>,
     ids: BTreeMap<String, String>,
 }
@@ -257,7 +254,8 @@ fn ensure_router_peer(plan: &mut Plan, owner: &Owner, peer: &RouterPeer, observe
                 ("external_ids", string_map(&peer.ids)),
             ]);
             let parent = Parent::switch_ports(peer.switch);
-            plan.insert_child(table::LOGICAL_SWITCH_PORT, peer.uuid, r, parent, format!("router peer {}", peer.name));
+            let what = format!("router peer {}", peer.name);
+            plan.insert_child(table::LOGICAL_SWITCH_PORT, peer.uuid, r, parent, peer.switch_existing.clone(), what);
         }
         Some(p) => {
             if !owner.owns(&p.external_ids) {
@@ -275,16 +273,13 @@ pub fn detach_network(plan: &mut Plan, rs: &RouterScope, net: &Scope, obs: &Obse
     if let (Some(p), Some(r)) = (obs.guest_port(), obs.router()) {
         net.require_owned(format!("port {}", p.name), &p.external_ids)?;
         if r.ports.contains(&p.uuid) {
-            plan.change(
-                Parent::router(r.uuid, "ports").unlink(&[p.uuid]),
-                format!("detach {} from {}", p.name, rs.name()),
-            );
+            plan.unlink(Parent::router(r.uuid, "ports"), &[p.uuid], format!("detach {} from {}", p.name, rs.name()));
         }
     }
     if let (Some(p), Some(sw)) = (obs.guest_peer(), obs.switch()) {
         net.require_owned(format!("port {}", p.name), &p.external_ids)?;
         if sw.ports.contains(&p.uuid) {
-            plan.change(Parent::switch_ports(sw.uuid).unlink(&[p.uuid]), format!("remove router peer {}", p.name));
+            plan.unlink(Parent::switch_ports(sw.uuid), &[p.uuid], format!("remove router peer {}", p.name));
         }
     }
     Ok(())
@@ -413,6 +408,7 @@ fn ensure_gateway(
                 ln_uuid,
                 r,
                 Parent::switch_ports(sw_uuid),
+                Existing::of(obs.public_switch(), sw_name.clone()),
                 format!("localnet port {ln_name}"),
             );
         }
@@ -476,6 +472,7 @@ fn ensure_gateway(
         name: rs.gateway_peer_name(),
         uuid: rs.gateway_peer_uuid(),
         switch: sw_uuid,
+        switch_existing: Existing::of(obs.public_switch(), sw_name.clone()),
         options: [("router-port".to_string(), port_name.clone()), ("nat-addresses".to_string(), "router".to_string())]
             .into(),
         ids: rs.ids(Kind::GatewayPeer),
@@ -554,7 +551,8 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
                     table::GATEWAY_CHASSIS,
                     uuid,
                     r,
-                    Parent { table: table::LOGICAL_ROUTER_PORT, uuid: port_uuid, column: "gateway_chassis" },
+                    Parent::router_port(port_uuid, "gateway_chassis"),
+                    Existing::of(obs.gateway_port(), rs.gateway_port_name()),
                     format!("gateway chassis {name}"),
                 );
             }
@@ -563,10 +561,7 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
     if let Some(p) = obs.gateway_port() {
         let stale: Vec<Uuid> = p.gateway_chassis.iter().filter(|u| !keep.contains(u)).copied().collect();
         if !stale.is_empty() {
-            plan.change(
-                Parent { table: table::LOGICAL_ROUTER_PORT, uuid: p.uuid, column: "gateway_chassis" }.unlink(&stale),
-                "unpin stale gateway chassis".into(),
-            );
+            plan.unlink(Parent::router_port(p.uuid, "gateway_chassis"), &stale, "unpin stale gateway chassis".into());
         }
     }
 }
@@ -618,12 +613,12 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
     if let (Some(p), Some(r)) = (obs.gateway_port(), obs.router()) {
         rs.require_owned(format!("Logical_Router_Port {}", p.name), &p.external_ids)?;
         if r.ports.contains(&p.uuid) {
-            plan.change(Parent::router(r.uuid, "ports").unlink(&[p.uuid]), format!("remove gateway port {}", p.name));
+            plan.unlink(Parent::router(r.uuid, "ports"), &[p.uuid], format!("remove gateway port {}", p.name));
         }
     }
     if let (Some(route), Some(r)) = (obs.route(), obs.router()) {
         if r.static_routes.contains(&route.uuid) {
-            plan.change(Parent::router(r.uuid, "static_routes").unlink(&[route.uuid]), "remove default route".into());
+            plan.unlink(Parent::router(r.uuid, "static_routes"), &[route.uuid], "remove default route".into());
         }
     }
     if let Some(r) = obs.router() {
@@ -653,7 +648,7 @@ pub fn remove_gateway(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Resu
         guard_ports(plan, sw.uuid, &sw.ports);
         plan.delete(table::LOGICAL_SWITCH, sw.uuid, format!("delete public switch {} (no router left)", sw.name));
     } else if let Some(p) = peer {
-        plan.change(Parent::switch_ports(sw.uuid).unlink(&[p.uuid]), format!("remove gateway peer {}", p.name));
+        plan.unlink(Parent::switch_ports(sw.uuid), &[p.uuid], format!("remove gateway peer {}", p.name));
     }
     Ok(())
 }
@@ -745,10 +740,7 @@ fn remove_nat(plan: &mut Plan, rs: &RouterScope, uuid: Uuid, obs: &Observed) -> 
     if let (Some(n), Some(r)) = (obs.nat(uuid), obs.router()) {
         rs.require_owned(format!("NAT {}", n.uuid), &n.external_ids)?;
         if r.nat.contains(&n.uuid) {
-            plan.change(
-                Parent::router(r.uuid, "nat").unlink(&[n.uuid]),
-                format!("remove {} {}", n.kind, n.external_ip),
-            );
+            plan.unlink(Parent::router(r.uuid, "nat"), &[n.uuid], format!("remove {} {}", n.kind, n.external_ip));
         }
     }
     Ok(())
@@ -817,8 +809,9 @@ pub struct Forward<'a> {
     pub public: Ipv4Addr,
     pub protocol: Protocol,
     pub vips: &'a BTreeMap<String, String>,
-    /// The guest switch behind the private address (hairpin).
-    pub guest_switch: Uuid,
+    /// The guest network behind the private address (its switch gets the
+    /// Load_Balancer too, for hairpin).
+    pub guest: &'a Scope,
 }
 
 fn lb_of(obs: &Observed, uuid: Uuid) -> Option<&LoadBalancer> {
@@ -850,7 +843,7 @@ pub fn add_port_forward(plan: &mut Plan, rs: &RouterScope, fwd: &Forward, obs: &
             plan.mutate(table::LOAD_BALANCER, lb.uuid, muts, format!("update port forwarding {name}"));
         }
     }
-    attach_lb(plan, rs, fwd.guest_switch, uuid, &name, obs);
+    attach_lb(plan, rs, fwd.guest, uuid, &name, obs);
     Ok(())
 }
 
@@ -984,13 +977,7 @@ pub struct Balancer {
 
 /// Create or update the rule's Load_Balancer (one per CloudStack rule id),
 /// attached to the router and to the guest switch (so VMs reach it too).
-pub fn ensure_balancer(
-    plan: &mut Plan,
-    rs: &RouterScope,
-    lb: &Balancer,
-    guest_switch: Uuid,
-    obs: &Observed,
-) -> Result<()> {
+pub fn ensure_balancer(plan: &mut Plan, rs: &RouterScope, lb: &Balancer, guest: &Scope, obs: &Observed) -> Result<()> {
     let uuid = rs.balancer_uuid(lb.id);
     let name = rs.balancer_name(lb.id);
     let backends: Vec<String> = lb.backends.iter().map(|(ip, p)| format!("{ip}:{p}")).collect();
@@ -1028,20 +1015,24 @@ pub fn ensure_balancer(
             );
         }
     }
-    attach_lb(plan, rs, guest_switch, uuid, &name, obs);
+    attach_lb(plan, rs, guest, uuid, &name, obs);
     Ok(())
 }
 
 /// A Load_Balancer serves on the router (traffic from outside) and on the
 /// guest switch (VMs reaching the public address of their own network).
-fn attach_lb(plan: &mut Plan, rs: &RouterScope, guest_switch: Uuid, uuid: Uuid, name: &str, obs: &Observed) {
+fn attach_lb(plan: &mut Plan, rs: &RouterScope, guest: &Scope, uuid: Uuid, name: &str, obs: &Observed) {
     if !obs.router().is_some_and(|r| r.load_balancer.contains(&uuid)) {
-        require_router(plan, rs, obs);
-        plan.change(Parent::router(rs.uuid(), "load_balancer").link(uuid), format!("attach {name} to {}", rs.name()));
+        let what = format!("attach {name} to {}", rs.name());
+        plan.link(Parent::router(rs.uuid(), "load_balancer"), router_existing(rs, obs), &[uuid], what);
     }
-    if !obs.switch().is_some_and(|sw| sw.uuid == guest_switch && sw.load_balancer.contains(&uuid)) {
-        plan.change(
-            Parent::switch(guest_switch, "load_balancer").link(uuid),
+    let guest_switch = guest.switch_uuid();
+    let observed = obs.switch().filter(|sw| sw.uuid == guest_switch);
+    if !observed.is_some_and(|sw| sw.load_balancer.contains(&uuid)) {
+        plan.link(
+            Parent::switch(guest_switch, "load_balancer"),
+            Existing::of(observed, guest.switch_name()),
+            &[uuid],
             format!("attach {name} to the guest switch"),
         );
     }
