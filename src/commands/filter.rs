@@ -13,23 +13,14 @@ use crate::observe::Observed;
 use crate::observe::{PublicLookup, RouterWant, Want};
 use crate::payload::rules::{self, Rule};
 use crate::payload::types::Ipv4Cidr;
-use crate::plan::acl::{self, AclSpec, FirewallScope, Forwarding};
-use crate::plan::router::recorded_ips;
+use crate::plan::acl::{self, AclSpec, FirewallScope};
+use crate::plan::after;
 use crate::plan::Plan;
 
 /// VM ports of the network: the switch's ports but its router peer.
 fn vm_ports(scope: &Scope, obs: &Observed) -> Vec<uuid::Uuid> {
     let peer = scope.guest_peer_uuid();
     obs.switch().map(|sw| sw.ports.iter().filter(|p| **p != peer).copied().collect()).unwrap_or_default()
-}
-
-/// What the router forwards and the public IPs it holds, as observed;
-/// commands adjust it for their own pending change before refreshing.
-pub(super) fn forwarding(obs: &Observed) -> Forwarding {
-    let mut f = Forwarding::from_rows(obs.nats(), obs.lbs());
-    f.router_ips = recorded_ips(obs).into_keys().collect();
-    f.gateway = obs.gateway_peer().and(obs.public_switch()).map(|s| s.uuid);
-    f
 }
 
 /// What an isolated network's firewall needs to see: the switch, its port
@@ -65,16 +56,10 @@ impl Firewall {
     }
 }
 
-/// Plan the firewall `fw` over what the router forwards (`fwd`, which the
-/// caller may have adjusted for its own pending change).
-fn plan_firewall(
-    plan: &mut Plan,
-    scope: &Scope,
-    rs: &RouterScope,
-    fw: &Firewall,
-    fwd: &Forwarding,
-    obs: &Observed,
-) -> Result<()> {
+/// Plan the firewall `fw` over what the router forwards once the rest of
+/// `plan` (a NAT, forwarding or load-balancer change) commits.
+fn plan_firewall(plan: &mut Plan, scope: &Scope, rs: &RouterScope, fw: &Firewall, obs: &Observed) -> Result<()> {
+    let fwd = &after::forwarding(plan, rs, obs);
     let fs = FirewallScope {
         port_group: scope.port_group_name(),
         router_peer: scope.guest_peer_name(),
@@ -89,18 +74,12 @@ fn plan_firewall(
     acl::converge_acls(plan, scope, Kind::Firewall, &desired, public_switch, Some(&fw.recorded), obs)
 }
 
-/// After a NAT, forwarding or load-balancer change: bring an applied
-/// firewall in line with what the router will forward (`fwd`).
-pub(super) fn refresh_firewall(
-    plan: &mut Plan,
-    scope: &Scope,
-    rs: &RouterScope,
-    fwd: &Forwarding,
-    obs: &Observed,
-) -> Result<()> {
+/// After a NAT, forwarding or load-balancer change planned in `plan`:
+/// bring an applied firewall in line with what the router will forward.
+pub(super) fn refresh_firewall(plan: &mut Plan, scope: &Scope, rs: &RouterScope, obs: &Observed) -> Result<()> {
     match acl::recorded_firewall(obs) {
         Some(doc) if matches!(rs.of, RouterOf::Network(_)) => {
-            plan_firewall(plan, scope, rs, &Firewall::parse(&doc)?, fwd, obs)
+            plan_firewall(plan, scope, rs, &Firewall::parse(&doc)?, obs)
         }
         _ => Ok(()),
     }
@@ -130,9 +109,7 @@ pub fn apply_firewall(ctx: &Context) -> Result<Job> {
     // Validate everything before touching the NB.
     let fw = Firewall::parse(&doc)?;
     let want = firewall_want(&scope, &rs, PublicLookup::ByGatewayPeer);
-    Ok(Job::new(want, ApplyFirewall { scope, rs, fw }, |i, obs, plan| {
-        plan_firewall(plan, &i.scope, &i.rs, &i.fw, &forwarding(obs), obs)
-    }))
+    Ok(Job::new(want, ApplyFirewall { scope, rs, fw }, |i, obs, plan| plan_firewall(plan, &i.scope, &i.rs, &i.fw, obs)))
 }
 
 struct NetworkAcl {

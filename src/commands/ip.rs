@@ -6,14 +6,13 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use super::filter::{forwarding, refresh_firewall};
+use super::filter::refresh_firewall;
 use super::{input, Context, Job};
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
 use crate::nb::{IP_ASSIGNED, IP_SOURCE_NAT};
 use crate::observe::{Observed, PublicLookup, RouterWant, Want};
 use crate::payload::types::Ipv4Cidr;
-use crate::plan::acl::{parse_endpoint, Endpoint, Forwarding, Vip};
 use crate::plan::network::{ensure_switch, SwitchSpec};
 use crate::plan::router::{self, Forward, GatewaySpec, Protocol, PublicIp, RouterOf, RouterScope};
 use crate::plan::Plan;
@@ -140,18 +139,13 @@ fn with_firewall(mut want: Want, ctx: &Context) -> Result<(Want, Option<Scope>)>
     Ok((want, Some(scope)))
 }
 
-/// Refresh an applied firewall for the forwarding after `change`.
-fn refresh(
-    plan: &mut Plan,
-    scope: &Option<Scope>,
-    rs: &RouterScope,
-    obs: &Observed,
-    change: impl FnOnce(&mut Forwarding),
-) -> Result<()> {
-    let Some(scope) = scope else { return Ok(()) };
-    let mut fwd = forwarding(obs);
-    change(&mut fwd);
-    refresh_firewall(plan, scope, rs, &fwd, obs)
+/// Refresh an applied firewall of the network for what the router forwards
+/// once `plan` commits.
+fn refresh(plan: &mut Plan, scope: &Option<Scope>, rs: &RouterScope, obs: &Observed) -> Result<()> {
+    match scope {
+        Some(scope) => refresh_firewall(plan, scope, rs, obs),
+        None => Ok(()),
+    }
 }
 
 /// A command about one public IP of a router, keeping an applied firewall
@@ -175,7 +169,7 @@ pub fn release(ctx: &Context) -> Result<Job> {
     let (want, on) = on_ip(ctx, rs, ip)?;
     Ok(Job::new(want, (on, prefix), |(on, prefix), obs, plan| {
         router::release_ip_rows(plan, &on.rs, on.ip, *prefix, obs)?;
-        refresh(plan, &on.scope, &on.rs, obs, |f| f.forget_ip(on.ip))
+        refresh(plan, &on.scope, &on.rs, obs)
     }))
 }
 
@@ -197,11 +191,7 @@ pub fn add_static_nat(ctx: &Context) -> Result<Job> {
         let (rs, ip) = (&i.public.rs, &i.public.ip);
         i.public.ensure(plan, IP_ASSIGNED, obs)?;
         router::ensure_static_nat(plan, rs, ip.ip, i.private, obs)?;
-        refresh(plan, &i.scope, rs, obs, |f| {
-            f.router_ips.insert(ip.ip);
-            f.gateway = Some(ip.net.switch_uuid(&rs.owner));
-            f.static_nat.insert(ip.ip, i.private);
-        })
+        refresh(plan, &i.scope, rs, obs)
     }))
 }
 
@@ -211,9 +201,7 @@ pub fn delete_static_nat(ctx: &Context) -> Result<Job> {
     let (want, on) = on_ip(ctx, rs, ip)?;
     Ok(Job::new(want, on, |on, obs, plan| {
         router::remove_static_nat(plan, &on.rs, on.ip, obs)?;
-        refresh(plan, &on.scope, &on.rs, obs, |f| {
-            f.static_nat.remove(&on.ip);
-        })
+        refresh(plan, &on.scope, &on.rs, obs)
     }))
 }
 
@@ -226,16 +214,6 @@ fn forward_rule(ctx: &Context) -> Result<(Protocol, BTreeMap<String, String>)> {
     let public_ports = router::port_range("public_port", &p.require("public_port")?, max)?;
     let private_ports = router::port_range("private_port", &p.require("private_port")?, max)?;
     Ok((input::protocol(ctx)?, router::forward_vips(public, public_ports, private, private_ports)?))
-}
-
-/// `public:port → private:port` pairs as forwarding-table entries.
-fn vip_entries(vips: &BTreeMap<String, String>, protocol: Protocol) -> Vec<(Vip, Endpoint)> {
-    vips.iter()
-        .filter_map(|(k, v)| {
-            let (ip, port) = parse_endpoint(k)?;
-            Some(((ip, protocol, port), parse_endpoint(v)?))
-        })
-        .collect()
 }
 
 struct PortForward {
@@ -261,13 +239,7 @@ pub fn add_port_forward(ctx: &Context) -> Result<Job> {
         i.public.ensure(plan, IP_ASSIGNED, obs)?;
         let fwd = Forward { public: ip.ip, protocol: i.protocol, vips: &i.vips, guest: &i.guest };
         router::add_port_forward(plan, rs, &fwd, obs)?;
-        refresh(plan, &i.scope, rs, obs, |f| {
-            f.router_ips.insert(ip.ip);
-            f.gateway = Some(ip.net.switch_uuid(&rs.owner));
-            for (vip, backend) in vip_entries(&i.vips, i.protocol) {
-                f.vips.insert(vip, [backend].into());
-            }
-        })
+        refresh(plan, &i.scope, rs, obs)
     }))
 }
 
@@ -278,10 +250,6 @@ pub fn delete_port_forward(ctx: &Context) -> Result<Job> {
     let (want, on) = on_ip(ctx, rs, ip)?;
     Ok(Job::new(want, (on, protocol, vips), |(on, protocol, vips), obs, plan| {
         router::remove_port_forward(plan, &on.rs, on.ip, *protocol, vips, obs)?;
-        refresh(plan, &on.scope, &on.rs, obs, |f| {
-            for (vip, _) in vip_entries(vips, *protocol) {
-                f.vips.remove(&vip);
-            }
-        })
+        refresh(plan, &on.scope, &on.rs, obs)
     }))
 }

@@ -2,7 +2,7 @@
 //! ones with `revoke:true`); each rule is one Load_Balancer, keyed by the
 //! rule id, on the router and the guest switch.
 
-use super::filter::{firewall_want, forwarding, refresh_firewall};
+use super::filter::{firewall_want, refresh_firewall};
 use super::{input, Context, Job};
 use crate::error::{Error, Result};
 use crate::nb::ids::{RouterScope, Scope};
@@ -28,12 +28,8 @@ pub fn apply(ctx: &Context) -> Result<Job> {
 
 fn plan_lb(i: &ApplyLb, obs: &Observed, plan: &mut Plan) -> Result<()> {
     let ApplyLb { scope, rs, rules } = i;
-    let mut fwd = forwarding(obs);
     let assigned = recorded_ips(obs);
     for r in rules {
-        if let Some(old) = obs.lb(rs.balancer_uuid(r.id)) {
-            fwd.remove_lb(old);
-        }
         if r.revoke {
             router::remove_balancer(plan, rs, r.id, obs)?;
             continue;
@@ -58,8 +54,6 @@ fn plan_lb(i: &ApplyLb, obs: &Observed, plan: &mut Plan) -> Result<()> {
             backends: r.backends.clone(),
         };
         router::ensure_balancer(plan, rs, &lb, scope, obs)?;
-        let vip = (lb.public, lb.protocol, lb.port);
-        fwd.vips.insert(vip, lb.backends.iter().copied().collect());
     }
-    refresh_firewall(plan, scope, rs, &fwd, obs)
+    refresh_firewall(plan, scope, rs, obs)
 }

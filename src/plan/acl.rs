@@ -179,25 +179,6 @@ impl Forwarding {
         }
     }
 
-    pub fn remove_lb(&mut self, lb: &LoadBalancer) {
-        let proto = if lb.protocol.as_deref() == Some("udp") { Protocol::Udp } else { Protocol::Tcp };
-        for vip in lb.vips.keys() {
-            if let Some((ip, port)) = parse_endpoint(vip) {
-                self.vips.remove(&(ip, proto, port));
-            }
-        }
-    }
-
-    pub fn forget_ip(&mut self, ip: Ipv4Addr) {
-        self.router_ips.remove(&ip);
-        if self.router_ips.is_empty() {
-            // The last public IP takes the gateway with it.
-            self.gateway = None;
-        }
-        self.static_nat.remove(&ip);
-        self.vips.retain(|(pub_ip, _, _), _| *pub_ip != ip);
-    }
-
     /// Public IPs that lead to a VM.
     fn public_ips(&self) -> BTreeSet<Ipv4Addr> {
         self.static_nat.keys().copied().chain(self.vips.keys().map(|(ip, _, _)| *ip)).collect()

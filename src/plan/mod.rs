@@ -5,6 +5,7 @@
 //! asks for, which is how every command is idempotent.
 
 pub mod acl;
+pub mod after;
 pub mod audit;
 pub mod network;
 pub mod router;
