@@ -18,6 +18,10 @@
 //! * [`operator`] — `--help`, `extension-details`, `doctor`, man page and
 //!   completions (clap; never on the CloudStack hot path).
 
+// A panic is exit 101 with a message on stderr, which CloudStack would store
+// as the command's output: library code returns errors instead.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod capabilities;
 pub mod cli;
 pub mod commands;
