@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::cli::{Invocation, Style};
-use crate::config::Settings;
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log;
 use crate::nb::{Owner, DB};
@@ -72,7 +72,8 @@ impl Job {
 /// Everything a command's `prepare` may look at.
 pub struct Context {
     pub inv: Invocation,
-    pub settings: Settings,
+    /// Every setting, parsed and validated before the command is prepared.
+    pub config: Config,
     pub owner: Owner,
     pub deadline: Deadline,
 }
@@ -104,10 +105,10 @@ impl Context {
     /// (about twice the election timer), so the search is repeated until
     /// the command's deadline.
     fn connect(&self) -> Result<Client> {
-        let (remotes, source) = self.settings.nb_connection()?;
+        let (remotes, source) = self.config.nb_connection()?;
         let leader_only = remotes.contains(',');
         let check = LeaderCheck { database: DB.to_string(), leader_only };
-        let tls = self.settings.tls();
+        let tls = self.config.tls.clone();
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {

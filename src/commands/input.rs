@@ -156,8 +156,8 @@ pub fn dhcp_subnet(ctx: &Context) -> Result<DhcpSubnet> {
         router,
         dns_servers,
         domain: domain(ctx)?,
-        mtu: ctx.settings.mtu()?,
-        lease_time: ctx.settings.lease_time()?,
+        mtu: ctx.config.mtu,
+        lease_time: ctx.config.lease_time,
     })
 }
 
@@ -217,7 +217,7 @@ pub fn public_ip(ctx: &Context) -> Result<PublicIp> {
         return Err(Error::field("public_ip", format!("{ip} is the public gateway itself")));
     }
     let net = PublicNet {
-        network_name: ctx.settings.public_network_name()?,
+        network_name: ctx.config.public_network_name.clone(),
         vlan: vlan("public_vlan", &p.str("public_vlan").unwrap_or_default())?,
     };
     Ok(PublicIp { ip, prefix: cidr.prefix, gateway, net })
@@ -241,13 +241,13 @@ pub fn source_nat(ctx: &Context) -> Result<bool> {
 /// router's gateway (`dnat_and_snat` needs a gateway chassis), so a missing
 /// `ovn.gateway.chassis` is a configuration error before connecting.
 pub fn gateway_spec(ctx: &Context) -> Result<GatewaySpec> {
-    let chassis = ctx.settings.gateway_chassis()?;
+    let chassis = ctx.config.gateway_chassis.clone();
     if chassis.is_empty() {
         return Err(Error::Config(
             "no gateway chassis: set the registration detail ovn.gateway.chassis (ordered chassis names) so OVN can place NAT".into(),
         ));
     }
-    Ok(GatewaySpec { chassis, mtu: ctx.settings.public_mtu()? })
+    Ok(GatewaySpec { chassis, mtu: ctx.config.public_mtu })
 }
 
 /// `private_ip`, which must be on the network when its CIDR is known.

@@ -30,7 +30,7 @@ pub(super) fn want_for_ip(
     let mut rw = RouterWant::new(rs.clone());
     rw.guest = scope.is_some() && rs.of == RouterOf::Network(scope.map(|s| s.network_id).unwrap_or_default());
     rw.public = public;
-    rw.chassis = ctx.settings.gateway_chassis()?;
+    rw.chassis = ctx.config.gateway_chassis.clone();
     rw.nats = vec![rs.snat_uuid(), rs.static_nat_uuid(ip)];
     rw.lbs = Protocol::ALL.iter().map(|p| rs.port_forward_uuid(ip, *p)).collect();
     // The guest switch with its ports: refreshing the firewall after a NAT

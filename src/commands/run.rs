@@ -3,36 +3,23 @@
 //! connection) and run it; the one place a command's result becomes stdout
 //! and an exit code.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::engine::Context;
 use super::registry;
 use crate::cli::{self, Invocation};
-use crate::config::{self, FileConfig, Settings};
+use crate::config::{self, Config, Local};
 use crate::error::{Error, ExitCode};
 use crate::nb::Owner;
 use crate::ovsdb::Deadline;
 use crate::{log, output};
 
-fn env_settings() -> BTreeMap<String, String> {
-    std::env::vars().filter(|(k, _)| k.starts_with("OVN_NB_") || k.starts_with("CLOUDSTACK_OVN_")).collect()
-}
-
 /// The whole program: argv in, exit code out; stdout only through `output`.
 pub fn main(args: &[String]) -> ExitCode {
     let started = Instant::now();
-    let env = env_settings();
-    let config_path = env
-        .get("CLOUDSTACK_OVN_CONFIG")
-        .filter(|s| !s.is_empty())
-        .cloned()
-        .unwrap_or_else(|| config::DEFAULT_CONFIG_FILE.to_string());
-    let file = FileConfig::load(std::path::Path::new(&config_path));
-    let (file, file_error) = match file {
-        Ok(f) => (f, None),
-        Err(e) => (FileConfig::default(), Some(e)),
-    };
+    let mut local = Local::load();
+    let file_error = local.file_error.take();
+    let (env, file) = (&local.env, &local.file);
     let level = env
         .get(&config::env_name(config::LOG_LEVEL))
         .map(String::as_str)
@@ -63,12 +50,13 @@ pub fn main(args: &[String]) -> ExitCode {
             ],
         );
     }
-    let settings = Settings::new(inv.payload.physical_details.clone(), env, file);
-    let owner = match settings.owner() {
-        Ok(o) => Owner(o),
+    let settings = local.settings(inv.payload.physical_details.clone());
+    let config = match Config::parse(&settings) {
+        Ok(c) => c,
         Err(e) => return fail(&inv.command, &e, started, Some(&inv)),
     };
-    let ctx = Context { deadline: Deadline::after(inv.timeout), inv, settings, owner };
+    let owner = Owner(config.owner.clone());
+    let ctx = Context { deadline: Deadline::after(inv.timeout), inv, config, owner };
     match registry::prepare(&ctx).and_then(|job| ctx.run(job)) {
         Ok(outcome) => {
             if let Some(out) = &outcome.output {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{registry, Context, Job};
 use crate::cli::{Invocation, Style};
-use crate::config::{FileConfig, Settings};
+use crate::config::{Config, FileConfig, Settings};
 use crate::error::{Error, ExitCode};
 use crate::nb::ids::{RouterOf, RouterScope, Scope};
 use crate::nb::rows::PortGroup;
@@ -24,6 +24,7 @@ fn context(command: &str, fields: Value, registration: &[(&str, &str)]) -> Conte
     let mut payload = crate::payload::Payload::from_envelope(json!({ "payload": fields })).unwrap();
     payload.physical_details = registration.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let settings = Settings::new(payload.physical_details.clone(), BTreeMap::new(), FileConfig::default());
+    let config = Config::parse(&settings).unwrap();
     Context {
         inv: Invocation {
             command: command.into(),
@@ -32,7 +33,7 @@ fn context(command: &str, fields: Value, registration: &[(&str, &str)]) -> Conte
             payload,
             unknown_flags: Vec::new(),
         },
-        settings,
+        config,
         owner: Owner("cloudstack".into()),
         deadline: Deadline::after(Duration::from_secs(5)),
     }

@@ -8,14 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::args::DoctorArgs;
-use crate::config::{self, FileConfig, Settings, Source};
+use crate::config::{self, Local, Settings, Source};
 use crate::error::Error;
 use crate::ovsdb::{self, Client, DatabaseStatus, Deadline, Operation, Remote, TlsFiles};
 use crate::{log, output};
@@ -26,31 +26,12 @@ const SB_DB: &str = "OVN_Southbound";
 /// The schema cloudstack-ovn is written against (its minimum).
 const PINNED_SCHEMA: &str = include_str!("../../schemas/ovn-nb.ovsschema");
 
-/// The environment variables settings may come from.
-fn env_settings() -> BTreeMap<String, String> {
-    std::env::vars()
-        .filter(|(k, _)| k.starts_with("OVN_NB_") || k.starts_with("OVN_SB_") || k.starts_with("CLOUDSTACK_OVN_"))
-        .collect()
-}
-
-fn config_path(env: &BTreeMap<String, String>) -> PathBuf {
-    PathBuf::from(
-        env.get("CLOUDSTACK_OVN_CONFIG")
-            .filter(|s| !s.is_empty())
-            .cloned()
-            .unwrap_or_else(|| config::DEFAULT_CONFIG_FILE.to_string()),
-    )
-}
-
 /// Settings as a command would see them without registration details
 /// (`overrides` take their place), and the config file's load error.
 pub fn local_settings(overrides: BTreeMap<String, String>) -> (Settings, Option<Error>) {
-    let env = env_settings();
-    let (file, err) = match FileConfig::load(&config_path(&env)) {
-        Ok(f) => (f, None),
-        Err(e) => (FileConfig::default(), Some(e)),
-    };
-    (Settings::new(overrides, env, file), err)
+    let mut local = Local::load();
+    let err = local.file_error.take();
+    (local.settings(overrides), err)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -117,9 +98,9 @@ pub fn run(a: &DoctorArgs) -> u8 {
             overrides.insert(key.to_string(), v.clone());
         }
     }
-    let env = env_settings();
-    let cfg = config_path(&env);
-    let (settings, file_error) = local_settings(overrides);
+    let mut local = Local::load();
+    let (cfg, file_error) = (local.path.clone(), local.file_error.take());
+    let settings = local.settings(overrides);
     let timeout = Duration::from_secs(a.timeout);
     let mut r = Report::default();
 
@@ -151,8 +132,7 @@ pub fn run(a: &DoctorArgs) -> u8 {
         ),
     }
     let log_file = a.log_file.clone().unwrap_or_else(|| {
-        let file = FileConfig::load(&cfg).unwrap_or_default();
-        log::resolve_path(env.get("CLOUDSTACK_OVN_LOG").cloned(), file.get(config::LOG_FILE))
+        log::resolve_path(local.env.get("CLOUDSTACK_OVN_LOG").cloned(), local.file.get(config::LOG_FILE))
     });
     check_log_file(&mut r, &log_file);
 
