@@ -140,8 +140,15 @@ pub fn extension_details() -> Vec<(&'static str, String)> {
         // NetworkExtensionGuestNetworkGuru designs our networks and applies
         // implement-network's Lswitch output.
         ("network.isolation.method", "NetworkExtension".to_string()),
-        // OVN answers DHCP/DNS itself: no placeholder guest IP.
-        ("network.allocate.extension.ip", "false".to_string()),
+        // Allocate: CloudStack then gives shared (and L2) networks an
+        // `extension_ip` from their own range, the on-link address the DHCP
+        // server id and the metadata service use there (guests without
+        // option 121 cannot reach 169.254.169.254 on a network whose gateway
+        // is not ours). Isolated networks and VPC tiers we route get
+        // `extension_ip` = gateway either way; only isolated offerings that
+        // give us Dhcp/Dns/UserData without SourceNat/Gateway spend one guest
+        // IP on it. The detail is per extension, not per network type.
+        ("network.allocate.extension.ip", "true".to_string()),
         // Fork-lswitch: NICs bound by iface-id = NIC uuid (ignored upstream).
         ("vif.binding", "lswitch".to_string()),
     ]

@@ -6,7 +6,14 @@
 //!
 //! Unknown flags are kept (as fields) and reported to the log, never
 //! rejected: CloudStack adds arguments in new releases.
+//!
+//! argv arrives as bytes ([`parse_os`]): an argument that is not UTF-8 is
+//! an error only where we use it (the command, the timeout, a known flag's
+//! value); the payload path is used as the bytes it is; unknown arguments
+//! are ignored as ever. Files are read within the deadline and at most
+//! [`files::MAX_PAYLOAD`] bytes ([`crate::files`]).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +21,8 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::files;
+use crate::ovsdb::Deadline;
 use crate::payload::{self, Payload};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,6 +42,8 @@ pub struct Invocation {
     pub command: String,
     pub style: Style,
     pub timeout: Duration,
+    /// `timeout` from when argv was parsed: bounds everything after it.
+    pub deadline: Deadline,
     pub payload: Payload,
     /// Flags we do not know (logged, otherwise ignored).
     pub unknown_flags: Vec<String>,
@@ -106,19 +117,38 @@ const KNOWN_FLAGS: &[&str] = &[
 /// Flags whose `-file` variant names a file holding Base64 of JSON.
 const FILE_FLAGS: &[&str] = &["fw-rules", "acl-rules", "vm-data", "restore-data"];
 
-/// A CloudStack invocation. Operator words (`--help`, `doctor`, …) never
-/// get here: `operator::route` takes them first.
+/// `args[1]` for messages, whatever its bytes.
+pub fn command_name(args: &[OsString]) -> String {
+    args.get(1).map(|a| a.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// [`parse`] for argv as the OS gives it.
+pub fn parse_os(args: &[OsString]) -> Result<Invocation> {
+    let lossy: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let bad: Vec<bool> = args.iter().map(|a| a.to_str().is_none()).collect();
+    parse_inner(&lossy, &bad, args)
+}
+
 pub fn parse(args: &[String]) -> Result<Invocation> {
+    let raw: Vec<OsString> = args.iter().map(OsString::from).collect();
+    parse_inner(args, &vec![false; args.len()], &raw)
+}
+
+/// `bad[i]`: `args[i]` was not UTF-8 (and is lossy here); `raw` is argv as given.
+fn parse_inner(args: &[String], bad: &[bool], raw: &[OsString]) -> Result<Invocation> {
     let Some(first) = args.get(1) else {
         return Err(Error::Usage(
             "usage: cloudstack-ovn <command> <payload-file> [<timeout-seconds>] (see --help)".into(),
         ));
     };
+    if bad[1] {
+        return Err(Error::Usage(format!("the command name {first:?} is not valid UTF-8")));
+    }
     let command = canonical_command(first).to_string();
     let rest = &args[2..];
     match rest.first() {
-        Some(a) if !a.starts_with("--") => parse_payload_file(command, rest),
-        _ => parse_flags(command, rest),
+        Some(a) if !a.starts_with("--") => parse_payload_file(command, rest, &bad[2..], &raw[2..]),
+        _ => parse_flags(command, rest, &bad[2..]),
     }
 }
 
@@ -128,29 +158,52 @@ fn parse_timeout(raw: &str) -> Result<Duration> {
     )
 }
 
-fn parse_payload_file(command: String, rest: &[String]) -> Result<Invocation> {
-    let path = Path::new(&rest[0]);
+fn parse_payload_file(command: String, rest: &[String], bad: &[bool], raw: &[OsString]) -> Result<Invocation> {
+    // The path is used as given, UTF-8 or not.
+    let path = Path::new(&raw[0]);
     let timeout = match rest.get(1) {
+        Some(t) if bad[1] => return Err(Error::Usage(format!("the timeout {t:?} is not valid UTF-8"))),
         Some(t) => parse_timeout(t)?,
         None => DEFAULT_TIMEOUT,
     };
-    let text = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::Payload(format!("payload file {} does not exist", path.display())),
-        _ => Error::Payload(format!("cannot read payload file {}: {e}", path.display())),
-    })?;
+    let deadline = Deadline::after(timeout);
+    let text = read_input(path, deadline).map_err(|e| Error::Payload(format!("payload file {e}")))?;
     let doc: Value = serde_json::from_slice(&text)
         .map_err(|e| Error::Payload(format!("payload file {} is not valid JSON: {e}", path.display())))?;
     let payload = Payload::from_envelope(doc)?;
-    let unknown_flags = rest.iter().skip(2).cloned().collect();
-    Ok(Invocation { command, style: Style::PayloadFile, timeout, payload, unknown_flags })
+    let unknown_flags = rest.iter().skip(2).map(|a| redact_arg(a)).collect();
+    Ok(Invocation { command, style: Style::PayloadFile, timeout, deadline, payload, unknown_flags })
 }
 
-fn parse_flags(command: String, rest: &[String]) -> Result<Invocation> {
+/// A payload or `--*-file` document: a regular file, within the deadline and
+/// the size cap.
+fn read_input(path: &Path, deadline: Deadline) -> Result<Vec<u8>, files::ReadError> {
+    let budget = deadline.remaining().map_err(|_| files::ReadError::Deadline(path.to_path_buf()))?;
+    files::read(path, files::MAX_PAYLOAD, budget)
+}
+
+/// An ignored argument as it may be logged: `--secret=value` loses its value.
+fn redact_arg(arg: &str) -> String {
+    match arg.strip_prefix("--").and_then(|f| f.split_once('=')) {
+        Some((name, _)) if crate::redact::is_secret_key(name) => format!("--{name}=***"),
+        _ => arg.to_string(),
+    }
+}
+
+/// Is `arg` one of the flags we know (`--name` or `--name=value`)?
+fn is_known_flag(arg: &str) -> bool {
+    arg.strip_prefix("--").map(|f| f.split('=').next().unwrap_or(f)).is_some_and(|name| {
+        KNOWN_FLAGS.contains(&name) || name.strip_suffix("-file").is_some_and(|b| FILE_FLAGS.contains(&b))
+    })
+}
+
+fn parse_flags(command: String, rest: &[String], bad: &[bool]) -> Result<Invocation> {
     let mut payload = Payload::default();
     let mut unknown = Vec::new();
     let mut physical = None;
     let mut network = None;
     let mut timeout = DEFAULT_TIMEOUT;
+    let mut file_flags = Vec::new();
     let mut i = 0;
     while i < rest.len() {
         let arg = &rest[i];
@@ -160,26 +213,35 @@ fn parse_flags(command: String, rest: &[String]) -> Result<Invocation> {
             continue;
         };
         // `--flag=value` or `--flag value`; a flag directly followed by
-        // another flag (or nothing) has an empty value.
+        // another flag (or nothing) has an empty value. A secret's value is
+        // taken whatever it looks like (a password may start with `--`),
+        // unless it is one of our flags.
+        let mut value_at = i;
         let (name, value) = match flag.split_once('=') {
             Some((n, v)) => (n.to_string(), v.to_string()),
             None => match rest.get(i + 1) {
-                Some(v) if !v.starts_with("--") => {
+                Some(v) if !v.starts_with("--") || (crate::redact::is_secret_key(flag) && !is_known_flag(v)) => {
                     i += 1;
+                    value_at = i;
                     (flag.to_string(), v.clone())
                 }
                 _ => (flag.to_string(), String::new()),
             },
         };
         i += 1;
+        let known =
+            KNOWN_FLAGS.contains(&name.as_str()) || name.strip_suffix("-file").is_some_and(|b| FILE_FLAGS.contains(&b));
+        if bad[value_at] && known {
+            return Err(Error::Usage(format!("the value of --{name} is not valid UTF-8")));
+        }
         match name.as_str() {
             payload::PHYSICAL_DETAILS => physical = Some(payload::details_from_flag(&name, &value)?),
             payload::NETWORK_DETAILS => network = Some(payload::details_from_flag(&name, &value)?),
             "timeout" => timeout = parse_timeout(&value)?,
             _ => {
                 if let Some(base) = name.strip_suffix("-file").filter(|b| FILE_FLAGS.contains(b)) {
-                    let doc = read_base64_json_file(&name, Path::new(&value))?;
-                    payload.fields.insert(base.replace('-', "_"), doc);
+                    // Read once the --timeout (which may come later) is known.
+                    file_flags.push((name.clone(), base.replace('-', "_"), PathBuf::from(value)));
                     continue;
                 }
                 if !KNOWN_FLAGS.contains(&name.as_str()) {
@@ -189,14 +251,18 @@ fn parse_flags(command: String, rest: &[String]) -> Result<Invocation> {
             }
         }
     }
+    let deadline = Deadline::after(timeout);
+    for (flag, key, path) in file_flags {
+        let doc = read_base64_json_file(&flag, &path, deadline)?;
+        payload.fields.insert(key, doc);
+    }
     payload::set_details(&mut payload, physical.as_ref(), network.as_ref())?;
-    Ok(Invocation { command, style: Style::Flags, timeout, payload, unknown_flags: unknown })
+    Ok(Invocation { command, style: Style::Flags, timeout, deadline, payload, unknown_flags: unknown })
 }
 
-fn read_base64_json_file(flag: &str, path: &Path) -> Result<Value> {
-    let raw = std::fs::read_to_string(path)
-        .map_err(|e| Error::Payload(format!("--{flag} {}: {e}", PathBuf::from(path).display())))?;
-    let trimmed: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+fn read_base64_json_file(flag: &str, path: &Path, deadline: Deadline) -> Result<Value> {
+    let raw = read_input(path, deadline).map_err(|e| Error::Payload(format!("--{flag} {e}")))?;
+    let trimmed: String = String::from_utf8_lossy(&raw).chars().filter(|c| !c.is_whitespace()).collect();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(trimmed.as_bytes())
         .map_err(|_| Error::Payload(format!("--{flag} {}: not Base64", path.display())))?;
@@ -260,6 +326,24 @@ mod tests {
         assert_eq!(i.style, Style::PayloadFile);
         assert_eq!(i.timeout, Duration::from_secs(30));
         assert_eq!(i.payload.str("network_id").as_deref(), Some("9"));
+    }
+
+    #[test]
+    fn secret_flags_keep_their_values_and_ignored_ones_are_redacted() {
+        let i = run(&["save-password", "--network-id", "9", "--password", "--looks-like-a-flag", "--nic-id", "3"]);
+        assert_eq!(i.payload.str("password").as_deref(), Some("--looks-like-a-flag"));
+        assert_eq!(i.payload.str("nic_id").as_deref(), Some("3"));
+        assert!(i.unknown_flags.is_empty(), "{:?}", i.unknown_flags);
+        // A secret flag directly followed by one of ours is empty.
+        let i = run(&["save-password", "--password", "--network-id", "9"]);
+        assert_eq!(i.payload.str("password").as_deref(), Some(""));
+        assert_eq!(i.payload.str("network_id").as_deref(), Some("9"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("p.payload");
+        std::fs::write(&f, r#"{"payload":{}}"#).unwrap();
+        let i = run(&["destroy-network", f.to_str().unwrap(), "30", "--api-token=abc", "--x=1"]);
+        assert_eq!(i.unknown_flags, vec!["--api-token=***".to_string(), "--x=1".to_string()]);
     }
 
     #[test]

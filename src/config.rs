@@ -32,6 +32,7 @@ pub const DHCP_LEASE_TIME: &str = "ovn.dhcp.lease_time";
 pub const OWNER: &str = "ovn.owner";
 pub const PUBLIC_NETWORK_NAME: &str = "ovn.public.network_name";
 pub const PUBLIC_MTU: &str = "ovn.public.mtu";
+pub const SHARED_NETWORK_NAME: &str = "ovn.shared.network_name";
 pub const GATEWAY_CHASSIS: &str = "ovn.gateway.chassis";
 /// At most this many ports per port-forwarding range (one Load_Balancer VIP each).
 pub const MAX_FORWARD_RANGE: u32 = 256;
@@ -41,6 +42,15 @@ pub const LOG_LEVEL: &str = "log.level";
 pub const DEFAULT_MTU: u32 = 1442;
 pub const DEFAULT_LEASE_TIME: u32 = 86_400;
 pub const DEFAULT_OWNER: &str = "cloudstack";
+
+/// A bridge-mapping key (`ovn-bridge-mappings=<name>:<bridge>`).
+fn physical_network_name(key: &str, name: String) -> Result<String> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        Ok(name)
+    } else {
+        Err(Error::Config(format!("{key}={name:?}: use letters, digits, '-', '_' or '.'")))
+    }
+}
 
 /// The environment variable for a key. The NB keys use the names `ovn-nbctl`
 /// and the OVN tooling already read; the rest are namespaced.
@@ -62,6 +72,38 @@ pub fn env_name(key: &str) -> String {
         }
     }
 }
+
+/// Environment variables settings are read from.
+pub fn is_setting_var(name: &str) -> bool {
+    name.starts_with("OVN_NB_") || name.starts_with("OVN_SB_") || name.starts_with("CLOUDSTACK_OVN_")
+}
+
+/// The setting variables of the environment ([`is_setting_var`]). Other
+/// variables are never looked at, whatever bytes they hold (a locale
+/// variable in Latin-1 is common); one of ours that is not UTF-8 is left
+/// out and reported as a configuration error naming it (the others, e.g.
+/// the log path, still apply).
+pub fn env_settings() -> (BTreeMap<String, String>, Option<Error>) {
+    let mut out = BTreeMap::new();
+    let mut bad = None;
+    for (k, v) in std::env::vars_os() {
+        let Some(k) = k.to_str().filter(|k| is_setting_var(k)) else { continue };
+        match v.into_string() {
+            Ok(v) => {
+                out.insert(k.to_string(), v);
+            }
+            Err(_) => {
+                bad.get_or_insert_with(|| Error::Config(format!("the environment variable {k} is not valid UTF-8")));
+            }
+        }
+    }
+    (out, bad)
+}
+
+/// How long reading the config file may take (it is read before argv tells
+/// the command's timeout; a FIFO or terminal is refused at once, this only
+/// bounds a hung network mount).
+const CONFIG_READ_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where a value came from, for the log and for error messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,12 +138,21 @@ impl FileConfig {
     /// exist on a management server that registers everything per network);
     /// a file that exists but does not parse is an error.
     pub fn load(path: &Path) -> Result<FileConfig> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileConfig::default()),
-            Err(e) => return Err(Error::Config(format!("cannot read {}: {e}", path.display()))),
+        let bytes = match crate::files::read(path, crate::files::MAX_SMALL_FILE, CONFIG_READ_BUDGET) {
+            Ok(b) => b,
+            Err(crate::files::ReadError::NotFound(_)) => return Ok(FileConfig::default()),
+            Err(e) => return Err(Error::Config(e.to_string())),
         };
-        let table: toml::Table = text.parse().map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Error::Config(format!("{}: not UTF-8 (byte {})", path.display(), e.utf8_error().valid_up_to()))
+        })?;
+        // toml's message quotes the offending line, which may hold a
+        // password: say where, and what, but not the line.
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+            Error::Config(format!("{}: invalid TOML{at}: {}", path.display(), e.message()))
+        })?;
         let mut values = BTreeMap::new();
         flatten("", &toml::Value::Table(table), &mut values)
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
@@ -142,7 +193,8 @@ fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>
                 .collect();
             out.insert(prefix.to_string(), parts?.join(","));
         }
-        other => return Err(format!("{prefix}: unsupported value {other:?}")),
+        // The type only: the value may be a secret.
+        other => return Err(format!("{prefix}: unsupported {} value", other.type_str())),
     }
     Ok(())
 }
@@ -230,10 +282,16 @@ impl Settings {
     /// chassis' `ovn-bridge-mappings` key).
     pub fn public_network_name(&self) -> Result<String> {
         let name = self.get(PUBLIC_NETWORK_NAME).map(|(v, _)| v).unwrap_or_else(|| "public".to_string());
-        if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            Ok(name)
-        } else {
-            Err(Error::Config(format!("{PUBLIC_NETWORK_NAME}={name:?}: use letters, digits, '-', '_' or '.'")))
+        physical_network_name(PUBLIC_NETWORK_NAME, name)
+    }
+
+    /// OVN `network_name` of shared and L2 guest networks' localnet ports;
+    /// by default the public one (guest and public VLANs usually share the
+    /// hosts' physical NIC, so one bridge mapping serves both).
+    pub fn shared_network_name(&self) -> Result<String> {
+        match self.get(SHARED_NETWORK_NAME) {
+            Some((name, _)) => physical_network_name(SHARED_NETWORK_NAME, name),
+            None => self.public_network_name(),
         }
     }
 
@@ -277,12 +335,15 @@ impl Settings {
 }
 
 /// The local configuration every entry point reads the same way: the
-/// environment variables we know and the config file (`$CLOUDSTACK_OVN_CONFIG`
-/// or [`DEFAULT_CONFIG_FILE`]), with the file's load error kept for the
-/// caller to report. Used by the CloudStack path, `doctor` and `audit`.
+/// setting variables of the environment ([`env_settings`]) and the config
+/// file (`$CLOUDSTACK_OVN_CONFIG` or [`DEFAULT_CONFIG_FILE`]), with their
+/// errors kept for the caller to report. Used by the CloudStack path,
+/// `doctor` and `audit`.
 #[derive(Debug)]
 pub struct Local {
     pub env: BTreeMap<String, String>,
+    /// A setting variable that is not UTF-8 (the others still apply).
+    pub env_error: Option<Error>,
     pub path: PathBuf,
     pub file: FileConfig,
     pub file_error: Option<Error>,
@@ -290,9 +351,7 @@ pub struct Local {
 
 impl Local {
     pub fn load() -> Local {
-        let env: BTreeMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with("OVN_NB_") || k.starts_with("OVN_SB_") || k.starts_with("CLOUDSTACK_OVN_"))
-            .collect();
+        let (env, env_error) = env_settings();
         let path = PathBuf::from(
             env.get("CLOUDSTACK_OVN_CONFIG")
                 .filter(|s| !s.is_empty())
@@ -303,7 +362,7 @@ impl Local {
             Ok(f) => (f, None),
             Err(e) => (FileConfig::default(), Some(e)),
         };
-        Local { env, path, file, file_error }
+        Local { env, env_error, path, file, file_error }
     }
 
     /// Settings with `registration` (CloudStack's registration details, or
@@ -326,6 +385,8 @@ pub struct Config {
     pub mtu: u32,
     pub lease_time: u32,
     pub public_network_name: String,
+    /// `network_name` of shared and L2 networks' localnet ports.
+    pub shared_network_name: String,
     pub public_mtu: u32,
     /// Ordered gateway chassis; empty when not configured (only commands
     /// that create a gateway need one).
@@ -346,6 +407,7 @@ impl Config {
             mtu: s.mtu()?,
             lease_time: s.lease_time()?,
             public_network_name: s.public_network_name()?,
+            shared_network_name: s.shared_network_name()?,
             public_mtu: s.public_mtu()?,
             gateway_chassis: s.gateway_chassis()?,
         })
@@ -397,6 +459,18 @@ mod tests {
         std::fs::write(&p, "this is = = not toml").unwrap();
         let e = FileConfig::load(&p).unwrap_err().to_string();
         assert!(e.contains("bad.toml"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_file_is_named_by_line_without_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[ovn]\nmtu = 1400\npassword = \"hunter2\n").unwrap();
+        let e = FileConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("line 3") && !e.contains("hunter2"), "{e}");
+        std::fs::write(&p, "when = 1979-05-27T07:32:00Z\n").unwrap();
+        let e = FileConfig::load(&p).unwrap_err().to_string();
+        assert!(e.contains("when: unsupported datetime value") && !e.contains("1979"), "{e}");
     }
 
     #[test]

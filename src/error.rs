@@ -31,7 +31,9 @@ pub enum Error {
     Usage(String),
     #[error("invalid payload: {0}")]
     Payload(String),
-    #[error("invalid {field}: {reason}")]
+    /// The reason of a secret-looking field is not shown: it may quote
+    /// the value ([`crate::redact::is_secret_key`]).
+    #[error("invalid {field}: {}", if crate::redact::is_secret_key(field) { "(reason withheld: the value is secret)" } else { reason })]
     Field { field: String, reason: String },
     #[error("missing required field {0}")]
     Missing(String),
@@ -98,3 +100,15 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_fields_do_not_show_their_reason() {
+        let e = Error::field("ssh.password", "expected ASCII, got \"hunter2\"");
+        assert_eq!(e.to_string(), "invalid ssh.password: (reason withheld: the value is secret)");
+        assert_eq!(Error::field("vlan", "got \"x\"").to_string(), "invalid vlan: got \"x\"");
+    }
+}

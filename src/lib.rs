@@ -13,6 +13,8 @@
 //! * [`commands`] — one file per command family: observe, plan, apply.
 //! * [`payload`], [`config`], [`cli`], [`output`], [`log`] — the protocol
 //!   front end: argv, payload files, configuration, stdout and the log file.
+//! * [`files`], [`redact`] — reading input files within a deadline and a
+//!   size cap; keeping secrets and oversize values out of stdout and the log.
 //! * [`capabilities`] — the services we advertise to CloudStack, derived
 //!   from what `commands::COMMANDS` implements.
 //! * [`operator`] — `--help`, `extension-details`, `doctor`, man page and
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod log;
 pub mod nb;
 pub mod observe;
@@ -35,3 +38,4 @@ pub mod output;
 pub mod ovsdb;
 pub mod payload;
 pub mod plan;
+pub mod redact;

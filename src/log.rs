@@ -3,7 +3,13 @@
 //! interleave inside a line, and logrotate can rotate by rename.
 //!
 //! Nothing here ever writes to stdout or stderr (CloudStack would store it):
-//! if the file cannot be opened we carry on without a log.
+//! if the file cannot be opened we carry on without a log. The path must
+//! name a regular file (or nothing yet): `/dev/stdout`, `/dev/stderr`, a
+//! terminal, a FIFO or any file that is our stdout/stderr is refused. A new
+//! file is created 0640 (the log names networks, addresses and remotes).
+//!
+//! Every line passes through [`crate::redact`]: secret-keyed fields become
+//! `***`, PEM blocks are removed and long values cut, at every level.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -59,10 +65,48 @@ pub fn init(path: &Path, level: Level) {
 }
 
 fn open(path: &Path) -> Option<File> {
+    open_checked(path).ok()
+}
+
+/// Open (creating 0640) the log file `path`, or say why it is refused.
+/// Also used by `doctor`.
+pub fn open_checked(path: &Path) -> Result<File, String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    const NOT_REGULAR: &str = "not a regular file (a log must never go to stdout, stderr, a terminal or a FIFO)";
+    // Refuse before opening: opening a FIFO or a terminal has effects.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(NOT_REGULAR.into());
+    }
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    OpenOptions::new().create(true).append(true).open(path).ok()
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        // A FIFO swapped in after the check must not block the open.
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(NOT_REGULAR.into());
+    }
+    // A regular file that is our stdout or stderr (CloudStack may redirect
+    // them to a file; /proc/self/fd/1) would put log lines into the output.
+    let same = |fd: std::io::Result<std::os::fd::OwnedFd>| {
+        fd.ok()
+            .and_then(|fd| File::from(fd).metadata().ok())
+            .is_some_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+    };
+    use std::os::fd::AsFd;
+    // Only compares the files (clippy.toml forbids writing to them here).
+    #[allow(clippy::disallowed_methods)]
+    let ours = [std::io::stdout().as_fd().try_clone_to_owned(), std::io::stderr().as_fd().try_clone_to_owned()];
+    if ours.into_iter().any(same) {
+        return Err("it is this process's stdout or stderr".into());
+    }
+    Ok(file)
 }
 
 /// Where the log goes: `$CLOUDSTACK_OVN_LOG`, else the config file's
@@ -77,6 +121,9 @@ pub fn resolve_path(env: Option<String>, configured: Option<&str>) -> PathBuf {
 pub fn enabled(level: Level) -> bool {
     LOGGER.get().is_some_and(|l| l.file.is_some() && level >= l.level)
 }
+
+/// Longest field value written whole (bytes).
+const MAX_FIELD: usize = 512;
 
 /// Append one event. `fields` values are quoted when they contain spaces,
 /// quotes or `=`, so a line always splits back into its fields.
@@ -95,10 +142,14 @@ pub fn event(level: Level, msg: &str, fields: &[(&str, &dyn std::fmt::Display)])
         line.push(' ');
         line.push_str(key);
         line.push('=');
-        push_value(&mut line, &value.to_string());
+        if crate::redact::is_secret_key(key) {
+            line.push_str("***");
+        } else {
+            push_value(&mut line, &crate::redact::scrub_capped(&value.to_string(), MAX_FIELD));
+        }
     }
     line.push_str(" msg=");
-    push_value(&mut line, msg);
+    push_value(&mut line, &crate::redact::scrub_capped(msg, crate::redact::MAX_MESSAGE));
     line.push('\n');
     // One write(2) per line: O_APPEND makes it atomic with respect to other
     // writers of the same file for line-sized buffers.
@@ -130,12 +181,7 @@ fn push_value(line: &mut String, value: &str) {
 
 /// Keys whose values never reach the log (registration details carry the
 /// reference implementation's SSH password and key; TLS keys; user data).
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["password", "sshkey", "ssh_key", "private_key", "privatekey", "secret", "token", "userdata"]
-        .iter()
-        .any(|s| k.contains(s))
-}
+pub use crate::redact::is_secret_key;
 
 /// `k=v,k=v` rendering of a details map with secrets replaced by `***`.
 pub fn redacted<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {

@@ -51,6 +51,8 @@ pub struct Want {
     /// network; see docs/performance.md.
     pub all_dhcp: bool,
     pub dns: bool,
+    /// A shared or L2 network's localnet port (needs `scope`).
+    pub localnet: bool,
     /// The network's port group (needs `scope`).
     pub port_group: bool,
     pub scope: Option<Scope>,
@@ -182,7 +184,10 @@ pub struct Observed {
     pub gateway_peer: Read<Port>,
     pub gateway_chassis: ReadAll<GatewayChassis>,
     pub public_switch: Read<Switch>,
+    /// The public switch's localnet port.
     pub localnet: Read<Port>,
+    /// A shared or L2 network's localnet port (on the guest switch).
+    pub guest_localnet: Read<Port>,
     pub route: Read<StaticRoute>,
     pub nats: ReadAll<Nat>,
     pub lbs: ReadAll<LoadBalancer>,
@@ -252,6 +257,7 @@ impl Observed {
             gateway_chassis: ReadAll::found(Vec::new()),
             public_switch: Read::absent(),
             localnet: Read::absent(),
+            guest_localnet: Read::absent(),
             route: Read::absent(),
             nats: ReadAll::found(Vec::new()),
             lbs: ReadAll::found(Vec::new()),
@@ -275,6 +281,8 @@ impl Observed {
         /// The public switch's localnet port (read when the command names
         /// the public network; see [`Observed::localnet_if_read`]).
         localnet: Port;
+        /// A shared or L2 network's localnet port.
+        guest_localnet: Port;
         route: StaticRoute;
         port_group: PortGroup;
     }
@@ -338,6 +346,7 @@ impl Observed {
             Slot::GuestPeer => self.guest_peer.read = true,
             Slot::PublicSwitch => self.public_switch.read = true,
             Slot::Localnet => self.localnet.read = true,
+            Slot::GuestLocalnet => self.guest_localnet.read = true,
             Slot::PortGroup => self.port_group.read = true,
             Slot::Ports => self.ports.read = true,
         }
@@ -383,6 +392,9 @@ pub fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         }
         if want.dns {
             ask(Dns::select(s.dns_uuid()), Slot::Dns);
+        }
+        if want.localnet {
+            ask(Port::select_localnet(s.localnet_uuid()), Slot::GuestLocalnet);
         }
         if want.port_group && want.light {
             ask(PortGroup::select_light(s.port_group_uuid()), Slot::PortGroup);
@@ -489,6 +501,7 @@ pub fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             Slot::GuestPeer => obs.guest_peer.set(first_row(result).and_then(Port::from_row)),
             Slot::PublicSwitch => obs.public_switch.set(first_row(result).and_then(Switch::from_row)),
             Slot::Localnet => obs.localnet.set(first_row(result).and_then(Port::from_row)),
+            Slot::GuestLocalnet => obs.guest_localnet.set(first_row(result).and_then(Port::from_row)),
         }
     }
     Ok(obs)
@@ -511,6 +524,7 @@ enum Slot {
     GuestPeer,
     PublicSwitch,
     Localnet,
+    GuestLocalnet,
     PortGroup,
     Ports,
     PortOnSwitch,

@@ -1,7 +1,9 @@
 //! A 3-member Raft NB: commands go to the leader, and when the leader is
 //! SIGKILLed in the middle of a burst every command still succeeds (the
 //! election is waited out, an ambiguous outcome is re-observed and
-//! re-planned), and every expected row exists exactly once.
+//! re-planned), and every expected row exists exactly once. The commands'
+//! own logs must show that the failover was exercised: at least one
+//! command lost its server or found no leader and went on.
 
 #![allow(clippy::print_stderr)] // a timing line, shown with --nocapture
 
@@ -40,13 +42,26 @@ fn leader_killed_during_a_burst() {
     let queue = Arc::new(Mutex::new(jobs));
     let done = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::new()));
+    // Commands whose log shows a lost connection / a wait for a leader.
+    let reconnected = Arc::new(AtomicUsize::new(0));
+    let waited = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
             let (queue, done, failures, remote) = (queue.clone(), done.clone(), failures.clone(), remote.clone());
+            let (reconnected, waited) = (reconnected.clone(), waited.clone());
             std::thread::spawn(move || loop {
                 let Some((command, payload)) = queue.lock().unwrap().pop() else { break };
-                let out = run_cs(&remote, command, &envelope(payload));
+                let run = run_cs_logged(&remote, command, &envelope(payload));
+                // commands::converge: "connection lost[ while reading], reconnecting";
+                // commands::connect: "no usable NB server yet, retrying".
+                if run.log.contains("reconnecting") {
+                    reconnected.fetch_add(1, Ordering::SeqCst);
+                }
+                if run.log.contains("no usable NB server yet") {
+                    waited.fetch_add(1, Ordering::SeqCst);
+                }
+                let out = run.output;
                 if !out.status.success() || !out.stderr.is_empty() {
                     failures.lock().unwrap().push(format!("{command}: {}", String::from_utf8_lossy(&out.stdout)));
                 }
@@ -67,7 +82,16 @@ fn leader_killed_during_a_burst() {
         failures.len()
     );
     assert!(killed_at < total, "the leader must die mid-burst ({killed_at}/{total})");
-    eprintln!("{total} commands, leader {killed} killed after {killed_at}, all done in {:?}", started.elapsed());
+    let (reconnected, waited) = (reconnected.load(Ordering::SeqCst), waited.load(Ordering::SeqCst));
+    eprintln!(
+        "{total} commands, leader {killed} killed after {killed_at}, all done in {:?}; \
+         {reconnected} reconnected mid-command, {waited} waited for a leader",
+        started.elapsed()
+    );
+    assert!(
+        reconnected + waited > 0,
+        "no command lost its server or waited for a new leader: the failover was not exercised"
+    );
 
     // Every expected row exactly once: per network one switch, one router
     // (we are its gateway) with its peer port, one port group, one port per NIC.

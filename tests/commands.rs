@@ -539,16 +539,8 @@ fn settings_precedence_and_logging() {
 #[test]
 fn deadline_is_enforced_against_a_silent_nb() {
     let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("silent.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    // Accept and hold connections without ever answering.
-    let _holder = std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
-    ends_at_a_two_second_deadline(product(&format!("unix:{}", sock.display()), &dir.path().join("l")), dir.path(), 60);
+    let silent = SilentPeer::start();
+    ends_at_a_two_second_deadline(product(silent.remote(), &dir.path().join("l")), dir.path(), 60);
 }
 
 /// Runs `implement-network` with a 2 s timeout; it must fail with a deadline

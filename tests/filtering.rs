@@ -13,7 +13,6 @@ use common::*;
 use serde_json::{json, Value};
 
 const FIRST: Duration = Duration::from_secs(5);
-const SHORT: Duration = Duration::from_secs(2);
 const INTERNET: &str = "198.51.100.10";
 const MAC1: &str = "02:00:4c:3e:00:05";
 const MAC2: &str = "02:00:4c:3e:00:06";
@@ -91,6 +90,12 @@ impl Lab {
             .connect_tcp(ip, port, Some(INTERNET), timeout)
             .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
     }
+
+    /// [`Lab::reach`] for a path that must be closed: behind the
+    /// `--wait=hv` barrier, with the short timeout.
+    fn reach_blocked(&self, ip: &str, port: u16) -> Option<String> {
+        self.central.blocked_probe(|t| self.reach(ip, port, t))
+    }
 }
 
 /// Smoke scenario 1: static NAT and its firewall rule.
@@ -99,22 +104,25 @@ fn static_nat_follows_the_firewall() {
     let lab = Lab::start(42);
     let nb = lab.nb();
     let _ssh = lab.vm1.serve_tcp("0.0.0.0", 22, "vm1");
+    // The router resolves the upstream gateway now (a cold path may lose a
+    // first SYN), so the short probe for "closed" below is a fair one.
+    let _out = lab.outside.serve_tcp(INTERNET, 8080, "outside");
+    assert!(lab.vm1.connect_tcp(INTERNET, 8080, FIRST).is_some(), "egress works before any rule");
     ok(cs(nb, "assign-ip", public(network(42), "203.0.113.11", false, "untagged")));
     ok(cs(nb, "add-static-nat", static_nat(42, "203.0.113.11", "10.1.1.23")));
     ok(cs(nb, "apply-fw-rules", fw(42, true, vec![])));
-    assert_eq!(lab.reach("203.0.113.11", 22, FIRST), None, "no rule: closed");
+    assert_eq!(lab.reach_blocked("203.0.113.11", 22), None, "no rule: closed");
     let rule = ingress(1, "203.0.113.11", 22, "0.0.0.0/0");
     twice(nb, "apply-fw-rules", fw(42, true, vec![rule.clone()]));
     assert_eq!(lab.reach("203.0.113.11", 22, FIRST).as_deref(), Some("vm1"), "TCP/22 rule: open");
     ok(cs(nb, "apply-fw-rules", fw(42, true, vec![])));
-    assert_eq!(lab.reach("203.0.113.11", 22, SHORT), None, "rule removed: closed");
+    assert_eq!(lab.reach_blocked("203.0.113.11", 22), None, "rule removed: closed");
     ok(cs(nb, "apply-fw-rules", fw(42, true, vec![rule])));
     assert_eq!(lab.reach("203.0.113.11", 22, FIRST).as_deref(), Some("vm1"), "rule re-added: open");
     // Replies of connections the VM opens keep working under the firewall.
-    let _out = lab.outside.serve_tcp(INTERNET, 8080, "outside");
     assert!(lab.vm1.connect_tcp(INTERNET, 8080, FIRST).is_some());
     ok(cs(nb, "delete-static-nat", static_nat(42, "203.0.113.11", "10.1.1.23")));
-    assert_eq!(lab.reach("203.0.113.11", 22, SHORT), None, "static NAT disabled: closed");
+    assert_eq!(lab.reach_blocked("203.0.113.11", 22), None, "static NAT disabled: closed");
     lab.hv.assert_vswitchd_alive();
 }
 
@@ -132,14 +140,14 @@ fn port_forward_with_its_firewall_rule() {
     assert_eq!(lab.reach("203.0.113.12", 2222, FIRST).as_deref(), Some("vm1"));
     // A rule on the private port opens nothing on the public side.
     ok(cs(nb, "apply-fw-rules", fw(43, true, vec![ingress(6, "203.0.113.12", 22, "0.0.0.0/0")])));
-    assert_eq!(lab.reach("203.0.113.12", 2222, SHORT), None, "a rule on port 22 must not open 2222");
+    assert_eq!(lab.reach_blocked("203.0.113.12", 2222), None, "a rule on port 22 must not open 2222");
     // The opposite order (firewall first, then the forward) works as well.
     ok(cs(nb, "delete-port-forward", forward(43, "203.0.113.12", "2222", "10.1.1.23", "22")));
     ok(cs(nb, "apply-fw-rules", fw(43, true, vec![ingress(5, "203.0.113.12", 2222, "0.0.0.0/0")])));
     ok(cs(nb, "add-port-forward", forward(43, "203.0.113.12", "2222", "10.1.1.23", "22")));
     assert_eq!(lab.reach("203.0.113.12", 2222, FIRST).as_deref(), Some("vm1"));
     ok(cs(nb, "delete-port-forward", forward(43, "203.0.113.12", "2222", "10.1.1.23", "22")));
-    assert_eq!(lab.reach("203.0.113.12", 2222, SHORT), None, "forward deleted: closed");
+    assert_eq!(lab.reach_blocked("203.0.113.12", 2222), None, "forward deleted: closed");
     lab.hv.assert_vswitchd_alive();
 }
 
@@ -167,11 +175,13 @@ fn load_balancer_round_robin_revoke_and_delete() {
     assert!(seen.contains_key("vm1") && seen.contains_key("vm2"), "both backends must answer: {seen:?}");
 
     ok(cs(nb, "apply-lb-rules", lb(44, 9, "203.0.113.13", 80, &[("10.1.1.23", false), ("10.1.1.24", true)], false)));
+    // Flows installed first: a revoked backend answering is then a failure, not a race.
+    lab.central.sync_hv();
     for _ in 0..6 {
         assert_eq!(lab.reach("203.0.113.13", 80, FIRST).as_deref(), Some("vm1"), "revoked backend gets nothing");
     }
     ok(cs(nb, "apply-lb-rules", lb(44, 9, "203.0.113.13", 80, &[], true)));
-    assert_eq!(lab.reach("203.0.113.13", 80, SHORT), None, "deleted rule: closed");
+    assert_eq!(lab.reach_blocked("203.0.113.13", 80), None, "deleted rule: closed");
     assert_eq!(nb.count_rows("Load_Balancer"), 0);
     lab.hv.assert_vswitchd_alive();
 }
@@ -226,14 +236,14 @@ fn egress_policy() {
     assert!(lab.vm1.connect_tcp(INTERNET, 8080, FIRST).is_some(), "open before any rule");
 
     ok(cs(nb, "apply-fw-rules", fw(46, false, vec![])));
-    assert_eq!(lab.vm1.connect_tcp(INTERNET, 8080, SHORT), None, "default deny");
+    assert_eq!(lab.central.blocked_probe(|t| lab.vm1.connect_tcp(INTERNET, 8080, t)), None, "default deny");
     twice(nb, "apply-fw-rules", fw(46, false, vec![egress(3, 8080)]));
     assert!(lab.vm1.connect_tcp(INTERNET, 8080, FIRST).is_some(), "egress allow rule");
-    assert_eq!(lab.vm1.connect_tcp(INTERNET, 8081, SHORT), None, "only the allowed port");
+    assert_eq!(lab.central.blocked_probe(|t| lab.vm1.connect_tcp(INTERNET, 8081, t)), None, "only the allowed port");
     assert_eq!(lab.vm2.dhcp().ip, "10.1.1.24", "DHCP still answered under default deny");
 
     ok(cs(nb, "apply-fw-rules", fw(46, true, vec![egress(4, 8080)])));
-    assert_eq!(lab.vm1.connect_tcp(INTERNET, 8080, SHORT), None, "egress deny rule");
+    assert_eq!(lab.central.blocked_probe(|t| lab.vm1.connect_tcp(INTERNET, 8080, t)), None, "egress deny rule");
     assert!(lab.vm1.connect_tcp(INTERNET, 8081, FIRST).is_some(), "everything else allowed");
     // East-west traffic is not the firewall's business.
     let _w = lab.vm2.serve_tcp("0.0.0.0", 8080, "vm2");
@@ -302,13 +312,13 @@ fn vpc_network_acls() {
     }
     let reach = |ip: &str, t: Duration| outside.connect_tcp(ip, 22, Some(INTERNET), t);
     assert!(reach("203.0.113.32", FIRST).is_some_and(|l| l.starts_with("vm2")), "tier 2 allows TCP 22");
-    assert_eq!(reach("203.0.113.31", SHORT), None, "tier 1 denies TCP 22");
+    assert_eq!(central.blocked_probe(|t| reach("203.0.113.31", t)), None, "tier 1 denies TCP 22");
     // Egress "all" is allowed, so tier 1 still reaches outside, and replies come back.
     let _o = outside.serve_tcp(INTERNET, 8080, "outside");
     assert!(vm1.connect_tcp(INTERNET, 8080, FIRST).is_some());
     // An empty list denies everything new.
     ok(cs(nb, "apply-network-acl", with(tier(5, 72, 2), json!({"acl_rules": []}))));
-    assert_eq!(reach("203.0.113.32", SHORT), None);
+    assert_eq!(central.blocked_probe(|t| reach("203.0.113.32", t)), None);
     hv.assert_vswitchd_alive();
 }
 

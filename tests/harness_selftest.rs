@@ -162,6 +162,27 @@ fn trace_dhcp_discover_offers_configured_options() {
 }
 
 /// Pids (from every pidfile) of a lab dir.
+/// The barrier in front of every "blocked" probe is real: `--wait=hv`
+/// returns once the chassis reported the NB's `nb_cfg` (flows installed),
+/// and does not return while its ovn-controller is gone.
+#[test]
+fn wait_hv_barrier_waits_for_the_chassis() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    create_dhcp_network(&central);
+    let t = Instant::now();
+    central.sync_hv();
+    eprintln!("--wait=hv sync: {} ms", ms(t));
+    let nb_cfg = central.nbctl(&["get", "NB_Global", ".", "nb_cfg"]);
+    assert_ne!(nb_cfg, "0");
+    assert_eq!(central.nbctl(&["get", "NB_Global", ".", "hv_cfg"]), nb_cfg, "northd aggregated the chassis' nb_cfg");
+    assert_eq!(central.sbctl(&["--bare", "--columns=nb_cfg", "list", "Chassis_Private"]), nb_cfg);
+
+    hv.kill_controller();
+    let o = central.nbctl_result(&["--timeout=3", "--wait=hv", "sync"]);
+    assert!(!o.status.success(), "--wait=hv returned although no ovn-controller could have installed anything");
+}
+
 fn pids_in(dir: &std::path::Path) -> Vec<u32> {
     std::fs::read_dir(dir)
         .unwrap()

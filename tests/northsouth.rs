@@ -84,7 +84,11 @@ fn isolated_network_snat_static_nat_and_port_forwarding_over_vlan() {
     ok(cs(nb, "add-port-forward", pf.clone()));
     let line = outside.connect_tcp("203.0.113.12", 2222, Some(INTERNET), FIRST);
     assert!(line.as_deref().unwrap_or_default().starts_with("vm1-ssh"), "{line:?}");
-    assert_eq!(outside.connect_tcp("203.0.113.12", 22, Some(INTERNET), NEXT), None, "only the forwarded port is open");
+    assert_eq!(
+        central.blocked_probe(|t| outside.connect_tcp("203.0.113.12", 22, Some(INTERNET), t)),
+        None,
+        "only the forwarded port is open"
+    );
     // Hairpin: a VM of the network reaches its own forwarded port.
     let line = vm2.connect_tcp("203.0.113.12", 2222, NEXT);
     assert!(line.as_deref().unwrap_or_default().starts_with("vm1-ssh"), "hairpin: {line:?}");
@@ -107,9 +111,9 @@ fn isolated_network_snat_static_nat_and_port_forwarding_over_vlan() {
 
     // Deleting the forward and releasing the static-NAT IP close them again.
     ok(cs(nb, "delete-port-forward", pf));
-    assert_eq!(outside.connect_tcp("203.0.113.12", 2222, Some(INTERNET), NEXT), None);
+    assert_eq!(central.blocked_probe(|t| outside.connect_tcp("203.0.113.12", 2222, Some(INTERNET), t)), None);
     ok(cs(nb, "release-ip", public(network(42), "203.0.113.11", false, "vlan://101")));
-    assert_eq!(outside.connect_tcp("203.0.113.11", 22, Some(INTERNET), NEXT), None);
+    assert_eq!(central.blocked_probe(|t| outside.connect_tcp("203.0.113.11", 22, Some(INTERNET), t)), None);
     assert_eq!(peer_of(&vm1.connect_tcp(INTERNET, 8080, NEXT)), "203.0.113.10", "vm-1 falls back to the source-NAT IP");
     assert!(server.accepted().len() >= 4);
     hv.assert_vswitchd_alive();

@@ -7,19 +7,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use cloudstack_ovn::capabilities::{self, SERVICES};
 use cloudstack_ovn::commands::COMMANDS;
 use common::*;
 use serde_json::{json, Value};
-
-/// Hard limit for one run of the binary (doctor bounds itself far below).
-const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 struct Run {
     code: Option<i32>,
@@ -34,47 +28,10 @@ impl Run {
     }
 }
 
-/// Run the product with a clean environment plus `env`; stdout/stderr go
-/// to files in a temp dir; killed (our own child) after [`RUN_LIMIT`].
+/// The binary with a clean environment plus `env` (the harness' `run_bin`).
 fn product(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("stdout");
-    let err = dir.path().join("stderr");
-    let mut c = Command::new(bin());
-    c.args(args)
-        .current_dir(dir.path())
-        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent/config.toml")
-        .env("CLOUDSTACK_OVN_LOG", dir.path().join("cloudstack-ovn.log"))
-        .stdin(Stdio::null())
-        .stdout(File::create(&out).unwrap())
-        .stderr(File::create(&err).unwrap());
-    for (k, _) in std::env::vars() {
-        if k.starts_with("OVN_") || (k.starts_with("CLOUDSTACK_OVN_") && k != "CLOUDSTACK_OVN_LOG") {
-            c.env_remove(&k);
-        }
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let start = Instant::now();
-    let mut child = c.spawn().expect("spawn cloudstack-ovn");
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > RUN_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("cloudstack-ovn {args:?} did not finish within {RUN_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Run {
-        code: status.code(),
-        stdout: std::fs::read_to_string(&out).unwrap(),
-        stderr: std::fs::read_to_string(&err).unwrap(),
-        took: start.elapsed(),
-    }
+    let r = run_bin(args, env);
+    Run { code: r.code(), stdout: r.stdout(), stderr: r.stderr(), took: r.took }
 }
 
 /// A payload file holding `{"payload":{}}`: every implemented command
@@ -99,7 +56,10 @@ fn extension_details_advertise_exactly_what_is_dispatched() {
     let v = r.json();
     let details = &v["details"];
     assert_eq!(details["network.isolation.method"], "NetworkExtension");
-    assert_eq!(details["network.allocate.extension.ip"], "false");
+    // Shared networks need CloudStack's extension_ip: the DHCP server id
+    // and metadata address on their subnet (docs/cloudstack-setup.md).
+    assert_eq!(details["network.allocate.extension.ip"], "true");
+    assert!(v["registration"].to_string().contains("ovn.shared.network_name"), "{}", v["registration"]);
     assert_eq!(details["vif.binding"], "lswitch");
     let caps: Value = serde_json::from_str(details["network.service.capabilities"].as_str().unwrap())
         .expect("network.service.capabilities is JSON");
@@ -266,12 +226,28 @@ fn doctor_on_a_sandbox_then_with_broken_chassis_settings() {
     let v = doctor("hv1", true).json();
     assert_eq!(v["ok"], true);
     assert!(checks(&v).iter().all(|(_, s, _)| s == "ok"), "{v}");
+
+    // Shared networks: a physical network named on purpose must be mapped
+    // on every chassis (VMs run anywhere), the default one is the public.
+    let shared = |name: &str| {
+        let mut e = env("hv1");
+        e.push(("CLOUDSTACK_OVN_SHARED_NETWORK_NAME", name.to_string()));
+        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        product(&["doctor", "--json"], &e)
+    };
+    let r = shared("guestphys");
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    let (s, d) = status_of(&r.json(), "shared bridge mapping");
+    assert!(s == "fail" && d.contains("guestphys") && d.contains("hv1"), "{d}");
+    let r = shared("public");
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
+    assert_eq!(status_of(&r.json(), "shared bridge mapping").0, "ok");
 }
 
 #[test]
 fn doctor_names_a_stopped_and_a_silent_nb() {
-    let dir = tempfile::tempdir().unwrap();
-    let dead = format!("unix:{}", dir.path().join("stopped-nb.sock").display());
+    let nb = Nb::start();
+    let dead = format!("unix:{}", nb.dir().join("stopped-nb.sock").display());
     let r = product(&["doctor"], &[("OVN_NB_DB", &dead)]);
     assert_eq!(r.code, Some(1), "{}", r.stdout);
     assert!(r.stderr.is_empty());
@@ -279,7 +255,6 @@ fn doctor_names_a_stopped_and_a_silent_nb() {
     assert!(r.stdout.contains("start the OVN_Northbound ovsdb-server"), "{}", r.stdout);
 
     // A live NB next to the dead one: the dead remote still fails.
-    let nb = Nb::start();
     let both = format!("{dead},{}", nb.remote());
     let v = product(&["doctor", "--json"], &[("OVN_NB_DB", &both)]).json();
     assert_eq!(status_of(&v, &format!("nb {}", nb.remote())).0, "ok");
@@ -296,83 +271,18 @@ fn doctor_names_a_stopped_and_a_silent_nb() {
     assert!(r.stdout.contains("does not serve OVN_Northbound"), "{}", r.stdout);
 
     // A server that accepts and never answers: bounded by --timeout.
-    let sock = dir.path().join("silent.sock");
-    let _listener = UnixListener::bind(&sock).unwrap();
-    let r = product(&["doctor", "--timeout", "1", "--nb", &format!("unix:{}", sock.display())], &[]);
+    let silent = SilentPeer::start();
+    let r = product(&["doctor", "--timeout", "1", "--nb", silent.remote()], &[]);
     assert_eq!(r.code, Some(1), "{}", r.stdout);
     assert!(r.stdout.contains("deadline exceeded"), "{}", r.stdout);
     assert!(r.took < Duration::from_secs(5), "took {:?}", r.took);
 }
 
-/// `ovs-pki` PKI in `dir/NAME` with `certs` signed by it (files in `dir`).
-fn pki(dir: &Path, name: &str, certs: &[&str]) {
-    let run = |c: &mut Command| {
-        let o = c.current_dir(dir).stdin(Stdio::null()).output().expect("ovs-pki (openvswitch-common)");
-        assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
-    let pki = dir.join(name);
-    run(Command::new("ovs-pki").arg(format!("--dir={}", pki.display())).arg("init"));
-    for cert in certs {
-        run(Command::new("ovs-pki").arg(format!("--dir={}", pki.display())).args(["req+sign", cert, "switch"]));
-    }
-}
-
-/// A TLS NB `ovsdb-server` in `dir`, stopped by the pid in its pidfile.
-struct TlsNb {
-    dir: PathBuf,
-}
-
-impl TlsNb {
-    fn start(dir: &Path, ca: &Path) -> TlsNb {
-        let run = |c: &mut Command| {
-            let o = c.stdin(Stdio::null()).output().expect("ovsdb-server (openvswitch-common)");
-            assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
-        };
-        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/ovn-nb.ovsschema");
-        run(Command::new("ovsdb-tool").arg("create").arg(dir.join("nb.db")).arg(schema));
-        run(Command::new("ovsdb-server")
-            .arg(dir.join("nb.db"))
-            .arg("--remote=pssl:0:127.0.0.1")
-            .arg(format!("--private-key={}", dir.join("nb-privkey.pem").display()))
-            .arg(format!("--certificate={}", dir.join("nb-cert.pem").display()))
-            .arg(format!("--ca-cert={}", ca.display()))
-            .arg(format!("--unixctl={}", dir.join("nb.ctl").display()))
-            .arg(format!("--pidfile={}", dir.join("nb.pid").display()))
-            .arg(format!("--log-file={}", dir.join("nb.log").display()))
-            .args(["--detach", "--no-chdir"]));
-        TlsNb { dir: dir.to_path_buf() }
-    }
-
-    /// The port of `pssl:0`, from the log line "listening on port N".
-    fn remote(&self) -> String {
-        let log = || std::fs::read_to_string(self.dir.join("nb.log")).unwrap_or_default();
-        assert!(wait_until(Duration::from_secs(10), || log().contains("listening on port ")), "{}", log());
-        let l = log();
-        let digits: String =
-            l.split("listening on port ").nth(1).unwrap().chars().take_while(char::is_ascii_digit).collect();
-        format!("ssl:127.0.0.1:{digits}")
-    }
-}
-
-impl Drop for TlsNb {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("nb.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).stderr(Stdio::null()).status();
-        }
-    }
-}
-
 #[test]
 fn doctor_names_a_wrong_ca() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    pki(d, "other", &[]);
-    pki(d, "pki", &["nb", "client"]);
-    let ca = d.join("pki/switchca/cacert.pem");
-    let nb = TlsNb::start(d, &ca);
+    let nb = TlsNb::start();
     let remote = nb.remote();
-    let key = d.join("client-privkey.pem");
-    let cert = d.join("client-cert.pem");
+    let (key, cert, ca) = (nb.client_key(), nb.client_cert(), nb.ca());
     let with_ca = |ca: &Path| {
         product(
             &["doctor", "--json"],
@@ -389,7 +299,7 @@ fn doctor_names_a_wrong_ca() {
     let (s, d_ok) = status_of(&good.json(), &format!("nb {remote}"));
     assert!(s == "ok" && d_ok.contains("TLS ok"), "{d_ok}");
 
-    let bad = with_ca(&d.join("other/switchca/cacert.pem"));
+    let bad = with_ca(&nb.other_ca());
     assert_eq!(bad.code, Some(1), "{}", bad.stdout);
     let (s, detail) = status_of(&bad.json(), &format!("nb {remote}"));
     assert!(
@@ -399,69 +309,11 @@ fn doctor_names_a_wrong_ca() {
     assert_eq!(status_of(&bad.json(), "nb leader").0, "fail");
 }
 
-/// A 3-member Raft NB cluster on loopback TCP, each server in its own temp
-/// dir, stopped by the pid in its pidfile.
-struct Cluster {
-    dirs: Vec<tempfile::TempDir>,
-    clients: Vec<String>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Cluster {
-    fn start() -> Cluster {
-        let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/ovn-nb.ovsschema");
-        let run = |c: &mut Command| {
-            let o = c.stdin(Stdio::null()).output().expect("ovsdb-tool / ovsdb-server (openvswitch-common)");
-            assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
-        };
-        let raft: Vec<String> = (0..3).map(|_| format!("tcp:127.0.0.1:{}", free_port())).collect();
-        let mut dirs = Vec::new();
-        let mut clients = Vec::new();
-        for (i, local) in raft.iter().enumerate() {
-            let dir = tempfile::tempdir().unwrap();
-            let db = dir.path().join("nb.db");
-            if i == 0 {
-                run(Command::new("ovsdb-tool").arg("create-cluster").arg(&db).arg(&schema).arg(local));
-            } else {
-                run(Command::new("ovsdb-tool")
-                    .arg("join-cluster")
-                    .arg(&db)
-                    .arg("OVN_Northbound")
-                    .arg(local)
-                    .arg(&raft[0]));
-            }
-            let sock = dir.path().join("nb.sock");
-            run(Command::new("ovsdb-server")
-                .arg(&db)
-                .arg(format!("--remote=punix:{}", sock.display()))
-                .arg(format!("--unixctl={}", dir.path().join("nb.ctl").display()))
-                .arg(format!("--pidfile={}", dir.path().join("nb.pid").display()))
-                .arg(format!("--log-file={}", dir.path().join("nb.log").display()))
-                .args(["--detach", "--no-chdir"]));
-            clients.push(format!("unix:{}", sock.display()));
-            dirs.push(dir);
-        }
-        Cluster { dirs, clients }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for d in &self.dirs {
-            if let Ok(pid) = std::fs::read_to_string(d.path().join("nb.pid")) {
-                let _ = Command::new("kill").arg(pid.trim()).stderr(Stdio::null()).status();
-            }
-        }
-    }
-}
-
 #[test]
 fn doctor_finds_the_raft_leader() {
     let cluster = Cluster::start();
-    let all = cluster.clients.join(",");
+    let members = cluster.remotes();
+    let all = members.join(",");
     let doctor = |nb: &str| product(&["doctor", "--json", "--nb", nb], &[]).json();
     // Every member joined and one was elected.
     let mut v = doctor(&all);
@@ -472,7 +324,7 @@ fn doctor_finds_the_raft_leader() {
         }),
         "{v}"
     );
-    let roles: Vec<String> = cluster.clients.iter().map(|c| status_of(&v, &format!("nb {c}")).1).collect();
+    let roles: Vec<String> = members.iter().map(|c| status_of(&v, &format!("nb {c}")).1).collect();
     assert_eq!(roles.iter().filter(|r| r.contains("clustered leader")).count(), 1, "{roles:?}");
     assert_eq!(roles.iter().filter(|r| r.contains("clustered follower")).count(), 2, "{roles:?}");
     let (s, d) = status_of(&v, "nb leader");
@@ -482,7 +334,7 @@ fn doctor_finds_the_raft_leader() {
     // Only the followers listed: commands would find no leader among them.
     let leader = roles.iter().position(|r| r.contains("clustered leader")).unwrap();
     let followers: Vec<&str> =
-        cluster.clients.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, c)| c.as_str()).collect();
+        members.iter().enumerate().filter(|(i, _)| *i != leader).map(|(_, c)| c.as_str()).collect();
     let v = doctor(&followers.join(","));
     assert_eq!(v["ok"], false);
     let (s, d) = status_of(&v, "nb leader");

@@ -1,103 +1,21 @@
-//! The OVSDB client against a real `ovsdb-server` (one per test, in a temp
-//! dir, stopped by its pidfile on drop). A missing `ovsdb-server` fails the
-//! tests: install `openvswitch-common` and `ovn-central` (for the schema).
+//! The OVSDB client against a real `ovsdb-server` (the harness' `Nb` and
+//! `TlsNb`, one per test). A missing `ovsdb-server` fails the tests.
 
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use cloudstack_ovn::ovsdb::{
     value, Client, Condition, Deadline, Error, LeaderCheck, Mutation, Mutator, Operation, Remote, TlsFiles, WaitUntil,
 };
+use common::{Nb, SilentPeer, TlsNb};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 const NB: &str = "OVN_Northbound";
-const SCHEMA: &str = "/usr/share/ovn/ovn-nb.ovsschema";
 
-fn run(cmd: &mut Command) {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?} (are openvswitch-common and ovn-central installed?): {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-struct Server {
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    /// Start ovsdb-server on `DIR/nb.sock` plus the extra `--remote`s/options.
-    fn start(extra: &[String]) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        Server::start_in(dir, extra)
-    }
-
-    fn start_in(dir: tempfile::TempDir, extra: &[String]) -> Server {
-        let d = dir.path();
-        let schema = if Path::new(SCHEMA).exists() {
-            PathBuf::from(SCHEMA)
-        } else {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/ovn-nb.ovsschema")
-        };
-        run(Command::new("ovsdb-tool").arg("create").arg(d.join("nb.db")).arg(&schema));
-        run(Command::new("ovsdb-server")
-            .arg(d.join("nb.db"))
-            .arg(format!("--remote=punix:{}", d.join("nb.sock").display()))
-            .arg(format!("--unixctl={}", d.join("nb.ctl").display()))
-            .arg(format!("--pidfile={}", d.join("nb.pid").display()))
-            .arg(format!("--log-file={}", d.join("nb.log").display()))
-            .args(["--detach", "--no-chdir"])
-            .args(extra));
-        let server = Server { dir };
-        server.wait_for(|s| s.dir.path().join("nb.sock").exists());
-        server
-    }
-
-    fn wait_for(&self, ready: impl Fn(&Server) -> bool) {
-        let start = Instant::now();
-        while !ready(self) {
-            assert!(start.elapsed() < Duration::from_secs(10), "ovsdb-server did not start: {}", self.log());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn unix(&self) -> String {
-        format!("unix:{}", self.path("nb.sock").display())
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.path("nb.log")).unwrap_or_default()
-    }
-
-    /// The port of a `ptcp:0` / `pssl:0` remote, from the log line
-    /// "0:127.0.0.1: listening on port N".
-    fn port(&self) -> u16 {
-        self.wait_for(|s| s.log().contains("listening on port "));
-        let log = self.log();
-        let tail = log.split("listening on port ").nth(1).unwrap_or_default();
-        let digits: String = tail.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse().unwrap_or_else(|_| panic!("no port in log: {log}"))
-    }
-
-    fn connect(&self) -> Client {
-        Client::connect(&self.unix(), &TlsFiles::default(), deadline()).expect("connect")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Only the server we started: the pid from its own pidfile.
-        if let Ok(pid) = std::fs::read_to_string(self.path("nb.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).stderr(Stdio::null()).status();
-        }
-    }
+fn connect(nb: &Nb) -> Client {
+    Client::connect(&nb.remote(), &TlsFiles::default(), deadline()).expect("connect")
 }
 
 fn deadline() -> Deadline {
@@ -137,8 +55,8 @@ const LS: &str = "11111111-2222-3333-4444-555555555555";
 
 #[test]
 fn client_chosen_uuid_and_duplicate() {
-    let server = Server::start(&[]);
-    let mut c = server.connect();
+    let server = Nb::start();
+    let mut c = connect(&server);
     let u = Uuid::parse_str(LS).unwrap();
     let r = c.transact(NB, &[insert_ls("cs-net-42", Some(u))]).unwrap();
     assert_eq!(value::as_uuid(&r[0]["uuid"]), Some(u));
@@ -156,8 +74,8 @@ fn client_chosen_uuid_and_duplicate() {
 
 #[test]
 fn named_uuid_link_and_one_element_set() {
-    let server = Server::start(&[]);
-    let mut c = server.connect();
+    let server = Nb::start();
+    let mut c = connect(&server);
     let ls = Uuid::parse_str(LS).unwrap();
     c.transact(NB, &[insert_ls("net", Some(ls))]).unwrap();
     let r = c
@@ -196,8 +114,8 @@ fn named_uuid_link_and_one_element_set() {
 
 #[test]
 fn commit_time_constraint_violation() {
-    let server = Server::start(&[]);
-    let mut c = server.connect();
+    let server = Nb::start();
+    let mut c = connect(&server);
     let ls = Uuid::parse_str(LS).unwrap();
     c.transact(NB, &[insert_ls("net", Some(ls))]).unwrap();
     // Logical_Switch_Port has an index on "name": the clash is found at commit.
@@ -216,8 +134,8 @@ fn commit_time_constraint_violation() {
 
 #[test]
 fn wait_guard_times_out() {
-    let server = Server::start(&[]);
-    let mut c = server.connect();
+    let server = Nb::start();
+    let mut c = connect(&server);
     let guard = Operation::Wait {
         table: "Logical_Switch".into(),
         conditions: vec![Condition::eq("name", "net-42")],
@@ -242,8 +160,8 @@ fn wait_guard_times_out() {
 
 #[test]
 fn rpc_error_and_leader_check() {
-    let server = Server::start(&[]);
-    let mut c = server.connect();
+    let server = Nb::start();
+    let mut c = connect(&server);
     let e = c.transact("Nope_DB", &[Operation::Comment("x".into())]).unwrap_err();
     assert!(matches!(&e, Error::Rpc { error, .. } if error == "unknown database"), "{e:?}");
     // The connection stays usable after an RPC-level error.
@@ -252,16 +170,16 @@ fn rpc_error_and_leader_check() {
     let status = c.database_status(NB).unwrap().expect("NB row in _Server");
     assert_eq!((status.model.as_str(), status.index), ("standalone", None));
     let check = LeaderCheck { database: NB.into(), leader_only: true };
-    Client::connect_with(&server.unix(), &TlsFiles::default(), deadline(), &check).expect("standalone passes");
+    Client::connect_with(&server.remote(), &TlsFiles::default(), deadline(), &check).expect("standalone passes");
     let check = LeaderCheck { database: "Nope".into(), leader_only: true };
-    let e = Client::connect_with(&server.unix(), &TlsFiles::default(), deadline(), &check).err();
+    let e = Client::connect_with(&server.remote(), &TlsFiles::default(), deadline(), &check).err();
     assert!(matches!(e, Some(Error::ServerRejected { .. })), "{e:?}");
 }
 
 #[test]
 fn tcp_remote() {
-    let server = Server::start(&["--remote=ptcp:0:127.0.0.1".into()]);
-    let remote = format!("tcp:127.0.0.1:{}", server.port());
+    let server = Nb::start_with(&["--remote=ptcp:0:127.0.0.1".into()]);
+    let remote = format!("tcp:127.0.0.1:{}", server.listening_port());
     let mut c = Client::connect(&remote, &TlsFiles::default(), deadline()).unwrap();
     assert_eq!(c.remote().to_string(), remote);
     c.transact(NB, &[insert_ls("over-tcp", None)]).unwrap();
@@ -271,11 +189,11 @@ fn tcp_remote() {
 
 #[test]
 fn remote_list_skips_dead_remotes() {
-    let server = Server::start(&[]);
-    let dead = format!("unix:{}", server.path("dead.sock").display());
-    let list = format!("{dead}, {}", server.unix());
+    let server = Nb::start();
+    let dead = format!("unix:{}", server.dir().join("dead.sock").display());
+    let list = format!("{dead}, {}", server.remote());
     let mut c = Client::connect(&list, &TlsFiles::default(), deadline()).unwrap();
-    assert_eq!(c.remote(), &Remote::parse(&server.unix()).unwrap());
+    assert_eq!(c.remote(), &Remote::parse(&server.remote()).unwrap());
     c.transact(NB, &[Operation::Comment("ok".into())]).unwrap();
 
     let all_dead = format!("{dead},tcp:127.0.0.1:1");
@@ -290,11 +208,9 @@ fn remote_list_skips_dead_remotes() {
 
 #[test]
 fn deadline_on_silent_peer() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("silent.sock");
-    // Bound and listening (the kernel completes connects) but never answers.
-    let _listener = UnixListener::bind(&path).unwrap();
-    let remote = format!("unix:{}", path.display());
+    // Accepts connections but never answers.
+    let peer = SilentPeer::start();
+    let remote = peer.remote().to_string();
     let budget = Duration::from_millis(300);
 
     let start = Instant::now();
@@ -312,43 +228,22 @@ fn deadline_on_silent_peer() {
     let start = Instant::now();
     let check = LeaderCheck { database: NB.into(), leader_only: true };
     let e = Client::connect_with(&remote, &TlsFiles::default(), Deadline::after(budget), &check).err();
-    assert!(matches!(e, Some(Error::DeadlineExceeded)), "{e:?}");
+    // ... and names the remote it ran out on.
+    assert!(
+        matches!(&e, Some(Error::DeadlineAfter { last }) if matches!(&**last, Error::Silent { remote: r } if *r == remote)),
+        "{e:?}"
+    );
     assert!(start.elapsed() < budget * 4);
-}
-
-/// Make a PKI with ovs-pki in `dir/NAME` and sign `certs` (in `dir`).
-fn pki(dir: &Path, name: &str, certs: &[&str]) {
-    let pki = dir.join(name);
-    run(Command::new("ovs-pki").arg(format!("--dir={}", pki.display())).arg("init").current_dir(dir));
-    for cert in certs {
-        run(Command::new("ovs-pki")
-            .arg(format!("--dir={}", pki.display()))
-            .args(["req+sign", cert, "switch"])
-            .current_dir(dir));
-    }
 }
 
 #[test]
 fn tls() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path().to_path_buf();
-    pki(&d, "other", &["rogue"]);
-    pki(&d, "pki", &["nb", "client"]);
-    let ca = d.join("pki/switchca/cacert.pem");
-    let server = Server::start_in(
-        dir,
-        &[
-            "--remote=pssl:0:127.0.0.1".into(),
-            format!("--private-key={}", d.join("nb-privkey.pem").display()),
-            format!("--certificate={}", d.join("nb-cert.pem").display()),
-            format!("--ca-cert={}", ca.display()),
-        ],
-    );
-    let remote = format!("ssl:127.0.0.1:{}", server.port());
+    let server = TlsNb::start();
+    let remote = server.remote();
     let files = TlsFiles {
-        private_key: Some(d.join("client-privkey.pem")),
-        certificate: Some(d.join("client-cert.pem")),
-        ca_cert: Some(ca),
+        private_key: Some(server.client_key()),
+        certificate: Some(server.client_cert()),
+        ca_cert: Some(server.ca()),
     };
 
     // The server certificate names "nb id:…", not 127.0.0.1: the chain is
@@ -359,7 +254,7 @@ fn tls() {
     let none = TlsFiles { ca_cert: Some("none".into()), ..files.clone() };
     Client::connect(&remote, &none, deadline()).expect("-C none").transact(NB, &[]).unwrap();
 
-    let wrong_ca = TlsFiles { ca_cert: Some(d.join("other/switchca/cacert.pem")), ..files.clone() };
+    let wrong_ca = TlsFiles { ca_cert: Some(server.other_ca()), ..files.clone() };
     // ovs-pki names its CA "OVS switchca CA Certificate (<time to the
     // second>)": two PKIs made within one second have the same CA name, and
     // webpki then reports the wrong CA as BadSignature instead of
@@ -373,15 +268,12 @@ fn tls() {
     }
 
     // A client certificate from another CA: the server refuses it.
-    let rogue = TlsFiles {
-        private_key: Some(d.join("rogue-privkey.pem")),
-        certificate: Some(d.join("rogue-cert.pem")),
-        ..files.clone()
-    };
+    let rogue =
+        TlsFiles { private_key: Some(server.rogue_key()), certificate: Some(server.rogue_cert()), ..files.clone() };
     let e = Client::connect(&remote, &rogue, deadline()).and_then(|mut c| c.transact(NB, &[]));
     assert!(matches!(e, Err(Error::Tls(_))), "{e:?}");
 
-    let missing = d.join("missing-privkey.pem");
+    let missing = std::path::PathBuf::from("/nonexistent/missing-privkey.pem");
     let no_key = TlsFiles { private_key: Some(missing.clone()), ..files.clone() };
     match Client::connect(&remote, &no_key, deadline()) {
         Err(Error::Tls(m)) => assert!(m.contains(&missing.display().to_string()), "{m}"),

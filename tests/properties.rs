@@ -4,12 +4,16 @@
 //!    with a documented code, prints nothing on stderr, and a failure prints
 //!    exactly one JSON line;
 //! 2. for random valid command sequences, running any command again plans
-//!    nothing: no write is sent and the NB is identical after the second run.
+//!    nothing: no write is sent and the NB is identical after the second run;
+//! 3. argv and environment bytes that are not UTF-8, and oversize payloads,
+//!    keep the same contract as 1.
 
 mod common;
 
 use common::scenario::*;
 use common::*;
+use std::process::Output;
+
 use serde_json::{json, Map, Value};
 
 /// xorshift64*: small, deterministic, good enough to pick test inputs.
@@ -211,5 +215,155 @@ fn random_valid_sequences_are_idempotent() {
             seen.insert(command.to_string(), Value::Bool(true));
         }
         assert!(seen.len() >= 3, "round {round} exercised too few commands: {seen:?}");
+    }
+}
+
+/// Run the binary with raw argv and extra environment (each may hold bytes
+/// that are not UTF-8).
+fn run_raw(nb: &Nb, args: &[std::ffi::OsString], env: &[(std::ffi::OsString, std::ffi::OsString)]) -> RawRun {
+    let dir = tempfile::Builder::new().prefix("csovn-prop-").tempdir_in("/tmp").unwrap();
+    let mut c = std::process::Command::new(bin());
+    c.args(args)
+        .current_dir(dir.path())
+        .env("OVN_NB_DB", nb.remote())
+        .env("CLOUDSTACK_OVN_LOG", dir.path().join("cloudstack-ovn.log"))
+        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = try_run(&mut c, std::time::Duration::from_secs(120)).unwrap_or_else(|e| panic!("{e}"));
+    let log = std::fs::read_to_string(dir.path().join("cloudstack-ovn.log")).unwrap_or_default();
+    RawRun { out, log }
+}
+
+struct RawRun {
+    out: Output,
+    log: String,
+}
+
+impl std::ops::Deref for RawRun {
+    type Target = Output;
+    fn deref(&self) -> &Output {
+        &self.out
+    }
+}
+
+/// The contract for any input: a documented exit code, nothing on stderr,
+/// and on failure exactly one short JSON error line.
+fn assert_contract(out: &Output, context: &str) {
+    let code = out.status.code();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(code.is_some_and(|c| [0, 2, 3, 4, 5, 6].contains(&c)), "exit {code:?} (crash?) for {context}\n{stdout}");
+    assert!(out.stderr.is_empty(), "stderr for {context}: {}", String::from_utf8_lossy(&out.stderr));
+    if code != Some(0) {
+        assert_eq!(stdout.trim().lines().count(), 1, "{context}\n{stdout}");
+        assert!(stdout.len() < 4096, "{context}: a {} byte error line", stdout.len());
+        let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e} for {context}: {stdout}"));
+        assert_eq!(v["status"], "error", "{context}");
+    }
+}
+
+/// Bytes that are not UTF-8 (a Latin-1 `é`, a lone continuation byte, an
+/// overlong NUL, a surrogate half).
+fn not_utf8(rng: &mut Rng) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let bad: &[&[u8]] = &[b"caf\xe9", b"\xff", b"\x80abc", b"\xc0\x80", b"\xed\xa0\x80", b"--fw-rules\xfe"];
+    std::ffi::OsString::from_vec(rng.pick(bad).to_vec())
+}
+
+/// Issue 9 #4: argv or environment bytes that are not UTF-8 never crash the
+/// process; where they sit in a field we use, the answer is a clear error,
+/// elsewhere they are ignored.
+#[test]
+fn non_utf8_argv_and_environment_never_crash() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let nb = Nb::start();
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("p.payload");
+    std::fs::write(&payload, registered(network(9)).to_string()).unwrap();
+    let ok: Vec<OsString> = vec!["implement-network".into(), payload.clone().into(), "60".into()];
+
+    // Unrelated environment: ignored.
+    let env = [(OsString::from("LC_FOO"), OsString::from_vec(b"caf\xe9".to_vec()))];
+    let out = run_raw(&nb, &ok, &env);
+    assert_contract(&out, "LC_FOO=caf\\xe9");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let env = [(OsString::from_vec(b"X\xff".to_vec()), OsString::from("1"))];
+    assert_eq!(run_raw(&nb, &ok, &env).status.code(), Some(0), "a non-UTF-8 variable name");
+    // A variable we read: a configuration error.
+    let env = [(OsString::from("OVN_NB_DB"), OsString::from_vec(b"unix:/\xff".to_vec()))];
+    let out = run_raw(&nb, &ok, &env);
+    assert_contract(&out, "OVN_NB_DB=unix:/\\xff");
+    assert_eq!(out.status.code(), Some(3));
+    // ... while the other variables (the log path) still apply.
+    assert!(out.log.contains("OVN_NB_DB is not valid UTF-8"), "{}", out.log);
+
+    // A payload file whose name is not UTF-8 is still a file.
+    let odd = dir.path().join(OsString::from_vec(b"p-\xe9.payload".to_vec()));
+    std::fs::copy(&payload, &odd).unwrap();
+    let out = run_raw(&nb, &["implement-network".into(), odd.into(), "60".into()], &[]);
+    assert_contract(&out, "payload path not UTF-8");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    // A field we use: exit 2.
+    for args in [
+        vec![not_utf8(&mut Rng(1)), payload.clone().into()],
+        vec!["implement-network".into(), payload.clone().into(), OsString::from_vec(b"6\xff".to_vec())],
+        vec!["implement-network".into(), "--network-id".into(), OsString::from_vec(b"9\xff".to_vec())],
+        vec!["implement-network".into(), OsString::from_vec(b"--network-id=9\xff".to_vec())],
+    ] {
+        let out = run_raw(&nb, &args, &[]);
+        assert_contract(&out, &format!("{args:?}"));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    // Unknown trailing arguments and flags: ignored.
+    let mut args = ok.clone();
+    args.push(OsString::from_vec(b"--brand-new\xff".to_vec()));
+    args.push(OsString::from_vec(b"v\xff".to_vec()));
+    assert_eq!(run_raw(&nb, &args, &[]).status.code(), Some(0));
+
+    // Operator requests (human text, not JSON): a usage error, no crash.
+    for word in ["doctor", "extension-details", "audit", "--help"] {
+        let out = run_raw(&nb, &[word.into(), not_utf8(&mut Rng(7))], &[]);
+        assert_eq!(out.status.code(), Some(2), "{word}: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(out.stderr.is_empty(), "{word}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    // Random positions.
+    let mut rng = Rng(seed() ^ 0x0f8);
+    let words = ["implement-network", "prepare-nic", "add-dhcp-entry", "no-such-command", "save-password"];
+    for case in 0..40 {
+        let mut args: Vec<OsString> = vec![(*rng.pick(&words)).into(), payload.clone().into(), "60".into()];
+        let at = rng.below(args.len() as u64 + 1) as usize;
+        args.insert(at.min(args.len()), not_utf8(&mut rng));
+        let env = [(OsString::from(format!("LC_{case}")), not_utf8(&mut rng))];
+        assert_contract(&run_raw(&nb, &args, &env), &format!("seed {} case {case}: {args:?}", seed()));
+    }
+}
+
+/// Issue 9 #11: oversize input is refused or quoted in part, never echoed
+/// whole, and never exhausts memory.
+#[test]
+fn oversize_inputs_are_bounded() {
+    let nb = Nb::start();
+    let mut rng = Rng(seed() ^ 0x512e);
+    let valid = valid_payloads();
+    let dir = tempfile::tempdir().unwrap();
+    for case in 0..12 {
+        let (command, payload) = rng.pick(&valid).clone();
+        let mut doc = registered(payload);
+        let size = [1 << 20, 3 << 20, 9 << 20, 40 << 20][rng.below(4) as usize];
+        let keys: Vec<String> = doc["payload"].as_object().unwrap().keys().cloned().collect();
+        let key = rng.pick(&keys).clone();
+        doc["payload"][&key] = json!("9".repeat(size));
+        let file = dir.path().join(format!("big-{case}.payload"));
+        std::fs::write(&file, doc.to_string()).unwrap();
+        let out = run_raw(&nb, &[command.into(), file.into(), "60".into()], &[]);
+        let context = format!("seed {} case {case}: {command} {key} of {size} bytes", seed());
+        assert_contract(&out, &context);
+        if size > 8 << 20 {
+            assert_eq!(out.status.code(), Some(2), "{context}");
+        }
     }
 }

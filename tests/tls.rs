@@ -31,12 +31,7 @@ fn mutual_tls_and_its_failures() {
         &over_tls(&nb, &nb.client_key(), &nb.ca(), network(7)),
     ));
     assert!(out.contains("ovn://cs-net-7"), "{out}");
-    let switches = std::process::Command::new("ovn-nbctl")
-        .arg(format!("--db={}", nb.unix_remote()))
-        .arg("ls-list")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&switches.stdout).contains("cs-net-7"));
+    assert!(nb.nbctl(&["ls-list"]).contains("cs-net-7"));
 
     // A CA that did not sign the server: refused, exit 3, the reason named.
     let msg = fails(

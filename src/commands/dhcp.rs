@@ -64,6 +64,7 @@ pub fn add_entry(ctx: &Context) -> Result<Job> {
         switch: true,
         port: Some(nic.nic_uuid.clone()),
         port_group: true,
+        localnet: spec.physical.is_some(),
         dhcp: vec![scope.dhcp_uuid(subnet.cidr, true), scope.dhcp_uuid(subnet.cidr, false), own],
         scope: Some(scope.clone()),
         ..Want::default()

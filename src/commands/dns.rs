@@ -31,7 +31,14 @@ struct Records {
 fn ensure_records(ctx: &Context, records: BTreeMap<String, String>) -> Result<Job> {
     let scope = input::scope(ctx)?;
     let spec = input::switch_spec(ctx)?;
-    let want = Want { switch: true, dns: true, light: true, scope: Some(scope.clone()), ..Want::default() };
+    let want = Want {
+        switch: true,
+        dns: true,
+        light: true,
+        localnet: spec.physical.is_some(),
+        scope: Some(scope.clone()),
+        ..Want::default()
+    };
     Ok(Job::new(want, Records { scope, spec, records }, |i, obs, plan| {
         ensure_switch(plan, &i.scope, &i.spec, obs)?;
         ensure_dns(plan, &i.scope, &i.records, obs)

@@ -26,8 +26,14 @@ const MAX_ATTEMPTS: u32 = 8;
 /// validated by `prepare` before the first connection.
 pub type PlanFn<I> = fn(&I, &Observed, &mut Plan) -> Result<()>;
 
+/// The output of a command that depends on what it found (the plan
+/// function's sibling, over the same intent).
+pub type ReportFn<I> = fn(&I, &Observed) -> Result<Value>;
+
 /// A plan function with its intent bound ('static: it owns the intent).
 type Planner = Box<dyn Fn(&Observed, &mut Plan) -> Result<()>>;
+/// A report function with its intent bound.
+type Reporter = Box<dyn Fn(&Observed) -> Result<Value>>;
 
 /// What `prepare` made of an invocation: what to read and how to plan,
 /// or an answer needing no NB at all.
@@ -37,17 +43,32 @@ pub struct Job {
     plan: Planner,
     /// Printed on success.
     output: Option<Value>,
+    /// Printed on success, from the rows the successful attempt read.
+    report: Option<Reporter>,
 }
 
 impl Job {
     /// Read `want`, then plan with `plan` over `intent`.
     pub fn new<I: 'static>(want: Want, intent: I, plan: PlanFn<I>) -> Job {
-        Job { want: Some(want), plan: Box::new(move |obs, p| plan(&intent, obs, p)), output: None }
+        Job { want: Some(want), plan: Box::new(move |obs, p| plan(&intent, obs, p)), output: None, report: None }
+    }
+
+    /// [`Job::new`] whose output is `report` over the intent and the rows
+    /// the successful attempt read.
+    pub fn reporting<I: 'static>(want: Want, intent: I, plan: PlanFn<I>, report: ReportFn<I>) -> Job {
+        let intent = std::rc::Rc::new(intent);
+        let for_report = std::rc::Rc::clone(&intent);
+        Job {
+            want: Some(want),
+            plan: Box::new(move |obs, p| plan(&intent, obs, p)),
+            output: None,
+            report: Some(Box::new(move |obs| report(&for_report, obs))),
+        }
     }
 
     /// Done without touching the NB.
     pub fn nothing() -> Job {
-        Job { want: None, plan: Box::new(|_, _| Ok(())), output: None }
+        Job { want: None, plan: Box::new(|_, _| Ok(())), output: None, report: None }
     }
 
     /// Print `output` on success.
@@ -111,6 +132,7 @@ impl Context {
         let tls = self.config.tls.clone();
         let started = Instant::now();
         let mut attempt = 0u32;
+        let mut last = None;
         loop {
             attempt += 1;
             log::debug("connecting", &[("remotes", &remotes), ("source", &source), ("attempt", &attempt)]);
@@ -118,20 +140,28 @@ impl Context {
                 Ok(client) => return Ok(client),
                 Err(e) if retry_connect(&e) && !self.deadline.expired() && started.elapsed() < CONNECT_RETRY_WINDOW => {
                     log::info("no usable NB server yet, retrying", &[("attempt", &attempt), ("error", &e)]);
-                    std::thread::sleep(Duration::from_millis(u64::from(attempt.min(10)) * 50));
+                    let pause = Duration::from_millis(u64::from(attempt.min(10)) * 50);
+                    std::thread::sleep(pause.min(self.deadline.remaining().unwrap_or_default()));
+                    last = Some(e);
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(ovsdb::Error::after_retries(e, last).into()),
             }
         }
     }
 
     /// Run a prepared job.
     pub fn run(&self, job: Job) -> Result<Outcome> {
-        let mut outcome = match &job.want {
-            None => Outcome::default(),
-            Some(want) => self.converge(want, |obs| job.plan(obs))?,
+        let (mut outcome, observed) = match &job.want {
+            None => (Outcome::default(), None),
+            Some(want) => {
+                let (outcome, observed) = self.converge(want, |obs| job.plan(obs))?;
+                (outcome, Some(observed))
+            }
         };
-        outcome.output = job.output;
+        outcome.output = match (&job.report, &observed) {
+            (Some(report), Some(obs)) => Some(report(obs)?),
+            _ => job.output,
+        };
         Ok(outcome)
     }
 
@@ -140,7 +170,7 @@ impl Context {
     /// racing insert of the same deterministic row, an index collision).
     /// An ambiguous connection failure is retried the same way: the
     /// re-read shows whether the first attempt committed.
-    fn converge(&self, want: &Want, planner: impl Fn(&Observed) -> Result<Plan>) -> Result<Outcome> {
+    fn converge(&self, want: &Want, planner: impl Fn(&Observed) -> Result<Plan>) -> Result<(Outcome, Observed)> {
         let mut want = want.clone();
         let mut client = self.connect()?;
         let mut attempt = 0;
@@ -178,7 +208,7 @@ impl Context {
             let plan = plan?;
             if plan.is_empty() {
                 log::debug("already converged", &[("attempt", &attempt)]);
-                return Ok(done(&client, 0, attempt, read, written));
+                return Ok((done(&client, 0, attempt, read, written), observed));
             }
             let changes = plan.changes.len();
             for c in &plan.changes {
@@ -186,7 +216,7 @@ impl Context {
             }
             let ops = plan.into_ops(self.comment());
             match client.transact(DB, &ops) {
-                Ok(_) => return Ok(done(&client, changes, attempt, read, written)),
+                Ok(_) => return Ok((done(&client, changes, attempt, read, written), observed)),
                 Err(e) if attempt < MAX_ATTEMPTS && !self.deadline.expired() && e.is_conflict() => {
                     log::info("concurrent change, re-planning", &[("attempt", &attempt), ("error", &e)]);
                     // A port name taken by a row we did not find by uuid:
@@ -235,7 +265,10 @@ fn retry_connect(e: &ovsdb::Error) -> bool {
     match e {
         ovsdb::Error::ServerRejected { .. } => true,
         ovsdb::Error::AllRemotesFailed { last, .. } => retry_connect(last),
-        other => other.is_connection() && !matches!(other, ovsdb::Error::DeadlineExceeded),
+        other => {
+            other.is_connection()
+                && !matches!(other, ovsdb::Error::DeadlineExceeded | ovsdb::Error::DeadlineAfter { .. })
+        }
     }
 }
 

@@ -92,6 +92,7 @@ struct ApplyFirewall {
 }
 
 pub fn apply_firewall(ctx: &Context) -> Result<Job> {
+    input::require_routed(ctx)?;
     let scope = input::scope(ctx)?;
     let rs = input::router_scope(ctx)?;
     if let RouterOf::Vpc(_) = rs.of {
@@ -118,6 +119,7 @@ struct NetworkAcl {
 }
 
 pub fn apply_network_acl(ctx: &Context) -> Result<Job> {
+    input::require_routed(ctx)?;
     let scope = input::scope(ctx)?;
     let doc = ctx.payload().nested("acl_rules")?.unwrap_or(Value::Array(Vec::new()));
     let rules = rules::network_acl(&doc)?;

@@ -6,9 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::Context;
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
-use crate::payload::types::{db_id, dns_name, ip_list, ipv4, ipv6, nic_uuid, Ipv4Cidr, Ipv6Cidr, Mac};
+use crate::nb::METADATA_IP;
+use crate::payload::types::{db_id, dns_name, ip_list, ipv4, ipv6, nic_uuid, GuestType, Ipv4Cidr, Ipv6Cidr, Mac, Vlan};
 use crate::payload::Payload;
-use crate::plan::network::{DhcpSubnet, DnsEntry, NicSpec, SwitchSpec};
+use crate::plan::network::{DhcpSubnet, DnsEntry, NicSpec, Physical, SwitchSpec};
 use crate::plan::router::{GatewaySpec, Protocol, PublicIp, PublicNet, RouterOf, RouterScope};
 
 fn optional_id(p: &Payload, field: &str) -> Result<Option<u64>> {
@@ -42,13 +43,56 @@ fn optional_v6(p: &Payload) -> Result<Option<Ipv6Addr>> {
 pub fn switch_spec(ctx: &Context) -> Result<SwitchSpec> {
     let p = ctx.payload();
     let cidr = p.nonempty("cidr").map(|v| Ipv4Cidr::parse("cidr", &v)).transpose()?;
-    let gateway = optional_v4(p, "gateway")?;
+    let mut gateway = optional_v4(p, "gateway")?;
     if let (Some(c), Some(g)) = (cidr, gateway) {
         if !c.contains(g) {
-            return Err(Error::field("gateway", format!("{g} is outside cidr {}", c.network())));
+            // A NIC of another IP range of a shared network: `gateway` is
+            // its range's (CloudStack writes the NIC's over the network's),
+            // not the network's, so it is no fact about the switch.
+            if !subnet_of(ctx)?.is_some_and(|own| own.contains(g)) {
+                return Err(Error::field("gateway", format!("{g} is outside cidr {}", c.network())));
+            }
+            gateway = None;
         }
     }
-    Ok(SwitchSpec { cidr, gateway })
+    Ok(SwitchSpec { cidr, gateway, physical: physical(ctx)? })
+}
+
+/// The network's type (`guest_type`, `vpc_id`; the VLAN of shared and L2
+/// networks from `vlan`).
+pub fn guest_type(ctx: &Context) -> Result<GuestType> {
+    let p = ctx.payload();
+    GuestType::parse(p.str("guest_type").as_deref(), vpc_id(ctx)?.is_some(), p.str("vlan").as_deref())
+}
+
+/// A shared or L2 network's localnet: `ovn.shared.network_name` and its VLAN.
+fn physical(ctx: &Context) -> Result<Option<Physical>> {
+    let guest_type = guest_type(ctx)?;
+    let vlan = match guest_type {
+        GuestType::Shared { vlan } | GuestType::L2 { vlan } => vlan,
+        GuestType::Isolated | GuestType::Vpc => return Ok(None),
+    };
+    let network_name = ctx.config.shared_network_name.clone();
+    Ok(Some(Physical { guest_type, network_name, vlan, require_vlan: false }))
+}
+
+/// NAT, forwarding, firewall, load balancing and public IPs live on our
+/// router; a shared or L2 network has none (its gateway is the physical
+/// router), so these commands are refused before anything is read.
+pub fn require_routed(ctx: &Context) -> Result<()> {
+    let guest_type = guest_type(ctx)?;
+    if guest_type.on_physical() {
+        return Err(Error::field(
+            "guest_type",
+            format!(
+                "{} does not apply to a {} network: it is bridged onto the physical VLAN and its gateway is the \
+                 physical router, not an OVN router (offer only Dhcp, Dns and UserData with this provider)",
+                ctx.inv.command,
+                guest_type.name()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub fn nic_uuid_field(ctx: &Context) -> Result<String> {
@@ -89,6 +133,9 @@ pub fn nic_spec(ctx: &Context) -> Result<NicSpec> {
             return Err(Error::field("ip6_address", format!("{ip} is outside network_ip6_cidr {c}")));
         }
     }
+    // An L2 network's guest addresses are the guest's business (CloudStack
+    // may not know them): port security pins the MAC only.
+    let (ipv4, ipv6) = if matches!(guest_type(ctx)?, GuestType::L2 { .. }) { (None, None) } else { (ipv4, ipv6) };
     Ok(NicSpec { nic_uuid, nic_id: optional_id(p, "nic_id")?, mac, ipv4, ipv6 })
 }
 
@@ -137,9 +184,20 @@ pub fn dhcp_subnet(ctx: &Context) -> Result<DhcpSubnet> {
         return Err(Error::field("gateway", format!("{r} is outside the DHCP subnet {cidr}")));
     }
     let extension_ip = optional_v4(p, "extension_ip")?.filter(|ip| cidr.contains(*ip));
-    let server_id = extension_ip
-        .or(router)
-        .ok_or_else(|| Error::Missing("gateway or extension_ip (the DHCP server address)".into()))?;
+    let server_id = match guest_type(ctx)? {
+        GuestType::L2 { .. } => {
+            return Err(Error::field("guest_type", "an L2 network has no DHCP: its addresses are the guests' own"))
+        }
+        // The gateway is the physical router: answering DHCP in its name
+        // would point guests' renewals (and metadata clients, which use the
+        // server id) at a box that serves neither. CloudStack's
+        // extension_ip (the metadata port's address) or the metadata
+        // address of the UserData design.
+        GuestType::Shared { .. } => extension_ip.filter(|e| Some(*e) != router).unwrap_or(METADATA_IP),
+        GuestType::Isolated | GuestType::Vpc => extension_ip
+            .or(router)
+            .ok_or_else(|| Error::Missing("gateway or extension_ip (the DHCP server address)".into()))?,
+    };
     let dns_servers = match p.nonempty("dns") {
         Some(list) => ip_list("dns", &list)?
             .into_iter()
@@ -191,15 +249,7 @@ pub fn router_scope(ctx: &Context) -> Result<RouterScope> {
 
 /// `public_vlan` arrives as `101`, `vlan://101` or `untagged` (§4.4).
 pub fn vlan(field: &str, raw: &str) -> Result<Option<u16>> {
-    let v = raw.trim().trim_start_matches("vlan://");
-    if v.is_empty() || v.eq_ignore_ascii_case("untagged") {
-        return Ok(None);
-    }
-    v.parse::<u16>()
-        .ok()
-        .filter(|n| (1..=4094).contains(n))
-        .map(Some)
-        .ok_or_else(|| Error::field(field, format!("expected a VLAN id 1-4094, vlan://N or untagged, got {raw:?}")))
+    Ok(Vlan::parse(field, raw)?.and_then(Vlan::tag))
 }
 
 /// The public IP of the payload with its subnet, gateway and VLAN.

@@ -96,6 +96,7 @@ struct Assign {
 }
 
 pub fn assign(ctx: &Context) -> Result<Job> {
+    input::require_routed(ctx)?;
     let net = guest(ctx)?;
     let rs = input::router_scope(ctx)?;
     let ip = input::public_ip(ctx)?;
@@ -163,6 +164,7 @@ fn on_ip(ctx: &Context, rs: RouterScope, ip: Ipv4Addr) -> Result<(Want, OnIp)> {
 }
 
 pub fn release(ctx: &Context) -> Result<Job> {
+    input::require_routed(ctx)?;
     let rs = input::router_scope(ctx)?;
     let ip = input::public_address(ctx)?;
     let prefix = input::public_prefix(ctx)?;
@@ -180,6 +182,7 @@ struct StaticNat {
 }
 
 pub fn add_static_nat(ctx: &Context) -> Result<Job> {
+    input::require_routed(ctx)?;
     let net = guest(ctx)?;
     let rs = input::router_scope(ctx)?;
     let ip = input::public_ip(ctx)?;
@@ -196,6 +199,7 @@ pub fn add_static_nat(ctx: &Context) -> Result<Job> {
 }
 
 pub fn delete_static_nat(ctx: &Context) -> Result<Job> {
+    input::require_routed(ctx)?;
     let rs = input::router_scope(ctx)?;
     let ip = input::public_address(ctx)?;
     let (want, on) = on_ip(ctx, rs, ip)?;
@@ -226,6 +230,7 @@ struct PortForward {
 }
 
 pub fn add_port_forward(ctx: &Context) -> Result<Job> {
+    input::require_routed(ctx)?;
     let net = guest(ctx)?.ok_or_else(|| Error::Missing("network_id".into()))?;
     let rs = input::router_scope(ctx)?;
     let ip = input::public_ip(ctx)?;
@@ -244,6 +249,7 @@ pub fn add_port_forward(ctx: &Context) -> Result<Job> {
 }
 
 pub fn delete_port_forward(ctx: &Context) -> Result<Job> {
+    input::require_routed(ctx)?;
     let rs = input::router_scope(ctx)?;
     let ip = input::public_address(ctx)?;
     let (protocol, vips) = forward_rule(ctx)?;

@@ -18,6 +18,7 @@ struct ApplyLb {
 }
 
 pub fn apply(ctx: &Context) -> Result<Job> {
+    input::require_routed(ctx)?;
     let scope = input::scope(ctx)?;
     let rs = input::router_scope(ctx)?;
     let doc = ctx.payload().nested("lb_rules")?.ok_or_else(|| Error::Missing("lb_rules".into()))?;

@@ -8,7 +8,7 @@ use crate::nb::ids::{RouterOf, RouterScope, Scope};
 use crate::nb::{broadcast_uri, switch_name};
 use crate::observe::{Observed, PublicLookup, RouterWant, Want};
 use crate::payload::types::{Ipv4Cidr, Ipv6Cidr};
-use crate::plan::network::{destroy as destroy_l2, ensure_switch, SwitchSpec};
+use crate::plan::network::{destroy as destroy_l2, ensure_switch, physical_vlan, SwitchSpec};
 use crate::plan::router;
 use crate::plan::Plan;
 
@@ -58,7 +58,11 @@ struct Implement {
 /// `Lswitch`, URI `ovn://cs-net-<id>`.
 pub fn implement(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
-    let spec = input::switch_spec(ctx)?;
+    let mut spec = input::switch_spec(ctx)?;
+    if let Some(p) = spec.physical.as_mut() {
+        p.require_vlan = true;
+        return Ok(implement_physical(scope, spec));
+    }
     let routed = routed_by(ctx)?;
     let gateway = input::guest_gateway(ctx)?;
     let gateway6 = input::guest_gateway6(ctx)?;
@@ -89,6 +93,41 @@ fn plan_implement(i: &Implement, obs: &Observed, plan: &mut Plan) -> Result<()> 
         router::attach_network(plan, rs, &i.scope, *gw, *gw6, obs)?;
     }
     Ok(())
+}
+
+/// A shared or L2 network: the switch with its localnet port on the
+/// physical VLAN; no router (the gateway is the physical router). The
+/// output keeps the network's real broadcast domain, `vlan://<tag>`, so
+/// `listNetworks` stays truthful and later payloads carry the VLAN in
+/// `vlan`. CloudStack still binds NICs the Lswitch way (libvirt
+/// `interfaceid` = NIC uuid on the integration bridge).
+fn implement_physical(scope: Scope, spec: SwitchSpec) -> Job {
+    let want = Want {
+        switch: true,
+        switch_by_name: true,
+        light: true,
+        localnet: true,
+        scope: Some(scope.clone()),
+        ..Want::default()
+    };
+    Job::reporting(
+        want,
+        (scope, spec),
+        |(scope, spec), obs, plan| ensure_switch(plan, scope, spec, obs),
+        |(_, spec), obs| {
+            // The VLAN of the payload, else the one recorded on the switch
+            // (ensure_switch refused to plan without one).
+            let vlan = spec
+                .physical
+                .as_ref()
+                .and_then(|p| physical_vlan(p, obs))
+                .ok_or_else(|| Error::Internal("planned a shared network without its VLAN".into()))?;
+            Ok(json!({
+                "network.broadcast_domain_type": "Lswitch",
+                "network.broadcast_uri": vlan.uri(),
+            }))
+        },
+    )
 }
 
 /// The network and its router (an isolated network's own, or its VPC's).
@@ -122,6 +161,10 @@ fn routing_want(ctx: &Context) -> Result<RouterWant> {
 /// implement-network, assign-ip and the re-applied rules).
 pub fn shutdown(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
+    if input::guest_type(ctx)?.on_physical() {
+        // Nothing beyond L2: the switch and its localnet port stay.
+        return Ok(Job::nothing());
+    }
     let rw = routing_want(ctx)?;
     let rs = rw.rs.clone();
     let want = Want { switch: true, scope: Some(scope.clone()), router: Some(rw), ..Want::default() };
@@ -132,19 +175,23 @@ pub fn shutdown(ctx: &Context) -> Result<Job> {
 /// DHCP_Options, DNS and Load_Balancer rows OVN would keep forever.
 pub fn destroy(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
-    let rw = routing_want(ctx)?;
-    let rs = rw.rs.clone();
+    // A shared or L2 network has no router; its localnet port goes with
+    // the switch (a strong child).
+    let rw = if input::guest_type(ctx)?.on_physical() { None } else { Some(routing_want(ctx)?) };
+    let rs = rw.as_ref().map(|rw| rw.rs.clone());
     let want = Want {
         switch: true,
         dns: true,
         all_dhcp: true,
         port_group: true,
         scope: Some(scope.clone()),
-        router: Some(rw),
+        router: rw,
         ..Want::default()
     };
-    Ok(Job::new(want, Teardown { scope, rs }, |t, obs, plan| {
-        teardown_routing(t, obs, plan)?;
-        destroy_l2(plan, &t.scope, obs)
+    Ok(Job::new(want, (scope, rs), |(scope, rs), obs, plan| {
+        if let Some(rs) = rs {
+            teardown_routing(&Teardown { scope: scope.clone(), rs: rs.clone() }, obs, plan)?;
+        }
+        destroy_l2(plan, scope, obs)
     }))
 }

@@ -50,6 +50,7 @@ pub fn prepare(ctx: &Context) -> Result<Job> {
         switch: true,
         port: Some(nic.nic_uuid.clone()),
         port_group: true,
+        localnet: spec.physical.is_some(),
         dhcp,
         scope: Some(scope.clone()),
         ..Want::default()

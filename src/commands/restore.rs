@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
 use crate::observe::{Observed, Read, Want};
 use crate::payload::rules::{self, RestoreVm};
+use crate::payload::types::GuestType;
 use crate::plan::network::{
     ensure_dhcp, ensure_dns, ensure_port, ensure_switch, DhcpLink, DhcpSubnet, DnsEntry, Hostname, NicSpec, SwitchSpec,
 };
@@ -21,6 +22,8 @@ struct Restore {
     dns_enabled: bool,
     domain: Option<String>,
     vms: Vec<RestoreVm>,
+    /// An L2 network: ports pin the MAC only.
+    l2: bool,
 }
 
 pub fn restore(ctx: &Context) -> Result<Job> {
@@ -30,7 +33,11 @@ pub fn restore(ctx: &Context) -> Result<Job> {
     let (dhcp_enabled, dns_enabled, vms) = rules::restore(&doc)?;
     let subnet = if dhcp_enabled { Some(input::dhcp_subnet(ctx)?) } else { None };
     let domain = input::domain(ctx)?;
-    if let Some(c) = spec.cidr {
+    // A shared network may span several subnets (IP ranges): its NICs
+    // outside `cidr` keep the DHCP link add-dhcp-entry gave them.
+    let several_subnets = spec.physical.is_some();
+    let l2 = matches!(input::guest_type(ctx)?, GuestType::L2 { .. });
+    if let (Some(c), false) = (spec.cidr, several_subnets) {
         if let Some(vm) = vms.iter().find(|v| !c.contains(v.ip)) {
             return Err(Error::field(
                 "restore_data",
@@ -46,17 +53,18 @@ pub fn restore(ctx: &Context) -> Result<Job> {
         switch: true,
         dns: dns_enabled,
         port_group: true,
+        localnet: spec.physical.is_some(),
         ports: vms.iter().map(|v| scope.port_uuid(&v.nic_uuid)).collect(),
         dhcp,
         scope: Some(scope.clone()),
         ..Want::default()
     };
-    let intent = Restore { scope, spec, subnet, dns_enabled, domain, vms };
+    let intent = Restore { scope, spec, subnet, dns_enabled, domain, vms, l2 };
     Ok(Job::new(want, intent, plan_restore))
 }
 
 fn plan_restore(i: &Restore, obs: &Observed, plan: &mut Plan) -> Result<()> {
-    let Restore { scope, spec, subnet, dns_enabled, domain, vms } = i;
+    let Restore { scope, spec, subnet, dns_enabled, domain, vms, l2 } = i;
     let dns_enabled = *dns_enabled;
     {
         ensure_switch(plan, scope, spec, obs)?;
@@ -69,11 +77,12 @@ fn plan_restore(i: &Restore, obs: &Observed, plan: &mut Plan) -> Result<()> {
         let mut view = obs.clone();
         for vm in vms {
             view.port = Read::answer(obs.ports().iter().find(|p| p.uuid == scope.port_uuid(&vm.nic_uuid)).cloned());
-            let nic =
-                NicSpec { nic_uuid: vm.nic_uuid.clone(), nic_id: None, mac: vm.mac, ipv4: Some(vm.ip), ipv6: vm.ip6 };
+            // An L2 network's ports pin the MAC only (as prepare-nic does).
+            let (ipv4, ipv6) = if *l2 { (None, None) } else { (Some(vm.ip), vm.ip6) };
+            let nic = NicSpec { nic_uuid: vm.nic_uuid.clone(), nic_id: None, mac: vm.mac, ipv4, ipv6 };
             let link = match &subnet {
-                Some(s) => DhcpLink::Link(scope.dhcp_uuid(s.cidr, vm.default_nic)),
-                None => DhcpLink::Keep,
+                Some(s) if s.cidr.contains(vm.ip) => DhcpLink::Link(scope.dhcp_uuid(s.cidr, vm.default_nic)),
+                Some(_) | None => DhcpLink::Keep,
             };
             let hostname = vm.hostname.clone().map(Hostname::Set).unwrap_or(Hostname::Keep);
             ensure_port(plan, scope, &nic, link, &hostname, &view)?;

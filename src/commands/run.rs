@@ -11,14 +11,13 @@ use crate::cli::{self, Invocation};
 use crate::config::{self, Config, Local};
 use crate::error::{Error, ExitCode};
 use crate::nb::Owner;
-use crate::ovsdb::Deadline;
 use crate::{log, output};
 
 /// The whole program: argv in, exit code out; stdout only through `output`.
-pub fn main(args: &[String]) -> ExitCode {
+pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
     let started = Instant::now();
     let mut local = Local::load();
-    let file_error = local.file_error.take();
+    let (env_error, file_error) = (local.env_error.take(), local.file_error.take());
     let (env, file) = (&local.env, &local.file);
     let level = env
         .get(&config::env_name(config::LOG_LEVEL))
@@ -28,13 +27,13 @@ pub fn main(args: &[String]) -> ExitCode {
         .unwrap_or(log::Level::Info);
     log::init(&log::resolve_path(env.get("CLOUDSTACK_OVN_LOG").cloned(), file.get(config::LOG_FILE)), level);
 
-    let result = match file_error {
+    let result = match env_error.or(file_error) {
         Some(e) => Err(e),
-        None => cli::parse(args),
+        None => cli::parse_os(args),
     };
     let inv = match result {
         Ok(inv) => inv,
-        Err(e) => return fail(args.get(1).map(String::as_str).unwrap_or(""), &e, started, None),
+        Err(e) => return fail(&cli::command_name(args), &e, started, None),
     };
     if !inv.unknown_flags.is_empty() {
         log::info("ignoring unknown arguments", &[("command", &inv.command), ("args", &inv.unknown_flags.join(" "))]);
@@ -56,7 +55,7 @@ pub fn main(args: &[String]) -> ExitCode {
         Err(e) => return fail(&inv.command, &e, started, Some(&inv)),
     };
     let owner = Owner(config.owner.clone());
-    let ctx = Context { deadline: Deadline::after(inv.timeout), inv, config, owner };
+    let ctx = Context { deadline: inv.deadline, inv, config, owner };
     match registry::prepare(&ctx).and_then(|job| ctx.run(job)) {
         Ok(outcome) => {
             if let Some(out) = &outcome.output {

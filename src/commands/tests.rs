@@ -30,6 +30,7 @@ fn context(command: &str, fields: Value, registration: &[(&str, &str)]) -> Conte
             command: command.into(),
             style: Style::PayloadFile,
             timeout: Duration::from_secs(5),
+            deadline: Deadline::after(Duration::from_secs(5)),
             payload,
             unknown_flags: Vec::new(),
         },

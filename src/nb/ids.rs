@@ -141,6 +141,17 @@ pub fn port_group_name(network_id: u64) -> String {
     format!("cs_net_{network_id}")
 }
 
+/// The localnet port of a shared or L2 network's switch.
+pub fn localnet_name(network_id: u64) -> String {
+    format!("ln-{}", switch_name(network_id))
+}
+
+/// Id of that port's row uuid (kind `localnet`). Public localnet ports use
+/// `<network_name>/<vlan>`, which always holds a '/', so the two never meet.
+pub fn localnet_id(network_id: u64) -> String {
+    switch_name(network_id)
+}
+
 pub fn broadcast_uri(network_id: u64) -> String {
     format!("ovn://{}", switch_name(network_id))
 }
@@ -217,7 +228,17 @@ impl Scope {
         network_row(&self.owner, Kind::Dns, &self.net())
     }
 
-    /// The DHCP server's MAC.
+    /// The localnet port of a shared or L2 network's switch.
+    pub fn localnet_uuid(&self) -> Uuid {
+        self.owner.row_uuid(Kind::Localnet, &localnet_id(self.network_id))
+    }
+
+    pub fn localnet_name(&self) -> String {
+        localnet_name(self.network_id)
+    }
+
+    /// DHCP `server_mac`, and the MAC of the network's metadata port
+    /// (docs/metadata-design.md §6: DHCP answers from the metadata port).
     pub fn server_mac(&self) -> String {
         self.owner.stable_mac(&format!("dhcp/{}", self.network_id))
     }
@@ -529,6 +550,8 @@ pub fn expected_uuid(owner: &Owner, ids: &BTreeMap<String, String>) -> Option<Uu
         "dhcpv4-nic" => owner.row_uuid(Kind::Dhcp4Nic, ids.get(key::NIC_UUID)?),
         // A VPC router carries only its vpc_id; an isolated network's its network_id.
         "router" => owner.row_uuid(Kind::Router, &router_key(ids, net.is_none())?),
+        // A shared or L2 network's localnet port (public ones carry no network id).
+        "localnet" => owner.row_uuid(Kind::Localnet, &localnet_id(net?.parse().ok()?)),
         "public-switch" => {
             owner.row_uuid(Kind::PublicSwitch, &public_id(ids.get(key::NETWORK_NAME)?, ids.get(key::PUBLIC_VLAN)?))
         }
@@ -620,6 +643,10 @@ mod pinned {
         assert_eq!(sc.server_mac(), "0a:6e:c4:7d:27:ef");
         assert_eq!(s(sc.port_group_uuid()), "0e46aaa6-61c7-5718-8594-71c7cf9908be");
         assert_eq!(sc.port_group_name(), "cs_net_42");
+        // A shared or L2 network's localnet port (computed by the code that
+        // introduced it, main at dfac170).
+        assert_eq!(s(sc.localnet_uuid()), "0eb445c6-607c-5add-ad3d-d9df2fab9e4c");
+        assert_eq!(sc.localnet_name(), "ln-cs-net-42");
     }
 
     #[test]
@@ -735,6 +762,7 @@ mod pinned {
         assert_eq!(with(Kind::Network, &[]), Some(sc.switch_uuid()));
         assert_eq!(with(Kind::Dns, &[]), Some(sc.dns_uuid()));
         assert_eq!(with(Kind::PortGroup, &[]), Some(sc.port_group_uuid()));
+        assert_eq!(with(Kind::Localnet, &[]), Some(sc.localnet_uuid()));
         assert_eq!(with(Kind::Nic, &[(key::NIC_UUID, NIC)]), Some(sc.port_uuid(NIC)));
         assert_eq!(with(Kind::Dhcp4Nic, &[(key::NIC_UUID, NIC)]), Some(sc.dhcp_nic_uuid(NIC)));
         assert_eq!(with(Kind::Dhcp4, &[(key::CIDR, "10.1.1.0/24")]), Some(sc.dhcp_uuid(cidr, true)));

@@ -7,7 +7,7 @@
 pub mod ids;
 pub mod rows;
 
-pub use ids::{broadcast_uri, port_group_name, switch_name, Kind, Owner};
+pub use ids::{broadcast_uri, localnet_id, localnet_name, port_group_name, switch_name, Kind, Owner};
 
 pub const DB: &str = "OVN_Northbound";
 
@@ -51,6 +51,11 @@ pub mod key {
     pub const PROTOCOL: &str = "cloudstack:protocol";
     pub const PUBLIC_VLAN: &str = "cloudstack:public_vlan";
     pub const NETWORK_NAME: &str = "cloudstack:network_name";
+    /// On a shared or L2 network's switch: `shared` or `l2`.
+    pub const GUEST_TYPE: &str = "cloudstack:guest_type";
+    /// On a shared or L2 network's switch and localnet port: its VLAN
+    /// (`3000` or `untagged`), for commands whose payload names none.
+    pub const VLAN: &str = "cloudstack:vlan";
     /// On a network's port group: uuids of its firewall ACLs on the shared
     /// public switch (they cannot hang off the port group).
     pub const PUBLIC_ACLS: &str = "cloudstack:public_acls";
@@ -62,6 +67,10 @@ pub mod key {
 
 pub const IP_SOURCE_NAT: &str = "source-nat";
 pub const IP_ASSIGNED: &str = "assigned";
+
+/// The address of the UserData design (docs/metadata-design.md): the DHCP
+/// server id of networks whose `extension_ip` is not on the subnet.
+pub const METADATA_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
 
 /// OVN copies string-typed DHCP options verbatim into the logical flow's
 /// `put_dhcp_opts(...)`; without literal double quotes the action fails to

@@ -21,6 +21,7 @@ const REGISTRATION: &[(&str, &str)] = &[
     (config::NB_CA_CERT, "/etc/cloudstack-ovn/pki/cacert.pem"),
     (config::GATEWAY_CHASSIS, "GATEWAY1_SYSTEM_ID,GATEWAY2_SYSTEM_ID"),
     (config::PUBLIC_NETWORK_NAME, "public"),
+    (config::SHARED_NETWORK_NAME, "public"),
 ];
 
 /// One registration detail and whether its value is the local setting.

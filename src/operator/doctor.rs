@@ -7,7 +7,6 @@
 //! bounded: each remote gets its own deadline of `--timeout` seconds.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::path::Path;
 use std::time::Duration;
 
@@ -161,6 +160,8 @@ fn check_settings(r: &mut Report, s: &Settings) {
         s.mtu().err(),
         s.lease_time().err(),
         s.public_network_name().err(),
+        // Only when set: the default is the public name, checked above.
+        s.get(config::SHARED_NETWORK_NAME).and_then(|_| s.shared_network_name().err()),
         s.public_mtu().err(),
         s.gateway_chassis().err(),
     ]
@@ -416,6 +417,11 @@ fn explain(e: &ovsdb::Error, remote: &Remote, db: Db) -> (String, String) {
              ovn.nb.certificate, ovn.nb.ca_cert)"
                 .to_string()
         }
+        ovsdb::Error::Tls(m) if m.contains("holds PEM text") => {
+            "put the PEM in a file readable by the user running cloudstack-ovn (cloud) and set the \
+             setting to that file's path"
+                .to_string()
+        }
         ovsdb::Error::Tls(m) if m.contains(".pem") || m.contains('/') => {
             "a TLS file is missing or unreadable: check the path and that the user running \
              cloudstack-ovn (cloud) can read it"
@@ -424,7 +430,7 @@ fn explain(e: &ovsdb::Error, remote: &Remote, db: Db) -> (String, String) {
         ovsdb::Error::Tls(_) => "the TLS handshake failed: the server may not trust our client certificate \
              (sign it with the CA the server uses: ovs-pki req+sign), or the remote is not ssl:"
             .to_string(),
-        ovsdb::Error::DeadlineExceeded => format!(
+        ovsdb::Error::DeadlineExceeded | ovsdb::Error::DeadlineAfter { .. } => format!(
             "no answer from {remote} in time: a firewall dropping packets, a wrong address, or an overloaded \
              server (raise --timeout to tell them apart)"
         ),
@@ -593,6 +599,7 @@ fn check_chassis(r: &mut Report, s: &Settings, client: &mut Client) {
             .collect();
         r.ok("sb chassis", format!("{} registered: {}", chassis.len(), names.join(", ")));
     }
+    check_shared_mapping(r, s, &chassis);
     let gateways = s.gateway_chassis().unwrap_or_default();
     if gateways.is_empty() {
         r.warn(
@@ -650,11 +657,51 @@ fn check_chassis(r: &mut Report, s: &Settings, client: &mut Client) {
     }
 }
 
-fn check_log_file(r: &mut Report, path: &Path) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
+/// Shared and L2 networks bridge VMs onto the physical VLAN through a
+/// localnet port on whichever chassis runs the VM: every chassis needs the
+/// bridge mapping. A missing one is a failure when the operator named the
+/// network (`ovn.shared.network_name`), a warning when it defaults to the
+/// public one (deployments without shared networks need it nowhere but on
+/// the gateways).
+fn check_shared_mapping(r: &mut Report, s: &Settings, chassis: &[ChassisRow]) {
+    const CHECK: &str = "shared bridge mapping";
+    if chassis.is_empty() {
+        return r.skip(CHECK, "no chassis");
     }
-    match OpenOptions::new().create(true).append(true).open(path) {
+    let explicit = s.get(config::SHARED_NETWORK_NAME).is_some();
+    let physnet = match s.shared_network_name() {
+        Ok(n) => n,
+        Err(e) => return r.fail(CHECK, e.to_string(), "fix ovn.shared.network_name"),
+    };
+    let missing: Vec<&str> =
+        chassis.iter().filter(|c| !c.mappings.iter().any(|(n, _)| *n == physnet)).map(|c| c.name.as_str()).collect();
+    let key = if explicit {
+        config::SHARED_NETWORK_NAME
+    } else {
+        "ovn.shared.network_name, defaulting to ovn.public.network_name"
+    };
+    if missing.is_empty() {
+        r.ok(CHECK, format!("{physnet} ({key}) mapped on all {} chassis", chassis.len()));
+        return;
+    }
+    let detail = format!(
+        "{} of {} chassis have no ovn-bridge-mappings entry for {physnet} ({key}): {}; VMs of shared and L2 networks \
+         there cannot reach their VLAN",
+        missing.len(),
+        chassis.len(),
+        missing.join(", ")
+    );
+    let fix = mapping_fix(&physnet, "every KVM host running VMs of shared or L2 networks");
+    if explicit {
+        r.fail(CHECK, detail, fix);
+    } else {
+        r.warn(CHECK, detail, fix);
+    }
+}
+
+fn check_log_file(r: &mut Report, path: &Path) {
+    // The same rules as the commands' log (regular file, created 0640).
+    match log::open_checked(path) {
         Ok(_) => r.ok("log file", format!("{} writable", path.display())),
         Err(e) => r.fail(
             "log file",

@@ -32,6 +32,23 @@ pub fn route(args: &[String]) -> Option<u8> {
     WORDS.contains(&first.as_str()).then(|| main(args))
 }
 
+/// [`route`] for argv as the OS gives it. An operator request with an
+/// argument that is not UTF-8 is a usage error (clap would need UTF-8 for
+/// every option we have).
+pub fn route_os(args: &[std::ffi::OsString]) -> Option<u8> {
+    let first = args.get(1)?.to_str()?;
+    if !WORDS.contains(&first) {
+        return None;
+    }
+    match args.iter().map(|a| a.to_str().map(str::to_string)).collect::<Option<Vec<String>>>() {
+        Some(utf8) => route(&utf8),
+        None => {
+            output::print_text("error: an argument is not valid UTF-8 (see --help)");
+            Some(EXIT_USAGE)
+        }
+    }
+}
+
 /// Run an operator request.
 pub fn main(args: &[String]) -> u8 {
     let mut args = args.to_vec();

@@ -33,7 +33,8 @@ impl Client {
     ///
     /// A single remote's failure is returned as is; when a list of several
     /// all fail, [`Error::AllRemotesFailed`] carries the last failure. The
-    /// deadline running out ends the search with `DeadlineExceeded`.
+    /// deadline running out ends the search with [`Error::DeadlineAfter`]
+    /// naming the remote being tried.
     pub fn connect_with(
         remotes: &str,
         tls: &TlsFiles,
@@ -42,7 +43,7 @@ impl Client {
     ) -> Result<Client, Error> {
         let list = Remote::parse_list(remotes)?;
         let config = match list.iter().any(Remote::is_ssl) {
-            true => Some(tls::client_config(tls)?),
+            true => Some(tls::client_config(tls, deadline)?),
             false => None,
         };
         let mut tried = Vec::new();
@@ -57,7 +58,10 @@ impl Client {
             });
             match attempt {
                 Ok(client) => return Ok(client),
-                Err(Error::DeadlineExceeded) => return Err(Error::DeadlineExceeded),
+                // Say which remote the time ran out on (a stalled server).
+                Err(Error::DeadlineExceeded) => {
+                    return Err(Error::DeadlineAfter { last: Box::new(Error::Silent { remote: remote.to_string() }) })
+                }
                 Err(e) => {
                     tried.push(remote.to_string());
                     last = Some(e);

@@ -48,6 +48,19 @@ pub enum Error {
     #[error("deadline exceeded")]
     DeadlineExceeded,
 
+    /// The deadline passed while retrying after `last` (e.g. a refused
+    /// connect, retried in case the server was restarting): says why.
+    #[error("deadline exceeded")]
+    DeadlineAfter {
+        #[source]
+        last: Box<Error>,
+    },
+
+    /// The remote being tried when the deadline passed (connect, TLS
+    /// handshake or server check), as the cause of [`Error::DeadlineAfter`].
+    #[error("{remote} did not answer")]
+    Silent { remote: String },
+
     /// Any other socket error.
     #[error("I/O error on the OVSDB connection")]
     Io(#[from] io::Error),
@@ -92,12 +105,29 @@ impl Error {
         }
     }
 
+    /// The error to report after retrying: a bare deadline says nothing, so
+    /// it carries the failure that made us retry (a refused connect names
+    /// its remote).
+    pub fn after_retries(e: Error, last: Option<Error>) -> Error {
+        match (e, last) {
+            (Error::DeadlineExceeded | Error::DeadlineAfter { .. }, Some(last)) => {
+                Error::DeadlineAfter { last: Box::new(last) }
+            }
+            (e, _) => e,
+        }
+    }
+
     /// True when the connection failed, broke or timed out. After a
     /// transaction was sent, its outcome is then unknown (it may or may not
     /// have committed); `Connect`/`AllRemotesFailed` mean nothing was sent.
     pub fn is_connection(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::Io(_) | Error::DeadlineExceeded | Error::Protocol(_) => true,
+            Error::Connect { .. }
+            | Error::Io(_)
+            | Error::DeadlineExceeded
+            | Error::DeadlineAfter { .. }
+            | Error::Silent { .. }
+            | Error::Protocol(_) => true,
             Error::AllRemotesFailed { last, .. } => last.is_connection(),
             _ => false,
         }

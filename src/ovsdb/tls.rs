@@ -18,7 +18,7 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use super::Error;
+use super::{Deadline, Error};
 
 /// The PEM files for `ssl:` remotes, as `ovn-nbctl -p/-c/-C`.
 #[derive(Clone, Debug, Default)]
@@ -33,30 +33,44 @@ pub struct TlsFiles {
 }
 
 fn required<'a>(p: &'a Option<PathBuf>, what: &str) -> Result<&'a Path, Error> {
-    p.as_deref().ok_or_else(|| Error::Tls(format!("ssl: remotes need a {what} file")))
+    let path = p.as_deref().ok_or_else(|| Error::Tls(format!("ssl: remotes need a {what} file")))?;
+    // PEM text pasted where a file name belongs: say so without echoing it.
+    if path.as_os_str().as_encoded_bytes().windows(10).any(|w| w == b"-----BEGIN") {
+        return Err(Error::Tls(format!("the {what} setting holds PEM text; it must name a file")));
+    }
+    Ok(path)
+}
+
+/// A PEM file's content, read within the deadline (a FIFO is refused, not
+/// waited on) and at most 1 MiB.
+fn read_pem(path: &Path, deadline: Deadline) -> Result<Vec<u8>, Error> {
+    crate::files::read(path, crate::files::MAX_SMALL_FILE, deadline.remaining()?).map_err(|e| match e {
+        crate::files::ReadError::Deadline(_) => Error::DeadlineExceeded,
+        e => Error::Tls(e.to_string()),
+    })
 }
 
 /// Build the client configuration. All three files are required: the OVS
 /// server asks for a client certificate, and silently skipping verification
 /// must be an explicit `none`.
-pub(crate) fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, Error> {
+pub(crate) fn client_config(files: &TlsFiles, deadline: Deadline) -> Result<Arc<ClientConfig>, Error> {
     let key_path = required(&files.private_key, "private key")?;
     let cert_path = required(&files.certificate, "certificate")?;
     let ca_path = required(&files.ca_cert, "CA certificate")?;
 
     let file_err = |p: &Path, e: &dyn std::fmt::Display| Error::Tls(format!("{}: {e}", p.display()));
-    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| match e {
+    let key = PrivateKeyDer::from_pem_slice(&read_pem(key_path, deadline)?).map_err(|e| match e {
         pem::Error::NoItemsFound => file_err(key_path, &"no PEM private key found"),
         e => file_err(key_path, &e),
     })?;
-    let certs = load_certs(cert_path)?;
+    let certs = load_certs(cert_path, deadline)?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = if ca_path == Path::new("none") {
         None
     } else {
         let mut roots = RootCertStore::empty();
-        for c in load_certs(ca_path)? {
+        for c in load_certs(ca_path, deadline)? {
             roots.add(c).map_err(|e| file_err(ca_path, &e))?;
         }
         let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -75,12 +89,10 @@ pub(crate) fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, Error
     Ok(Arc::new(config))
 }
 
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+fn load_certs(path: &Path, deadline: Deadline) -> Result<Vec<CertificateDer<'static>>, Error> {
     let err = |e: &dyn std::fmt::Display| Error::Tls(format!("{}: {e}", path.display()));
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(&e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(&e))?;
+    let pem = read_pem(path, deadline)?;
+    let certs = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| err(&e))?;
     if certs.is_empty() {
         return Err(err(&"no PEM certificate found"));
     }
@@ -166,15 +178,19 @@ mod tests {
 
     #[test]
     fn missing_files_are_named() {
+        let d = Deadline::after(std::time::Duration::from_secs(5));
         let none = TlsFiles::default();
-        assert!(matches!(client_config(&none), Err(Error::Tls(m)) if m.contains("private key")));
+        assert!(matches!(client_config(&none, d), Err(Error::Tls(m)) if m.contains("private key")));
         let files = TlsFiles {
             private_key: Some("/nonexistent/key.pem".into()),
             certificate: Some("/nonexistent/cert.pem".into()),
             ca_cert: Some("none".into()),
         };
-        let e = client_config(&files).unwrap_err().to_string();
+        let e = client_config(&files, d).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/key.pem"), "{e}");
+        let pasted = TlsFiles { private_key: Some("-----BEGIN PRIVATE KEY-----\nMIIx".into()), ..files };
+        let e = client_config(&pasted, d).unwrap_err().to_string();
+        assert!(e.contains("holds PEM text") && !e.contains("MIIx"), "{e}");
     }
 
     #[test]

@@ -151,7 +151,7 @@ pub(crate) fn connect(
     };
     let stream = match remote {
         Remote::Unix(path) => {
-            let sock = UnixStream::connect(path).map_err(|e| connect_err(Error::Io(e)))?;
+            let sock = unix_connect(path, deadline, share).map_err(connect_err)?;
             Stream::Unix(Timed { sock, deadline })
         }
         Remote::Tcp { host, port } => {
@@ -196,6 +196,31 @@ fn resolve(host: &str, port: u16, deadline: Deadline) -> Result<Vec<std::net::So
     match rx.recv_timeout(deadline.remaining()?) {
         Ok(result) => Ok(result?),
         Err(_) => Err(Error::DeadlineExceeded),
+    }
+}
+
+/// connect(2) on a unix socket blocks while the server's listen backlog is
+/// full (a stalled server: every abandoned attempt stays queued), and std
+/// offers no timeout for it, so it runs on a helper thread that is abandoned
+/// when this remote's share of the deadline runs out, as [`resolve`] does.
+/// Returns `Error::Io` for failures that should become `Error::Connect`.
+fn unix_connect(path: &std::path::Path, deadline: Deadline, share: u32) -> Result<UnixStream, Error> {
+    let slice = deadline.remaining()? / share.max(1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("connect".into())
+        .spawn(move || {
+            let _ = tx.send(UnixStream::connect(owned));
+        })
+        .map_err(Error::Io)?;
+    match rx.recv_timeout(slice.max(Duration::from_millis(1))) {
+        Ok(result) => Ok(result?),
+        Err(_) if deadline.expired() => Err(Error::DeadlineExceeded),
+        Err(_) => Err(Error::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connect did not complete within its share of the deadline (listen backlog full?)",
+        ))),
     }
 }
 

@@ -179,6 +179,115 @@ pub fn dns_name(field: &str, raw: &str) -> Result<String> {
     Ok(name)
 }
 
+/// A VLAN on the physical network: `vlan://N` or `vlan://untagged`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vlan {
+    Tag(u16),
+    Untagged,
+}
+
+impl Vlan {
+    /// `101`, `vlan://101`, `untagged` or `vlan://untagged` (CloudStack
+    /// writes VLANs in all these forms, §4.2/§4.4). `None` for an empty
+    /// value.
+    pub fn parse(field: &str, raw: &str) -> Result<Option<Vlan>> {
+        let v = raw.trim();
+        let v = v.strip_prefix("vlan://").unwrap_or(v);
+        if v.is_empty() {
+            return Ok(None);
+        }
+        if v.eq_ignore_ascii_case("untagged") {
+            return Ok(Some(Vlan::Untagged));
+        }
+        v.parse::<u16>()
+            .ok()
+            .filter(|n| (1..=4094).contains(n))
+            .map(|n| Some(Vlan::Tag(n)))
+            .ok_or_else(|| Error::field(field, format!("expected a VLAN id 1-4094, vlan://N or untagged, got {raw:?}")))
+    }
+
+    /// The 802.1Q id, `None` untagged (the localnet port's `tag_request`).
+    pub fn tag(self) -> Option<u16> {
+        match self {
+            Vlan::Tag(n) => Some(n),
+            Vlan::Untagged => None,
+        }
+    }
+
+    /// `3000` or `untagged`, as recorded in `external_ids`; [`Vlan::parse`] reads it back.
+    pub fn id(self) -> String {
+        match self {
+            Vlan::Tag(n) => n.to_string(),
+            Vlan::Untagged => "untagged".into(),
+        }
+    }
+
+    /// CloudStack's broadcast URI of the VLAN.
+    pub fn uri(self) -> String {
+        format!("vlan://{}", self.id())
+    }
+}
+
+/// What kind of guest network a command is about (payload `guest_type`,
+/// `vpc_id`, and for networks on the physical VLAN the `vlan` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestType {
+    /// Our overlay switch, routed (if at all) by its own router.
+    Isolated,
+    /// A VPC tier: our overlay switch, routed by the VPC's router.
+    Vpc,
+    /// CloudStack's Shared network: VMs bridged onto the physical VLAN, the
+    /// physical router is the gateway; we give DHCP, DNS and UserData.
+    /// `vlan` is `None` when the payload names no VLAN (see [`GuestType::parse`]).
+    Shared { vlan: Option<Vlan> },
+    /// An L2 network: bridged onto the physical VLAN, no IP services.
+    L2 { vlan: Option<Vlan> },
+}
+
+impl GuestType {
+    /// From `guest_type` (case-insensitive; absent = isolated, as legacy
+    /// payloads are), whether the payload has a `vpc_id`, and `vlan`. Once
+    /// implemented, the network's broadcast URI is what we printed, so a
+    /// shared network's `vlan` is its VLAN again; an empty value or the host
+    /// of an `ovn://cs-net-<id>` URI (printed by earlier versions, or set by
+    /// the `vif.binding=lswitch` fork) names no VLAN: `vlan: None`, and the
+    /// planner uses the one recorded on the switch.
+    pub fn parse(guest_type: Option<&str>, vpc: bool, vlan: Option<&str>) -> Result<GuestType> {
+        let physical_vlan = || -> Result<Option<Vlan>> {
+            match vlan.map(str::trim) {
+                Some(v) if v.starts_with("cs-net-") => Ok(None),
+                Some(v) => Vlan::parse("vlan", v),
+                None => Ok(None),
+            }
+        };
+        match guest_type.map(|g| g.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("isolated") if vpc => Ok(GuestType::Vpc),
+            None | Some("") | Some("isolated") => Ok(GuestType::Isolated),
+            Some("shared") if !vpc => Ok(GuestType::Shared { vlan: physical_vlan()? }),
+            Some("l2") if !vpc => Ok(GuestType::L2 { vlan: physical_vlan()? }),
+            Some(g @ ("shared" | "l2")) => {
+                Err(Error::field("guest_type", format!("a {g} network cannot be a VPC tier")))
+            }
+            Some(other) => Err(Error::field("guest_type", format!("expected isolated, shared or l2, got {other:?}"))),
+        }
+    }
+
+    /// For messages: what the network is.
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestType::Isolated => "isolated",
+            GuestType::Vpc => "VPC tier",
+            GuestType::Shared { .. } => "shared",
+            GuestType::L2 { .. } => "L2",
+        }
+    }
+
+    /// Bridged onto the physical network (shared, L2)?
+    pub fn on_physical(self) -> bool {
+        matches!(self, GuestType::Shared { .. } | GuestType::L2 { .. })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,5 +355,41 @@ mod tests {
         let v = ip_list("dns", "10.0.0.1, 8.8.8.8,,2001:db8::1").unwrap();
         assert_eq!(v.len(), 3);
         assert!(ip_list("dns", "10.0.0.1,nope").is_err());
+    }
+    #[test]
+    fn vlans_in_every_form() {
+        for raw in ["3000", "vlan://3000", " 3000 "] {
+            assert_eq!(Vlan::parse("vlan", raw).unwrap(), Some(Vlan::Tag(3000)), "{raw}");
+        }
+        for raw in ["untagged", "vlan://untagged", "UNTAGGED"] {
+            assert_eq!(Vlan::parse("vlan", raw).unwrap(), Some(Vlan::Untagged), "{raw}");
+        }
+        assert_eq!(Vlan::parse("vlan", "").unwrap(), None);
+        for bad in ["0", "4095", "vlan://x", "lswitch://1", "cs-net-42"] {
+            assert!(Vlan::parse("vlan", bad).is_err(), "{bad}");
+        }
+        assert_eq!(Vlan::Tag(3000).uri(), "vlan://3000");
+        assert_eq!(Vlan::Untagged.uri(), "vlan://untagged");
+        assert_eq!(Vlan::parse("v", &Vlan::Untagged.id()).unwrap(), Some(Vlan::Untagged));
+    }
+
+    #[test]
+    fn guest_types() {
+        let shared = |v| GuestType::Shared { vlan: v };
+        assert_eq!(GuestType::parse(None, false, Some("1910")).unwrap(), GuestType::Isolated);
+        assert_eq!(GuestType::parse(Some("Isolated"), true, Some("cs-net-4")).unwrap(), GuestType::Vpc);
+        assert_eq!(
+            GuestType::parse(Some("Shared"), false, Some("vlan://3000")).unwrap(),
+            shared(Some(Vlan::Tag(3000)))
+        );
+        assert_eq!(GuestType::parse(Some("shared"), false, Some("cs-net-42")).unwrap(), shared(None));
+        assert_eq!(GuestType::parse(Some("shared"), false, None).unwrap(), shared(None));
+        assert_eq!(
+            GuestType::parse(Some("L2"), false, Some("untagged")).unwrap(),
+            GuestType::L2 { vlan: Some(Vlan::Untagged) }
+        );
+        assert!(GuestType::parse(Some("shared"), false, Some("vlan://9999")).is_err());
+        assert!(GuestType::parse(Some("shared"), true, Some("3000")).is_err());
+        assert!(GuestType::parse(Some("elastic"), false, None).is_err());
     }
 }

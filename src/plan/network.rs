@@ -11,11 +11,11 @@ use super::{changed_columns, map_mutations, merge_ids, Existing, Parent, Plan};
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;
 use crate::nb::rows::{DhcpOptions, Port};
-use crate::nb::{key, quoted, table, Kind};
+use crate::nb::{key, quoted, table, Kind, Owner};
 use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Mutation, Mutator};
-use crate::payload::types::{Ipv4Cidr, Mac};
+use crate::payload::types::{GuestType, Ipv4Cidr, Mac, Vlan};
 
 // ---------------------------------------------------------------- switch
 
@@ -23,6 +23,100 @@ use crate::payload::types::{Ipv4Cidr, Mac};
 pub struct SwitchSpec {
     pub cidr: Option<Ipv4Cidr>,
     pub gateway: Option<Ipv4Addr>,
+    /// Shared and L2 networks: the switch is bridged onto the physical VLAN.
+    pub physical: Option<Physical>,
+}
+
+/// How a shared or L2 network's switch reaches the physical network: a
+/// localnet port (OVN's provider network, as Neutron maps its VLAN
+/// segments) with `network_name` = the chassis' bridge-mapping key and
+/// `tag_request` = the VLAN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Physical {
+    pub guest_type: GuestType,
+    pub network_name: String,
+    /// From the payload; `None`: use the VLAN recorded on the switch.
+    pub vlan: Option<Vlan>,
+    /// implement-network fails when no VLAN is known; a NIC command then
+    /// builds the switch without its localnet port (implement adds it).
+    pub require_vlan: bool,
+}
+
+impl Physical {
+    fn guest_type_id(&self) -> &'static str {
+        match self.guest_type {
+            GuestType::L2 { .. } => "l2",
+            _ => "shared",
+        }
+    }
+}
+
+/// The VLAN a shared/L2 network is on: the payload's, else the one
+/// recorded on its switch by an earlier command.
+pub fn physical_vlan(physical: &Physical, obs: &Observed) -> Option<Vlan> {
+    physical.vlan.or_else(|| {
+        let recorded = obs.switch()?.external_ids.get(key::VLAN)?;
+        Vlan::parse("vlan", recorded).ok().flatten()
+    })
+}
+
+/// A localnet port: a switch's way onto the physical network
+/// `network_name` (the chassis' `ovn-bridge-mappings` key), on VLAN `tag`.
+pub(crate) struct Localnet {
+    pub uuid: Uuid,
+    pub name: String,
+    pub switch: Uuid,
+    /// Whether the switch was read (then linking guards it).
+    pub switch_existing: Existing,
+    pub network_name: String,
+    pub tag: Option<u16>,
+    pub ids: BTreeMap<String, String>,
+}
+
+/// Create the localnet port (linked to its switch, which is in the plan or
+/// observed), or converge ours: `options:network_name`, `tag_request`, our ids.
+pub(crate) fn ensure_localnet(plan: &mut Plan, owner: &Owner, ln: &Localnet, observed: Option<&Port>) -> Result<()> {
+    let opts: BTreeMap<String, String> = [("network_name".to_string(), ln.network_name.clone())].into();
+    match observed {
+        None => {
+            let mut row = Map::new();
+            row.insert("name".into(), json!(ln.name));
+            row.insert("type".into(), json!("localnet"));
+            // Frames to MACs OVN does not know go out to the physical network.
+            row.insert("addresses".into(), string_set(["unknown"]));
+            row.insert("options".into(), string_map(&opts));
+            row.insert("external_ids".into(), string_map(&ln.ids));
+            if let Some(v) = ln.tag {
+                row.insert("tag_request".into(), json!(v));
+            }
+            plan.insert_child(
+                table::LOGICAL_SWITCH_PORT,
+                ln.uuid,
+                row,
+                Parent::switch_ports(ln.switch),
+                ln.switch_existing.clone(),
+                format!("localnet port {}", ln.name),
+            );
+        }
+        Some(p) => {
+            if !owner.owns(&p.external_ids) {
+                return Err(Error::NotOwned { what: format!("Logical_Switch_Port {}", ln.name) });
+            }
+            let mut muts = map_mutations("options", &opts, &p.options, |k| k == "network_name");
+            muts.extend(merge_ids(&ln.ids, &p.external_ids));
+            plan.mutate(table::LOGICAL_SWITCH_PORT, p.uuid, muts, format!("update localnet port {}", ln.name));
+            if p.tag_request != ln.tag.map(i64::from) {
+                let tag = match ln.tag {
+                    Some(v) => json!(v),
+                    None => json!(["set", []]),
+                };
+                let mut row = Map::new();
+                row.insert("tag_request".into(), tag);
+                plan.update(table::LOGICAL_SWITCH_PORT, p.uuid, row, format!("retag {}", ln.name));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Create `cs-net-<id>` with its deterministic UUID, or bring our
@@ -36,6 +130,24 @@ pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Ob
     }
     if let Some(g) = spec.gateway {
         ids.insert(key::GATEWAY.into(), g.to_string());
+    }
+    let vlan = spec.physical.as_ref().and_then(|p| physical_vlan(p, obs));
+    if let Some(p) = &spec.physical {
+        ids.insert(key::GUEST_TYPE.into(), p.guest_type_id().into());
+        ids.insert(key::NETWORK_NAME.into(), p.network_name.clone());
+        match vlan {
+            Some(v) => {
+                ids.insert(key::VLAN.into(), v.id());
+            }
+            None if p.require_vlan => {
+                return Err(Error::Missing(format!(
+                    "vlan: a {} network needs its VLAN (3000, vlan://3000, untagged or vlan://untagged) and none is recorded for {}",
+                    p.guest_type.name(),
+                    scope.switch_name()
+                )))
+            }
+            None => {}
+        }
     }
     let name = scope.switch_name();
     if let Some(other) = obs.same_name.iter().find(|sw| sw.uuid != scope.switch_uuid()) {
@@ -60,6 +172,21 @@ pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Ob
             let muts = merge_ids(&ids, &sw.external_ids);
             plan.mutate(table::LOGICAL_SWITCH, sw.uuid, muts, format!("update switch {name} external_ids"));
         }
+    }
+    if let (Some(p), Some(v)) = (&spec.physical, vlan) {
+        let mut ln_ids = scope.ids(Kind::Localnet);
+        ln_ids.insert(key::NETWORK_NAME.into(), p.network_name.clone());
+        ln_ids.insert(key::VLAN.into(), v.id());
+        let ln = Localnet {
+            uuid: scope.localnet_uuid(),
+            name: scope.localnet_name(),
+            switch: scope.switch_uuid(),
+            switch_existing: switch_existing(scope, obs),
+            network_name: p.network_name.clone(),
+            tag: v.tag(),
+            ids: ln_ids,
+        };
+        ensure_localnet(plan, &scope.owner, &ln, obs.guest_localnet())?;
     }
     Ok(())
 }

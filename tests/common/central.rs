@@ -9,6 +9,12 @@ use super::daemon::{standalone_ovsdb, stop_all, Daemon};
 use super::nb::Nb;
 use super::util::{dump_logs, ovs_command, require, run, run_ok, LabDir, CMD_TIMEOUT, OVN_NB_SCHEMA, OVN_SB_SCHEMA};
 
+/// How long a probe that must find the path blocked waits for an answer
+/// after the [`Central::sync_hv`] barrier: long enough for one SYN (or
+/// echo) retransmission after a lost first packet (1 s RTO), which an
+/// open path would answer.
+pub const BLOCKED: Duration = Duration::from_secs(2);
+
 pub struct Central {
     northd: Daemon,
     nb: Nb,
@@ -97,6 +103,31 @@ impl Central {
     /// `ovn-nbctl --wait=sb sync`: northd has caught up with NB.
     pub fn sync(&self) {
         self.nb.nbctl(&["--wait=sb", "sync"]);
+    }
+
+    /// `ovn-nbctl --wait=hv sync`: every chassis' ovn-controller has
+    /// installed the OpenFlow flows for the NB as of now (northd copies
+    /// `nb_cfg` to SB, each ovn-controller reports it in `Chassis_Private`
+    /// once its flows are in ovs-vswitchd, northd sets `NB_Global.hv_cfg`).
+    pub fn sync_hv(&self) {
+        let o = self.nb.nbctl_result(&["--timeout=25", "--wait=hv", "sync"]);
+        if !o.status.success() {
+            panic!(
+                "ovn-nbctl --wait=hv sync failed (is every chassis' ovn-controller running?): {}\n--- northd.log:\n{}",
+                String::from_utf8_lossy(&o.stderr).trim(),
+                super::util::tail(self.northd.log(), 20)
+            );
+        }
+    }
+
+    /// A data-plane probe that must find the path *blocked*: first the
+    /// [`Central::sync_hv`] barrier (so "blocked" cannot pass merely
+    /// because the flows of the last command are not installed yet), then
+    /// `probe` with the short [`BLOCKED`] timeout it is given. Probes that
+    /// expect an answer keep their own, longer timeouts and retries.
+    pub fn blocked_probe<T>(&self, probe: impl FnOnce(Duration) -> T) -> T {
+        self.sync_hv();
+        probe(BLOCKED)
     }
 
     /// `ovn-trace --db=<sb> --no-friendly-names DATAPATH MICROFLOW`

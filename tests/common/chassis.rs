@@ -188,6 +188,12 @@ impl Chassis {
         self.controller.log()
     }
 
+    /// SIGKILL ovn-controller (it cannot remove its SB rows, as a crash):
+    /// the chassis stops reporting `nb_cfg`.
+    pub fn kill_controller(&self) {
+        self.controller.kill();
+    }
+
     pub fn vswitchd_log(&self) -> &Path {
         self.vswitchd.log()
     }

@@ -72,7 +72,12 @@ impl Cluster {
 
     /// `tcp:127.0.0.1:a,tcp:127.0.0.1:b,tcp:127.0.0.1:c`
     pub fn remote(&self) -> String {
-        self.client_ports.iter().map(|p| format!("tcp:127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+        self.remotes().join(",")
+    }
+
+    /// Each member's `tcp:127.0.0.1:<port>`, in member order.
+    pub fn remotes(&self) -> Vec<String> {
+        self.client_ports.iter().map(|p| format!("tcp:127.0.0.1:{p}")).collect()
     }
 
     /// Index of the member that says `Role: leader`, if one does now.

@@ -1,7 +1,7 @@
 //! Running the product binary the way CloudStack does.
 
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -31,6 +31,8 @@ pub struct CsRun {
     pub output: Output,
     /// `CLOUDSTACK_OVN_LOG` content ("" if the product wrote none).
     pub log: String,
+    /// Wall-clock time of the run.
+    pub took: Duration,
 }
 
 impl CsRun {
@@ -44,6 +46,11 @@ impl CsRun {
 
     pub fn success(&self) -> bool {
         self.output.status.success()
+    }
+
+    /// Exit code (`None` if killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
     }
 }
 
@@ -64,7 +71,7 @@ pub fn run_cs_logged(nb_remote: &str, command: &str, envelope: &Value) -> CsRun 
     let payload = dir.file(&format!("cs-extnet-{command}-{}.payload", next_id()));
     std::fs::write(&payload, envelope.to_string()).expect("write payload file");
     let payload = payload.to_string_lossy().into_owned();
-    exec(&dir, nb_remote, command, &[&payload, "60"])
+    run_in(&dir, &[command, &payload, "60"], &[("OVN_NB_DB", nb_remote)])
 }
 
 /// Legacy `--flag value` style: `<bin> <command> ARGS...`, same environment.
@@ -75,31 +82,46 @@ pub fn run_cs_flags(nb_remote: &str, command: &str, args: &[&str]) -> Output {
 /// [`run_cs_flags`] that also returns the product's log file content.
 pub fn run_cs_flags_logged(nb_remote: &str, command: &str, args: &[&str]) -> CsRun {
     let dir = LabDir::new("cs");
-    exec(&dir, nb_remote, command, args)
+    let mut all = vec![command];
+    all.extend_from_slice(args);
+    run_in(&dir, &all, &[("OVN_NB_DB", nb_remote)])
 }
 
-fn exec(dir: &LabDir, nb_remote: &str, command: &str, args: &[&str]) -> CsRun {
+/// Any invocation of the binary (operator subcommands, `--help`, ...):
+/// `<bin> ARGS...` with cwd = a fresh temp dir, no config file, the log in
+/// that dir, none of the caller's `OVN_*` / `CLOUDSTACK_OVN_*` variables,
+/// then `env` on top.
+pub fn run_bin(args: &[&str], env: &[(&str, &str)]) -> CsRun {
+    run_in(&LabDir::new("cs"), args, env)
+}
+
+fn run_in(dir: &LabDir, args: &[&str], env: &[(&str, &str)]) -> CsRun {
     let log_file = dir.file("cloudstack-ovn.log");
     let mut c = Command::new(bin());
-    c.arg(command)
-        .args(args)
-        .current_dir(dir.path())
-        .env("OVN_NB_DB", nb_remote)
-        .env("CLOUDSTACK_OVN_LOG", &log_file)
-        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
-        .env_remove("OVN_SB_DB")
-        .env_remove("OVN_NB_DAEMON")
-        .stdin(std::process::Stdio::null());
+    c.args(args).current_dir(dir.path()).stdin(std::process::Stdio::null());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("OVN_") || k.starts_with("CLOUDSTACK_OVN_") {
+            c.env_remove(&*k);
+        }
+    }
+    c.env("CLOUDSTACK_OVN_LOG", &log_file).env("CLOUDSTACK_OVN_CONFIG", "/nonexistent");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let started = Instant::now();
     let output = run(&mut c, CS_TIMEOUT);
+    let took = started.elapsed();
     let log = std::fs::read_to_string(&log_file).unwrap_or_default();
     if !output.status.success() {
         eprintln!(
-            "[harness] cloudstack-ovn {command} exited with {}\n--- stdout+stderr:\n{}{}\n--- log:\n{}",
+            "[harness] cloudstack-ovn {} exited with {}\n--- stdout+stderr:\n{}{}\n--- log:\n{}",
+            args.first().copied().unwrap_or_default(),
             output.status,
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr),
             log
         );
     }
-    CsRun { output, log }
+    CsRun { output, log, took }
 }

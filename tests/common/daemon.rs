@@ -108,6 +108,27 @@ impl Daemon {
         &self.pidfile
     }
 
+    /// The port the kernel chose for a `ptcp:0` / `pssl:0` remote, from
+    /// the log line "listening on port N" (no bind-and-release race).
+    pub(crate) fn listening_port(&self) -> u16 {
+        let log = || std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(
+            wait_until(LAUNCH_TIMEOUT, || log().contains("listening on port ")),
+            "{} logged no listening port\n{}",
+            self.name,
+            self.diagnostics()
+        );
+        let log = log();
+        let digits: String = log
+            .split("listening on port ")
+            .nth(1)
+            .unwrap_or_default()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap_or_else(|_| panic!("no port in {}:\n{log}", self.log.display()))
+    }
+
     /// The pid written in the pidfile, if any.
     pub(crate) fn pid(&self) -> Option<u32> {
         std::fs::read_to_string(&self.pidfile).ok()?.trim().parse().ok()
@@ -132,6 +153,16 @@ impl Daemon {
         stop_all(&mut [self]);
     }
 
+    /// SIGSTOP / SIGCONT: a server that is alive but answers nothing (its
+    /// sockets still accept into the kernel backlog).
+    pub(crate) fn pause(&self) -> Option<u32> {
+        self.signal("STOP")
+    }
+
+    pub(crate) fn resume(&self) -> Option<u32> {
+        self.signal("CONT")
+    }
+
     /// SIGKILL (a crash, for failover tests); the pidfile stays for Drop.
     pub(crate) fn kill(&self) -> Option<u32> {
         self.signal("KILL")
@@ -153,6 +184,8 @@ pub(crate) fn stop_all(ds: &mut [&mut Daemon]) {
             continue;
         }
         if let Some(pid) = d.signal("TERM") {
+            // A paused daemon handles the TERM once continued.
+            d.signal("CONT");
             pending.push((i, pid));
         }
     }
@@ -171,7 +204,7 @@ pub(crate) fn stop_all(ds: &mut [&mut Daemon]) {
     }
 }
 
-fn kill(sig: &str, pid: u32) {
+pub(crate) fn kill(sig: &str, pid: u32) {
     let _ = Command::new("/bin/sh")
         .args(["-c", "kill -s \"$0\" \"$1\" 2>/dev/null", sig, &pid.to_string()])
         .stdin(Stdio::null())
@@ -192,7 +225,7 @@ pub fn running(pid: u32) -> bool {
 }
 
 /// Does `/proc/PID/cmdline` mention `path` (e.g. `--pidfile=<path>`)?
-fn mentions(pid: u32, path: &Path) -> bool {
+pub(crate) fn mentions(pid: u32, path: &Path) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };

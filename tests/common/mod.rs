@@ -5,6 +5,8 @@
 //! * [`Nb`]: a standalone OVN_Northbound `ovsdb-server` (no northd), ~20 ms;
 //! * [`Central`]: NB + SB `ovsdb-server` + `ovn-northd`, ready once
 //!   `ovn-nbctl --wait=sb sync` returned; logical flows and `ovn-trace`;
+//!   [`Central::blocked_probe`] puts a negative data-plane probe behind
+//!   the `ovn-nbctl --wait=hv sync` barrier;
 //! * [`Chassis`]: `ovsdb-server` (conf.db) + `ovs-vswitchd` (userspace
 //!   `netdev` datapath) + `ovn-controller`, all inside a network namespace;
 //!   [`Chassis::plug_vm`] plugs a "VM" (its own namespace + veth pair) the way
@@ -42,10 +44,10 @@ pub mod scenario;
 mod tls;
 mod util;
 
-pub use central::Central;
+pub use central::{Central, BLOCKED};
 pub use chassis::{Chassis, Lease, Vm};
 pub use cluster::Cluster;
-pub use cs::{bin, envelope, run_cs, run_cs_flags, run_cs_flags_logged, run_cs_logged, CsRun};
+pub use cs::{bin, envelope, run_bin, run_cs, run_cs_flags, run_cs_flags_logged, run_cs_logged, CsRun};
 pub use daemon::running as pid_running;
 pub use nb::{canonicalize, Nb};
 pub use public::{
@@ -54,4 +56,4 @@ pub use public::{
 pub use tls::TlsNb;
 #[allow(unused_imports)]
 pub(crate) use util::Netns;
-pub use util::{wait_until, INSTALL_HINT};
+pub use util::{try_run, wait_until, SilentPeer, INSTALL_HINT};

@@ -20,13 +20,23 @@ pub struct Nb {
 
 impl Nb {
     pub fn start() -> Nb {
+        Nb::start_with(&[])
+    }
+
+    /// [`Nb::start`] with extra `ovsdb-server` arguments, e.g.
+    /// `--remote=ptcp:0:127.0.0.1` (see [`Nb::listening_port`]).
+    pub fn start_with(extra: &[String]) -> Nb {
         require(&["ovsdb-tool", "ovsdb-server", "ovn-nbctl", "ovsdb-client"], &[OVN_NB_SCHEMA]);
-        Nb::start_in(Arc::new(LabDir::new("nb")))
+        Nb::start_in_with(Arc::new(LabDir::new("nb")), extra)
     }
 
     /// NB server inside an existing lab dir (used by `Central`).
     pub(crate) fn start_in(dir: Arc<LabDir>) -> Nb {
-        let (server, remote) = standalone_ovsdb(dir.path(), "nb", OVN_NB_SCHEMA, &[]);
+        Nb::start_in_with(dir, &[])
+    }
+
+    fn start_in_with(dir: Arc<LabDir>, extra: &[String]) -> Nb {
+        let (server, remote) = standalone_ovsdb(dir.path(), "nb", OVN_NB_SCHEMA, extra);
         let nb = Nb { server, remote, dir };
         nb.nbctl(&["init"]);
         nb
@@ -34,6 +44,15 @@ impl Nb {
 
     pub(crate) fn server_mut(&mut self) -> &mut Daemon {
         &mut self.server
+    }
+
+    /// Stall the server (SIGSTOP) until [`Nb::resume`] (also done on drop).
+    pub fn pause(&self) {
+        self.server.pause().expect("NB server running");
+    }
+
+    pub fn resume(&self) {
+        self.server.resume();
     }
 
     /// `unix:/tmp/csovn-.../nb.sock`
@@ -48,6 +67,11 @@ impl Nb {
     /// `ovsdb-server` log file of this NB.
     pub fn log_file(&self) -> &Path {
         self.server.log()
+    }
+
+    /// The port the kernel chose for a `ptcp:0` / `pssl:0` remote.
+    pub fn listening_port(&self) -> u16 {
+        self.server.listening_port()
     }
 
     /// `ovn-nbctl --db=<remote> --timeout=10 ARGS`; panics (with stderr) on

@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::daemon::{kill, mentions};
 use super::util::{next_id, ovs_command, run, run_ok, tail, tool, try_run, wait_until, Netns, CMD_TIMEOUT};
 
 /// The upstream router's address on the public subnet (outside `eth0`).
@@ -129,9 +130,35 @@ def sniff(ifc):
     for k in sorted(cnt): print("vlan", k, cnt[k])
     print("done", flush=True)
 
+def ra(ifc, prefix, plen, mac):
+    # An upstream router's IPv6 router advertisement (RFC 4861 4.2), once a
+    # second: prefix information with on-link and autonomous (SLAAC) flags,
+    # and the source link-layer address. The kernel adds the checksum.
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    idx = socket.if_nametoindex(ifc)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
+    msg = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
+    msg += struct.pack("!BBBBIII", 3, 4, int(plen), 0xC0, 86400, 14400, 0) + socket.inet_pton(socket.AF_INET6, prefix)
+    msg += bytes([1, 1]) + bytes.fromhex(mac.replace(":", ""))
+    print("listening", ifc, flush=True)
+    sent = 0
+    while not stop:
+        try:
+            s.sendto(msg, ("ff02::1", 0, 0, idx)); sent += 1
+        except OSError as e:
+            print("error", e, flush=True)
+        for _ in range(10):
+            if stop: break
+            time.sleep(0.1)
+    print("sent", sent)
+    print("done", flush=True)
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    sys.exit({"serve": serve, "connect": connect, "sniff": sniff}[cmd](*args) or 0)
+    sys.exit({"serve": serve, "connect": connect, "sniff": sniff, "ra": ra}[cmd](*args) or 0)
 "#;
 
 /// The real python3 interpreter (not a pyenv/asdf shim: those add ~60 ms
@@ -165,22 +192,6 @@ fn helper_command(dir: &Path, netns: &str, args: &[&str]) -> Command {
     let mut c = Command::new(tool("ip"));
     c.args(["netns", "exec", netns]).arg(python()).arg(helper_script(dir)).args(args).stdin(Stdio::null());
     c
-}
-
-fn kill(sig: &str, pid: u32) {
-    let _ = Command::new("/bin/sh")
-        .args(["-c", "kill -s \"$0\" \"$1\" 2>/dev/null", sig, &pid.to_string()])
-        .stdin(Stdio::null())
-        .status();
-}
-
-/// Does `/proc/PID/cmdline` mention `path`?
-fn cmdline_mentions(pid: u32, path: &Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let needle = path.as_os_str().as_encoded_bytes();
-    cmdline.split(|&b| b == 0).any(|arg| arg.windows(needle.len()).any(|w| w == needle))
 }
 
 /// A helper process we spawned (a server or a sniffer), stopped by pid.
@@ -242,7 +253,7 @@ impl Helper {
             return;
         };
         if matches!(child.try_wait(), Ok(None)) {
-            if cmdline_mentions(self.pid, &self.script) {
+            if mentions(self.pid, &self.script) {
                 kill("TERM", self.pid);
             } else {
                 // Not yet exec'd by `ip netns exec` (or exec failed): still
@@ -740,6 +751,43 @@ impl Outside {
         );
         lock(&self.net.helpers).push(helper.clone());
         VlanCapture { helper }
+    }
+
+    /// Make the upstream router an IPv6 router on `gateway` (e.g.
+    /// "fd00:3000::1/64"): IPv6 on (it is off in the outside namespace),
+    /// the address on `eth0`, and router advertisements of its /64 (SLAAC)
+    /// once a second until the network is dropped.
+    pub fn advertise_ipv6(&self, gateway: &str) {
+        let (addr, plen) = gateway.split_once('/').expect("gateway as address/prefix");
+        let ip: std::net::Ipv6Addr = addr.parse().expect("IPv6 gateway");
+        let plen: u32 = plen.parse().expect("prefix length");
+        let prefix = std::net::Ipv6Addr::from(u128::from(ip) & (u128::MAX << (128 - plen)));
+        let out = self.netns();
+        sysctl(
+            out,
+            &[
+                "net.ipv6.conf.all.disable_ipv6=0",
+                "net.ipv6.conf.eth0.accept_dad=0",
+                "net.ipv6.conf.eth0.forwarding=1",
+                "net.ipv6.conf.eth0.disable_ipv6=0",
+            ],
+        );
+        run_ok(Command::new(tool("ip")).args(["-n", out, "addr", "add", gateway, "dev", "eth0", "nodad"]));
+        let link_local = || {
+            let o = run(
+                Command::new(tool("ip")).args(["-n", out, "-6", "addr", "show", "dev", "eth0", "scope", "link"]),
+                CMD_TIMEOUT,
+            );
+            String::from_utf8_lossy(&o.stdout).contains("fe80::")
+        };
+        assert!(wait_until(Duration::from_secs(10), link_local), "no IPv6 link-local address on the outside eth0");
+        let helper = Helper::start(
+            &self.net.dir,
+            out,
+            &["ra", "eth0", &prefix.to_string(), &plen.to_string(), OUTSIDE_MAC],
+            format!("router advertisements of {prefix}/{plen} in netns {out}"),
+        );
+        lock(&self.net.helpers).push(helper);
     }
 
     /// Count the frames per VLAN id (0 = untagged) for `secs` seconds; see

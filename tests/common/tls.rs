@@ -1,7 +1,6 @@
 //! An NB served over mutual TLS with certificates made by `ovs-pki` (which
 //! never name the host), plus a second, unrelated CA for negative tests.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -36,27 +35,20 @@ impl TlsNb {
                 );
             }
         }
-        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let (server, _) = standalone_ovsdb(
             dir.path(),
             "nb",
             OVN_NB_SCHEMA,
             &[
-                format!("--remote=pssl:{port}:127.0.0.1"),
+                "--remote=pssl:0:127.0.0.1".to_string(),
                 format!("--private-key={}", dir.file("nb-privkey.pem").display()),
                 format!("--certificate={}", dir.file("nb-cert.pem").display()),
                 format!("--ca-cert={}", dir.file("pki/switchca/cacert.pem").display()),
             ],
         );
+        let port = server.listening_port();
         let nb = TlsNb { _server: server, port, dir };
-        run_ok(
-            ovs_command(nb.dir.path(), "ovn-nbctl")
-                .arg(format!("--db=unix:{}", nb.dir.file("nb.sock").display()))
-                .arg("init"),
-        );
-        assert!(
-            wait_until(std::time::Duration::from_secs(5), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())
-        );
+        nb.nbctl(&["init"]);
         nb
     }
 
@@ -85,5 +77,21 @@ impl TlsNb {
     /// A CA that signed neither side.
     pub fn other_ca(&self) -> PathBuf {
         self.dir.file("other/switchca/cacert.pem")
+    }
+
+    /// A client key and certificate signed by [`TlsNb::other_ca`]: the
+    /// server must refuse them.
+    pub fn rogue_key(&self) -> PathBuf {
+        self.dir.file("rogue-privkey.pem")
+    }
+
+    pub fn rogue_cert(&self) -> PathBuf {
+        self.dir.file("rogue-cert.pem")
+    }
+
+    /// `ovn-nbctl` over the plain unix socket; panics on failure, returns
+    /// trimmed stdout.
+    pub fn nbctl(&self, args: &[&str]) -> String {
+        run_ok(ovs_command(self.dir.path(), "ovn-nbctl").arg(format!("--db={}", self.unix_remote())).args(args))
     }
 }

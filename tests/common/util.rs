@@ -177,7 +177,7 @@ pub(crate) fn describe(c: &Command) -> String {
 
 /// Run `c` with piped stdout/stderr; kill it (our own child, by its handle)
 /// if it is still running after `timeout`.
-pub(crate) fn try_run(c: &mut Command, timeout: Duration) -> Result<Output, String> {
+pub fn try_run(c: &mut Command, timeout: Duration) -> Result<Output, String> {
     let desc = describe(c);
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().map_err(|e| format!("cannot start `{desc}`: {e}"))?;
@@ -301,6 +301,50 @@ impl Drop for Netns {
                 eprintln!("[harness] ip netns del {} failed: {}", self.name, String::from_utf8_lossy(&o.stderr).trim())
             }
             Err(e) => eprintln!("[harness] {e}"),
+        }
+    }
+}
+
+/// A unix socket that accepts connections and never answers: the NB that
+/// hangs. Its accept thread holds every connection until drop.
+pub struct SilentPeer {
+    remote: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    holder: Option<std::thread::JoinHandle<()>>,
+    _dir: LabDir,
+}
+
+impl SilentPeer {
+    pub fn start() -> SilentPeer {
+        let dir = LabDir::new("silent");
+        let sock = dir.file("silent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind the silent socket");
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let holder = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        SilentPeer { remote: format!("unix:{}", sock.display()), stop, holder: Some(holder), _dir: dir }
+    }
+
+    /// `unix:/tmp/csovn-silent-.../silent.sock`
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+}
+
+impl Drop for SilentPeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.holder.take() {
+            let _ = h.join();
         }
     }
 }

@@ -17,6 +17,7 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use super::network::{ensure_localnet, Localnet};
 use super::{map_mutations, merge_ids, Existing, Parent, Plan};
 use crate::error::{Error, Result};
 use crate::nb::ids::Scope;

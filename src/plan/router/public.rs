@@ -105,50 +105,18 @@ fn ensure_gateway(
         }
     }
     // The localnet port: the switch's way onto the physical network.
-    let ln_uuid = public.net.localnet_uuid(owner);
-    let ln_name = public.net.localnet_name();
-    let ln_opts: BTreeMap<String, String> = [("network_name".to_string(), public.net.network_name.clone())].into();
     let mut ln_ids = sw_ids.clone();
     ln_ids.insert(key::KIND.to_string(), Kind::Localnet.as_str().to_string());
-    match obs.localnet() {
-        None => {
-            let mut r = row(&[
-                ("name", json!(ln_name)),
-                ("type", json!("localnet")),
-                ("addresses", string_set(["unknown"])),
-                ("options", string_map(&ln_opts)),
-                ("external_ids", string_map(&ln_ids)),
-            ]);
-            if let Some(v) = public.net.vlan {
-                r.insert("tag_request".into(), json!(v));
-            }
-            plan.insert_child(
-                table::LOGICAL_SWITCH_PORT,
-                ln_uuid,
-                r,
-                Parent::switch_ports(sw_uuid),
-                Existing::of(obs.public_switch(), sw_name.clone()),
-                format!("localnet port {ln_name}"),
-            );
-        }
-        Some(p) => {
-            rs.require_owned(format!("Logical_Switch_Port {ln_name}"), &p.external_ids)?;
-            let muts = map_mutations("options", &ln_opts, &p.options, |k| k == "network_name");
-            plan.mutate(table::LOGICAL_SWITCH_PORT, p.uuid, muts, format!("update localnet port {ln_name}"));
-            if p.tag_request != public.net.vlan.map(i64::from) {
-                let tag = match public.net.vlan {
-                    Some(v) => json!(v),
-                    None => json!(["set", []]),
-                };
-                plan.update(
-                    table::LOGICAL_SWITCH_PORT,
-                    p.uuid,
-                    row(&[("tag_request", tag)]),
-                    format!("retag {ln_name}"),
-                );
-            }
-        }
-    }
+    let ln = Localnet {
+        uuid: public.net.localnet_uuid(owner),
+        name: public.net.localnet_name(),
+        switch: sw_uuid,
+        switch_existing: Existing::of(obs.public_switch(), sw_name.clone()),
+        network_name: public.net.network_name.clone(),
+        tag: public.net.vlan,
+        ids: ln_ids,
+    };
+    ensure_localnet(plan, owner, &ln, obs.localnet())?;
 
     // The gateway port and its placement.
     let port_name = rs.gateway_port_name();
