@@ -153,9 +153,13 @@ fn parse_inner(args: &[String], bad: &[bool], raw: &[OsString]) -> Result<Invoca
 }
 
 fn parse_timeout(raw: &str) -> Result<Duration> {
-    raw.trim().parse::<u64>().ok().filter(|s| (1..=MAX_TIMEOUT_SECS).contains(s)).map(Duration::from_secs).ok_or_else(
-        || Error::Usage(format!("timeout must be a number of seconds between 1 and {MAX_TIMEOUT_SECS}, got {raw:?}")),
-    )
+    crate::payload::types::decimal(raw.trim())
+        .map(u64::from)
+        .filter(|s| (1..=MAX_TIMEOUT_SECS).contains(s))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            Error::Usage(format!("timeout must be a number of seconds between 1 and {MAX_TIMEOUT_SECS}, got {raw:?}"))
+        })
 }
 
 fn parse_payload_file(command: String, rest: &[String], bad: &[bool], raw: &[OsString]) -> Result<Invocation> {
@@ -272,6 +276,14 @@ fn read_base64_json_file(flag: &str, path: &Path, deadline: Deadline) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_are_plain_decimal_seconds() {
+        assert_eq!(parse_timeout("60").unwrap(), Duration::from_secs(60));
+        for bad in ["+60", "-1", "0", "3601", "6e1", ""] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
 
     fn args(v: &[&str]) -> Vec<String> {
         std::iter::once("cloudstack-ovn").chain(v.iter().copied()).map(String::from).collect()

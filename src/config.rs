@@ -261,9 +261,7 @@ impl Settings {
     fn number(&self, key: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32> {
         match self.get(key) {
             None => Ok(default),
-            Some((v, src)) => v
-                .parse::<u32>()
-                .ok()
+            Some((v, src)) => crate::payload::types::decimal(&v)
                 .filter(|n| range.contains(n))
                 .ok_or_else(|| Error::Config(format!("{key}={v:?} from {src}: expected a number in {range:?}"))),
         }
@@ -497,8 +495,10 @@ mod tests {
 
     #[test]
     fn bad_numbers_are_config_errors() {
-        let s = Settings::new(map(&[("ovn.mtu", "jumbo")]), map(&[]), FileConfig::default());
-        assert!(s.mtu().unwrap_err().to_string().contains("ovn.mtu"));
+        for bad in ["jumbo", "+1442", "-1"] {
+            let s = Settings::new(map(&[("ovn.mtu", bad)]), map(&[]), FileConfig::default());
+            assert!(s.mtu().unwrap_err().to_string().contains("ovn.mtu"), "{bad}");
+        }
         let s = Settings::new(map(&[]), map(&[("CLOUDSTACK_OVN_MTU", "1300")]), FileConfig::default());
         assert_eq!(s.mtu().unwrap(), 1300);
     }

@@ -19,8 +19,8 @@ use crate::nb::rows::{
     all_rows, first_row, select_tagged, DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router,
     RouterPort, StaticRoute, Switch,
 };
-use crate::nb::{table, DB};
-use crate::ovsdb::{Client, Operation};
+use crate::nb::{key, table, DB};
+use crate::ovsdb::{self, Client, Operation};
 
 /// Which rows a command needs to see.
 #[derive(Clone, Debug, Default)]
@@ -57,6 +57,24 @@ pub struct Want {
     pub port_group: bool,
     pub scope: Option<Scope>,
     pub router: Option<RouterWant>,
+    /// After an index collision: the row holding the name (table, uuid, name).
+    pub holder: Option<(String, Uuid, String)>,
+    /// Which of the network's switch ports carry our tag (a scan of the
+    /// port table; destroy-network only, see docs/performance.md).
+    pub our_ports: bool,
+    /// After a failed name guard on a table without a name index: look the
+    /// name up (a scan, only then); rows other than `uuid` hold it.
+    pub name_holder: Option<(String, String, Uuid)>,
+}
+
+/// A row holding a unique name we tried to use (found from a commit's
+/// "constraint violation" details): table, uuid, the name, its external_ids.
+#[derive(Clone, Debug)]
+pub struct Holder {
+    pub table: String,
+    pub uuid: Uuid,
+    pub name: String,
+    pub external_ids: std::collections::BTreeMap<String, String>,
 }
 
 /// The routing rows a command needs to see.
@@ -198,6 +216,13 @@ pub struct Observed {
     /// the lists themselves were read.
     pub port_on_switch: Option<bool>,
     pub port_in_group: Option<bool>,
+    /// The network's ACLs that carry our tag (read with the full port
+    /// group); `None` when not read. Only these may leave the group.
+    pub our_acls: Option<std::collections::BTreeSet<Uuid>>,
+    /// The network's switch ports that carry our tag (destroy only).
+    pub our_ports: Option<std::collections::BTreeSet<Uuid>>,
+    /// The row that made the last attempt's insert collide on a unique name.
+    pub holder: Option<Holder>,
     /// The first slot planning used without the command reading it; shared
     /// by clones (restore-network plans on a modified copy).
     pub misread: Misread,
@@ -264,6 +289,9 @@ impl Observed {
             port_group: Read::absent(),
             port_on_switch: None,
             port_in_group: None,
+            our_acls: None,
+            our_ports: None,
+            holder: None,
             misread: Misread::default(),
         }
     }
@@ -301,6 +329,12 @@ impl Observed {
         self.localnet.row.as_ref()
     }
 
+    /// The guest router peer when the command looked it up (destroy of a
+    /// network without a router does not).
+    pub fn guest_peer_if_read(&self) -> Option<&Port> {
+        self.guest_peer.row.as_ref()
+    }
+
     /// The first slot planning used that the command's [`Want`] did not read.
     pub fn misread(&self) -> Option<&'static str> {
         self.misread.0.get()
@@ -331,7 +365,13 @@ impl Observed {
     fn mark_read(&mut self, slot: &Slot) {
         match slot {
             Slot::Switch => self.switch.read = true,
-            Slot::SameName | Slot::PortOnSwitch | Slot::PortInGroup => {}
+            Slot::SameName
+            | Slot::PortOnSwitch
+            | Slot::PortInGroup
+            | Slot::OurAcls
+            | Slot::OurPorts
+            | Slot::Holder
+            | Slot::NameHolder => {}
             Slot::Port => self.port.read = true,
             Slot::Dhcp => self.dhcp.read = true,
             Slot::Dns => self.dns.read = true,
@@ -396,14 +436,35 @@ pub fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         if want.localnet {
             ask(Port::select_localnet(s.localnet_uuid()), Slot::GuestLocalnet);
         }
+        if want.our_ports {
+            let id = s.network_id.to_string();
+            ask(select_tagged(table::LOGICAL_SWITCH_PORT, &s.owner, key::NETWORK_ID, &id, &["_uuid"]), Slot::OurPorts);
+        }
         if want.port_group && want.light {
             ask(PortGroup::select_light(s.port_group_uuid()), Slot::PortGroup);
         } else if want.port_group {
             ask(PortGroup::select(s.port_group_uuid()), Slot::PortGroup);
+            // Which of the group's ACLs are ours: an operator's own ACL on
+            // our group must survive a rule-set replacement (a scan of the
+            // ACL table by tag; see docs/performance.md).
+            let id = s.network_id.to_string();
+            ask(select_tagged(table::ACL, &s.owner, key::NETWORK_ID, &id, &["_uuid"]), Slot::OurAcls);
         }
     }
     for u in &want.ports {
         ask(Port::select(*u), Slot::Ports);
+    }
+    if let Some((t, name, _)) = &want.name_holder {
+        let columns = Some(vec!["_uuid".to_string(), "external_ids".to_string()]);
+        let conditions = vec![ovsdb::Condition::eq("name", name.as_str())];
+        ask(Operation::Select { table: t.clone(), conditions, columns }, Slot::NameHolder);
+    }
+    if let Some((t, u, _)) = &want.holder {
+        let columns = Some(vec!["_uuid".to_string(), "external_ids".to_string()]);
+        ask(
+            Operation::Select { table: t.clone(), conditions: vec![ovsdb::Condition::uuid_is(*u)], columns },
+            Slot::Holder,
+        );
     }
     if let Some(rw) = &want.router {
         let rs = &rw.rs;
@@ -413,6 +474,12 @@ pub fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         ask(StaticRoute::select(rs.route_uuid()), Slot::Route);
         for c in &rw.chassis {
             ask(GatewayChassis::select(rs.gateway_chassis_uuid(c)), Slot::GatewayChassis);
+        }
+        if !rw.chassis.is_empty() {
+            // Every pin of ours on the router (those of chassis no longer
+            // configured go; an operator's own pin stays): a small table.
+            let (k, v) = rs.tag();
+            ask(select_tagged(table::GATEWAY_CHASSIS, &rs.owner, k, &v, GatewayChassis::COLUMNS), Slot::GatewayChassis);
         }
         for u in &rw.nats {
             ask(Nat::select(*u), Slot::Nat);
@@ -477,7 +544,7 @@ pub fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             Slot::GatewayPeer => obs.gateway_peer.set(first_row(result).and_then(Port::from_row)),
             Slot::Route => obs.route.set(first_row(result).and_then(StaticRoute::from_row)),
             Slot::GatewayChassis => {
-                if let Some(g) = first_row(result).and_then(GatewayChassis::from_row) {
+                for g in all_rows(result).filter_map(GatewayChassis::from_row) {
                     obs.gateway_chassis.add(g, |a, b| a.uuid == b.uuid);
                 }
             }
@@ -497,6 +564,45 @@ pub fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
                 }
             }
             Slot::PortGroup => obs.port_group.set(first_row(result).and_then(PortGroup::from_row)),
+            Slot::Holder => {
+                if let (Some((t, u, name)), Some(row)) = (&want.holder, first_row(result)) {
+                    obs.holder = Some(Holder {
+                        table: t.clone(),
+                        uuid: *u,
+                        name: name.clone(),
+                        external_ids: row
+                            .get("external_ids")
+                            .map(crate::ovsdb::value::string_map_of)
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+            Slot::NameHolder => {
+                let Some((t, name, ours)) = &want.name_holder else { continue };
+                let other = all_rows(result).find_map(|row| {
+                    let uuid = row.get("_uuid").and_then(crate::ovsdb::value::as_uuid)?;
+                    (uuid != *ours).then(|| Holder {
+                        table: t.clone(),
+                        uuid,
+                        name: name.clone(),
+                        external_ids: row
+                            .get("external_ids")
+                            .map(crate::ovsdb::value::string_map_of)
+                            .unwrap_or_default(),
+                    })
+                });
+                obs.holder = obs.holder.take().or(other);
+            }
+            Slot::OurPorts => {
+                obs.our_ports = Some(
+                    all_rows(result).filter_map(|r| r.get("_uuid").and_then(crate::ovsdb::value::as_uuid)).collect(),
+                )
+            }
+            Slot::OurAcls => {
+                obs.our_acls = Some(
+                    all_rows(result).filter_map(|r| r.get("_uuid").and_then(crate::ovsdb::value::as_uuid)).collect(),
+                )
+            }
             Slot::GuestPort => obs.guest_port.set(first_row(result).and_then(RouterPort::from_row)),
             Slot::GuestPeer => obs.guest_peer.set(first_row(result).and_then(Port::from_row)),
             Slot::PublicSwitch => obs.public_switch.set(first_row(result).and_then(Switch::from_row)),
@@ -526,6 +632,10 @@ enum Slot {
     Localnet,
     GuestLocalnet,
     PortGroup,
+    OurAcls,
+    OurPorts,
+    Holder,
+    NameHolder,
     Ports,
     PortOnSwitch,
     PortInGroup,

@@ -10,7 +10,7 @@ use crate::cli::{Invocation, Style};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log;
-use crate::nb::{Owner, DB};
+use crate::nb::{table, Owner, DB};
 use crate::observe::{self, Observed, Want};
 use crate::ovsdb::{self, Client, Deadline, LeaderCheck};
 use crate::plan::Plan;
@@ -198,6 +198,17 @@ impl Context {
                 }
                 Err(e) => return Err(e),
             };
+            if let Some(h) = observed.holder.as_ref().filter(|h| !self.owner.owns(&h.external_ids)) {
+                return Err(Error::NotOwned {
+                    what: format!(
+                        "the name {}: {} {} ({}) already uses it",
+                        h.name,
+                        h.table,
+                        h.uuid,
+                        crate::plan::network::held_by(&h.external_ids)
+                    ),
+                });
+            }
             let plan = planner(&observed);
             if let Some(slot) = observed.misread() {
                 return Err(Error::Internal(format!(
@@ -223,6 +234,16 @@ impl Context {
                     // look it up by name (a scan, only now) to say whose it is.
                     if want.port.is_some() && e.to_string().contains("Logical_Switch_Port") {
                         want.port_by_name = true;
+                    }
+                    // A unique name held by another row: read that row
+                    // (by uuid) to say whose it is, or retry if it is ours.
+                    want.holder = collision(&e);
+                    // Our switch's name guard failed: look the name up.
+                    if want.scope.is_some() && e.to_string().contains("(wait on Logical_Switch)") {
+                        want.switch_by_name = true;
+                    }
+                    if let (Some(rw), true) = (&want.router, e.to_string().contains("(wait on Logical_Router)")) {
+                        want.name_holder = Some((table::LOGICAL_ROUTER.into(), rw.rs.name(), rw.rs.uuid()));
                     }
                     backoff(attempt);
                 }
@@ -270,6 +291,27 @@ fn retry_connect(e: &ovsdb::Error) -> bool {
                 && !matches!(other, ovsdb::Error::DeadlineExceeded | ovsdb::Error::DeadlineAfter { .. })
         }
     }
+}
+
+/// From a commit's "constraint violation" details (ovsdb-server's
+/// `Transaction causes multiple rows in "T" table to have identical values
+/// (V) for index on ...  First row, with UUID U, ...  Second row, with
+/// UUID U2, ...`): the table, the row that existed before this
+/// transaction, and the value.
+fn collision(e: &ovsdb::Error) -> Option<(String, uuid::Uuid, String)> {
+    let ovsdb::Error::Commit { error, details: Some(d) } = e else { return None };
+    if error != "constraint violation" {
+        return None;
+    }
+    let table = d.split("rows in \"").nth(1)?.split('"').next()?.to_string();
+    let value = d.split("identical values (").nth(1)?.split(") for index").next()?.trim_matches('"').to_string();
+    d.split("row, with UUID ")
+        .skip(1)
+        .find_map(|part| {
+            let (uuid, rest) = part.split_once(", ")?;
+            (!rest.starts_with("was inserted by this transaction")).then(|| uuid.parse().ok()).flatten()
+        })
+        .map(|u| (table, u, value))
 }
 
 /// A little jitter keeps two racing management servers from colliding again.

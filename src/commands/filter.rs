@@ -32,6 +32,15 @@ pub(super) fn firewall_want(scope: &Scope, rs: &RouterScope, public: PublicLooku
     Want { switch: true, port_group: true, scope: Some(scope.clone()), router: Some(rw), ..Want::default() }
 }
 
+/// `fw_rules.cidr`, the network's CIDR the egress rules are relative to.
+fn firewall_cidr(rules_doc: &Value) -> Result<Ipv4Cidr> {
+    match rules_doc.get("cidr") {
+        Some(Value::String(c)) => Ipv4Cidr::parse("fw_rules.cidr", c),
+        None | Some(Value::Null) => Err(Error::Missing("fw_rules.cidr (the network's CIDR)".into())),
+        Some(other) => Err(Error::field("fw_rules.cidr", format!("expected an IPv4 CIDR, got {other}"))),
+    }
+}
+
 /// A firewall rule set as applied: validated rules, the network's CIDR,
 /// and the document recorded on the port group (so NAT, forwarding and LB
 /// changes can re-plan it).
@@ -46,12 +55,7 @@ impl Firewall {
     /// Validate a `fw_rules` document (from the payload, or as recorded).
     pub(super) fn parse(rules_doc: &Value) -> Result<Firewall> {
         let (default_egress_allow, rules) = rules::firewall(rules_doc)?;
-        let cidr = rules_doc
-            .get("cidr")
-            .and_then(Value::as_str)
-            .map(|c| Ipv4Cidr::parse("fw_rules.cidr", c))
-            .transpose()?
-            .ok_or_else(|| Error::Missing("fw_rules.cidr (the network's CIDR)".into()))?;
+        let cidr = firewall_cidr(rules_doc)?;
         Ok(Firewall { default_egress_allow, rules, cidr, recorded: rules_doc.to_string() })
     }
 }
@@ -102,7 +106,9 @@ pub fn apply_firewall(ctx: &Context) -> Result<Job> {
     if !doc.is_object() {
         return Err(Error::field("fw_rules", "must be a JSON object"));
     }
-    if doc.get("cidr").and_then(Value::as_str).is_none_or(str::is_empty) {
+    // Absent or empty: the network's CIDR from the payload. Anything else is
+    // validated as given (a list or number is an error, not "absent").
+    if matches!(doc.get("cidr"), None | Some(Value::Null)) || doc.get("cidr").and_then(Value::as_str) == Some("") {
         if let Some(c) = input::switch_spec(ctx)?.cidr {
             doc["cidr"] = Value::String(c.network().to_string());
         }
@@ -124,10 +130,29 @@ pub fn apply_network_acl(ctx: &Context) -> Result<Job> {
     let doc = ctx.payload().nested("acl_rules")?.unwrap_or(Value::Array(Vec::new()));
     let rules = rules::network_acl(&doc)?;
     let cidr = input::switch_spec(ctx)?.cidr.ok_or_else(|| Error::Missing("cidr (the tier's CIDR)".into()))?;
+    if scope.vpc_id.is_none() && !ctx.legacy() {
+        return Err(not_a_tier(scope.network_id));
+    }
     let want = Want { switch: true, port_group: true, scope: Some(scope.clone()), ..Want::default() };
-    let desired = acl::network_acls(&scope.port_group_name(), cidr, &rules);
+    let cidr6 = input::guest_cidr6(ctx)?;
+    let desired = acl::network_acls(&scope.port_group_name(), cidr, cidr6, &rules);
     Ok(Job::new(want, NetworkAcl { scope, desired }, |i, obs, plan| {
+        // Filtering a network we never implemented, or an isolated one
+        // (legacy payloads carry no vpc id), would leave a port group that
+        // nothing uses or bypass its firewall: say so instead.
+        let sw = obs.switch().ok_or_else(|| {
+            Error::field("network_id", format!("network {} has no switch: implement-network first", i.scope.network_id))
+        })?;
+        if !sw.external_ids.contains_key(crate::nb::key::VPC_ID) {
+            return Err(not_a_tier(i.scope.network_id));
+        }
         acl::ensure_port_group(plan, &i.scope, &vm_ports(&i.scope, obs), obs)?;
         acl::converge_acls(plan, &i.scope, Kind::NetworkAcl, &i.desired, None, None, obs)
     }))
+}
+
+fn not_a_tier(network_id: u64) -> Error {
+    Error::Unsupported(format!(
+        "apply-network-acl on network {network_id}, which is not a VPC tier (isolated networks are filtered by apply-fw-rules)"
+    ))
 }

@@ -20,7 +20,7 @@ pub fn ensure_network_device(ctx: &Context) -> Result<Job> {
     let p = ctx.payload();
     let output = if p.nonempty("network_id").is_some() {
         let scope = input::scope(ctx)?;
-        json!({"provider": "ovn", "logical_switch": switch_name(scope.network_id)})
+        json!({"provider": "ovn", "logical_switch": switch_name(&scope.owner, scope.network_id)})
     } else if let Some(vpc) = input::vpc_id(ctx)? {
         json!({"provider": "ovn", "vpc_id": vpc.to_string()})
     } else {
@@ -81,7 +81,7 @@ pub fn implement(ctx: &Context) -> Result<Job> {
     };
     let output = json!({
         "network.broadcast_domain_type": "Lswitch",
-        "network.broadcast_uri": broadcast_uri(scope.network_id),
+        "network.broadcast_uri": broadcast_uri(&scope.owner, scope.network_id),
     });
     Ok(Job::new(want, Implement { scope, spec, routed }, plan_implement).with_output(output))
 }
@@ -184,6 +184,7 @@ pub fn destroy(ctx: &Context) -> Result<Job> {
         dns: true,
         all_dhcp: true,
         port_group: true,
+        our_ports: true,
         scope: Some(scope.clone()),
         router: rw,
         ..Want::default()

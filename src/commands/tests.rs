@@ -188,7 +188,12 @@ fn a_firewall_with_differently_keyed_acls_converges_in_one_transaction() {
         acls: old.to_vec(),
         external_ids: s.ids(Kind::PortGroup),
     };
-    let obs = Observed { port_group: Read::found(pg), ..Observed::nothing_exists() };
+    // Both old rows carry our tag (an operator's own ACL would stay).
+    let obs = Observed {
+        port_group: Read::found(pg),
+        our_acls: Some(old.into_iter().collect()),
+        ..Observed::nothing_exists()
+    };
     let plan = job.plan(&obs).unwrap();
     let new = inserted(&plan, "ACL");
     assert!(!new.is_empty());

@@ -97,5 +97,8 @@ pub fn shutdown(ctx: &Context) -> Result<Job> {
     rw.public = PublicLookup::ByGatewayPeer;
     rw.all_rows = true;
     let want = Want { router: Some(rw), ..Want::default() };
-    Ok(Job::new(want, rs, |rs, obs, plan| router::destroy_router(plan, rs, obs)))
+    Ok(Job::new(want, rs, |rs, obs, plan| {
+        router::refuse_attached_tiers(rs, obs)?;
+        router::destroy_router(plan, rs, obs)
+    }))
 }

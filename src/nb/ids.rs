@@ -130,30 +130,51 @@ impl Owner {
     }
 }
 
-/// `cs-net-<network_id>`: fixed by the broadcast URI `ovn://cs-net-<id>` that
-/// CloudStack stores and by the legacy in-tree plugin's convention.
-pub fn switch_name(network_id: u64) -> String {
-    format!("cs-net-{network_id}")
+impl Owner {
+    /// The prefix of every name we give: `cs-` for the default owner (the
+    /// in-tree plugin's names, which existing deployments and CloudStack's
+    /// stored broadcast URIs use), `cs-<owner>-` for any other, so two
+    /// installations sharing one NB never want the same name (OVN indexes
+    /// port, router port and port group names, and its tools look switches
+    /// and routers up by name).
+    pub fn name_prefix(&self) -> String {
+        if self.0 == crate::config::DEFAULT_OWNER {
+            "cs-".into()
+        } else {
+            format!("cs-{}-", self.0)
+        }
+    }
 }
 
-/// Port_Group and Address_Set names must be identifiers (`[a-zA-Z_.][a-zA-Z_.0-9]*`).
-pub fn port_group_name(network_id: u64) -> String {
-    format!("cs_net_{network_id}")
+/// `cs-net-<network_id>` (default owner; `cs-<owner>-net-<id>` otherwise):
+/// also the broadcast URI `ovn://<switch name>` CloudStack stores, and the
+/// legacy in-tree plugin's convention.
+pub fn switch_name(owner: &Owner, network_id: u64) -> String {
+    format!("{}net-{network_id}", owner.name_prefix())
 }
 
-/// The localnet port of a shared or L2 network's switch.
-pub fn localnet_name(network_id: u64) -> String {
-    format!("ln-{}", switch_name(network_id))
+/// Port_Group and Address_Set names must be identifiers
+/// (`[a-zA-Z_.][a-zA-Z_.0-9]*`): `cs_net_<id>`, `cs_<owner>_net_<id>` with
+/// the owner's `-` as `_`.
+pub fn port_group_name(owner: &Owner, network_id: u64) -> String {
+    format!("{}net_{network_id}", owner.name_prefix().replace('-', "_"))
+}
+
+/// The localnet port of a shared or L2 network's switch (the port name
+/// index is NB-wide: owner-aware like the switch name).
+pub fn localnet_name(owner: &Owner, network_id: u64) -> String {
+    format!("ln-{}", switch_name(owner, network_id))
 }
 
 /// Id of that port's row uuid (kind `localnet`). Public localnet ports use
 /// `<network_name>/<vlan>`, which always holds a '/', so the two never meet.
+/// Fixed text: the owner is already part of every row uuid.
 pub fn localnet_id(network_id: u64) -> String {
-    switch_name(network_id)
+    format!("cs-net-{network_id}")
 }
 
-pub fn broadcast_uri(network_id: u64) -> String {
-    format!("ovn://{}", switch_name(network_id))
+pub fn broadcast_uri(owner: &Owner, network_id: u64) -> String {
+    format!("ovn://{}", switch_name(owner, network_id))
 }
 
 // ------------------------------------------------------------ derivations
@@ -203,14 +224,14 @@ impl Scope {
     }
 
     pub fn switch_name(&self) -> String {
-        switch_name(self.network_id)
+        switch_name(&self.owner, self.network_id)
     }
 
     /// A VM port's row UUID, derived from the NIC uuid (its name), so the
     /// port is read by `_uuid`: ovsdb-server answers a select on the indexed
     /// `name` column by scanning the whole table.
     pub fn port_uuid(&self, nic_uuid: &str) -> Uuid {
-        self.owner.row_uuid(Kind::Nic, nic_uuid)
+        nic_port_uuid(&self.owner, nic_uuid)
     }
 
     /// One pair of DHCP rows per subnet: a shared network may span several
@@ -234,7 +255,7 @@ impl Scope {
     }
 
     pub fn localnet_name(&self) -> String {
-        localnet_name(self.network_id)
+        localnet_name(&self.owner, self.network_id)
     }
 
     /// DHCP `server_mac`, and the MAC of the network's metadata port
@@ -248,7 +269,7 @@ impl Scope {
     }
 
     pub fn port_group_name(&self) -> String {
-        port_group_name(self.network_id)
+        port_group_name(&self.owner, self.network_id)
     }
 
     /// The router port holding the guest gateway address, and its MAC.
@@ -257,7 +278,7 @@ impl Scope {
     }
 
     pub fn guest_port_name(&self) -> String {
-        guest_port_name(self.network_id)
+        format!("lrp-{}", self.switch_name())
     }
 
     pub fn guest_port_mac(&self) -> String {
@@ -270,7 +291,7 @@ impl Scope {
     }
 
     pub fn guest_peer_name(&self) -> String {
-        guest_peer_name(self.network_id)
+        format!("rtr-{}", self.switch_name())
     }
 
     /// An ACL row of this network, keyed by its content: the same rule is
@@ -306,14 +327,6 @@ impl Scope {
     pub fn require_owned(&self, what: String, external_ids: &BTreeMap<String, String>) -> Result<()> {
         self.owner.require(what, external_ids)
     }
-}
-
-pub fn guest_port_name(network_id: u64) -> String {
-    format!("lrp-cs-net-{network_id}")
-}
-
-pub fn guest_peer_name(network_id: u64) -> String {
-    format!("rtr-cs-net-{network_id}")
 }
 
 /// Where an ACL hangs: the network's port group, or the shared public switch.
@@ -379,11 +392,12 @@ impl Protocol {
 }
 
 impl RouterScope {
-    /// `cs-router-<network_id>` or `cs-vpc-<vpc_id>` (the in-tree plugin's names).
+    /// `cs-router-<network_id>` or `cs-vpc-<vpc_id>` (the in-tree plugin's
+    /// names; owner-aware like every name, see [`Owner::name_prefix`]).
     pub fn name(&self) -> String {
         match self.of {
-            RouterOf::Network(n) => format!("cs-router-{n}"),
-            RouterOf::Vpc(v) => format!("cs-vpc-{v}"),
+            RouterOf::Network(n) => format!("{}router-{n}", self.owner.name_prefix()),
+            RouterOf::Vpc(v) => format!("{}vpc-{v}", self.owner.name_prefix()),
         }
     }
 
@@ -505,16 +519,16 @@ impl PublicNet {
         public_id(&self.network_name, &self.vlan_key())
     }
 
-    pub fn switch_name(&self) -> String {
-        format!("cs-public-{}-{}", self.network_name, self.vlan_key())
+    pub fn switch_name(&self, owner: &Owner) -> String {
+        format!("{}public-{}-{}", owner.name_prefix(), self.network_name, self.vlan_key())
     }
 
     pub fn switch_uuid(&self, owner: &Owner) -> Uuid {
         owner.row_uuid(Kind::PublicSwitch, &self.id())
     }
 
-    pub fn localnet_name(&self) -> String {
-        format!("ln-{}", self.switch_name())
+    pub fn localnet_name(&self, owner: &Owner) -> String {
+        format!("ln-{}", self.switch_name(owner))
     }
 
     pub fn localnet_uuid(&self, owner: &Owner) -> Uuid {
@@ -576,6 +590,12 @@ pub fn lb_router_uuid(owner: &Owner, ids: &BTreeMap<String, String>) -> Option<U
     Some(owner.row_uuid(Kind::Router, &router_key(ids, true)?))
 }
 
+/// A VM port's row uuid from its NIC uuid alone (the network is not part
+/// of it: a port is found wherever the NIC is).
+pub fn nic_port_uuid(owner: &Owner, nic_uuid: &str) -> Uuid {
+    owner.row_uuid(Kind::Nic, nic_uuid)
+}
+
 /// The switch of the network a row of ours names in `cloudstack:network_id`.
 pub fn network_switch_uuid(owner: &Owner, network_id: &str) -> Uuid {
     network_row(owner, Kind::Network, network_id)
@@ -592,6 +612,24 @@ mod tests {
         assert_ne!(a.row_uuid(Kind::Network, "42"), a.row_uuid(Kind::Network, "43"));
         assert_ne!(a.row_uuid(Kind::Network, "42"), a.row_uuid(Kind::Dns, "42"));
         assert_ne!(a.row_uuid(Kind::Network, "42"), b.row_uuid(Kind::Network, "42"));
+    }
+
+    #[test]
+    fn names_are_owner_aware_but_the_default_owner_keeps_its_names() {
+        let d = Owner(crate::config::DEFAULT_OWNER.into());
+        assert_eq!(switch_name(&d, 42), "cs-net-42");
+        assert_eq!(port_group_name(&d, 42), "cs_net_42");
+        assert_eq!(broadcast_uri(&d, 42), "ovn://cs-net-42");
+        let o = Owner("dc-2".into());
+        assert_eq!(switch_name(&o, 42), "cs-dc-2-net-42");
+        assert_eq!(port_group_name(&o, 42), "cs_dc_2_net_42");
+        assert_eq!(broadcast_uri(&o, 42), "ovn://cs-dc-2-net-42");
+        let rs = RouterScope { owner: Owner("dc2".into()), of: RouterOf::Network(42), zone_id: None };
+        assert_eq!(rs.name(), "cs-dc2-router-42");
+        assert_eq!(rs.gateway_port_name(), "lrp-cs-dc2-router-42-pub");
+        let p = PublicNet { network_name: "public".into(), vlan: Some(101) };
+        assert_eq!(p.switch_name(&rs.owner), "cs-dc2-public-public-101");
+        assert_eq!(p.localnet_name(&rs.owner), "ln-cs-dc2-public-public-101");
     }
 
     #[test]
@@ -634,7 +672,7 @@ mod pinned {
         let cidr = Ipv4Cidr::parse("c", "10.1.1.0/24").unwrap();
         assert_eq!(s(sc.switch_uuid()), "869fd636-a0c4-5b82-895f-8380226a994b");
         assert_eq!(sc.switch_name(), "cs-net-42");
-        assert_eq!(broadcast_uri(42), "ovn://cs-net-42");
+        assert_eq!(broadcast_uri(&owner(), 42), "ovn://cs-net-42");
         assert_eq!(s(sc.port_uuid(NIC)), "a0514f7d-a256-5b6a-956a-5ea0c5c46a4e");
         assert_eq!(s(sc.dhcp_uuid(cidr, true)), "6f9288e0-dc27-538c-92f7-712f71ef393a");
         assert_eq!(s(sc.dhcp_uuid(cidr, false)), "ce10fbb0-2bc4-5425-85a3-5b1faa305b5a");
@@ -732,13 +770,13 @@ mod pinned {
         let tagged = PublicNet { network_name: "public".into(), vlan: Some(101) };
         assert_eq!(s(tagged.switch_uuid(&o)), "116990b5-4434-5f58-94ec-d7dcf859a652");
         assert_eq!(s(tagged.localnet_uuid(&o)), "83fb09ce-0c6b-5cb1-8c47-6214256649cb");
-        assert_eq!(tagged.switch_name(), "cs-public-public-101");
-        assert_eq!(tagged.localnet_name(), "ln-cs-public-public-101");
+        assert_eq!(tagged.switch_name(&o), "cs-public-public-101");
+        assert_eq!(tagged.localnet_name(&o), "ln-cs-public-public-101");
         let untagged = PublicNet { network_name: "public".into(), vlan: None };
         assert_eq!(s(untagged.switch_uuid(&o)), "71ff9ed6-ddfc-5577-ac59-a6a533d35c14");
         assert_eq!(s(untagged.localnet_uuid(&o)), "c3c49da3-59e2-57f2-a023-ff5d2f5c5d14");
-        assert_eq!(untagged.switch_name(), "cs-public-public-untagged");
-        assert_eq!(untagged.localnet_name(), "ln-cs-public-public-untagged");
+        assert_eq!(untagged.switch_name(&o), "cs-public-public-untagged");
+        assert_eq!(untagged.localnet_name(&o), "ln-cs-public-public-untagged");
         // audit derives the same uuids from what the rows carry.
         let ids: BTreeMap<String, String> = [
             (key::KIND.to_string(), "public-switch".to_string()),

@@ -289,10 +289,11 @@ pub struct GatewayChassis {
     pub name: String,
     pub chassis_name: String,
     pub priority: i64,
+    pub external_ids: BTreeMap<String, String>,
 }
 
 impl GatewayChassis {
-    pub const COLUMNS: &'static [&'static str] = &["_uuid", "name", "chassis_name", "priority"];
+    pub const COLUMNS: &'static [&'static str] = &["_uuid", "name", "chassis_name", "priority", "external_ids"];
 
     pub fn select(uuid: Uuid) -> Operation {
         select(table::GATEWAY_CHASSIS, Condition::uuid_is(uuid), Self::COLUMNS)
@@ -304,6 +305,7 @@ impl GatewayChassis {
             name: str_col(row, "name"),
             chassis_name: str_col(row, "chassis_name"),
             priority: row.get("priority").and_then(Value::as_i64).unwrap_or_default(),
+            external_ids: map_col(row, "external_ids"),
         })
     }
 }

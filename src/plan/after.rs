@@ -217,13 +217,24 @@ mod tests {
     fn planned_nat_and_forwarding_rows_are_what_the_firewall_sees() {
         let rs = rs();
         let (public, private): (Ipv4Addr, Ipv4Addr) = ("203.0.113.10".parse().unwrap(), "10.1.1.23".parse().unwrap());
-        let obs =
-            Observed { router: Read::found(router_row(&rs, vec![], &["203.0.113.10"])), ..Observed::nothing_exists() };
+        let guest = crate::nb::ids::Scope { owner: rs.owner.clone(), network_id: 42, zone_id: None, vpc_id: None };
+        let switch = crate::nb::rows::Switch {
+            uuid: guest.switch_uuid(),
+            name: guest.switch_name(),
+            ports: vec![],
+            dns_records: vec![],
+            load_balancer: vec![],
+            external_ids: guest.ids(Kind::Network),
+        };
+        let obs = Observed {
+            router: Read::found(router_row(&rs, vec![], &["203.0.113.10"])),
+            switch: Read::found(switch),
+            ..Observed::nothing_exists()
+        };
         assert!(forwarding(&Plan::default(), &rs, &obs).static_nat.is_empty());
         let mut plan = Plan::default();
         router::ensure_static_nat(&mut plan, &rs, public, private, &obs).unwrap();
         let vips: BTreeMap<String, String> = [("203.0.113.10:2222".to_string(), "10.1.1.23:22".to_string())].into();
-        let guest = crate::nb::ids::Scope { owner: rs.owner.clone(), network_id: 42, zone_id: None, vpc_id: None };
         let fwd = router::Forward { public, protocol: Protocol::Tcp, vips: &vips, guest: &guest };
         router::add_port_forward(&mut plan, &rs, &fwd, &obs).unwrap();
         let f = forwarding(&plan, &rs, &obs);

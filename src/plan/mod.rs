@@ -131,6 +131,37 @@ impl Existing {
     }
 }
 
+impl Plan {
+    /// Fail the transaction if any row of `table` is named `name`: for
+    /// tables without a unique name index (Logical_Switch, Logical_Router),
+    /// so we never add a second row of a name someone else holds.
+    fn require_name_free(&mut self, table: &str, name: &str) {
+        self.guard(Operation::Wait {
+            table: table.into(),
+            conditions: vec![Condition::eq("name", name)],
+            columns: vec!["name".into()],
+            until: WaitUntil::Equal,
+            rows: vec![],
+            timeout_ms: Some(0),
+        });
+    }
+
+    /// Fail the transaction unless `column` of the row still holds `value`
+    /// (as read, or as this transaction left it so far).
+    fn require_column(&mut self, table: &str, uuid: Uuid, column: &str, value: Value) {
+        let mut row = Map::new();
+        row.insert(column.into(), value);
+        self.guard(Operation::Wait {
+            table: table.into(),
+            conditions: vec![Condition::uuid_is(uuid)],
+            columns: vec![column.into()],
+            until: WaitUntil::Equal,
+            rows: vec![row],
+            timeout_ms: Some(0),
+        });
+    }
+}
+
 /// Where a child row hangs: a set column of a parent row.
 #[derive(Clone, Copy)]
 pub(crate) struct Parent<'a> {

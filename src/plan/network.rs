@@ -17,6 +17,14 @@ use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Mutation, Mutator};
 use crate::payload::types::{GuestType, Ipv4Cidr, Mac, Vlan};
 
+/// Who holds a row, for "not owned" errors: its owner tag, or "not tagged".
+pub fn held_by(external_ids: &BTreeMap<String, String>) -> String {
+    match external_ids.get(key::OWNER) {
+        Some(o) => format!("held by owner {o:?}"),
+        None => "held by a row not tagged cloudstack:owner".into(),
+    }
+}
+
 // ---------------------------------------------------------------- switch
 
 #[derive(Clone, Debug, Default)]
@@ -152,11 +160,20 @@ pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Ob
     let name = scope.switch_name();
     if let Some(other) = obs.same_name.iter().find(|sw| sw.uuid != scope.switch_uuid()) {
         return Err(Error::NotOwned {
-            what: format!("the name {name}: Logical_Switch {} already uses it and is not this network's", other.uuid),
+            what: format!(
+                "the name {name}: Logical_Switch {} ({}) already uses it and is not this network's",
+                other.uuid,
+                held_by(&other.external_ids)
+            ),
         });
     }
     match obs.switch() {
         None => {
+            // Logical_Switch names have no unique index: without this guard
+            // a NIC command (which does not scan names) would create a
+            // second switch of that name next to someone else's. A failed
+            // guard makes the retry look the name up and refuse.
+            plan.require_name_free(table::LOGICAL_SWITCH, &name);
             let mut row = Map::new();
             row.insert("name".into(), json!(name));
             row.insert("external_ids".into(), string_map(&ids));
@@ -509,6 +526,9 @@ pub fn dhcp_nic_row(
     ids.insert(key::BASE_DHCP.into(), base.uuid.to_string());
     ids.insert(key::CIDR.into(), base.cidr.clone());
     let what = format!("per-NIC DHCP options of {}", port.name);
+    // A root row nothing else removes: if release-nic deleted the port
+    // since we read it, this row would leak. Fail and re-plan instead.
+    plan.require_row(table::LOGICAL_SWITCH_PORT, port.uuid, &port.name);
     upsert_dhcp(plan, scope, uuid, &base.cidr, &options, &ids, &what, obs)?;
     Ok(uuid)
 }
@@ -639,8 +659,29 @@ pub fn remove_dns(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> 
 /// strong children) and the weakly referenced DHCP and DNS rows, which OVN
 /// would otherwise keep forever.
 pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
+    // Deleting our switch or port group would delete rows hanging off them
+    // that are not ours (an operator's port or ACL): refuse instead, naming
+    // them. Unknown ownership (not read) counts as foreign.
+    let not_ours = |items: &[Uuid], ours: &Option<std::collections::BTreeSet<Uuid>>| -> Vec<String> {
+        items.iter().filter(|u| !ours.as_ref().is_some_and(|o| o.contains(u))).map(Uuid::to_string).collect()
+    };
     if let Some(sw) = obs.switch() {
         scope.require_owned(format!("Logical_Switch {}", sw.uuid), &sw.external_ids)?;
+        let foreign = not_ours(&sw.ports, &obs.our_ports);
+        if !foreign.is_empty() {
+            return Err(Error::NotOwned {
+                what: format!(
+                    "Logical_Switch_Port {} on {} (not tagged as ours; remove them before destroying the network)",
+                    foreign.join(", "),
+                    sw.name
+                ),
+            });
+        }
+        // The ports we judged are the ports we delete (the router peer may
+        // have left earlier in this transaction: a wait sees that state).
+        let peer = obs.guest_peer_if_read().map(|p| p.uuid);
+        let judged = uuid_set(sw.ports.iter().copied().filter(|p| Some(*p) != peer));
+        plan.require_column(table::LOGICAL_SWITCH, sw.uuid, "ports", judged);
         plan.delete(
             table::LOGICAL_SWITCH,
             sw.uuid,
@@ -651,6 +692,16 @@ pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
     // A root table: nothing garbage-collects it (its ACLs go with it).
     if let Some(pg) = obs.port_group() {
         scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
+        let foreign = not_ours(&pg.acls, &obs.our_acls);
+        if !foreign.is_empty() {
+            return Err(Error::NotOwned {
+                what: format!(
+                    "ACL {} on {} (not tagged as ours; remove them before destroying the network)",
+                    foreign.join(", "),
+                    pg.name
+                ),
+            });
+        }
         plan.delete(table::PORT_GROUP, pg.uuid, format!("delete port group {} and its ACLs", pg.name));
     }
     remove_dns(plan, scope, obs)
@@ -684,7 +735,12 @@ mod tests {
         let mut p = Plan::default();
         ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
         ensure_port(&mut p, &s, &nic(), DhcpLink::Keep, &Hostname::Set("vm-1".into()), &obs).unwrap();
-        let ops: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
+        let all: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
+        // First the guard that no foreign switch holds the name (no index).
+        assert_eq!(all[0]["op"], "wait");
+        assert_eq!(all[0]["where"], json!([["name", "==", "cs-net-42"]]));
+        assert_eq!(all[0]["rows"], json!([]));
+        let ops = &all[1..];
         assert_eq!(ops.len(), 4, "{ops:#?}");
         assert_eq!(ops[0]["op"], "insert");
         assert_eq!(ops[0]["uuid"], s.switch_uuid().to_string());
@@ -777,6 +833,37 @@ mod tests {
         let obs = Observed { switch: Read::found(sw), ..Observed::nothing_exists() };
         let e = ensure_switch(&mut Plan::default(), &s, &SwitchSpec::default(), &obs).unwrap_err();
         assert!(matches!(e, Error::NotOwned { .. }));
+    }
+
+    #[test]
+    fn per_nic_dhcp_row_requires_its_port() {
+        // release-nic racing set-dhcp-options must not leave the row behind.
+        let s = scope();
+        let port = Port {
+            uuid: s.port_uuid(&nic().nic_uuid),
+            name: nic().nic_uuid,
+            tag_request: None,
+            addresses: vec![],
+            port_security: vec![],
+            dhcpv4_options: None,
+            options: BTreeMap::new(),
+            external_ids: s.ids(Kind::Nic),
+        };
+        let base = DhcpOptions {
+            uuid: Uuid::from_u128(9),
+            cidr: "10.1.1.0/24".into(),
+            options: BTreeMap::new(),
+            external_ids: s.ids(Kind::Dhcp4),
+        };
+        let mut p = Plan::default();
+        dhcp_nic_row(&mut p, &s, &port, &base, &BTreeMap::new(), &Observed::default()).unwrap();
+        let ops: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
+        assert!(
+            ops.iter().any(|o| o["op"] == "wait"
+                && o["table"] == "Logical_Switch_Port"
+                && o["where"][0][2][1] == port.uuid.to_string()),
+            "{ops:#?}"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub fn port_range(field: &str, raw: &str, max_len: u32) -> Result<(u16, u16)> {
         Some((a, b)) => (a.trim(), b.trim()),
         None => (raw.trim(), raw.trim()),
     };
-    let a: u16 = a.parse().map_err(|_| bad())?;
-    let b: u16 = b.parse().map_err(|_| bad())?;
+    let port = |s: &str| crate::payload::types::decimal(s).and_then(|p| u16::try_from(p).ok()).ok_or_else(bad);
+    let (a, b) = (port(a)?, port(b)?);
     if a == 0 || b < a {
         return Err(bad());
     }
@@ -87,8 +87,7 @@ pub fn add_port_forward(plan: &mut Plan, rs: &RouterScope, fwd: &Forward, obs: &
             plan.mutate(table::LOAD_BALANCER, lb.uuid, muts, format!("update port forwarding {name}"));
         }
     }
-    attach_lb(plan, rs, fwd.guest, uuid, &name, obs);
-    Ok(())
+    attach_lb(plan, rs, fwd.guest, uuid, &name, obs)
 }
 
 /// Remove the VIPs (exact pairs); delete the Load_Balancer when none is left
@@ -176,27 +175,36 @@ pub fn ensure_balancer(plan: &mut Plan, rs: &RouterScope, lb: &Balancer, guest: 
             );
         }
     }
-    attach_lb(plan, rs, guest, uuid, &name, obs);
-    Ok(())
+    attach_lb(plan, rs, guest, uuid, &name, obs)
 }
 
 /// A Load_Balancer serves on the router (traffic from outside) and on the
 /// guest switch (VMs reaching the public address of their own network).
-fn attach_lb(plan: &mut Plan, rs: &RouterScope, guest: &Scope, uuid: Uuid, name: &str, obs: &Observed) {
+/// Both must still exist when it commits: a Load_Balancer is a root row, and
+/// one linked to a router or switch deleted meanwhile would be left behind,
+/// so both are guarded even when the links are already there.
+fn attach_lb(plan: &mut Plan, rs: &RouterScope, guest: &Scope, uuid: Uuid, name: &str, obs: &Observed) -> Result<()> {
+    let guest_switch = guest.switch_uuid();
+    let Some(sw) = obs.switch().filter(|sw| sw.uuid == guest_switch) else {
+        return Err(Error::field("network_id", format!("{name}: the network has no switch (implement-network first)")));
+    };
+    if obs.router().is_some() {
+        plan.require_row(table::LOGICAL_ROUTER, rs.uuid(), &rs.name());
+    }
+    plan.require_row(table::LOGICAL_SWITCH, sw.uuid, &guest.switch_name());
     if !obs.router().is_some_and(|r| r.load_balancer.contains(&uuid)) {
         let what = format!("attach {name} to {}", rs.name());
         plan.link(Parent::router(rs.uuid(), "load_balancer"), router_existing(rs, obs), &[uuid], what);
     }
-    let guest_switch = guest.switch_uuid();
-    let observed = obs.switch().filter(|sw| sw.uuid == guest_switch);
-    if !observed.is_some_and(|sw| sw.load_balancer.contains(&uuid)) {
+    if !sw.load_balancer.contains(&uuid) {
         plan.link(
             Parent::switch(guest_switch, "load_balancer"),
-            Existing::of(observed, guest.switch_name()),
+            Existing::Read(guest.switch_name()),
             &[uuid],
             format!("attach {name} to the guest switch"),
         );
     }
+    Ok(())
 }
 
 /// Delete the rule's Load_Balancer (its weak references go with it).
@@ -217,7 +225,7 @@ mod tests {
         assert_eq!(port_range("p", "22", 256).unwrap(), (22, 22));
         assert_eq!(port_range("p", "2000-2010", 256).unwrap(), (2000, 2010));
         assert_eq!(port_range("p", "2000:2001", 256).unwrap(), (2000, 2001));
-        for bad in ["0", "65536", "10-5", "x", "1-", ""] {
+        for bad in ["0", "65536", "10-5", "x", "1-", "", "+22", "20-+30"] {
             assert!(port_range("p", bad, 256).is_err(), "{bad}");
         }
         assert!(port_range("p", "1-65535", 256).unwrap_err().to_string().contains("at most 256"));

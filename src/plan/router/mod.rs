@@ -42,7 +42,7 @@ pub use forward::{
 };
 pub use nat::{ensure_snat, ensure_static_nat, remove_snat, remove_static_nat};
 pub use public::{ensure_public_ip, release_public_ip, remove_gateway};
-pub use teardown::{destroy_router, release_ip_rows};
+pub use teardown::{destroy_router, refuse_attached_tiers, release_ip_rows};
 
 /// A public IP as CloudStack hands it over.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +100,10 @@ pub fn ensure_router(plan: &mut Plan, rs: &RouterScope, vpc_cidr: Option<Ipv4Cid
                 ("options", string_map(&options)),
                 ("external_ids", string_map(&ids)),
             ]);
+            // No name index on Logical_Router: refuse to add a second
+            // router of this name next to someone else's (the retry after
+            // a failed guard looks the name up and says whose it is).
+            plan.require_name_free(table::LOGICAL_ROUTER, &rs.name());
             plan.insert(table::LOGICAL_ROUTER, Some(rs.uuid()), None, r, format!("insert router {}", rs.name()));
         }
         Some(r) => {
@@ -206,7 +210,7 @@ mod tests {
         assert_eq!(v.name(), "cs-vpc-5");
         assert_ne!(v.uuid(), rs.uuid());
         let p = PublicNet { network_name: "public".into(), vlan: Some(101) };
-        assert_eq!(p.switch_name(), "cs-public-public-101");
-        assert_eq!(PublicNet { vlan: None, ..p }.switch_name(), "cs-public-public-untagged");
+        assert_eq!(p.switch_name(&rs.owner), "cs-public-public-101");
+        assert_eq!(PublicNet { vlan: None, ..p }.switch_name(&rs.owner), "cs-public-public-untagged");
     }
 }

@@ -39,7 +39,7 @@ pub fn ensure_public_ip(
                 return Err(Error::Unsupported(format!(
                     "public IP {} is on {}, but router {} already has its gateway on another public network ({other}); one public VLAN per router",
                     public.ip,
-                    public.net.switch_name(),
+                    public.net.switch_name(&rs.owner),
                     rs.name()
                 )));
             }
@@ -88,7 +88,7 @@ fn ensure_gateway(
 ) -> Result<()> {
     let owner = &rs.owner;
     let sw_uuid = public.net.switch_uuid(owner);
-    let sw_name = public.net.switch_name();
+    let sw_name = public.net.switch_name(owner);
     let mut sw_ids = BTreeMap::new();
     sw_ids.insert(key::OWNER.to_string(), owner.0.clone());
     sw_ids.insert(key::KIND.to_string(), Kind::PublicSwitch.as_str().to_string());
@@ -109,7 +109,7 @@ fn ensure_gateway(
     ln_ids.insert(key::KIND.to_string(), Kind::Localnet.as_str().to_string());
     let ln = Localnet {
         uuid: public.net.localnet_uuid(owner),
-        name: public.net.localnet_name(),
+        name: public.net.localnet_name(owner),
         switch: sw_uuid,
         switch_existing: Existing::of(obs.public_switch(), sw_name.clone()),
         network_name: public.net.network_name.clone(),
@@ -246,7 +246,10 @@ fn ensure_gateway_chassis(plan: &mut Plan, rs: &RouterScope, gw: &GatewaySpec, o
         }
     }
     if let Some(p) = obs.gateway_port() {
-        let stale: Vec<Uuid> = p.gateway_chassis.iter().filter(|u| !keep.contains(u)).copied().collect();
+        // Only pins of ours: an operator's own Gateway_Chassis row on the
+        // port is not ours to drop (OVSDB would delete it with the link).
+        let ours = |u: &Uuid| obs.gateway_chassis().iter().any(|g| g.uuid == *u && rs.owner.owns(&g.external_ids));
+        let stale: Vec<Uuid> = p.gateway_chassis.iter().filter(|u| !keep.contains(u) && ours(u)).copied().collect();
         if !stale.is_empty() {
             plan.unlink(Parent::router_port(p.uuid, "gateway_chassis"), &stale, "unpin stale gateway chassis".into());
         }
