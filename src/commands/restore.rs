@@ -66,43 +66,41 @@ pub fn restore(ctx: &Context) -> Result<Job> {
 fn plan_restore(i: &Restore, obs: &Observed, plan: &mut Plan) -> Result<()> {
     let Restore { scope, spec, subnet, dns_enabled, domain, vms, l2 } = i;
     let dns_enabled = *dns_enabled;
-    {
-        ensure_switch(plan, scope, spec, obs)?;
-        if let Some(s) = &subnet {
-            ensure_dhcp(plan, scope, s, obs)?;
-        }
-        let mut records = BTreeMap::new();
-        // Each NIC is planned against its own port; the port group, once one
-        // NIC's plan inserts it, is joined (not inserted again) by the others.
-        let mut view = obs.clone();
-        for vm in vms {
-            view.port = Read::answer(obs.ports().iter().find(|p| p.uuid == scope.port_uuid(&vm.nic_uuid)).cloned());
-            // An L2 network's ports pin the MAC only (as prepare-nic does).
-            let (ipv4, ipv6) = if *l2 { (None, None) } else { (Some(vm.ip), vm.ip6) };
-            let nic = NicSpec { nic_uuid: vm.nic_uuid.clone(), nic_id: None, mac: vm.mac, ipv4, ipv6 };
-            let link = match &subnet {
-                Some(s) if s.cidr.contains(vm.ip) => DhcpLink::Link(scope.dhcp_uuid(s.cidr, vm.default_nic)),
-                Some(_) | None => DhcpLink::Keep,
-            };
-            let hostname = vm.hostname.clone().map(Hostname::Set).unwrap_or(Hostname::Keep);
-            ensure_port(plan, scope, &nic, link, &hostname, &view)?;
-            if view.port_group().is_none() {
-                view.port_group = Read::found(crate::nb::rows::PortGroup {
-                    uuid: scope.port_group_uuid(),
-                    name: scope.port_group_name(),
-                    ports: Vec::new(),
-                    acls: Vec::new(),
-                    external_ids: scope.ids(crate::nb::Kind::PortGroup),
-                });
-            }
-            if let (true, Some(h)) = (dns_enabled, &vm.hostname) {
-                let entry = DnsEntry { hostname: h.clone(), domain: domain.clone(), ipv4: Some(vm.ip), ipv6: vm.ip6 };
-                records.extend(entry.records());
-            }
-        }
-        if dns_enabled && !records.is_empty() {
-            ensure_dns(plan, scope, &records, obs)?;
-        }
-        Ok(())
+    ensure_switch(plan, scope, spec, obs)?;
+    if let Some(s) = &subnet {
+        ensure_dhcp(plan, scope, s, obs)?;
     }
+    let mut records = BTreeMap::new();
+    // Each NIC is planned against its own port; the port group, once one
+    // NIC's plan inserts it, is joined (not inserted again) by the others.
+    let mut view = obs.clone();
+    for vm in vms {
+        view.port = Read::answer(obs.ports().iter().find(|p| p.uuid == scope.port_uuid(&vm.nic_uuid)).cloned());
+        // An L2 network's ports pin the MAC only (as prepare-nic does).
+        let (ipv4, ipv6) = if *l2 { (None, None) } else { (Some(vm.ip), vm.ip6) };
+        let nic = NicSpec { nic_uuid: vm.nic_uuid.clone(), nic_id: None, mac: vm.mac, ipv4, ipv6 };
+        let link = match &subnet {
+            Some(s) if s.cidr.contains(vm.ip) => DhcpLink::Link(scope.dhcp_uuid(s.cidr, vm.default_nic)),
+            Some(_) | None => DhcpLink::Keep,
+        };
+        let hostname = vm.hostname.clone().map(Hostname::Set).unwrap_or(Hostname::Keep);
+        ensure_port(plan, scope, &nic, link, &hostname, &view)?;
+        if view.port_group().is_none() {
+            view.port_group = Read::found(crate::nb::rows::PortGroup {
+                uuid: scope.port_group_uuid(),
+                name: scope.port_group_name(),
+                ports: Vec::new(),
+                acls: Vec::new(),
+                external_ids: scope.ids(crate::nb::Kind::PortGroup),
+            });
+        }
+        if let (true, Some(h)) = (dns_enabled, &vm.hostname) {
+            let entry = DnsEntry { hostname: h.clone(), domain: domain.clone(), ipv4: Some(vm.ip), ipv6: vm.ip6 };
+            records.extend(entry.records());
+        }
+    }
+    if dns_enabled && !records.is_empty() {
+        ensure_dns(plan, scope, &records, obs)?;
+    }
+    Ok(())
 }
