@@ -2,22 +2,23 @@
 //! add-dhcp-entry, remove-dhcp-entry, set-dhcp-options.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 use serde_json::Value;
 
 use super::nic::{dhcp_link_for, release_port};
-use super::{input, Context, Outcome, Want};
+use super::{input, Context, Job};
 use crate::error::{Error, Result};
+use crate::nb::ids::Scope;
 use crate::nb::{key, quoted, Kind};
-use std::net::Ipv4Addr;
-
+use crate::observe::Want;
 use crate::payload::types::{db_id, decimal, dns_name, host_ipv4, ipv4, Ipv4Cidr};
 use crate::plan::network::{
-    dhcp_nic_row, ensure_dhcp, ensure_port, ensure_switch, relink_port, remove_dhcp, DhcpLink, Hostname,
+    dhcp_nic_row, ensure_dhcp, ensure_port, ensure_switch, relink_port, remove_dhcp, DhcpLink, DhcpSubnet, Hostname,
+    NicSpec, SwitchSpec,
 };
-use crate::plan::Plan;
 
-pub fn config_subnet(ctx: &Context) -> Result<Outcome> {
+pub fn config_subnet(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
     let subnet = input::dhcp_subnet(ctx)?;
     let want = Want {
@@ -25,36 +26,40 @@ pub fn config_subnet(ctx: &Context) -> Result<Outcome> {
         scope: Some(scope.clone()),
         ..Want::default()
     };
-    ctx.converge(&want, |obs| {
-        let mut plan = Plan::default();
-        ensure_dhcp(&mut plan, &scope, &subnet, obs)?;
-        Ok(plan)
-    })
+    Ok(Job::new(want, (scope, subnet), |(scope, subnet), obs, plan| ensure_dhcp(plan, scope, subnet, obs)))
 }
 
 /// Removes every DHCP row of the network (all subnets, per-NIC rows too).
-pub fn remove_subnet(ctx: &Context) -> Result<Outcome> {
+pub fn remove_subnet(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
     let want = Want { all_dhcp: true, scope: Some(scope.clone()), ..Want::default() };
-    ctx.converge(&want, |obs| {
-        let mut plan = Plan::default();
-        remove_dhcp(&mut plan, &scope, obs);
-        Ok(plan)
-    })
+    Ok(Job::new(want, scope, |scope, obs, plan| {
+        remove_dhcp(plan, scope, obs);
+        Ok(())
+    }))
+}
+
+struct AddEntry {
+    scope: Scope,
+    spec: SwitchSpec,
+    nic: NicSpec,
+    subnet: DhcpSubnet,
+    default_nic: bool,
+    hostname: Hostname,
 }
 
 /// The subnet's DHCP rows (CloudStack only sends config-dhcp-subnet first
 /// when the provider advertises `DhcpAccrossMultipleSubnets`), the port
 /// (legacy CloudStack has no prepare-nic: this is the first per-NIC
 /// command), and the link between them.
-pub fn add_entry(ctx: &Context) -> Result<Outcome> {
+pub fn add_entry(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
     let spec = input::switch_spec(ctx)?;
     let nic = input::nic_spec(ctx)?;
     let subnet = input::dhcp_subnet(ctx)?;
     let default_nic = input::default_nic(ctx)?;
     let hostname = input::hostname(ctx)?.map(Hostname::Set).unwrap_or(Hostname::Keep);
-    let own = scope.owner.row_uuid(Kind::Dhcp4Nic, &nic.nic_uuid);
+    let own = scope.dhcp_nic_uuid(&nic.nic_uuid);
     let want = Want {
         light: true,
         switch: true,
@@ -65,34 +70,31 @@ pub fn add_entry(ctx: &Context) -> Result<Outcome> {
         scope: Some(scope.clone()),
         ..Want::default()
     };
-    ctx.converge(&want, |obs| {
-        let mut plan = Plan::default();
-        ensure_switch(&mut plan, &scope, &spec, obs)?;
-        ensure_dhcp(&mut plan, &scope, &subnet, obs)?;
-        let link = match dhcp_link_for(&scope, &nic.nic_uuid, default_nic, Some(subnet.cidr), obs) {
-            DhcpLink::Keep if obs.port.as_ref().and_then(|p| p.dhcpv4_options) == Some(own) => DhcpLink::Keep,
+    let intent = AddEntry { scope, spec, nic, subnet, default_nic, hostname };
+    Ok(Job::new(want, intent, |i, obs, plan| {
+        let scope = &i.scope;
+        ensure_switch(plan, scope, &i.spec, obs)?;
+        ensure_dhcp(plan, scope, &i.subnet, obs)?;
+        let own = scope.dhcp_nic_uuid(&i.nic.nic_uuid);
+        let link = match dhcp_link_for(scope, &i.nic.nic_uuid, i.default_nic, Some(i.subnet.cidr), obs) {
+            DhcpLink::Keep if obs.port().and_then(|p| p.dhcpv4_options) == Some(own) => DhcpLink::Keep,
             // The rows may be inserted by this very plan.
-            _ => DhcpLink::Link(scope.dhcp_uuid(subnet.cidr, default_nic)),
+            _ => DhcpLink::Link(scope.dhcp_uuid(i.subnet.cidr, i.default_nic)),
         };
-        ensure_port(&mut plan, &scope, &nic, link, &hostname, obs)?;
-        Ok(plan)
-    })
+        ensure_port(plan, scope, &i.nic, link, &i.hostname, obs)
+    }))
 }
 
 /// Upstream: the port stays (release-nic removes it) but stops getting DHCP
 /// answers. Legacy flag style: there is no release-nic, so the port goes.
-pub fn remove_entry(ctx: &Context) -> Result<Outcome> {
+pub fn remove_entry(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
     let nic_uuid = input::nic_uuid_field(ctx)?;
     if ctx.legacy() {
-        return release_port(ctx, &scope, nic_uuid);
+        return Ok(release_port(scope, nic_uuid));
     }
     let want = Want { light: true, switch: true, port: Some(nic_uuid), scope: Some(scope.clone()), ..Want::default() };
-    ctx.converge(&want, |obs| {
-        let mut plan = Plan::default();
-        relink_port(&mut plan, &scope, DhcpLink::Unlink, &Hostname::Clear, obs)?;
-        Ok(plan)
-    })
+    Ok(Job::new(want, scope, |scope, obs, plan| relink_port(plan, scope, DhcpLink::Unlink, &Hostname::Clear, obs)))
 }
 
 /// How a DHCP option code maps to OVN's option name and value type (the
@@ -227,7 +229,7 @@ fn extra_options(raw: &Value) -> Result<BTreeMap<String, String>> {
 
 /// Legacy only (`updateNicExtraDhcpOption`): give one NIC its own DHCP row,
 /// a copy of its subnet row with the extra options on top.
-pub fn set_options(ctx: &Context) -> Result<Outcome> {
+pub fn set_options(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
     let p = ctx.payload();
     let extras = extra_options(&p.nested("options")?.ok_or_else(|| Error::Missing("options".into()))?)?;
@@ -243,22 +245,19 @@ pub fn set_options(ctx: &Context) -> Result<Outcome> {
         scope: Some(scope.clone()),
         ..Want::default()
     };
-    ctx.converge(&want, |obs| {
-        let port =
-            obs.port.as_ref().ok_or_else(|| Error::field("nic_id", "no port of ours for this NIC in the network"))?;
-        let linked = port.dhcpv4_options.and_then(|u| obs.dhcp.iter().find(|d| d.uuid == u));
+    Ok(Job::new(want, (scope, extras), |(scope, extras), obs, plan| {
+        let port = obs.port().ok_or_else(|| Error::field("nic_id", "no port of ours for this NIC in the network"))?;
+        let linked = port.dhcpv4_options.and_then(|u| obs.dhcp().iter().find(|d| d.uuid == u));
         let base = match linked {
             Some(d) if d.external_ids.get(key::KIND).map(String::as_str) == Some(Kind::Dhcp4Nic.as_str()) => {
-                d.external_ids.get(key::BASE_DHCP).and_then(|b| obs.dhcp.iter().find(|x| x.uuid.to_string() == *b))
+                d.external_ids.get(key::BASE_DHCP).and_then(|b| obs.dhcp().iter().find(|x| x.uuid.to_string() == *b))
             }
             other => other,
         }
         .ok_or_else(|| Error::field("nic_id", "the NIC has no DHCP options to extend yet (add-dhcp-entry first)"))?;
-        let mut plan = Plan::default();
-        let own = dhcp_nic_row(&mut plan, &scope, port, base, &extras, obs)?;
-        relink_port(&mut plan, &scope, DhcpLink::Link(own), &Hostname::Keep, obs)?;
-        Ok(plan)
-    })
+        let own = dhcp_nic_row(plan, scope, port, base, extras, obs)?;
+        relink_port(plan, scope, DhcpLink::Link(own), &Hostname::Keep, obs)
+    }))
 }
 
 #[cfg(test)]

@@ -5,13 +5,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Context;
 use crate::error::{Error, Result};
+use crate::nb::ids::Scope;
 use crate::nb::METADATA_IP;
 use crate::payload::types::{
     db_id, dns_name, host_in_subnet, host_ipv4, host_ipv6, ip_list, ipv4, ipv6, nic_uuid, GuestType, Ipv4Cidr,
     Ipv6Cidr, Mac, Vlan,
 };
 use crate::payload::Payload;
-use crate::plan::network::{DhcpSubnet, DnsEntry, NicSpec, Physical, Scope, SwitchSpec};
+use crate::plan::network::{DhcpSubnet, DnsEntry, NicSpec, Physical, SwitchSpec};
 use crate::plan::router::{GatewaySpec, Protocol, PublicIp, PublicNet, RouterOf, RouterScope};
 
 fn optional_id(p: &Payload, field: &str) -> Result<Option<u64>> {
@@ -88,7 +89,8 @@ fn physical(ctx: &Context) -> Result<Option<Physical>> {
         GuestType::Shared { vlan } | GuestType::L2 { vlan } => vlan,
         GuestType::Isolated | GuestType::Vpc => return Ok(None),
     };
-    Ok(Some(Physical { guest_type, network_name: ctx.settings.shared_network_name()?, vlan, require_vlan: false }))
+    let network_name = ctx.config.shared_network_name.clone();
+    Ok(Some(Physical { guest_type, network_name, vlan, require_vlan: false }))
 }
 
 /// NAT, forwarding, firewall, load balancing and public IPs live on our
@@ -248,8 +250,8 @@ pub fn dhcp_subnet(ctx: &Context) -> Result<DhcpSubnet> {
         router,
         dns_servers,
         domain: domain(ctx)?,
-        mtu: ctx.settings.mtu()?,
-        lease_time: ctx.settings.lease_time()?,
+        mtu: ctx.config.mtu,
+        lease_time: ctx.config.lease_time,
     })
 }
 
@@ -303,7 +305,7 @@ pub fn public_ip(ctx: &Context) -> Result<PublicIp> {
         return Err(Error::field("public_ip", format!("{ip} is the public gateway itself")));
     }
     let net = PublicNet {
-        network_name: ctx.settings.public_network_name()?,
+        network_name: ctx.config.public_network_name.clone(),
         vlan: vlan("public_vlan", &p.str("public_vlan").unwrap_or_default())?,
     };
     Ok(PublicIp { ip, prefix: cidr.prefix, gateway, net })
@@ -323,8 +325,17 @@ pub fn source_nat(ctx: &Context) -> Result<bool> {
     Ok(ctx.payload().bool("source_nat")?.unwrap_or(false))
 }
 
+/// Where the gateway runs: needed by every command that may create a
+/// router's gateway (`dnat_and_snat` needs a gateway chassis), so a missing
+/// `ovn.gateway.chassis` is a configuration error before connecting.
 pub fn gateway_spec(ctx: &Context) -> Result<GatewaySpec> {
-    Ok(GatewaySpec { chassis: ctx.settings.gateway_chassis()?, mtu: ctx.settings.public_mtu()? })
+    let chassis = ctx.config.gateway_chassis.clone();
+    if chassis.is_empty() {
+        return Err(Error::Config(
+            "no gateway chassis: set the registration detail ovn.gateway.chassis (ordered chassis names) so OVN can place NAT".into(),
+        ));
+    }
+    Ok(GatewaySpec { chassis, mtu: ctx.config.public_mtu })
 }
 
 /// `private_ip`, which must be on the network when its CIDR is known.

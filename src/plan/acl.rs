@@ -28,12 +28,13 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::network::{merge_ids, Observed, Scope};
-use super::router::Protocol;
-use super::{Parent, Plan};
+use super::{merge_ids, Existing, Parent, Plan};
 use crate::error::Result;
+pub use crate::nb::ids::Place;
+use crate::nb::ids::{AclKey, Protocol, Scope};
 use crate::nb::rows::{LoadBalancer, Nat};
-use crate::nb::{key, port_group_name, table, Kind};
+use crate::nb::{key, table, Kind};
+use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, uuid_set};
 use crate::payload::rules::{Rule, RuleProto};
 use crate::payload::types::{IpCidr, Ipv4Cidr, Ipv6Cidr};
@@ -62,6 +63,19 @@ pub enum Action {
     Drop,
 }
 
+impl AclSpec {
+    /// The row's identity (see [`Scope::acl_uuid`]).
+    fn key(&self) -> AclKey<'_> {
+        AclKey {
+            place: self.place,
+            direction: self.direction.as_str(),
+            priority: self.priority,
+            action: self.action.as_str(),
+            matches: &self.matches,
+        }
+    }
+}
+
 impl Action {
     fn as_str(self) -> &'static str {
         match self {
@@ -70,13 +84,6 @@ impl Action {
             Action::Drop => "drop",
         }
     }
-}
-
-/// Where an ACL hangs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Place {
-    PortGroup,
-    PublicSwitch,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -218,25 +225,6 @@ impl Forwarding {
             let set = self.vips.entry((ip, proto, port)).or_default();
             set.extend(backends.split(',').filter_map(parse_endpoint));
         }
-    }
-
-    pub fn remove_lb(&mut self, lb: &LoadBalancer) {
-        let proto = if lb.protocol.as_deref() == Some("udp") { Protocol::Udp } else { Protocol::Tcp };
-        for vip in lb.vips.keys() {
-            if let Some((ip, port)) = parse_endpoint(vip) {
-                self.vips.remove(&(ip, proto, port));
-            }
-        }
-    }
-
-    pub fn forget_ip(&mut self, ip: Ipv4Addr) {
-        self.router_ips.remove(&ip);
-        if self.router_ips.is_empty() {
-            // The last public IP takes the gateway with it.
-            self.gateway = None;
-        }
-        self.static_nat.remove(&ip);
-        self.vips.retain(|(pub_ip, _, _), _| *pub_ip != ip);
     }
 
     /// Public IPs that lead to a VM.
@@ -512,35 +500,18 @@ pub fn network_acls(
 
 // ---------------------------------------------------------------- rows
 
-pub fn port_group_uuid(scope: &Scope) -> Uuid {
-    scope.owner.row_uuid(Kind::PortGroup, &scope.network_id.to_string())
-}
-
-fn acl_uuid(scope: &Scope, kind: Kind, spec: &AclSpec) -> Uuid {
-    let content = format!(
-        "{}/{:?}/{}/{}/{}/{}",
-        scope.network_id,
-        spec.place,
-        spec.direction.as_str(),
-        spec.priority,
-        spec.action.as_str(),
-        spec.matches
-    );
-    scope.owner.row_uuid(kind, &content)
-}
-
 /// The network's port group exists and holds `vm_ports` (every VM port of
 /// the switch for the filter commands; the one NIC's port, possibly inserted
 /// earlier in this very transaction, for NIC commands, so rules cover VMs
 /// started after they were applied). The router peer is not a VM.
 /// Membership is a weak set: deleted ports leave it by themselves.
 pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs: &Observed) -> Result<()> {
-    let uuid = port_group_uuid(scope);
+    let uuid = scope.port_group_uuid();
     let ids = scope.ids(Kind::PortGroup);
-    match &obs.port_group {
+    match obs.port_group() {
         None => {
             let mut row = Map::new();
-            row.insert("name".into(), json!(port_group_name(&scope.owner, scope.network_id)));
+            row.insert("name".into(), json!(scope.port_group_name()));
             row.insert("ports".into(), uuid_set(vm_ports.iter().copied()));
             row.insert("external_ids".into(), string_map(&ids));
             plan.insert(
@@ -548,15 +519,17 @@ pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs:
                 Some(uuid),
                 None,
                 row,
-                format!("insert port group {}", port_group_name(&scope.owner, scope.network_id)),
+                format!("insert port group {}", scope.port_group_name()),
             );
         }
         Some(pg) => {
             scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
             let missing: Vec<Uuid> = vm_ports.iter().filter(|p| !obs.group_holds(**p)).copied().collect();
             if !missing.is_empty() {
-                plan.change(
-                    Parent { table: table::PORT_GROUP, uuid, column: "ports" }.link_all(&missing),
+                plan.link(
+                    Parent::port_group(uuid, "ports"),
+                    Existing::Read(scope.port_group_name()),
+                    &missing,
                     format!("add {} ports to {}", missing.len(), pg.name),
                 );
             }
@@ -579,11 +552,11 @@ pub fn converge_acls(
     firewall: Option<&str>,
     obs: &Observed,
 ) -> Result<()> {
-    let pg_uuid = port_group_uuid(scope);
+    let pg_uuid = scope.port_group_uuid();
     // A rule set replaces what we read: if another command changed the
     // group's ACLs or bookkeeping meanwhile, fail and re-plan rather than
     // leave the union of both rule sets.
-    if let Some(pg) = &obs.port_group {
+    if let Some(pg) = obs.port_group() {
         let mut row = Map::new();
         row.insert("acls".into(), uuid_set(pg.acls.iter().copied()));
         row.insert("external_ids".into(), string_map(&pg.external_ids));
@@ -596,25 +569,33 @@ pub fn converge_acls(
             timeout_ms: Some(0),
         });
     }
-    let current_pg: BTreeSet<Uuid> =
-        obs.port_group.as_ref().map(|pg| pg.acls.iter().copied().collect()).unwrap_or_default();
+    let current_pg: BTreeSet<Uuid> = obs.port_group().map(|pg| pg.acls.iter().copied().collect()).unwrap_or_default();
     let recorded_public: BTreeSet<Uuid> = obs
-        .port_group
-        .as_ref()
+        .port_group()
         .and_then(|pg| pg.external_ids.get(key::PUBLIC_ACLS))
         .map(|s| s.split(',').filter_map(|u| u.parse().ok()).collect())
         .unwrap_or_default();
     let mut want_pg = BTreeSet::new();
     let mut want_public = BTreeSet::new();
     for spec in desired {
-        let uuid = acl_uuid(scope, kind, spec);
-        let (wanted, current, parent) = match spec.place {
-            Place::PortGroup => {
-                (&mut want_pg, &current_pg, Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" })
-            }
+        let uuid = scope.acl_uuid(kind, &spec.key());
+        let (wanted, current, parent, existing) = match spec.place {
+            Place::PortGroup => (
+                &mut want_pg,
+                &current_pg,
+                Parent::port_group(pg_uuid, "acls"),
+                Existing::of(obs.port_group(), scope.port_group_name()),
+            ),
             Place::PublicSwitch => {
                 let Some(sw) = public_switch else { continue };
-                (&mut want_public, &recorded_public, Parent::switch(sw, "acls"))
+                // The observed public switch, or one this plan inserts.
+                let read = obs.public_switch().filter(|p| p.uuid == sw);
+                (
+                    &mut want_public,
+                    &recorded_public,
+                    Parent::switch(sw, "acls"),
+                    Existing::of(read, read.map(|p| p.name.clone()).unwrap_or_default()),
+                )
             }
         };
         if !wanted.insert(uuid) || current.contains(&uuid) {
@@ -635,6 +616,7 @@ pub fn converge_acls(
             uuid,
             row,
             parent,
+            existing,
             format!("{} ACL {} {}", spec.direction.as_str(), spec.priority, spec.matches),
         );
     }
@@ -642,22 +624,20 @@ pub fn converge_acls(
     // (no owner tag of ours) is not part of any rule set we replace.
     let ours = |u: &&Uuid| obs.our_acls.as_ref().is_some_and(|o| o.contains(*u));
     let stale_pg: Vec<Uuid> = current_pg.difference(&want_pg).filter(ours).copied().collect();
-    if !stale_pg.is_empty() && obs.port_group.is_some() {
-        plan.change(
-            Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" }.unlink(&stale_pg),
-            format!("remove {} ACLs", stale_pg.len()),
-        );
+    if !stale_pg.is_empty() && obs.port_group().is_some() {
+        plan.unlink(Parent::port_group(pg_uuid, "acls"), &stale_pg, format!("remove {} ACLs", stale_pg.len()));
     }
     let stale_public: Vec<Uuid> = recorded_public.difference(&want_public).copied().collect();
     if let (false, Some(sw)) = (stale_public.is_empty(), public_switch) {
-        plan.change(
-            Parent::switch(sw, "acls").unlink(&stale_public),
+        plan.unlink(
+            Parent::switch(sw, "acls"),
+            &stale_public,
             format!("remove {} public-switch ACLs", stale_public.len()),
         );
     }
     // Bookkeeping on the port group: which public ACLs are ours, and the rules.
     let mut desired_ids: BTreeMap<String, String> = BTreeMap::new();
-    let observed_ids = obs.port_group.as_ref().map(|pg| pg.external_ids.clone()).unwrap_or_default();
+    let observed_ids = obs.port_group().map(|pg| pg.external_ids.clone()).unwrap_or_default();
     let list: Vec<String> = want_public.iter().map(Uuid::to_string).collect();
     desired_ids.insert(key::PUBLIC_ACLS.into(), list.join(","));
     if let Some(fw) = firewall {
@@ -672,7 +652,7 @@ pub fn converge_acls(
 
 /// The firewall rules recorded on the port group, if a firewall was applied.
 pub fn recorded_firewall(obs: &Observed) -> Option<Value> {
-    let raw = obs.port_group.as_ref()?.external_ids.get(key::FIREWALL)?;
+    let raw = obs.port_group()?.external_ids.get(key::FIREWALL)?;
     serde_json::from_str(raw).ok()
 }
 

@@ -32,7 +32,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::nb::{key, table, Kind, Owner};
+use crate::nb::ids::{expected_uuid, lb_router_uuid, network_switch_uuid, nic_port_uuid, PublicNet};
+use crate::nb::{key, table, Owner};
 use crate::ovsdb::value::{string_map, uuid_set};
 use crate::ovsdb::{Condition, Mutation, Mutator, Operation, WaitUntil};
 
@@ -142,36 +143,6 @@ fn delete(r: &Row) -> Operation {
     Operation::Delete { table: r.table.into(), conditions: vec![Condition::uuid_is(r.uuid)] }
 }
 
-/// The UUID our naming model gives a row of ours, from its `external_ids`.
-fn expected_uuid(owner: &Owner, row: &Row) -> Option<Uuid> {
-    let ids = &row.external_ids;
-    let kind = ids.get(key::KIND)?.as_str();
-    let net = ids.get(key::NETWORK_ID);
-    let router_id = || match (net, ids.get(key::VPC_ID)) {
-        (_, Some(v)) if kind == Kind::Router.as_str() && net.is_none() => Some(format!("vpc-{v}")),
-        (Some(n), _) => Some(format!("net-{n}")),
-        (None, Some(v)) => Some(format!("vpc-{v}")),
-        _ => None,
-    };
-    Some(match kind {
-        "network" => owner.row_uuid(Kind::Network, net?),
-        "dns" => owner.row_uuid(Kind::Dns, net?),
-        "port-group" => owner.row_uuid(Kind::PortGroup, net?),
-        "nic" => owner.row_uuid(Kind::Nic, ids.get(key::NIC_UUID)?),
-        "dhcpv4" => owner.row_uuid(Kind::Dhcp4, &format!("{}/{}", net?, ids.get(key::CIDR)?)),
-        "dhcpv4-norouter" => owner.row_uuid(Kind::Dhcp4NoRouter, &format!("{}/{}", net?, ids.get(key::CIDR)?)),
-        "dhcpv4-nic" => owner.row_uuid(Kind::Dhcp4Nic, ids.get(key::NIC_UUID)?),
-        "router" => owner.row_uuid(Kind::Router, &router_id()?),
-        // A shared or L2 network's localnet port (public ones carry no network id).
-        "localnet" => owner.row_uuid(Kind::Localnet, &crate::nb::localnet_id(net?.parse().ok()?)),
-        "public-switch" => {
-            let vlan = ids.get(key::PUBLIC_VLAN)?;
-            owner.row_uuid(Kind::PublicSwitch, &format!("{}/{vlan}", ids.get(key::NETWORK_NAME)?))
-        }
-        _ => return None,
-    })
-}
-
 fn looks_like_ours(owner: &Owner, row: &Row) -> bool {
     // Another installation's rows (another `cloudstack:owner`, names
     // `cs-<owner>-…`) share the NB by design: not look-alikes.
@@ -193,7 +164,7 @@ pub fn audit(owner: &Owner, rows: &[Row]) -> Vec<Finding> {
         rows.iter().filter(|r| r.table == table::LOGICAL_ROUTER_PORT).map(|r| r.name.as_str()).collect();
     let ours = |r: &Row| owner.owns(&r.external_ids);
     let our_rows: BTreeSet<Uuid> = rows.iter().filter(|r| ours(r)).map(|r| r.uuid).collect();
-    let switch_of = |n: &str| owner.row_uuid(Kind::Network, n);
+    let switch_of = |n: &str| network_switch_uuid(owner, n);
     let mut find = |problem, r: &Row, mut detail: String, guards: Vec<Operation>, change: Option<Operation>| {
         let mut repair = Vec::new();
         // Deleting a row takes the rows it holds along: never one not ours.
@@ -245,7 +216,7 @@ pub fn audit(owner: &Owner, rows: &[Row]) -> Vec<Finding> {
             );
             continue;
         }
-        if let Some(expected) = expected_uuid(owner, r) {
+        if let Some(expected) = expected_uuid(owner, &r.external_ids) {
             if expected != r.uuid {
                 if present.contains(&expected) {
                     find(
@@ -270,7 +241,7 @@ pub fn audit(owner: &Owner, rows: &[Row]) -> Vec<Finding> {
         match (r.table, kind) {
             (table::DHCP_OPTIONS, "dhcpv4-nic") => {
                 let Some(nic) = r.external_ids.get(key::NIC_UUID) else { continue };
-                let port = owner.row_uuid(Kind::Nic, nic);
+                let port = nic_port_uuid(owner, nic);
                 if !present.contains(&port) {
                     find(
                         Problem::Orphan,
@@ -282,11 +253,7 @@ pub fn audit(owner: &Owner, rows: &[Row]) -> Vec<Finding> {
                 }
             }
             (table::LOAD_BALANCER, _) => {
-                let router = match (r.external_ids.get(key::VPC_ID), net) {
-                    (Some(v), _) => owner.row_uuid(Kind::Router, &format!("vpc-{v}")),
-                    (None, Some(n)) => owner.row_uuid(Kind::Router, &format!("net-{n}")),
-                    _ => continue,
-                };
+                let Some(router) = lb_router_uuid(owner, &r.external_ids) else { continue };
                 if !present.contains(&router) {
                     find(
                         Problem::Orphan,
@@ -299,8 +266,7 @@ pub fn audit(owner: &Owner, rows: &[Row]) -> Vec<Finding> {
             }
             (table::LOGICAL_SWITCH, "public-switch") => {
                 // Only the localnet port left: no router uses this public network.
-                let localnet =
-                    crate::plan::router::PublicNet::from_switch_ids(&r.external_ids).map(|p| p.localnet_uuid(owner));
+                let localnet = PublicNet::from_switch_ids(&r.external_ids).map(|p| p.localnet_uuid(owner));
                 if r.ports.iter().all(|p| Some(*p) == localnet) {
                     // The unchanged-row guard includes `ports`: a router
                     // attaching meanwhile makes the repair fail.
@@ -367,6 +333,7 @@ pub fn row_from(table: &'static str, v: &Map<String, Value>) -> Option<Row> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nb::Kind;
 
     fn owner() -> Owner {
         Owner("cloudstack".into())

@@ -21,13 +21,12 @@
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::network::{Observed, Scope};
-use super::router::RouterScope;
-use super::{map_mutations, Parent, Plan};
+use super::{map_mutations, Existing, Parent, Plan};
 use crate::error::{Error, Result};
-use crate::nb::{key, table, Kind};
+use crate::nb::ids::{Kind, RouterScope, Scope};
+use crate::nb::{key, table};
+use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, string_set};
-use crate::ovsdb::{Condition, Operation, WaitUntil};
 use crate::payload::pbr::{
     PbrAction, PbrState, Route, Rule, StoredRule, Table, TableRef, Target, MAX_PREF, MAX_ROUTES, MAX_RULES, MAX_TABLES,
 };
@@ -52,8 +51,8 @@ pub enum Holder {
 impl Holder {
     fn ids<'a>(&self, obs: &'a Observed) -> Option<(&'a std::collections::BTreeMap<String, String>, Uuid, String)> {
         match self {
-            Holder::Switch(_) => obs.switch.as_ref().map(|sw| (&sw.external_ids, sw.uuid, sw.name.clone())),
-            Holder::Router(_) => obs.router.as_ref().map(|r| (&r.external_ids, r.uuid, r.name.clone())),
+            Holder::Switch(_) => obs.switch().map(|sw| (&sw.external_ids, sw.uuid, sw.name.clone())),
+            Holder::Router(_) => obs.router().map(|r| (&r.external_ids, r.uuid, r.name.clone())),
         }
     }
 
@@ -341,7 +340,7 @@ pub fn converge_policies(
     new: &PbrState,
     obs: &Observed,
 ) -> Result<()> {
-    let Some(router) = &obs.router else { return Ok(()) };
+    let Some(router) = obs.router() else { return Ok(()) };
     if !rs.owner.owns(&router.external_ids) {
         return Err(Error::NotOwned { what: format!("Logical_Router {}", router.name) });
     }
@@ -353,22 +352,20 @@ pub fn converge_policies(
         .filter(|u| router.policies.contains(u) && !want_uuids.contains(u))
         .collect();
     if !stale.is_empty() {
-        plan.change(
-            Parent::router(router.uuid, "policies").unlink(&stale),
+        plan.unlink(
+            Parent::router(router.uuid, "policies"),
+            &stale,
             format!("remove {} policy-routing policies from {}", stale.len(), router.name),
         );
     }
-    let missing: Vec<(&Policy, Uuid)> =
-        want.iter().zip(want_uuids.iter().copied()).filter(|(_, u)| !router.policies.contains(u)).collect();
-    if !missing.is_empty() {
-        plan.require_row(table::LOGICAL_ROUTER, router.uuid, &router.name);
-    }
+    let missing = want.iter().zip(want_uuids.iter().copied()).filter(|(_, u)| !router.policies.contains(u));
     for (p, u) in missing {
         plan.insert_child(
             table::LOGICAL_ROUTER_POLICY,
             u,
             policy_row(rs, p),
             Parent::router(router.uuid, "policies"),
+            Existing::Read(router.name.clone()),
             format!("policy {} {} {} ({})", p.priority, p.matches, p.action, p.rule),
         );
     }
@@ -390,16 +387,7 @@ pub fn store(plan: &mut Plan, holder: &Holder, old: &PbrState, new: &PbrState, o
     if !owner.owns(ids) {
         return Err(Error::NotOwned { what: format!("{} {name}", holder.table()) });
     }
-    let mut guard = Map::new();
-    guard.insert("external_ids".into(), string_map(ids));
-    plan.guard(Operation::Wait {
-        table: holder.table().into(),
-        conditions: vec![Condition::uuid_is(uuid)],
-        columns: vec!["external_ids".into()],
-        until: WaitUntil::Equal,
-        rows: vec![guard],
-        timeout_ms: Some(0),
-    });
+    plan.require_column(holder.table(), uuid, "external_ids", string_map(ids));
     let mut desired = std::collections::BTreeMap::new();
     if !new.is_empty() {
         desired.insert(key::PBR.to_string(), new.to_json());
@@ -414,9 +402,9 @@ pub fn store(plan: &mut Plan, holder: &Holder, old: &PbrState, new: &PbrState, o
 /// router, not the switch). Nothing to do for a VPC tier (its state lives
 /// on the VPC router) or a network without PBR.
 pub fn restore_network_policies(plan: &mut Plan, rs: &RouterScope, obs: &Observed) -> Result<()> {
-    let Some(raw) = obs.switch.as_ref().and_then(|sw| sw.external_ids.get(key::PBR)) else { return Ok(()) };
+    let Some(raw) = obs.switch().and_then(|sw| sw.external_ids.get(key::PBR)) else { return Ok(()) };
     let state = PbrState::from_json(key::PBR, raw)?;
-    if obs.router.is_none() {
+    if obs.router().is_none() {
         // Created in this same plan: every policy is missing.
         let want = compile(&state);
         for p in &want {
@@ -425,6 +413,7 @@ pub fn restore_network_policies(plan: &mut Plan, rs: &RouterScope, obs: &Observe
                 p.uuid(rs),
                 policy_row(rs, p),
                 Parent::router(rs.uuid(), "policies"),
+                Existing::New,
                 format!("restore policy {} {} {} ({})", p.priority, p.matches, p.action, p.rule),
             );
         }
@@ -532,46 +521,51 @@ mod tests {
     /// policy, the converged NB plans nothing, a foreign router is refused.
     #[test]
     fn plans_against_observed_rows() {
+        use crate::nb::ids::{Owner, RouterOf};
         use crate::nb::rows::{Router, Switch};
-        use crate::nb::Owner;
-        use crate::plan::router::RouterOf;
+        use crate::observe::Read;
         let owner = Owner("cloudstack".into());
         let scope = Scope { owner: owner.clone(), network_id: 42, zone_id: None, vpc_id: None };
         let rs = RouterScope { owner: owner.clone(), of: RouterOf::Network(42), zone_id: None };
         let ours: std::collections::BTreeMap<String, String> =
             [(key::OWNER.to_string(), "cloudstack".to_string())].into();
-        let mut obs = Observed {
-            switch: Some(Switch {
-                uuid: scope.switch_uuid(),
-                name: scope.switch_name(),
-                ports: vec![],
-                dns_records: vec![],
-                load_balancer: vec![],
-                external_ids: ours.clone(),
-            }),
-            router: Some(Router {
-                uuid: rs.uuid(),
-                name: rs.name(),
-                ports: vec![],
-                nat: vec![],
-                static_routes: vec![],
-                load_balancer: vec![],
-                policies: vec![],
-                options: Default::default(),
-                external_ids: ours.clone(),
-            }),
-            ..Observed::default()
+        let full = state();
+        let observed = |policies: Vec<Uuid>, router_ids: std::collections::BTreeMap<String, String>| {
+            let mut switch_ids = ours.clone();
+            switch_ids.insert(key::PBR.into(), full.to_json());
+            Observed {
+                switch: Read::found(Switch {
+                    uuid: scope.switch_uuid(),
+                    name: scope.switch_name(),
+                    ports: vec![],
+                    dns_records: vec![],
+                    load_balancer: vec![],
+                    external_ids: switch_ids,
+                }),
+                router: Read::found(Router {
+                    uuid: rs.uuid(),
+                    name: rs.name(),
+                    ports: vec![],
+                    nat: vec![],
+                    static_routes: vec![],
+                    load_balancer: vec![],
+                    policies,
+                    options: Default::default(),
+                    external_ids: router_ids,
+                }),
+                ..Observed::default()
+            }
         };
         let intent = |action| PbrIntent { holder: Holder::Switch(scope.clone()), rs: rs.clone(), action };
-        let full = state();
-        obs.switch.as_mut().unwrap().external_ids.insert(key::PBR.into(), full.to_json());
         // Stored but not compiled yet (router re-created): the add re-creates the policies.
         let add = intent(PbrAction::AddRule(TableRef::Id(100), parse_rule("to 172.30.0.0/16").unwrap()));
+        let obs = observed(vec![], ours.clone());
         let mut p = Plan::default();
         plan(&add, &obs, &mut p).unwrap();
         assert_eq!(p.changes.iter().filter(|c| c.starts_with("insert policy")).count(), 2, "{:?}", p.changes);
         // Converged: nothing to do, and the answer says it exists.
-        obs.router.as_mut().unwrap().policies = compile(&full).iter().map(|x| x.uuid(&rs)).collect();
+        let compiled: Vec<Uuid> = compile(&full).iter().map(|x| x.uuid(&rs)).collect();
+        let obs = observed(compiled.clone(), ours.clone());
         let mut p = Plan::default();
         plan(&add, &obs, &mut p).unwrap();
         assert!(p.is_empty(), "{:?}", p.changes);
@@ -582,7 +576,7 @@ mod tests {
         plan(&del, &obs, &mut p).unwrap();
         assert!(p.changes.iter().any(|c| c.contains("remove 2 policy-routing policies")), "{:?}", p.changes);
         // A router that is not ours is never touched.
-        obs.router.as_mut().unwrap().external_ids.clear();
+        let obs = observed(compiled, Default::default());
         assert!(matches!(plan(&del, &obs, &mut Plan::default()), Err(Error::NotOwned { .. })));
     }
 }

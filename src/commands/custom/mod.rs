@@ -13,11 +13,12 @@ mod trace;
 
 use serde_json::{json, Value};
 
-use super::{input, Context, Outcome};
+use super::{input, Context, Job};
 use crate::error::{Error, Result};
-use crate::payload::pbr::Params;
-use crate::plan::network::Scope;
-use crate::plan::router::{RouterOf, RouterScope};
+use crate::nb::ids::{RouterOf, RouterScope, Scope};
+use crate::observe::Observed;
+use crate::payload::pbr::{Params, PbrAction};
+use crate::plan::pbr::PbrIntent;
 
 /// One parameter of a custom action, as `addCustomAction` registers it.
 pub struct Param {
@@ -165,36 +166,59 @@ fn success(message: Value) -> Value {
     json!({"status": "success", "printmessage": "true", "message": bounded(message)})
 }
 
-pub fn run(ctx: &Context) -> Result<Outcome> {
+/// What a read-only action works on, validated before connecting.
+struct Diagnosis {
+    target: Target,
+    kind: DiagnosisKind,
+}
+
+enum DiagnosisKind {
+    Show,
+    ListFirewallRules,
+    Trace(trace::Request),
+}
+
+/// Validate the action and its parameters (before any connection) into a
+/// job: a PBR action plans against the rows it reads and reports from
+/// them; a diagnostic reads by itself and writes nothing.
+pub fn prepare(ctx: &Context) -> Result<Job> {
     let action = ctx.payload().require("action")?;
     if !ACTIONS.iter().any(|a| a.name == action) {
         return Err(unknown(&action));
     }
     let params = params(ctx)?;
-    if let Some(parsed) = crate::payload::pbr::PbrAction::parse(&action, &params) {
+    if let Some(parsed) = PbrAction::parse(&action, &params) {
         let parsed = parsed?;
         let target = target(ctx)?;
         // Shared and L2 networks have no router of ours to steer with.
         input::require_routed(ctx)?;
-        let (mut outcome, message) = pbr::run(ctx, &target, parsed)?;
-        outcome.output = Some(success(message));
-        return Ok(outcome);
+        let (intent, want) = pbr::prepare(&target, parsed);
+        return Ok(Job::reporting(want, intent, crate::plan::pbr::plan, pbr_report));
     }
-    let request = match action.as_str() {
-        "trace" => Some(trace::request(&params)?),
-        _ => None,
-    };
-    let target = target(ctx)?;
-    if let (Some(r), Target::Vpc { network: None, .. }) = (&request, &target) {
-        trace::vpc_level(r, input::vpc_cidr(ctx)?)?;
-    }
-    let message = match action.as_str() {
-        "show" => show::show(ctx, &target)?,
-        "list-firewall-rules" => show::list_firewall_rules(ctx, &target)?,
-        "trace" => trace::trace(ctx, &target, request.as_ref().expect("validated above"))?,
+    let kind = match action.as_str() {
+        "show" => DiagnosisKind::Show,
+        "list-firewall-rules" => DiagnosisKind::ListFirewallRules,
+        "trace" => DiagnosisKind::Trace(trace::request(&params)?),
         _ => return Err(unknown(&action)),
     };
-    Ok(Outcome { output: Some(success(message)), ..Outcome::default() })
+    let target = target(ctx)?;
+    if let (DiagnosisKind::Trace(r), Target::Vpc { network: None, .. }) = (&kind, &target) {
+        trace::vpc_level(r, input::vpc_cidr(ctx)?)?;
+    }
+    Ok(Job::diagnostic(Diagnosis { target, kind }, diagnose))
+}
+
+fn pbr_report(intent: &PbrIntent, obs: &Observed) -> Result<Value> {
+    Ok(success(crate::plan::pbr::answer(intent, obs)?))
+}
+
+fn diagnose(d: &Diagnosis, ctx: &Context) -> Result<Value> {
+    let message = match &d.kind {
+        DiagnosisKind::Show => show::show(ctx, &d.target)?,
+        DiagnosisKind::ListFirewallRules => show::list_firewall_rules(ctx, &d.target)?,
+        DiagnosisKind::Trace(r) => trace::trace(ctx, &d.target, r)?,
+    };
+    Ok(success(message))
 }
 
 #[cfg(test)]

@@ -15,14 +15,13 @@ use uuid::Uuid;
 use super::Target;
 use crate::commands::Context;
 use crate::error::Result;
+use crate::nb::ids::RouterScope;
+use crate::nb::ids::Scope;
 use crate::nb::rows::{all_rows, first_row, select_tagged, DhcpOptions, Dns, Port, PortGroup, Router, Switch};
 use crate::nb::{key, table, Kind, DB};
 use crate::ovsdb::value::{as_uuid, optional_uuid, string_map_of};
 use crate::ovsdb::{Client, Deadline, Operation};
-use crate::plan::acl::port_group_uuid;
-use crate::plan::network::Scope;
 use crate::plan::pbr;
-use crate::plan::router::RouterScope;
 
 const SB_DB: &str = "OVN_Southbound";
 /// `show` lists at most this many ports and problems (every port is still
@@ -82,7 +81,7 @@ fn read_nb(ctx: &Context, target: &Target) -> Result<Picture> {
         ops.push(select_tagged(table::LOGICAL_SWITCH_PORT, owner, key::NETWORK_ID, &id, &port_cols));
         ops.push(DhcpOptions::select_by_network(owner, s.network_id));
         ops.push(Dns::select(s.dns_uuid()));
-        ops.push(PortGroup::select(port_group_uuid(s)));
+        ops.push(PortGroup::select(s.port_group_uuid()));
         ops.push(select_tagged(
             table::ACL,
             owner,
@@ -139,12 +138,12 @@ fn read_nb(ctx: &Context, target: &Target) -> Result<Picture> {
 type Bindings = std::result::Result<BTreeMap<String, (Option<bool>, Option<String>)>, String>;
 
 fn read_sb(ctx: &Context, scope: &Scope) -> Bindings {
-    let Some((remote, _)) = ctx.settings.sb_connection() else {
+    let Some(remote) = ctx.config.sb.clone() else {
         return Err("ovn.sb.connection is not configured: chassis unknown (NB `up` shown)".into());
     };
     let run = || -> std::result::Result<_, crate::ovsdb::Error> {
         let deadline = Deadline::after(ctx.deadline.remaining()?.min(std::time::Duration::from_secs(10)));
-        let mut client = Client::connect(&remote, &ctx.settings.sb_tls(), deadline)?;
+        let mut client = Client::connect(&remote, &ctx.config.sb_tls, deadline)?;
         let ops = [
             select_tagged(
                 "Port_Binding",

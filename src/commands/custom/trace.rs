@@ -17,13 +17,13 @@ use serde_json::{json, Map, Value};
 use super::Target;
 use crate::commands::Context;
 use crate::error::{Error, Result};
+use crate::nb::ids::PublicNet;
 use crate::nb::rows::{all_rows, first_row, select_tagged, Port, RouterPort, Switch};
 use crate::nb::{key, table, DB};
 use crate::ovsdb::value::{string_map_of, uuid};
 use crate::ovsdb::{Condition, Function, Operation};
 use crate::payload::pbr::Params;
 use crate::payload::types::{ipv4, nic_uuid};
-use crate::plan::router::{guest_port_uuid, PublicNet};
 
 /// Longest an `ovn-trace` run may take (it reads the whole SB first).
 const TRACE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -133,7 +133,7 @@ fn entry(ctx: &Context, target: &Target, req: &Request) -> Result<(Entry, Vec<Ma
     if let Some(s) = scope {
         let id = s.network_id.to_string();
         ops.push(select_tagged(table::LOGICAL_SWITCH_PORT, owner, key::NETWORK_ID, &id, Port::COLUMNS));
-        ops.push(RouterPort::select(guest_port_uuid(s)));
+        ops.push(RouterPort::select(s.guest_port_uuid()));
         ops.push(select_tagged(
             table::ACL,
             owner,
@@ -179,7 +179,7 @@ fn entry(ctx: &Context, target: &Target, req: &Request) -> Result<(Entry, Vec<Ma
             };
             Entry { datapath: s.switch_name(), inport: p.name.clone(), eth_src: mac, eth_dst, ip_src: ip }
         }
-        (Some(_), None) => unreachable!("ports are read only with a network"),
+        (Some(_), None) => return Err(Error::Internal("a VM port found without its network".into())),
         (None, _) => {
             let (Some(gw), Some(sw)) = (gateway, public) else {
                 return Err(Error::field(
@@ -193,7 +193,9 @@ fn entry(ctx: &Context, target: &Target, req: &Request) -> Result<(Entry, Vec<Ma
             };
             let net = PublicNet::from_switch_ids(&sw.external_ids)
                 .ok_or_else(|| Error::Internal(format!("public switch {} lacks its network ids", sw.name)))?;
-            let From::Ip(ip) = req.from else { unreachable!("a NIC is found or refused above") };
+            let From::Ip(ip) = req.from else {
+                return Err(Error::Internal("a NIC source is found or refused above".into()));
+            };
             Entry {
                 datapath: sw.name.clone(),
                 inport: net.localnet_name(&rs.owner),
@@ -236,14 +238,15 @@ fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
 
 /// Run `ovn-trace`, killed at the deadline.
 fn run_trace(ctx: &Context, e: &Entry, flow: &str) -> Result<String> {
-    let (sb, _) = ctx
-        .settings
-        .sb_connection()
+    let sb = ctx
+        .config
+        .sb
+        .clone()
         .ok_or_else(|| Error::Config("trace needs the SB: set the registration detail ovn.sb.connection".into()))?;
     let bin = find_in_path("ovn-trace").ok_or_else(|| {
         Error::Config("ovn-trace is not installed on this management server (package ovn-common)".into())
     })?;
-    let tls = ctx.settings.sb_tls();
+    let tls = ctx.config.sb_tls.clone();
     let mut c = Command::new(bin);
     c.arg(format!("--db={sb}"));
     if let Some(k) = &tls.private_key {
