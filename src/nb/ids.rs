@@ -776,6 +776,27 @@ mod pinned {
     }
 
     #[test]
+    fn policy_routing_policies() {
+        let net = RouterScope { owner: owner(), of: RouterOf::Network(42), zone_id: Some(1) };
+        let vpc = RouterScope { owner: owner(), of: RouterOf::Vpc(5), zone_id: None };
+        let nh: Ipv4Addr = "10.1.1.30".parse().unwrap();
+        let got = [
+            net.pbr_policy_uuid(29992, "ip4.dst == 172.30.1.0/24", "drop", None),
+            net.pbr_policy_uuid(29992, "ip4.dst == 172.30.1.0/24", "reroute", Some(nh)),
+            vpc.pbr_policy_uuid(29968, "ip4.src == 10.7.1.0/24", "reroute", Some(nh)),
+        ]
+        .map(s);
+        assert_eq!(
+            got,
+            [
+                "1ea92ee1-d5e5-529f-9171-639ffaa32b2d",
+                "de4584af-9920-5443-93c2-a783b5487592",
+                "ef59aa8f-e544-5997-9350-28d3160b5181"
+            ]
+        );
+    }
+
+    #[test]
     fn public_switches_and_audit_agree() {
         let o = owner();
         let tagged = PublicNet { network_name: "public".into(), vlan: Some(101) };
