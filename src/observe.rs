@@ -91,6 +91,10 @@ pub struct RouterWant {
     /// Every NAT and Load_Balancer row of the router (firewall mapping,
     /// teardown): server-side scans by owner tag; see docs/performance.md.
     pub all_rows: bool,
+    /// Every port of ours carrying the router's tag (the network's, or the
+    /// VPC's tiers', VM ports) into `Observed::ports`: a scan of the port
+    /// table by tag, for the PBR actions that can change a next hop.
+    pub tagged_ports: bool,
 }
 
 impl RouterWant {
@@ -103,6 +107,7 @@ impl RouterWant {
             nats: Vec::new(),
             lbs: Vec::new(),
             all_rows: false,
+            tagged_ports: false,
         }
     }
 }
@@ -388,7 +393,7 @@ impl Observed {
             Slot::Localnet => self.localnet.read = true,
             Slot::GuestLocalnet => self.guest_localnet.read = true,
             Slot::PortGroup => self.port_group.read = true,
-            Slot::Ports => self.ports.read = true,
+            Slot::Ports | Slot::TaggedPorts => self.ports.read = true,
         }
     }
 }
@@ -492,6 +497,10 @@ pub fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             ask(select_tagged(table::NAT, &rs.owner, k, &v, Nat::COLUMNS), Slot::Nat);
             ask(select_tagged(table::LOAD_BALANCER, &rs.owner, k, &v, LoadBalancer::COLUMNS), Slot::Lb);
         }
+        if rw.tagged_ports {
+            let (k, v) = rs.tag();
+            ask(select_tagged(table::LOGICAL_SWITCH_PORT, &rs.owner, k, &v, Port::COLUMNS), Slot::TaggedPorts);
+        }
         if let (true, Some(s)) = (rw.guest, &want.scope) {
             ask(RouterPort::select(s.guest_port_uuid()), Slot::GuestPort);
             ask(Port::select(s.guest_peer_uuid()), Slot::GuestPeer);
@@ -556,6 +565,11 @@ pub fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
             Slot::Lb => {
                 for l in all_rows(result).filter_map(LoadBalancer::from_row) {
                     obs.lbs.add(l, |a, b| a.uuid == b.uuid);
+                }
+            }
+            Slot::TaggedPorts => {
+                for p in all_rows(result).filter_map(Port::from_row) {
+                    obs.ports.add(p, |a, b| a.uuid == b.uuid);
                 }
             }
             Slot::Ports => {
@@ -637,6 +651,7 @@ enum Slot {
     Holder,
     NameHolder,
     Ports,
+    TaggedPorts,
     PortOnSwitch,
     PortInGroup,
 }

@@ -189,7 +189,16 @@ fn test_10_pbr_actions_on_a_vpc() {
     message(custom(&nb, &vpc(5), "pbr-create-table", json!({"table_id": 7, "table_name": "steer"})));
     let tables = message(custom(&nb, &tier(5, 71, 1), "pbr-list-tables", json!({})));
     assert_eq!(tables, json!([{"id": "7", "name": "steer"}]));
+    // The next hop is a VM of tier 71: its port becomes MAC-only.
+    let appliance = with(
+        tier(5, 71, 1),
+        json!({"nic_id": "9", "nic_uuid": APPLIANCE_NIC, "mac": APPLIANCE_MAC, "ip": "10.7.1.30",
+               "netmask": "255.255.255.0", "default_nic": "true", "hostname": "fw", "dns": "8.8.8.8", "domain": "cs.example"}),
+    );
+    run_all(&nb, NIC_START, &appliance);
+    assert_eq!(nb.nbctl(&["lsp-get-port-security", APPLIANCE_NIC]), format!("{APPLIANCE_MAC} 10.7.1.30"));
     message(custom(&nb, &vpc(5), "pbr-add-route", json!({"table": "steer", "route": "default via 10.7.1.30"})));
+    assert_eq!(nb.nbctl(&["lsp-get-port-security", APPLIANCE_NIC]), APPLIANCE_MAC);
     message(custom(&nb, &vpc(5), "pbr-add-rule", json!({"table": "steer", "rule": "from 10.7.1.0/24"})));
     assert_eq!(nb.count_rows("Logical_Router_Policy"), 1);
     // show on the VPC: its router with the compiled policy, nothing flagged.
@@ -208,6 +217,7 @@ fn test_10_pbr_actions_on_a_vpc() {
     message(custom(&nb, &vpc(5), "pbr-add-rule", json!({"table": "steer", "rule": "from 10.7.1.0/24"})));
     assert_eq!(nb.count_rows("Logical_Router_Policy"), 1);
     // shutdown-vpc removes the router, its policies and the stored state.
+    run_all(&nb, NIC_STOP, &appliance);
     ok(cs(&nb, "destroy-network", tier(5, 71, 1)));
     ok(cs(&nb, "shutdown-vpc", vpc(5)));
     assert_eq!(nb.count_rows("Logical_Router_Policy"), 0);
@@ -357,18 +367,16 @@ fn blackhole_and_reroute_through_an_appliance_with_real_packets() {
     );
 
     // Steer the range through the appliance instead: seen there, not outside.
-    // An appliance receives traffic for addresses that are not its own, so
-    // its port security must be MAC-only (OVN drops it otherwise; `show`
-    // says so; docs/routing.md).
+    // The appliance receives packets for addresses that are not its own, so
+    // its port becomes MAC-only (OVN's IP port security would drop them),
+    // and stays so when CloudStack prepares its NIC again.
     message(custom(nb, &net, "pbr-add-route", json!({"table": TABLE, "route": format!("{CIDR} via {APPLIANCE}")})));
+    assert_eq!(nb.nbctl(&["lsp-get-port-security", APPLIANCE_NIC]), APPLIANCE_MAC);
+    twice(nb, "prepare-nic", appliance_payload.clone());
+    assert_eq!(nb.nbctl(&["lsp-get-port-security", APPLIANCE_NIC]), APPLIANCE_MAC);
+    assert_eq!(nb.nbctl(&["lsp-get-port-security", NIC1]), "02:00:4c:3e:00:05 10.1.1.23", "other VMs keep theirs");
     let show = message(custom(nb, &net, "show", json!({})));
-    assert!(
-        show["problems"]
-            .to_string()
-            .contains(&format!("next hop {APPLIANCE} (port {APPLIANCE_NIC}) has IP port security")),
-        "{show:#}"
-    );
-    nb.nbctl(&["lsp-set-port-security", APPLIANCE_NIC, APPLIANCE_MAC]);
+    assert!(!show["problems"].to_string().contains("next hop"), "{show:#}");
     central.nbctl(&["--wait=hv", "sync"]);
     let seen = tcp_in_segs(&appliance);
     let served = _blocked_srv.accepted().len();
@@ -380,6 +388,9 @@ fn blackhole_and_reroute_through_an_appliance_with_real_packets() {
     message(custom(nb, &net, "pbr-delete-rule", json!({"table": TABLE, "rule": format!("to {CIDR}")})));
     central.nbctl(&["--wait=hv", "sync"]);
     assert!(vm.connect_tcp(BLOCKED, 8080, FIRST).is_some_and(|l| l.starts_with("blocked-host")), "path restored");
+    // No route through the appliance left: its port security is its address again.
+    twice_action(nb, &net, "pbr-delete-route", json!({"table": TABLE, "route": format!("{CIDR} via {APPLIANCE}")}));
+    assert_eq!(nb.nbctl(&["lsp-get-port-security", APPLIANCE_NIC]), format!("{APPLIANCE_MAC} {APPLIANCE}"));
     hv.assert_vswitchd_alive();
 }
 

@@ -71,6 +71,9 @@ pub mod key {
     pub const PBR_TABLE: &str = "cloudstack:pbr_table";
     pub const PBR_RULE: &str = "cloudstack:pbr_rule";
     pub const PBR_ROUTE: &str = "cloudstack:pbr_route";
+    /// On a VM port: it is a PBR next hop (an appliance), so its port
+    /// security is MAC-only; the NIC commands keep it so.
+    pub const PBR_NEXTHOP: &str = "cloudstack:pbr_nexthop";
 }
 
 pub const IP_SOURCE_NAT: &str = "source-nat";

@@ -301,7 +301,14 @@ pub fn ensure_port(
         Some(port) => {
             let mut desired = Map::new();
             desired.insert("addresses".into(), string_set([address.as_str()]));
-            desired.insert("port_security".into(), string_set([address.as_str()]));
+            // A policy-routing next hop (an appliance) receives packets for
+            // other addresses: MAC-only port security (plan::pbr).
+            let mac = nic.mac.to_string();
+            let security = match port.external_ids.get(key::PBR_NEXTHOP).map(String::as_str) {
+                Some("true") => mac.as_str(),
+                _ => address.as_str(),
+            };
+            desired.insert("port_security".into(), string_set([security]));
             let want_ids = ids;
             update_port(plan, scope, port, Some(desired), want_ids, dhcp, hostname, obs)?;
             super::acl::ensure_port_group(plan, scope, &[port.uuid], obs)?;

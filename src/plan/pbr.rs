@@ -18,12 +18,16 @@
 //! stored state, so nothing is read but the router row and the holder of
 //! the state.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{map_mutations, Existing, Parent, Plan};
 use crate::error::{Error, Result};
 use crate::nb::ids::{Kind, RouterScope, Scope};
+use crate::nb::rows::Port;
 use crate::nb::{key, table};
 use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, string_set};
@@ -438,7 +442,79 @@ pub fn plan(intent: &PbrIntent, obs: &Observed, plan: &mut Plan) -> Result<()> {
     let old = stored(&intent.holder, obs)?;
     let (new, _) = apply(&old, &intent.action)?;
     store(plan, &intent.holder, &old, &new, obs)?;
-    converge_policies(plan, &intent.rs, &old, &new, obs)
+    converge_policies(plan, &intent.rs, &old, &new, obs)?;
+    next_hop_ports(plan, &intent.rs, &nexthops(&old), &nexthops(&new), obs)
+}
+
+/// Whether an action can change the set of next hops (and so needs the
+/// network's VM ports read, see [`next_hop_ports`]).
+pub fn may_change_next_hops(action: &PbrAction) -> bool {
+    matches!(action, PbrAction::AddRoute(..) | PbrAction::DeleteRoute(..) | PbrAction::DeleteTable(_))
+}
+
+fn nexthops(state: &PbrState) -> BTreeSet<Ipv4Addr> {
+    state
+        .routes
+        .iter()
+        .filter_map(|(_, r)| match r.target {
+            Target::Via(nh) => Some(nh),
+            Target::Drop(_) => None,
+        })
+        .collect()
+}
+
+fn ipv4_of(port: &Port) -> Option<Ipv4Addr> {
+    port.addresses.iter().find_map(|a| a.split_whitespace().skip(1).find_map(|w| w.parse().ok()))
+}
+
+/// A rerouted packet reaches the next hop with its original destination,
+/// which OVN's IP port security (`"MAC IP"`) on a VM port drops. A VM of
+/// ours that becomes a next hop (an appliance) gets MAC-only port security
+/// and a marker the NIC commands honour; when it stops being one, its port
+/// security is its address again. Only when the set of next hops changes.
+fn next_hop_ports(
+    plan: &mut Plan,
+    rs: &RouterScope,
+    old: &BTreeSet<Ipv4Addr>,
+    new: &BTreeSet<Ipv4Addr>,
+    obs: &Observed,
+) -> Result<()> {
+    if old == new {
+        return Ok(());
+    }
+    let vms = obs.ports().iter().filter(|p| {
+        rs.owner.owns(&p.external_ids) && p.external_ids.get(key::KIND).map(String::as_str) == Some(Kind::Nic.as_str())
+    });
+    for port in vms {
+        let Some(ip) = ipv4_of(port) else { continue };
+        let marked = port.external_ids.get(key::PBR_NEXTHOP).map(String::as_str) == Some("true");
+        if new.contains(&ip) && !marked {
+            let mac: Vec<&str> = port.addresses.iter().filter_map(|a| a.split_whitespace().next()).collect();
+            let mut row = Map::new();
+            row.insert("port_security".into(), string_set(mac));
+            plan.update(
+                table::LOGICAL_SWITCH_PORT,
+                port.uuid,
+                row,
+                format!("next hop {ip}: port {} MAC-only", port.name),
+            );
+            let marker: BTreeMap<String, String> = [(key::PBR_NEXTHOP.to_string(), "true".to_string())].into();
+            let muts = map_mutations("external_ids", &marker, &port.external_ids, |k| k == key::PBR_NEXTHOP);
+            plan.mutate(table::LOGICAL_SWITCH_PORT, port.uuid, muts, format!("mark {} a next hop", port.name));
+        } else if !new.contains(&ip) && marked {
+            let mut row = Map::new();
+            row.insert("port_security".into(), string_set(port.addresses.iter().map(String::as_str)));
+            plan.update(
+                table::LOGICAL_SWITCH_PORT,
+                port.uuid,
+                row,
+                format!("port {} no next hop any more: port security back to its address", port.name),
+            );
+            let muts = map_mutations("external_ids", &BTreeMap::new(), &port.external_ids, |k| k == key::PBR_NEXTHOP);
+            plan.mutate(table::LOGICAL_SWITCH_PORT, port.uuid, muts, format!("unmark {}", port.name));
+        }
+    }
+    Ok(())
 }
 
 /// The message CloudStack shows for the action, from the same observed

@@ -8,6 +8,7 @@ use crate::plan::pbr::{Holder, PbrIntent};
 
 /// The intent and what to read for it.
 pub(super) fn prepare(target: &Target, action: PbrAction) -> (PbrIntent, Want) {
+    let tagged_ports = crate::plan::pbr::may_change_next_hops(&action);
     match target {
         Target::Network { scope, rs } => (
             PbrIntent { holder: Holder::Switch(scope.clone()), rs: rs.clone(), action },
@@ -15,13 +16,13 @@ pub(super) fn prepare(target: &Target, action: PbrAction) -> (PbrIntent, Want) {
                 switch: true,
                 light: true,
                 scope: Some(scope.clone()),
-                router: Some(RouterWant::new(rs.clone())),
+                router: Some(RouterWant { tagged_ports, ..RouterWant::new(rs.clone()) }),
                 ..Want::default()
             },
         ),
         Target::Vpc { rs, .. } => (
             PbrIntent { holder: Holder::Router(rs.clone()), rs: rs.clone(), action },
-            Want { router: Some(RouterWant::new(rs.clone())), ..Want::default() },
+            Want { router: Some(RouterWant { tagged_ports, ..RouterWant::new(rs.clone()) }), ..Want::default() },
         ),
     }
 }
