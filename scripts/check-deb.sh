@@ -80,9 +80,12 @@ if command -v logrotate >/dev/null; then
 fi
 pass "logrotate rule"
 
-man=$(zcat "$root/usr/share/man/man1/cloudstack-ovn.1.gz")
+# A here-string, not a pipe: `grep -q` stops at the first match and, with
+# pipefail, the writer's SIGPIPE would fail the check once the page outgrows
+# the pipe buffer.
+man=$(zcat "$root/usr/share/man/man1/cloudstack-ovn.1.gz" | sed 's/\\-/-/g')
 for c in implement-network prepare-nic assign-ip extension-details doctor; do
-    printf '%s' "$man" | sed 's/\\-/-/g' | grep -q -- "$c" || fail "man page does not mention $c"
+    grep -q -- "$c" <<<"$man" || fail "man page does not mention $c"
 done
 if command -v man >/dev/null; then
     man -l "$root/usr/share/man/man1/cloudstack-ovn.1.gz" >/dev/null 2>"$work/man.err" || fail "man -l: $(cat "$work/man.err")"

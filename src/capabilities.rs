@@ -2,24 +2,39 @@
 //! CloudStack service (names as in `network.services`) to the commands the
 //! service needs and the capabilities we advertise for it.
 //!
-//! A service is advertised iff every one of its commands is implemented
-//! according to [`commands::COMMANDS`]: flipping a command there is the only
-//! change needed for `extension-details`, `--help` and the man page to
-//! follow. Capability values are strings (CloudStack parses them), and name
+//! Which commands a service needs is not written here: each command's
+//! entry in [`COMMANDS`] names its services. A service is advertised iff
+//! every one of its commands is implemented, so giving a command its
+//! `prepare` function is the only change needed for `extension-details`,
+//! `--help` and the man page to follow. Capability values are strings (CloudStack parses them), and name
 //! only what we really do: a missing capability means "no constraint" to
 //! CloudStack, so restricting ones are given explicitly (`"false"`).
 
 use serde_json::{Map, Value};
 
-use crate::commands::COMMANDS;
+use crate::commands::registry::{self, COMMANDS};
+
+/// CloudStack's service names (`Network.Service`), as commands and
+/// `network.services` spell them.
+pub mod service {
+    pub const DHCP: &str = "Dhcp";
+    pub const DNS: &str = "Dns";
+    pub const USER_DATA: &str = "UserData";
+    pub const SOURCE_NAT: &str = "SourceNat";
+    pub const STATIC_NAT: &str = "StaticNat";
+    pub const PORT_FORWARDING: &str = "PortForwarding";
+    pub const FIREWALL: &str = "Firewall";
+    pub const LB: &str = "Lb";
+    pub const NETWORK_ACL: &str = "NetworkACL";
+    pub const GATEWAY: &str = "Gateway";
+    pub const CUSTOM_ACTION: &str = "CustomAction";
+}
 
 /// One CloudStack network service.
 #[derive(Debug)]
 pub struct Service {
     /// CloudStack's name (`Network.Service`), as in `network.services`.
     pub name: &'static str,
-    /// Every command CloudStack sends for this service.
-    pub commands: &'static [&'static str],
     /// `network.service.capabilities` entries for this service.
     pub capabilities: &'static [(&'static str, &'static str)],
 }
@@ -27,45 +42,20 @@ pub struct Service {
 /// Every service we may provide, in the order `network.services` lists them.
 pub const SERVICES: &[Service] = &[
     Service {
-        name: "Dhcp",
-        commands: &[
-            "config-dhcp-subnet",
-            "remove-dhcp-subnet",
-            "add-dhcp-entry",
-            "remove-dhcp-entry",
-            "set-dhcp-options",
-        ],
+        name: service::DHCP,
         // CloudStack then sends config-dhcp-subnet before each add-dhcp-entry.
         capabilities: &[("DhcpAccrossMultipleSubnets", "true")],
     },
+    Service { name: service::DNS, capabilities: &[("AllowDnsSuffixModification", "true")] },
+    Service { name: service::USER_DATA, capabilities: &[("Supported", "true")] },
     Service {
-        name: "Dns",
-        commands: &["config-dns-subnet", "remove-dns-subnet", "add-dns-entry", "remove-dns-entry"],
-        capabilities: &[("AllowDnsSuffixModification", "true")],
-    },
-    Service {
-        name: "UserData",
-        commands: &["save-vm-data", "save-password", "save-userdata", "save-sshkey", "save-hypervisor-hostname"],
-        capabilities: &[("Supported", "true")],
-    },
-    Service {
-        name: "SourceNat",
-        commands: &["assign-ip", "release-ip"],
+        name: service::SOURCE_NAT,
         capabilities: &[("SupportedSourceNatTypes", "peraccount"), ("RedundantRouter", "false")],
     },
+    Service { name: service::STATIC_NAT, capabilities: &[("Supported", "true")] },
+    Service { name: service::PORT_FORWARDING, capabilities: &[("SupportedProtocols", "tcp,udp")] },
     Service {
-        name: "StaticNat",
-        commands: &["add-static-nat", "delete-static-nat"],
-        capabilities: &[("Supported", "true")],
-    },
-    Service {
-        name: "PortForwarding",
-        commands: &["add-port-forward", "delete-port-forward"],
-        capabilities: &[("SupportedProtocols", "tcp,udp")],
-    },
-    Service {
-        name: "Firewall",
-        commands: &["apply-fw-rules"],
+        name: service::FIREWALL,
         capabilities: &[
             ("SupportedProtocols", "tcp,udp,icmp"),
             ("SupportedEgressProtocols", "tcp,udp,icmp,all"),
@@ -74,8 +64,7 @@ pub const SERVICES: &[Service] = &[
         ],
     },
     Service {
-        name: "Lb",
-        commands: &["apply-lb-rules"],
+        name: service::LB,
         // No stickiness methods: CloudStack then refuses stickiness policies.
         capabilities: &[
             ("SupportedLBAlgorithms", "roundrobin,source"),
@@ -86,39 +75,15 @@ pub const SERVICES: &[Service] = &[
             ("VmAutoScaling", "false"),
         ],
     },
-    Service {
-        name: "NetworkACL",
-        commands: &["apply-network-acl"],
-        capabilities: &[("SupportedProtocols", "tcp,udp,icmp")],
-    },
+    Service { name: service::NETWORK_ACL, capabilities: &[("SupportedProtocols", "tcp,udp,icmp")] },
     Service {
         // The router: an isolated network's (public IPs and its default
         // route) and a VPC's (created, re-addressed and removed with the VPC).
-        name: "Gateway",
-        commands: &["assign-ip", "release-ip", "implement-vpc", "shutdown-vpc", "update-vpc-source-nat-ip"],
+        name: service::GATEWAY,
         capabilities: &[("RedundantRouter", "false")],
     },
-    Service { name: "CustomAction", commands: &["custom-action"], capabilities: &[("Supported", "true")] },
+    Service { name: service::CUSTOM_ACTION, capabilities: &[("Supported", "true")] },
 ];
-
-/// Commands CloudStack sends whatever the services (network and NIC
-/// lifecycle, `restore-network` after a restart, `destroy-vpc` which only
-/// the reference wrapper knows). Not tied to a service.
-pub const LIFECYCLE: &[&str] = &[
-    "ensure-network-device",
-    "implement-network",
-    "shutdown-network",
-    "destroy-network",
-    "prepare-nic",
-    "release-nic",
-    "restore-network",
-    "destroy-vpc",
-];
-
-/// Whether this version implements `command` (per [`COMMANDS`]).
-pub fn implemented(command: &str) -> bool {
-    COMMANDS.iter().any(|(c, done)| *c == command && *done)
-}
 
 /// Services whose commands work but which are not advertised yet because
 /// part of the service lives elsewhere and is not complete: UserData needs
@@ -126,11 +91,28 @@ pub fn implemented(command: &str) -> bool {
 pub const WITHHELD: &[&str] = &["UserData"];
 
 impl Service {
+    /// Every command CloudStack sends for this service (from [`COMMANDS`]).
+    pub fn commands(&self) -> Vec<&'static str> {
+        COMMANDS.iter().filter(|c| c.services.contains(&self.name)).map(|c| c.name).collect()
+    }
+
     /// True iff every command of the service is implemented and the
     /// service is not withheld.
     pub fn supported(&self) -> bool {
-        !WITHHELD.contains(&self.name) && self.commands.iter().all(|c| implemented(c))
+        !WITHHELD.contains(&self.name) && self.commands().iter().all(|c| implemented(c))
     }
+}
+
+/// Commands CloudStack sends whatever the services (network and NIC
+/// lifecycle, `restore-network` after a restart, `destroy-vpc` which only
+/// the reference wrapper knows).
+pub fn lifecycle() -> impl Iterator<Item = &'static str> {
+    COMMANDS.iter().filter(|c| c.services.is_empty()).map(|c| c.name)
+}
+
+/// Whether this version implements `command`.
+pub fn implemented(command: &str) -> bool {
+    registry::implemented(command)
 }
 
 /// The services this version provides.
@@ -204,16 +186,16 @@ mod tests {
     fn every_command_is_known_and_covered() {
         for s in SERVICES {
             assert!(CLOUDSTACK_SERVICES.contains(&s.name), "{} is not a CloudStack service", s.name);
-            for c in s.commands {
-                assert!(COMMANDS.iter().any(|(k, _)| k == c), "{}: unknown command {c}", s.name);
+            assert!(!s.commands().is_empty(), "{}: no command sends it", s.name);
+        }
+        for c in COMMANDS {
+            for s in c.services {
+                assert!(SERVICES.iter().any(|x| x.name == *s), "{}: unknown service {s}", c.name);
             }
         }
-        for c in LIFECYCLE {
-            assert!(COMMANDS.iter().any(|(k, _)| k == c), "unknown lifecycle command {c}");
-        }
-        for (c, _) in COMMANDS {
-            let covered = LIFECYCLE.contains(c) || SERVICES.iter().any(|s| s.commands.contains(c));
-            assert!(covered, "{c} belongs to no service and is not a lifecycle command");
+        let lifecycle: Vec<&str> = lifecycle().collect();
+        for c in ["ensure-network-device", "implement-network", "prepare-nic", "restore-network", "destroy-vpc"] {
+            assert!(lifecycle.contains(&c), "{c}");
         }
     }
 
@@ -221,7 +203,7 @@ mod tests {
     fn advertised_iff_all_commands_implemented() {
         let names: Vec<&str> = advertised().map(|s| s.name).collect();
         for s in SERVICES {
-            let all = s.commands.iter().all(|c| COMMANDS.iter().any(|(k, done)| k == c && *done))
+            let all = s.commands().iter().all(|c| COMMANDS.iter().any(|k| k.name == *c && k.implemented()))
                 && !WITHHELD.contains(&s.name);
             assert_eq!(names.contains(&s.name), all, "{}", s.name);
         }

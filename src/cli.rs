@@ -49,14 +49,6 @@ pub struct Invocation {
     pub unknown_flags: Vec<String>,
 }
 
-/// What the process was asked to do.
-#[derive(Debug)]
-pub enum Request {
-    Run(Invocation),
-    Help,
-    Version,
-}
-
 /// Old command names (Fork-weizhou) and their current spelling.
 pub fn canonical_command(name: &str) -> &str {
     match name {
@@ -131,29 +123,24 @@ pub fn command_name(args: &[OsString]) -> String {
 }
 
 /// [`parse`] for argv as the OS gives it.
-pub fn parse_os(args: &[OsString]) -> Result<Request> {
+pub fn parse_os(args: &[OsString]) -> Result<Invocation> {
     let lossy: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let bad: Vec<bool> = args.iter().map(|a| a.to_str().is_none()).collect();
     parse_inner(&lossy, &bad, args)
 }
 
-pub fn parse(args: &[String]) -> Result<Request> {
+pub fn parse(args: &[String]) -> Result<Invocation> {
     let raw: Vec<OsString> = args.iter().map(OsString::from).collect();
     parse_inner(args, &vec![false; args.len()], &raw)
 }
 
 /// `bad[i]`: `args[i]` was not UTF-8 (and is lossy here); `raw` is argv as given.
-fn parse_inner(args: &[String], bad: &[bool], raw: &[OsString]) -> Result<Request> {
+fn parse_inner(args: &[String], bad: &[bool], raw: &[OsString]) -> Result<Invocation> {
     let Some(first) = args.get(1) else {
         return Err(Error::Usage(
             "usage: cloudstack-ovn <command> <payload-file> [<timeout-seconds>] (see --help)".into(),
         ));
     };
-    match first.as_str() {
-        "-h" | "--help" | "help" => return Ok(Request::Help),
-        "-V" | "--version" | "version" => return Ok(Request::Version),
-        _ => {}
-    }
     if bad[1] {
         return Err(Error::Usage(format!("the command name {first:?} is not valid UTF-8")));
     }
@@ -166,12 +153,16 @@ fn parse_inner(args: &[String], bad: &[bool], raw: &[OsString]) -> Result<Reques
 }
 
 fn parse_timeout(raw: &str) -> Result<Duration> {
-    raw.trim().parse::<u64>().ok().filter(|s| (1..=MAX_TIMEOUT_SECS).contains(s)).map(Duration::from_secs).ok_or_else(
-        || Error::Usage(format!("timeout must be a number of seconds between 1 and {MAX_TIMEOUT_SECS}, got {raw:?}")),
-    )
+    crate::payload::types::decimal(raw.trim())
+        .map(u64::from)
+        .filter(|s| (1..=MAX_TIMEOUT_SECS).contains(s))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            Error::Usage(format!("timeout must be a number of seconds between 1 and {MAX_TIMEOUT_SECS}, got {raw:?}"))
+        })
 }
 
-fn parse_payload_file(command: String, rest: &[String], bad: &[bool], raw: &[OsString]) -> Result<Request> {
+fn parse_payload_file(command: String, rest: &[String], bad: &[bool], raw: &[OsString]) -> Result<Invocation> {
     // The path is used as given, UTF-8 or not.
     let path = Path::new(&raw[0]);
     let timeout = match rest.get(1) {
@@ -185,7 +176,7 @@ fn parse_payload_file(command: String, rest: &[String], bad: &[bool], raw: &[OsS
         .map_err(|e| Error::Payload(format!("payload file {} is not valid JSON: {e}", path.display())))?;
     let payload = Payload::from_envelope(doc)?;
     let unknown_flags = rest.iter().skip(2).map(|a| redact_arg(a)).collect();
-    Ok(Request::Run(Invocation { command, style: Style::PayloadFile, timeout, deadline, payload, unknown_flags }))
+    Ok(Invocation { command, style: Style::PayloadFile, timeout, deadline, payload, unknown_flags })
 }
 
 /// A payload or `--*-file` document: a regular file, within the deadline and
@@ -210,7 +201,7 @@ fn is_known_flag(arg: &str) -> bool {
     })
 }
 
-fn parse_flags(command: String, rest: &[String], bad: &[bool]) -> Result<Request> {
+fn parse_flags(command: String, rest: &[String], bad: &[bool]) -> Result<Invocation> {
     let mut payload = Payload::default();
     let mut unknown = Vec::new();
     let mut physical = None;
@@ -270,7 +261,7 @@ fn parse_flags(command: String, rest: &[String], bad: &[bool]) -> Result<Request
         payload.fields.insert(key, doc);
     }
     payload::set_details(&mut payload, physical.as_ref(), network.as_ref())?;
-    Ok(Request::Run(Invocation { command, style: Style::Flags, timeout, deadline, payload, unknown_flags: unknown }))
+    Ok(Invocation { command, style: Style::Flags, timeout, deadline, payload, unknown_flags: unknown })
 }
 
 fn read_base64_json_file(flag: &str, path: &Path, deadline: Deadline) -> Result<Value> {
@@ -286,15 +277,20 @@ fn read_base64_json_file(flag: &str, path: &Path, deadline: Deadline) -> Result<
 mod tests {
     use super::*;
 
+    #[test]
+    fn timeouts_are_plain_decimal_seconds() {
+        assert_eq!(parse_timeout("60").unwrap(), Duration::from_secs(60));
+        for bad in ["+60", "-1", "0", "3601", "6e1", ""] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+
     fn args(v: &[&str]) -> Vec<String> {
         std::iter::once("cloudstack-ovn").chain(v.iter().copied()).map(String::from).collect()
     }
 
     fn run(v: &[&str]) -> Invocation {
-        match parse(&args(v)).unwrap() {
-            Request::Run(i) => i,
-            other => panic!("{other:?}"),
-        }
+        parse(&args(v)).unwrap()
     }
 
     #[test]
@@ -372,6 +368,5 @@ mod tests {
         assert!(matches!(parse(&args(&["prepare-nic", f.to_str().unwrap()])), Err(Error::Payload(_))));
         std::fs::write(&f, "{}").unwrap();
         assert!(matches!(parse(&args(&["prepare-nic", f.to_str().unwrap(), "soon"])), Err(Error::Usage(_))));
-        assert!(matches!(parse(&args(&["--help"])).unwrap(), Request::Help));
     }
 }

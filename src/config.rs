@@ -261,9 +261,7 @@ impl Settings {
     fn number(&self, key: &str, default: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32> {
         match self.get(key) {
             None => Ok(default),
-            Some((v, src)) => v
-                .parse::<u32>()
-                .ok()
+            Some((v, src)) => crate::payload::types::decimal(&v)
                 .filter(|n| range.contains(n))
                 .ok_or_else(|| Error::Config(format!("{key}={v:?} from {src}: expected a number in {range:?}"))),
         }
@@ -331,6 +329,113 @@ impl Settings {
         } else {
             Err(Error::Config(format!("{OWNER}={owner:?}: use letters, digits, '-', '_' or '.' (at most 64)")))
         }
+    }
+}
+
+/// The local configuration every entry point reads the same way: the
+/// setting variables of the environment ([`env_settings`]) and the config
+/// file (`$CLOUDSTACK_OVN_CONFIG` or [`DEFAULT_CONFIG_FILE`]), with their
+/// errors kept for the caller to report. Used by the CloudStack path,
+/// `doctor` and `audit`.
+#[derive(Debug)]
+pub struct Local {
+    pub env: BTreeMap<String, String>,
+    /// A setting variable that is not UTF-8 (the others still apply).
+    pub env_error: Option<Error>,
+    pub path: PathBuf,
+    pub file: FileConfig,
+    pub file_error: Option<Error>,
+}
+
+impl Local {
+    pub fn load() -> Local {
+        let (env, env_error) = env_settings();
+        let path = PathBuf::from(
+            env.get("CLOUDSTACK_OVN_CONFIG")
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_CONFIG_FILE.to_string()),
+        );
+        let (file, file_error) = match FileConfig::load(&path) {
+            Ok(f) => (f, None),
+            Err(e) => (FileConfig::default(), Some(e)),
+        };
+        Local { env, env_error, path, file, file_error }
+    }
+
+    /// Settings with `registration` (CloudStack's registration details, or
+    /// an operator's overrides) on top.
+    pub fn settings(&self, registration: BTreeMap<String, String>) -> Settings {
+        Settings::new(registration, self.env.clone(), self.file.clone())
+    }
+}
+
+/// Every setting a CloudStack command uses, resolved and validated once,
+/// before the command is prepared: a bad value is a configuration error
+/// (exit 3) whatever the command.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub owner: String,
+    /// The NB remote(s), or what to tell when none is configured (only
+    /// commands that connect need one).
+    nb: std::result::Result<(String, Source), String>,
+    pub tls: TlsFiles,
+    pub mtu: u32,
+    pub lease_time: u32,
+    pub public_network_name: String,
+    /// `network_name` of shared and L2 networks' localnet ports.
+    pub shared_network_name: String,
+    pub public_mtu: u32,
+    /// Ordered gateway chassis; empty when not configured (only commands
+    /// that create a gateway need one).
+    pub gateway_chassis: Vec<String>,
+    /// The SB remote(s) (`ovn.sb.connection`): only the custom-action
+    /// diagnostics read the SB.
+    pub sb: Option<String>,
+    pub sb_tls: TlsFiles,
+    /// UserData (docs/metadata.md): the zone's public key and digest key
+    /// (checked by the UserData commands, which need them), and the user
+    /// data size cap.
+    pub metadata_public_key: Option<String>,
+    pub metadata_digest_key: Option<String>,
+    pub metadata_userdata_max: usize,
+}
+
+impl Config {
+    pub fn parse(s: &Settings) -> Result<Config> {
+        let nb = match s.nb_connection() {
+            Ok(nb) => Ok(nb),
+            Err(Error::Config(msg)) => Err(msg),
+            Err(e) => return Err(e),
+        };
+        Ok(Config {
+            owner: s.owner()?,
+            nb,
+            tls: s.tls(),
+            mtu: s.mtu()?,
+            lease_time: s.lease_time()?,
+            public_network_name: s.public_network_name()?,
+            shared_network_name: s.shared_network_name()?,
+            public_mtu: s.public_mtu()?,
+            gateway_chassis: s.gateway_chassis()?,
+            sb: s.sb_connection().map(|(remote, _)| remote),
+            sb_tls: s.sb_tls(),
+            metadata_public_key: s.get(crate::metadata::PUBLIC_KEY_DETAIL).map(|(v, _)| v),
+            metadata_digest_key: s.get(crate::metadata::DIGEST_KEY_DETAIL).map(|(v, _)| v),
+            metadata_userdata_max: match s.get(crate::metadata::MAX_USERDATA_DETAIL) {
+                None => crate::metadata::DEFAULT_MAX_USERDATA,
+                Some((v, source)) => v.parse().map_err(|_| {
+                    Error::Config(format!(
+                        "{} ({source}) must be a number of bytes, got {v:?}",
+                        crate::metadata::MAX_USERDATA_DETAIL
+                    ))
+                })?,
+            },
+        })
+    }
+
+    pub fn nb_connection(&self) -> Result<(String, Source)> {
+        self.nb.clone().map_err(Error::Config)
     }
 }
 
@@ -413,9 +518,23 @@ mod tests {
 
     #[test]
     fn bad_numbers_are_config_errors() {
-        let s = Settings::new(map(&[("ovn.mtu", "jumbo")]), map(&[]), FileConfig::default());
-        assert!(s.mtu().unwrap_err().to_string().contains("ovn.mtu"));
+        for bad in ["jumbo", "+1442", "-1"] {
+            let s = Settings::new(map(&[("ovn.mtu", bad)]), map(&[]), FileConfig::default());
+            assert!(s.mtu().unwrap_err().to_string().contains("ovn.mtu"), "{bad}");
+        }
         let s = Settings::new(map(&[]), map(&[("CLOUDSTACK_OVN_MTU", "1300")]), FileConfig::default());
         assert_eq!(s.mtu().unwrap(), 1300);
+    }
+
+    #[test]
+    fn config_is_parsed_whole_and_a_missing_nb_waits_for_a_connection() {
+        let s = Settings::new(map(&[("ovn.gateway.chassis", "hv1, hv2")]), map(&[]), FileConfig::default());
+        let c = Config::parse(&s).unwrap();
+        assert_eq!(c.gateway_chassis, ["hv1", "hv2"]);
+        assert_eq!((c.mtu, c.public_network_name.as_str()), (DEFAULT_MTU, "public"));
+        assert!(matches!(c.nb_connection(), Err(Error::Config(m)) if m.contains("OVN_NB_DB")));
+        // Any bad value fails the whole configuration, whatever the command.
+        let bad = Settings::new(map(&[("ovn.mtu", "9")]), map(&[]), FileConfig::default());
+        assert!(matches!(Config::parse(&bad), Err(Error::Config(_))));
     }
 }

@@ -20,6 +20,10 @@
 //! * [`operator`] — `--help`, `extension-details`, `doctor`, man page and
 //!   completions (clap; never on the CloudStack hot path).
 
+// A panic is exit 101 with a message on stderr, which CloudStack would store
+// as the command's output: library code returns errors instead.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod agent;
 pub mod capabilities;
 pub mod cli;
@@ -30,6 +34,7 @@ pub mod files;
 pub mod log;
 pub mod metadata;
 pub mod nb;
+pub mod observe;
 pub mod operator;
 pub mod output;
 pub mod ovsdb;

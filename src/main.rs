@@ -39,6 +39,8 @@ fn install_panic_hook() {
             &[("outcome", &"panic"), ("exit_code", &1)],
         );
         cloudstack_ovn::output::print_error(&message);
+        // The one exit outside main's return value: a panic has no other way out.
+        #[allow(clippy::disallowed_methods)]
         std::process::exit(cloudstack_ovn::error::ExitCode::Internal as i32);
     }));
 }

@@ -420,3 +420,57 @@ fn concurrent_firewall_snapshots_do_not_merge() {
         "the ACLs are the recorded snapshot's: {recorded} vs {port}"
     );
 }
+
+/// ACL rows of ours at other uuids than today's derivation gives (what a
+/// change of the ACL identity would leave behind) converge with one
+/// `apply-fw-rules`: one write transaction that links the rows at their
+/// derived uuids and unlinks the others, so no committed state lacks the
+/// rules; a second run writes nothing.
+#[test]
+fn acls_keyed_differently_converge_in_one_transaction() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", network(61)));
+    run_all(&nb, NIC_START, &nic(61, NIC1, MAC1, "10.1.1.23", "vm-1", true));
+    let rules = fw(61, false, vec![egress(1, 80), egress(2, 443)]);
+    ok(cs(&nb, "apply-fw-rules", rules.clone()));
+    let acls = |nb: &Nb| -> Vec<String> {
+        let mut v: Vec<String> = nb
+            .nbctl(&["--bare", "--columns=acls", "list", "Port_Group", "cs_net_61"])
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let derived = acls(&nb);
+    assert!(derived.len() >= 4, "{derived:?}");
+
+    // Re-key: every ACL row of the group replaced by a copy at a fresh uuid
+    // (same columns, our tags), in one transaction.
+    let rows: Vec<Value> =
+        nb.rows("ACL").into_iter().filter(|r| derived.contains(&r["_uuid"][1].as_str().unwrap().to_string())).collect();
+    let mut ops = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let mut row = r.as_object().unwrap().clone();
+        row.remove("_uuid");
+        row.remove("_version");
+        ops.push(json!({"op": "insert", "table": "ACL", "row": row, "uuid-name": format!("old{i}")}));
+        ops.push(json!({"op": "mutate", "table": "Port_Group", "where": [["name", "==", "cs_net_61"]],
+                        "mutations": [["acls", "insert", ["named-uuid", format!("old{i}")]]]}));
+    }
+    let gone: Vec<Value> = derived.iter().map(|u| json!(["uuid", u])).collect();
+    ops.push(json!({"op": "mutate", "table": "Port_Group", "where": [["name", "==", "cs_net_61"]],
+                    "mutations": [["acls", "delete", ["set", gone]]]}));
+    nb.transact(&ops);
+    let old = acls(&nb);
+    assert_eq!(old.len(), derived.len());
+    assert!(old.iter().all(|u| !derived.contains(u)), "re-keyed rows have other uuids");
+
+    let run = cs_logged(&nb, "apply-fw-rules", rules.clone());
+    ok(run.output);
+    let line = run.log.lines().find(|l| l.contains("command=apply-fw-rules ") && l.contains("outcome=ok")).unwrap();
+    assert!(line.contains(" attempts=1 ") && !line.contains(" rows_changed=0 "), "one write transaction: {line}");
+    assert_eq!(acls(&nb), derived, "the derived rows are back, the others gone");
+    assert_eq!(nb.count_rows("ACL"), derived.len(), "unlinked rows were dropped by OVSDB");
+    twice(&nb, "apply-fw-rules", rules);
+}

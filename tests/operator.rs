@@ -74,14 +74,14 @@ fn extension_details_advertise_exactly_what_is_dispatched() {
     // What the binary dispatches, command by command.
     let dir = tempfile::tempdir().unwrap();
     let not_supported: BTreeSet<&str> =
-        COMMANDS.iter().map(|(c, _)| *c).filter(|c| unsupported(c, dir.path())).collect();
-    for (c, implemented) in COMMANDS {
-        assert_eq!(!not_supported.contains(c), *implemented, "{c}: COMMANDS and dispatch disagree");
+        COMMANDS.iter().map(|c| c.name).filter(|c| unsupported(c, dir.path())).collect();
+    for c in COMMANDS {
+        assert_eq!(!not_supported.contains(c.name), c.implemented(), "{}: COMMANDS and dispatch disagree", c.name);
     }
     for s in SERVICES {
         // A withheld service (UserData until its host side is complete)
         // works but is not advertised.
-        let works = s.commands.iter().all(|c| !not_supported.contains(c))
+        let works = s.commands().iter().all(|c| !not_supported.contains(c))
             && !cloudstack_ovn::capabilities::WITHHELD.contains(&s.name);
         assert_eq!(
             listed.contains(&s.name),
@@ -89,8 +89,8 @@ fn extension_details_advertise_exactly_what_is_dispatched() {
             "{} advertised={} but its commands {:?} answer 'not supported yet': {:?}",
             s.name,
             listed.contains(&s.name),
-            s.commands,
-            s.commands.iter().filter(|c| not_supported.contains(*c)).collect::<Vec<_>>()
+            s.commands(),
+            s.commands().iter().filter(|c| not_supported.contains(*c)).collect::<Vec<_>>()
         );
     }
     // Names CloudStack knows, nothing we do not route.
@@ -119,7 +119,7 @@ fn help_man_page_and_completions_come_from_clap() {
         assert!(r.stderr.is_empty());
     }
     let help = product(&["--help"], &[]).stdout;
-    for (c, _) in COMMANDS {
+    for c in COMMANDS.iter().map(|c| c.name) {
         assert!(help.contains(c), "--help lacks {c}");
     }
     assert!(help.contains("CloudStack implements a guest network (network implement/restart)"), "{help}");
@@ -130,10 +130,8 @@ fn help_man_page_and_completions_come_from_clap() {
     assert_eq!(man.code, Some(0));
     assert!(man.stdout.starts_with(".ie") && man.stdout.contains(".TH cloudstack-ovn 1"), "{}", man.stdout);
     let text = man.stdout.replace("\\-", "-");
-    for (c, implemented) in COMMANDS {
-        if *implemented {
-            assert!(text.contains(&format!("\\fB{c}\\fR")), "man page lacks {c}");
-        }
+    for c in COMMANDS.iter().filter(|c| c.implemented()).map(|c| c.name) {
+        assert!(text.contains(&format!("\\fB{c}\\fR")), "man page lacks {c}");
     }
     for word in ["extension-details", "doctor", "--timeout", "--json", "payload-file"] {
         assert!(text.contains(word), "man page lacks {word}");

@@ -154,7 +154,8 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
     let ack_file = opts.state_dir.join("password-acks.json");
     let acks: BTreeMap<String, String> =
         std::fs::read(&ack_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    let plumbing = Plumbing { prefix: opts.netns_prefix.clone(), ovs_db: opts.ovs_db.clone(), bridge };
+    let plumbing =
+        Plumbing { prefix: opts.netns_prefix.clone(), ovs_db: opts.ovs_db.clone(), bridge, owner: owner.clone() };
     log::info(
         "agent starting",
         &[
@@ -210,7 +211,9 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                 live = false;
                 dirty = true;
             }
-            let (s, n) = links.as_mut().expect("connected");
+            let Some((s, n)) = links.as_mut() else {
+                return Err(Error::Internal("agent links missing after connect".into()));
+            };
             s.set_deadline(Deadline::after(CALL_TIMEOUT));
             n.set_deadline(Deadline::after(CALL_TIMEOUT));
             let mut fresh = None;

@@ -25,6 +25,8 @@ pub struct Plumbing {
     /// `--db=` for `ovs-vsctl`.
     pub ovs_db: String,
     pub bridge: String,
+    /// Names the localports (`cs-md-<network>` for the default owner).
+    pub owner: crate::nb::Owner,
 }
 
 /// A provisioned network.
@@ -150,7 +152,7 @@ impl Plumbing {
             let src = ips.first().copied().unwrap_or(crate::metadata::MD_ADDRESS).to_string();
             run("ip", &["-n", &netns, "route", "add", "default", "dev", inner, "src", &src])?;
             let db = format!("--db={}", self.ovs_db);
-            let iface = format!("external_ids:iface-id={}", crate::metadata::port_name(network));
+            let iface = format!("external_ids:iface-id={}", crate::metadata::port_name(&self.owner, network));
             run(
                 "ovs-vsctl",
                 &[

@@ -128,10 +128,10 @@ pub fn read(sb: &mut Client, nb: &mut Client, chassis: &str, owner: &Owner) -> R
             .map(string_map_of)
             .and_then(|ids| ids.get("name").cloned())
             .unwrap_or_default();
-        let Some(net) = name.strip_prefix("cs-net-").and_then(|n| n.parse::<u64>().ok()) else { continue };
+        let Some(net) = metadata::switch_network(owner, &name) else { continue };
         let Some(md) = rows(&r[2 * i + 1])
             .iter()
-            .find(|row| row.get("logical_port").and_then(Value::as_str) == Some(&metadata::port_name(net)))
+            .find(|row| row.get("logical_port").and_then(Value::as_str) == Some(&metadata::port_name(owner, net)))
         else {
             // No UserData on this network.
             continue;

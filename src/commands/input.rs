@@ -5,10 +5,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::Context;
 use crate::error::{Error, Result};
+use crate::nb::ids::Scope;
 use crate::nb::METADATA_IP;
-use crate::payload::types::{db_id, dns_name, ip_list, ipv4, ipv6, nic_uuid, GuestType, Ipv4Cidr, Ipv6Cidr, Mac, Vlan};
+use crate::payload::types::{
+    db_id, dns_name, host_in_subnet, host_ipv4, host_ipv6, ip_list, ipv4, ipv6, nic_uuid, GuestType, Ipv4Cidr,
+    Ipv6Cidr, Mac, Vlan,
+};
 use crate::payload::Payload;
-use crate::plan::network::{DhcpSubnet, DnsEntry, NicSpec, Physical, Scope, SwitchSpec};
+use crate::plan::network::{DhcpSubnet, DnsEntry, NicSpec, Physical, SwitchSpec};
 use crate::plan::router::{GatewaySpec, Protocol, PublicIp, PublicNet, RouterOf, RouterScope};
 
 fn optional_id(p: &Payload, field: &str) -> Result<Option<u64>> {
@@ -35,6 +39,20 @@ fn optional_v4(p: &Payload, field: &str) -> Result<Option<Ipv4Addr>> {
 
 fn optional_v6(p: &Payload) -> Result<Option<Ipv6Addr>> {
     p.nonempty("ip6_address").map(|v| ipv6("ip6_address", &v)).transpose()
+}
+
+/// A NIC's IPv4 address: a host address (not 0.0.0.0, multicast, ...).
+fn optional_host_v4(p: &Payload, field: &str) -> Result<Option<Ipv4Addr>> {
+    optional_v4(p, field)?.map(|ip| host_ipv4(field, ip)).transpose()
+}
+
+/// A NIC's IPv6 address: a host address (not `::`, `::1`, `ff02::1`, v4-mapped).
+fn optional_host_v6(p: &Payload) -> Result<Option<Ipv6Addr>> {
+    optional_v6(p)?.map(|ip| host_ipv6("ip6_address", ip)).transpose()
+}
+
+fn guest_gateway6_addr(p: &Payload) -> Result<Option<Ipv6Addr>> {
+    p.nonempty("network_ip6_gateway").map(|v| ipv6("network_ip6_gateway", &v)).transpose()
 }
 
 /// The network's CIDR and gateway (in NIC payloads `gateway` is the NIC's,
@@ -71,7 +89,8 @@ fn physical(ctx: &Context) -> Result<Option<Physical>> {
         GuestType::Shared { vlan } | GuestType::L2 { vlan } => vlan,
         GuestType::Isolated | GuestType::Vpc => return Ok(None),
     };
-    Ok(Some(Physical { guest_type, network_name: ctx.settings.shared_network_name()?, vlan, require_vlan: false }))
+    let network_name = ctx.config.shared_network_name.clone();
+    Ok(Some(Physical { guest_type, network_name, vlan, require_vlan: false }))
 }
 
 /// NAT, forwarding, firewall, load balancing and public IPs live on our
@@ -108,8 +127,23 @@ pub fn nic_spec(ctx: &Context) -> Result<NicSpec> {
     let p = ctx.payload();
     let nic_uuid = nic_uuid_field(ctx)?;
     let mac = Mac::parse("mac", &p.require("mac")?)?;
-    let ipv4 = optional_v4(p, "ip")?;
-    let ipv6 = optional_v6(p)?;
+    let (ipv4, ipv6) = (optional_host_v4(p, "ip")?, optional_host_v6(p)?);
+    if let (Some(ip), Some(gw)) = (ipv4, optional_v4(p, "gateway")?) {
+        if ip == gw {
+            return Err(Error::field("ip", format!("{ip} is the gateway's address")));
+        }
+    }
+    if let Some(ip) = ipv4 {
+        // Its own subnet when the payload has one (shared networks), else the network's.
+        if let Some(subnet) = subnet_of(ctx)?.or(switch_spec(ctx)?.cidr) {
+            host_in_subnet("ip", ip, subnet)?;
+        }
+    }
+    if let (Some(ip), Some(gw)) = (ipv6, guest_gateway6_addr(p)?) {
+        if ip == gw {
+            return Err(Error::field("ip6_address", format!("{ip} is the IPv6 gateway's address")));
+        }
+    }
     if let (Some(ip), Some(c)) = (ipv4, switch_spec(ctx)?.cidr) {
         // A shared network may span several subnets: an address outside the
         // network's CIDR is fine only when it comes with its own netmask and a
@@ -177,7 +211,7 @@ pub fn dhcp_cidr(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
 pub fn dhcp_subnet(ctx: &Context) -> Result<DhcpSubnet> {
     let p = ctx.payload();
     let cidr = dhcp_cidr(ctx)?.ok_or_else(|| Error::Missing("cidr (or ip and netmask)".into()))?;
-    let router = optional_v4(p, "gateway")?;
+    let router = optional_host_v4(p, "gateway")?;
     if let Some(r) = router.filter(|r| !cidr.contains(*r)) {
         return Err(Error::field("gateway", format!("{r} is outside the DHCP subnet {cidr}")));
     }
@@ -196,24 +230,28 @@ pub fn dhcp_subnet(ctx: &Context) -> Result<DhcpSubnet> {
             .or(router)
             .ok_or_else(|| Error::Missing("gateway or extension_ip (the DHCP server address)".into()))?,
     };
-    let dns_servers = match p.nonempty("dns") {
+    let dns_servers: Vec<Ipv4Addr> = match p.nonempty("dns") {
         Some(list) => ip_list("dns", &list)?
             .into_iter()
             .filter_map(|ip| match ip {
-                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V4(v4) => Some(host_ipv4("dns", v4)),
                 IpAddr::V6(_) => None,
             })
-            .collect(),
+            .collect::<Result<_>>()?,
         None => Vec::new(),
     };
+    // One DHCP option holds at most 255 bytes, 63 addresses.
+    if dns_servers.len() > 63 {
+        return Err(Error::field("dns", format!("{} servers do not fit in a DHCP option", dns_servers.len())));
+    }
     Ok(DhcpSubnet {
         cidr,
         server_id,
         router,
         dns_servers,
         domain: domain(ctx)?,
-        mtu: ctx.settings.mtu()?,
-        lease_time: ctx.settings.lease_time()?,
+        mtu: ctx.config.mtu,
+        lease_time: ctx.config.lease_time,
     })
 }
 
@@ -226,8 +264,8 @@ pub fn dns_entry(ctx: &Context) -> Result<DnsEntry> {
 /// The NIC's IPv4 and/or IPv6 address; at least one is required.
 pub fn nic_addresses(ctx: &Context) -> Result<(Option<Ipv4Addr>, Option<Ipv6Addr>)> {
     let p = ctx.payload();
-    let ipv4 = optional_v4(p, "ip")?;
-    let ipv6 = optional_v6(p)?;
+    let ipv4 = optional_host_v4(p, "ip")?;
+    let ipv6 = optional_host_v6(p)?;
     if ipv4.is_none() && ipv6.is_none() {
         return Err(Error::Missing("ip (or ip6_address)".into()));
     }
@@ -253,11 +291,13 @@ pub fn vlan(field: &str, raw: &str) -> Result<Option<u16>> {
 /// The public IP of the payload with its subnet, gateway and VLAN.
 pub fn public_ip(ctx: &Context) -> Result<PublicIp> {
     let p = ctx.payload();
-    let ip = ipv4("public_ip", &p.require("public_ip")?)?;
+    let ip = host_ipv4("public_ip", ipv4("public_ip", &p.require("public_ip")?)?)?;
     // Newer CloudStack sends network/prefix, the CLI era ip/prefix: only the prefix counts.
     let cidr = Ipv4Cidr::parse("public_cidr", &p.require("public_cidr")?)?;
     let subnet = Ipv4Cidr { addr: ip, prefix: cidr.prefix }.network();
-    let gateway = ipv4("public_gateway", &p.require("public_gateway")?)?;
+    host_in_subnet("public_ip", ip, subnet)?;
+    let gateway = host_ipv4("public_gateway", ipv4("public_gateway", &p.require("public_gateway")?)?)?;
+    host_in_subnet("public_gateway", gateway, subnet)?;
     if !subnet.contains(gateway) {
         return Err(Error::field("public_gateway", format!("{gateway} is not on the public IP's subnet {subnet}")));
     }
@@ -265,7 +305,7 @@ pub fn public_ip(ctx: &Context) -> Result<PublicIp> {
         return Err(Error::field("public_ip", format!("{ip} is the public gateway itself")));
     }
     let net = PublicNet {
-        network_name: ctx.settings.public_network_name()?,
+        network_name: ctx.config.public_network_name.clone(),
         vlan: vlan("public_vlan", &p.str("public_vlan").unwrap_or_default())?,
     };
     Ok(PublicIp { ip, prefix: cidr.prefix, gateway, net })
@@ -273,7 +313,7 @@ pub fn public_ip(ctx: &Context) -> Result<PublicIp> {
 
 /// Just the address, for commands that only name it (release, NAT deletes).
 pub fn public_address(ctx: &Context) -> Result<Ipv4Addr> {
-    ipv4("public_ip", &ctx.payload().require("public_ip")?)
+    host_ipv4("public_ip", ipv4("public_ip", &ctx.payload().require("public_ip")?)?)
 }
 
 /// The prefix of `public_cidr`, when given.
@@ -285,17 +325,27 @@ pub fn source_nat(ctx: &Context) -> Result<bool> {
     Ok(ctx.payload().bool("source_nat")?.unwrap_or(false))
 }
 
+/// Where the gateway runs: needed by every command that may create a
+/// router's gateway (`dnat_and_snat` needs a gateway chassis), so a missing
+/// `ovn.gateway.chassis` is a configuration error before connecting.
 pub fn gateway_spec(ctx: &Context) -> Result<GatewaySpec> {
-    Ok(GatewaySpec { chassis: ctx.settings.gateway_chassis()?, mtu: ctx.settings.public_mtu()? })
+    let chassis = ctx.config.gateway_chassis.clone();
+    if chassis.is_empty() {
+        return Err(Error::Config(
+            "no gateway chassis: set the registration detail ovn.gateway.chassis (ordered chassis names) so OVN can place NAT".into(),
+        ));
+    }
+    Ok(GatewaySpec { chassis, mtu: ctx.config.public_mtu })
 }
 
 /// `private_ip`, which must be on the network when its CIDR is known.
 pub fn private_ip(ctx: &Context) -> Result<Ipv4Addr> {
-    let ip = ipv4("private_ip", &ctx.payload().require("private_ip")?)?;
+    let ip = host_ipv4("private_ip", ipv4("private_ip", &ctx.payload().require("private_ip")?)?)?;
     if let Some(c) = switch_spec(ctx)?.cidr {
         if !c.contains(ip) {
             return Err(Error::field("private_ip", format!("{ip} is outside the network's cidr {}", c.network())));
         }
+        host_in_subnet("private_ip", ip, c)?;
     }
     Ok(ip)
 }
@@ -340,6 +390,11 @@ pub fn guest_gateway6(ctx: &Context) -> Result<Option<Ipv6Cidr>> {
     }
 }
 
+/// The guest network's IPv6 prefix (`network_ip6_cidr`), if it has one.
+pub fn guest_cidr6(ctx: &Context) -> Result<Option<Ipv6Cidr>> {
+    ctx.payload().nonempty("network_ip6_cidr").map(|v| Ipv6Cidr::parse("network_ip6_cidr", &v)).transpose()
+}
+
 /// The VPC's super-CIDR (`vpc_cidr`; README-era payloads call it `cidr`).
 pub fn vpc_cidr(ctx: &Context) -> Result<Option<Ipv4Cidr>> {
     let p = ctx.payload();
@@ -359,7 +414,7 @@ mod tests {
         assert_eq!(vlan("v", "untagged").unwrap(), None);
         assert_eq!(vlan("v", "vlan://untagged").unwrap(), None);
         assert_eq!(vlan("v", "").unwrap(), None);
-        for bad in ["0", "4095", "vlan://x", "lswitch://1"] {
+        for bad in ["0", "4095", "vlan://x", "lswitch://1", "+101", "vlan://+7"] {
             assert!(vlan("v", bad).is_err(), "{bad}");
         }
     }

@@ -4,17 +4,31 @@
 
 use std::collections::BTreeMap;
 
-use super::{input, Context, Outcome, Want};
+use super::{input, Context, Job};
 use crate::error::{Error, Result};
-use crate::payload::rules;
+use crate::nb::ids::Scope;
+use crate::observe::{Observed, Read, Want};
+use crate::payload::rules::{self, RestoreVm};
 use crate::payload::types::GuestType;
-use crate::plan::acl::port_group_uuid;
 use crate::plan::network::{
-    ensure_dhcp, ensure_dns, ensure_port, ensure_switch, DhcpLink, DnsEntry, Hostname, NicSpec,
+    ensure_dhcp, ensure_dns, ensure_port, ensure_switch, DhcpLink, DhcpSubnet, DnsEntry, Hostname, NicSpec, SwitchSpec,
 };
 use crate::plan::Plan;
 
-pub fn restore(ctx: &Context) -> Result<Outcome> {
+struct Restore {
+    scope: Scope,
+    spec: SwitchSpec,
+    subnet: Option<DhcpSubnet>,
+    dns_enabled: bool,
+    domain: Option<String>,
+    vms: Vec<RestoreVm>,
+    /// An L2 network: ports pin the MAC only.
+    l2: bool,
+    /// The NICs' VM data (UserData), sealed.
+    userdata: Option<super::vmdata::Restore>,
+}
+
+pub fn restore(ctx: &Context) -> Result<Job> {
     let scope = input::scope(ctx)?;
     let spec = input::switch_spec(ctx)?;
     let doc = ctx.payload().nested("restore_data")?.ok_or_else(|| Error::Missing("restore_data".into()))?;
@@ -52,50 +66,55 @@ pub fn restore(ctx: &Context) -> Result<Outcome> {
         scope: Some(scope.clone()),
         ..Want::default()
     };
-    ctx.converge(&want, |obs| {
-        let mut plan = Plan::default();
-        ensure_switch(&mut plan, &scope, &spec, obs)?;
-        if let Some(s) = &subnet {
-            match &userdata {
-                Some(u) => ensure_dhcp(&mut plan, &scope, s, &super::vmdata::with_md_port(&scope, u, obs))?,
-                None => ensure_dhcp(&mut plan, &scope, s, obs)?,
-            }
+    let intent = Restore { scope, spec, subnet, dns_enabled, domain, vms, l2, userdata };
+    Ok(Job::new(want, intent, plan_restore))
+}
+
+fn plan_restore(i: &Restore, obs: &Observed, plan: &mut Plan) -> Result<()> {
+    let Restore { scope, spec, subnet, dns_enabled, domain, vms, l2, userdata } = i;
+    let dns_enabled = *dns_enabled;
+    ensure_switch(plan, scope, spec, obs)?;
+    if let Some(s) = &subnet {
+        match userdata {
+            // DHCP rows planned with the metadata localport the same plan adds.
+            Some(u) => ensure_dhcp(plan, scope, s, &super::vmdata::with_md_port(scope, u, obs))?,
+            None => ensure_dhcp(plan, scope, s, obs)?,
         }
-        if let Some(u) = &userdata {
-            super::vmdata::plan_restore(&mut plan, &scope, u, subnet.is_some(), obs)?;
+    }
+    if let Some(u) = userdata {
+        super::vmdata::plan_restore(plan, scope, u, obs)?;
+    }
+    let mut records = BTreeMap::new();
+    // Each NIC is planned against its own port; the port group, once one
+    // NIC's plan inserts it, is joined (not inserted again) by the others.
+    let mut view = obs.clone();
+    for vm in vms {
+        view.port = Read::answer(obs.ports().iter().find(|p| p.uuid == scope.port_uuid(&vm.nic_uuid)).cloned());
+        // An L2 network's ports pin the MAC only (as prepare-nic does).
+        let (ipv4, ipv6) = if *l2 { (None, None) } else { (Some(vm.ip), vm.ip6) };
+        let nic = NicSpec { nic_uuid: vm.nic_uuid.clone(), nic_id: None, mac: vm.mac, ipv4, ipv6 };
+        let link = match &subnet {
+            Some(s) if s.cidr.contains(vm.ip) => DhcpLink::Link(scope.dhcp_uuid(s.cidr, vm.default_nic)),
+            Some(_) | None => DhcpLink::Keep,
+        };
+        let hostname = vm.hostname.clone().map(Hostname::Set).unwrap_or(Hostname::Keep);
+        ensure_port(plan, scope, &nic, link, &hostname, &view)?;
+        if view.port_group().is_none() {
+            view.port_group = Read::found(crate::nb::rows::PortGroup {
+                uuid: scope.port_group_uuid(),
+                name: scope.port_group_name(),
+                ports: Vec::new(),
+                acls: Vec::new(),
+                external_ids: scope.ids(crate::nb::Kind::PortGroup),
+            });
         }
-        let mut records = BTreeMap::new();
-        // Each NIC is planned against its own port; the port group, once one
-        // NIC's plan inserts it, is joined (not inserted again) by the others.
-        let mut view = obs.clone();
-        for vm in &vms {
-            view.port = obs.ports.iter().find(|p| p.uuid == scope.port_uuid(&vm.nic_uuid)).cloned();
-            // An L2 network's ports pin the MAC only (as prepare-nic does).
-            let (ipv4, ipv6) = if l2 { (None, None) } else { (Some(vm.ip), vm.ip6) };
-            let nic = NicSpec { nic_uuid: vm.nic_uuid.clone(), nic_id: None, mac: vm.mac, ipv4, ipv6 };
-            let link = match &subnet {
-                Some(s) if s.cidr.contains(vm.ip) => DhcpLink::Link(scope.dhcp_uuid(s.cidr, vm.default_nic)),
-                Some(_) | None => DhcpLink::Keep,
-            };
-            let hostname = vm.hostname.clone().map(Hostname::Set).unwrap_or(Hostname::Keep);
-            ensure_port(&mut plan, &scope, &nic, link, &hostname, &view)?;
-            if view.port_group.is_none() {
-                view.port_group = Some(crate::nb::rows::PortGroup {
-                    uuid: port_group_uuid(&scope),
-                    name: crate::nb::port_group_name(scope.network_id),
-                    ports: Vec::new(),
-                    acls: Vec::new(),
-                    external_ids: scope.ids(crate::nb::Kind::PortGroup),
-                });
-            }
-            if let (true, Some(h)) = (dns_enabled, &vm.hostname) {
-                let entry = DnsEntry { hostname: h.clone(), domain: domain.clone(), ipv4: Some(vm.ip), ipv6: vm.ip6 };
-                records.extend(entry.records());
-            }
+        if let (true, Some(h)) = (dns_enabled, &vm.hostname) {
+            let entry = DnsEntry { hostname: h.clone(), domain: domain.clone(), ipv4: Some(vm.ip), ipv6: vm.ip6 };
+            records.extend(entry.records());
         }
-        if dns_enabled && !records.is_empty() {
-            ensure_dns(&mut plan, &scope, &records, obs)?;
-        }
-        Ok(plan)
-    })
+    }
+    if dns_enabled && !records.is_empty() {
+        ensure_dns(plan, scope, &records, obs)?;
+    }
+    Ok(())
 }

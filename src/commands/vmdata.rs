@@ -1,18 +1,19 @@
-//! UserData: save-vm-data, save-password, save-userdata, save-sshkey,
-//! save-hypervisor-hostname (docs/metadata.md). Each converges, in one
+//! UserData's five commands (docs/metadata.md). Each converges, in one
 //! transaction, the network's metadata localport, the DHCP keys pointing
 //! at it and the NIC's vm-data row; secrets are sealed before connecting.
 
 use std::net::Ipv4Addr;
 
-use super::{input, Context, Outcome, Want};
+use super::{input, Context, Job};
 use crate::error::{Error, Result};
 use crate::metadata::seal::{self, Secret};
 use crate::metadata::{self, Update};
+use crate::nb::ids::Scope;
+use crate::observe::{Observed, Want};
 use crate::plan::metadata::{
     converge_dhcp, dns_records, ensure_md_port, ensure_vm_data, md_address, Sealed, VmDataChange,
 };
-use crate::plan::network::{ensure_dns, ensure_switch};
+use crate::plan::network::{ensure_dns, ensure_switch, SwitchSpec};
 use crate::plan::Plan;
 
 /// The keys UserData commands need, from the registration details.
@@ -22,25 +23,27 @@ pub struct Keys {
 }
 
 pub fn keys(ctx: &Context) -> Result<Keys> {
-    let get = |detail: &str| {
-        ctx.settings.get(detail).map(|(v, _)| v).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+    let get = |detail: &str, value: &Option<String>| {
+        value.clone().ok_or_else(|| {
             Error::Config(format!(
                 "UserData needs the registration detail {detail} (printed by `cloudstack-ovn metadata-keygen` on a KVM host)"
             ))
         })
     };
-    let public = seal::parse_public_key(metadata::PUBLIC_KEY_DETAIL, &get(metadata::PUBLIC_KEY_DETAIL)?)?;
-    let digest = seal::parse_digest_key(metadata::DIGEST_KEY_DETAIL, &get(metadata::DIGEST_KEY_DETAIL)?)?;
+    let c = &ctx.config;
+    let public = seal::parse_public_key(
+        metadata::PUBLIC_KEY_DETAIL,
+        &get(metadata::PUBLIC_KEY_DETAIL, &c.metadata_public_key)?,
+    )?;
+    let digest = seal::parse_digest_key(
+        metadata::DIGEST_KEY_DETAIL,
+        &get(metadata::DIGEST_KEY_DETAIL, &c.metadata_digest_key)?,
+    )?;
     Ok(Keys { public, digest })
 }
 
 pub fn max_userdata(ctx: &Context) -> Result<usize> {
-    match ctx.settings.get(metadata::MAX_USERDATA_DETAIL) {
-        None => Ok(metadata::DEFAULT_MAX_USERDATA),
-        Some((v, source)) => v.trim().parse().map_err(|_| {
-            Error::Config(format!("{} ({source}) must be a number of bytes, got {v:?}", metadata::MAX_USERDATA_DETAIL))
-        }),
-    }
+    Ok(ctx.config.metadata_userdata_max)
 }
 
 /// Seal an [`Update`]'s secrets for `nic` (randomized; done before
@@ -51,7 +54,7 @@ pub fn seal_update(keys: &Keys, nic: &str, u: Update) -> Result<VmDataChange> {
         Some(None) => Some(None),
         Some(Some(bytes)) => Some(Some(Sealed {
             value: seal::seal(&keys.public, Secret::UserData, nic, "", &bytes)?,
-            digest: seal::digest(&keys.digest, Secret::UserData, nic, &bytes),
+            digest: seal::digest(&keys.digest, Secret::UserData, nic, &bytes)?,
             gen: String::new(),
         })),
     };
@@ -61,7 +64,7 @@ pub fn seal_update(keys: &Keys, nic: &str, u: Update) -> Result<VmDataChange> {
             let gen = seal::new_generation();
             Some(Sealed {
                 value: seal::seal(&keys.public, Secret::Password, nic, &gen, pw.as_bytes())?,
-                digest: seal::digest(&keys.digest, Secret::Password, nic, pw.as_bytes()),
+                digest: seal::digest(&keys.digest, Secret::Password, nic, pw.as_bytes())?,
                 gen,
             })
         }
@@ -81,48 +84,58 @@ fn extension_md_ip(ctx: &Context) -> Result<Option<Ipv4Addr>> {
     Ok((Some(ext) != gateway && cidr.is_some_and(|c| c.contains(ext))).then_some(ext))
 }
 
-fn update_of(ctx: &Context, command: &str, max: usize) -> Result<Update> {
-    let p = ctx.payload();
-    let legacy = ctx.legacy();
-    let required = |field: &str| p.nonempty(field).ok_or_else(|| Error::Missing(field.to_string()));
-    let mut u = Update::default();
-    match command {
-        "save-vm-data" => {
-            let doc = p.nested("vm_data")?.ok_or_else(|| Error::Missing("vm_data".into()))?;
-            u = metadata::parse_vm_data("vm_data", &doc, legacy, max)?;
-        }
-        "save-password" => {
-            u.password = Some(metadata::password_value("password", required("password")?)?);
-        }
-        "save-userdata" => {
-            let raw = required("userdata")?;
-            let bytes = if legacy { metadata::base64_or_raw(&raw) } else { raw.into_bytes() };
-            u.userdata = Some(metadata::userdata_value("userdata", bytes, max)?);
-        }
-        "save-sshkey" => {
-            let raw = required("sshkey")?;
-            let key = if legacy { metadata::base64_text_or_raw(&raw) } else { raw };
-            u.files.insert("public-keys".into(), key);
-        }
-        "save-hypervisor-hostname" => {
-            let h = required("hypervisor_hostname")?;
-            if h.len() > 255 || h.contains(['\n', '\r', '\0']) {
-                return Err(Error::field("hypervisor_hostname", "must be one line of at most 255 bytes"));
-            }
-            u.files.insert("hypervisor-host-name".into(), h);
-        }
-        other => return Err(Error::Internal(format!("{other} is not a UserData command"))),
-    }
-    Ok(u)
+pub fn save_vm_data(ctx: &Context) -> Result<Job> {
+    let max = max_userdata(ctx)?;
+    let doc = ctx.payload().nested("vm_data")?.ok_or_else(|| Error::Missing("vm_data".into()))?;
+    job(ctx, metadata::parse_vm_data("vm_data", &doc, ctx.legacy(), max)?)
 }
 
-pub fn save(ctx: &Context) -> Result<Outcome> {
-    let command = ctx.inv.command.clone();
+pub fn save_password(ctx: &Context) -> Result<Job> {
+    let pw = required(ctx, "password")?;
+    job(ctx, Update { password: Some(metadata::password_value("password", pw)?), ..Update::default() })
+}
+
+pub fn save_userdata(ctx: &Context) -> Result<Job> {
+    let max = max_userdata(ctx)?;
+    let raw = required(ctx, "userdata")?;
+    // Legacy flag style: Base64, as CloudStack stores it.
+    let bytes = if ctx.legacy() { metadata::base64_or_raw(&raw) } else { raw.into_bytes() };
+    job(ctx, Update { userdata: Some(metadata::userdata_value("userdata", bytes, max)?), ..Update::default() })
+}
+
+pub fn save_sshkey(ctx: &Context) -> Result<Job> {
+    let raw = required(ctx, "sshkey")?;
+    let key = if ctx.legacy() { metadata::base64_text_or_raw(&raw) } else { raw };
+    job(ctx, Update { files: [("public-keys".to_string(), key)].into(), ..Update::default() })
+}
+
+pub fn save_hypervisor_hostname(ctx: &Context) -> Result<Job> {
+    let h = required(ctx, "hypervisor_hostname")?;
+    if h.len() > 255 || h.contains(['\n', '\r', '\0']) {
+        return Err(Error::field("hypervisor_hostname", "must be one line of at most 255 bytes"));
+    }
+    job(ctx, Update { files: [("hypervisor-host-name".to_string(), h)].into(), ..Update::default() })
+}
+
+fn required(ctx: &Context, field: &str) -> Result<String> {
+    ctx.payload().nonempty(field).ok_or_else(|| Error::Missing(field.to_string()))
+}
+
+struct Save {
+    scope: Scope,
+    spec: SwitchSpec,
+    ext: Option<Ipv4Addr>,
+    change: VmDataChange,
+    /// The payload names the subnet, so its DHCP rows were read.
+    dhcp: bool,
+}
+
+/// Every UserData command: validate, seal, then converge the network's
+/// metadata localport, its DHCP and DNS keys and the NIC's vm-data row.
+fn job(ctx: &Context, update: Update) -> Result<Job> {
     let scope = input::scope(ctx)?;
     let spec = input::switch_spec(ctx)?;
     let nic = input::nic_uuid_field(ctx)?;
-    let max = max_userdata(ctx)?;
-    let update = update_of(ctx, &command, max)?;
     let ext = extension_md_ip(ctx)?;
     let keys = keys(ctx)?;
     let change = seal_update(&keys, &nic, update)?;
@@ -132,26 +145,33 @@ pub fn save(ctx: &Context) -> Result<Outcome> {
         switch: true,
         light: true,
         dns: true,
+        localnet: spec.physical.is_some(),
         dhcp,
         vm_data: vec![metadata::row_uuid(&scope.owner, &nic)],
         scope: Some(scope.clone()),
         ..Want::default()
     };
-    let md = md_address(ext);
-    ctx.converge(&want, |obs| {
-        let mut plan = Plan::default();
-        ensure_switch(&mut plan, &scope, &spec, obs)?;
-        ensure_md_port(&mut plan, &scope, ext, obs)?;
-        converge_dhcp(&mut plan, &scope, md, obs)?;
-        // Only a network that has DNS records gets the names; the payload
-        // has no domain, the subnet's DHCP options do.
-        if obs.dns.is_some() {
-            let domain = obs.dhcp.iter().find_map(|d| d.options.get("domain_name")).map(|v| v.trim_matches('"'));
-            ensure_dns(&mut plan, &scope, &dns_records(md, domain), obs)?;
-        }
-        ensure_vm_data(&mut plan, &scope, &change, obs)?;
-        Ok(plan)
-    })
+    let has_dhcp = !want.dhcp.is_empty();
+    Ok(Job::new(want, Save { scope, spec, ext, change, dhcp: has_dhcp }, plan_save))
+}
+
+fn plan_save(i: &Save, obs: &Observed, plan: &mut Plan) -> Result<()> {
+    let md = md_address(i.ext);
+    ensure_switch(plan, &i.scope, &i.spec, obs)?;
+    ensure_md_port(plan, &i.scope, i.ext, obs)?;
+    // Without the subnet (legacy flags give no cidr) the DHCP rows wait for
+    // config-dhcp-subnet, which reads the localport.
+    if i.dhcp {
+        converge_dhcp(plan, &i.scope, md, obs)?;
+    }
+    // Only a network that has DNS records gets the names; the payload has
+    // no domain, the subnet's DHCP options do.
+    if obs.dns().is_some() {
+        let dhcp = if i.dhcp { obs.dhcp() } else { &[] };
+        let domain = dhcp.iter().find_map(|d| d.options.get("domain_name")).map(|v| v.trim_matches('"'));
+        ensure_dns(plan, &i.scope, &dns_records(md, domain), obs)?;
+    }
+    ensure_vm_data(plan, &i.scope, &i.change, obs)
 }
 
 /// restore-network's VM data: every listed NIC's `vm_data` (never with a
@@ -189,17 +209,10 @@ pub fn restore_intent(ctx: &Context, doc: &serde_json::Value) -> Result<Option<R
 }
 
 /// Plan restore-network's UserData part (after its ports and DHCP rows).
-pub fn plan_restore(
-    plan: &mut Plan,
-    scope: &crate::plan::network::Scope,
-    r: &Restore,
-    dhcp_written: bool,
-    obs: &crate::plan::network::Observed,
-) -> Result<()> {
+pub fn plan_restore(plan: &mut Plan, scope: &Scope, r: &Restore, obs: &Observed) -> Result<()> {
+    // The DHCP rows (when restore writes them) were planned against
+    // [`with_md_port`]; the localport itself and the NICs' rows are here.
     ensure_md_port(plan, scope, r.extension_ip, obs)?;
-    if !dhcp_written {
-        converge_dhcp(plan, scope, md_address(r.extension_ip), obs)?;
-    }
     for c in &r.changes {
         ensure_vm_data(plan, scope, c, obs)?;
     }
@@ -208,20 +221,16 @@ pub fn plan_restore(
 
 /// The observed rows as they will be once the metadata localport exists, so
 /// DHCP rows planned in the same transaction already point at it.
-pub fn with_md_port(
-    scope: &crate::plan::network::Scope,
-    r: &Restore,
-    obs: &crate::plan::network::Observed,
-) -> crate::plan::network::Observed {
+pub fn with_md_port(scope: &Scope, r: &Restore, obs: &Observed) -> Observed {
     let mut view = obs.clone();
-    if view.md_port.is_none() {
+    if view.md_port_if_read().is_none() {
         let mut address = format!("{} {}", metadata::port_mac(&scope.owner, scope.network_id), metadata::MD_ADDRESS);
         if let Some(ip) = r.extension_ip {
             address.push_str(&format!(" {ip}"));
         }
-        view.md_port = Some(crate::nb::rows::Port {
+        view.md_port = crate::observe::Read::found(crate::nb::rows::Port {
             uuid: metadata::port_uuid(&scope.owner, scope.network_id),
-            name: metadata::port_name(scope.network_id),
+            name: metadata::port_name(&scope.owner, scope.network_id),
             tag_request: None,
             addresses: vec![address],
             port_security: Vec::new(),

@@ -61,15 +61,21 @@ pub mod key {
     }
 }
 
-/// `cs-md-<network_id>`: the metadata localport of a network (and the
-/// `iface-id` the agent's veth carries).
-pub fn port_name(network_id: u64) -> String {
-    format!("cs-md-{network_id}")
+/// `cs-md-<network_id>` (`cs-<owner>-md-<id>` for another owner, as
+/// switch names): the metadata localport of a network, and the `iface-id`
+/// the agent's veth carries.
+pub fn port_name(owner: &Owner, network_id: u64) -> String {
+    format!("{}md-{network_id}", owner.name_prefix())
 }
 
 /// The network id of a metadata localport name.
-pub fn port_network(name: &str) -> Option<u64> {
-    name.strip_prefix("cs-md-")?.parse().ok()
+pub fn port_network(owner: &Owner, name: &str) -> Option<u64> {
+    name.strip_prefix(&format!("{}md-", owner.name_prefix()))?.parse().ok()
+}
+
+/// The network id of a switch (SB datapath) name of ours.
+pub fn switch_network(owner: &Owner, name: &str) -> Option<u64> {
+    name.strip_prefix(&format!("{}net-", owner.name_prefix()))?.parse().ok()
 }
 
 pub fn port_uuid(owner: &Owner, network_id: u64) -> Uuid {
@@ -284,8 +290,10 @@ mod tests {
     #[test]
     fn names_and_uuids() {
         let o = Owner("cloudstack".into());
-        assert_eq!(port_name(42), "cs-md-42");
-        assert_eq!(port_network("cs-md-42"), Some(42));
+        assert_eq!(port_name(&o, 42), "cs-md-42");
+        assert_eq!(port_network(&o, "cs-md-42"), Some(42));
+        assert_eq!(switch_network(&o, "cs-net-42"), Some(42));
+        assert_eq!(port_name(&Owner("b".into()), 42), "cs-b-md-42");
         assert_ne!(row_uuid(&o, "a"), row_uuid(&o, "b"));
         assert_ne!(row_uuid(&o, "42"), port_uuid(&o, 42));
     }

@@ -84,10 +84,11 @@ pub fn public_key_b64(sk: &SecretKey) -> String {
 
 /// One-way: knowing the digest key tells nothing about the private key.
 pub fn digest_key_of(sk: &SecretKey) -> [u8; 32] {
-    let mut mac = Blake2bMac::<blake2::digest::consts::U32>::new_from_slice(b"cloudstack-ovn metadata digest v1")
-        .expect("a 33-byte key is within BLAKE2b's 64-byte limit");
-    mac.update(&sk.to_bytes());
-    mac.finalize_fixed().into()
+    use blake2::Digest;
+    let mut h = blake2::Blake2b::<blake2::digest::consts::U32>::new();
+    Digest::update(&mut h, b"cloudstack-ovn metadata digest v1\0");
+    Digest::update(&mut h, sk.to_bytes());
+    h.finalize().into()
 }
 
 pub fn digest_key_b64(sk: &SecretKey) -> String {
@@ -135,11 +136,13 @@ pub fn open(sk: &SecretKey, what: Secret, nic: &str, gen: &str, value: &str) -> 
 
 /// Keyed digest of a secret's intent, stored beside the ciphertext so a
 /// repeated command can tell "same value" without being able to read it.
-pub fn digest(key: &[u8; 32], what: Secret, nic: &str, data: &[u8]) -> String {
-    let mut mac = Blake2bMac::<blake2::digest::consts::U16>::new_from_slice(key).expect("32-byte key");
+pub fn digest(key: &[u8; 32], what: Secret, nic: &str, data: &[u8]) -> Result<String> {
+    // Fails only for keys over 64 bytes.
+    let mut mac = Blake2bMac::<blake2::digest::consts::U16>::new_from_slice(key)
+        .map_err(|_| Error::Internal("digest key too long".into()))?;
     mac.update(&bound(what, nic, "", data));
     let out: [u8; 16] = mac.finalize_fixed().into();
-    out.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(out.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A fresh password generation: 64 random bits, hex.
@@ -172,10 +175,10 @@ mod tests {
     fn digests_are_keyed_and_stable() {
         let k1 = [1u8; 32];
         let k2 = [2u8; 32];
-        let d = digest(&k1, Secret::Password, "n", b"pw");
-        assert_eq!(d, digest(&k1, Secret::Password, "n", b"pw"));
-        assert_ne!(d, digest(&k2, Secret::Password, "n", b"pw"));
-        assert_ne!(d, digest(&k1, Secret::Password, "m", b"pw"));
+        let d = digest(&k1, Secret::Password, "n", b"pw").unwrap();
+        assert_eq!(d, digest(&k1, Secret::Password, "n", b"pw").unwrap());
+        assert_ne!(d, digest(&k2, Secret::Password, "n", b"pw").unwrap());
+        assert_ne!(d, digest(&k1, Secret::Password, "m", b"pw").unwrap());
         assert_eq!(d.len(), 32);
     }
 

@@ -4,11 +4,10 @@
 //! Knows OVSDB (values, rows) but nothing of CloudStack's wire format; the
 //! mapping table lives in `docs/mapping.md`.
 
+pub mod ids;
 pub mod rows;
 
-use std::collections::BTreeMap;
-
-use uuid::Uuid;
+pub use ids::{broadcast_uri, localnet_id, localnet_name, port_group_name, switch_name, Kind, Owner};
 
 pub const DB: &str = "OVN_Northbound";
 
@@ -25,6 +24,7 @@ pub mod table {
     pub const LOAD_BALANCER: &str = "Load_Balancer";
     pub const ACL: &str = "ACL";
     pub const PORT_GROUP: &str = "Port_Group";
+    pub const LOGICAL_ROUTER_POLICY: &str = "Logical_Router_Policy";
 }
 
 /// `external_ids` keys. Every row we create carries [`OWNER`]; we never
@@ -64,184 +64,28 @@ pub mod key {
     /// NAT, forwarding and load-balancer changes can refresh the firewall.
     pub const FIREWALL: &str = "cloudstack:firewall";
     pub const RULE_ID: &str = "cloudstack:rule_id";
+    /// On an isolated network's switch or a VPC's router: its policy-based
+    /// routing tables, routes and rules (JSON, `payload::pbr::PbrState`).
+    pub const PBR: &str = "cloudstack:pbr";
+    /// On a compiled Logical_Router_Policy: where it comes from.
+    pub const PBR_TABLE: &str = "cloudstack:pbr_table";
+    pub const PBR_RULE: &str = "cloudstack:pbr_rule";
+    pub const PBR_ROUTE: &str = "cloudstack:pbr_route";
+    /// On a VM port: it is a PBR next hop (an appliance), so its port
+    /// security is MAC-only; the NIC commands keep it so.
+    pub const PBR_NEXTHOP: &str = "cloudstack:pbr_nexthop";
 }
 
 pub const IP_SOURCE_NAT: &str = "source-nat";
 pub const IP_ASSIGNED: &str = "assigned";
 
-/// Values of `cloudstack:kind`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// The guest network's Logical_Switch.
-    Network,
-    /// A VM NIC's Logical_Switch_Port.
-    Nic,
-    /// The network's DHCPv4 options for default NICs (with a router).
-    Dhcp4,
-    /// The same options without `router`, for non-default NICs, as
-    /// CloudStack's own DHCP server does for them.
-    Dhcp4NoRouter,
-    /// Per-NIC DHCPv4 options (`set-dhcp-options`).
-    Dhcp4Nic,
-    /// The network's DNS records.
-    Dns,
-    /// A network's or VPC's Logical_Router.
-    Router,
-    /// The router port holding a guest network's gateway address.
-    GuestRouterPort,
-    /// Its router-type peer on the guest switch.
-    GuestRouterPeer,
-    /// A router's gateway port on the public switch.
-    GatewayPort,
-    /// Its router-type peer on the public switch.
-    GatewayPeer,
-    /// The public switch of one physical network + VLAN (shared by routers).
-    PublicSwitch,
-    /// Its localnet port.
-    Localnet,
-    /// A router's default route to the public gateway.
-    DefaultRoute,
-    /// Source NAT of the guest (or VPC) CIDR.
-    Snat,
-    /// Static NAT (`dnat_and_snat`) of one public IP.
-    StaticNat,
-    /// Port forwarding of one public IP and protocol (a Load_Balancer).
-    PortForward,
-    /// A load-balancing rule (a Load_Balancer per CloudStack rule id).
-    LoadBalancer,
-    /// The Port_Group of a network's VM ports.
-    PortGroup,
-    /// A firewall ACL (isolated networks).
-    Firewall,
-    /// A network ACL (VPC tiers).
-    NetworkAcl,
-    /// A network's metadata `localport` (`cs-md-<network_id>`).
-    MetadataPort,
-    /// A NIC's VM data: an NB `DNS` row no switch references.
-    VmData,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Network => "network",
-            Kind::Nic => "nic",
-            Kind::Dhcp4 => "dhcpv4",
-            Kind::Dhcp4NoRouter => "dhcpv4-norouter",
-            Kind::Dhcp4Nic => "dhcpv4-nic",
-            Kind::Dns => "dns",
-            Kind::Router => "router",
-            Kind::GuestRouterPort => "guest-router-port",
-            Kind::GuestRouterPeer => "guest-router-peer",
-            Kind::GatewayPort => "gateway-port",
-            Kind::GatewayPeer => "gateway-peer",
-            Kind::PublicSwitch => "public-switch",
-            Kind::Localnet => "localnet",
-            Kind::DefaultRoute => "default-route",
-            Kind::Snat => "snat",
-            Kind::StaticNat => "static-nat",
-            Kind::PortForward => "port-forward",
-            Kind::LoadBalancer => "load-balancer",
-            Kind::PortGroup => "port-group",
-            Kind::Firewall => "firewall",
-            Kind::NetworkAcl => "network-acl",
-            Kind::MetadataPort => "metadata-port",
-            Kind::VmData => "vm-data",
-        }
-    }
-}
-
-/// Who we are in `external_ids:cloudstack:owner` (config `ovn.owner`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Owner(pub String);
-
-/// A fixed namespace for our UUIDv5 row ids. Never change it: existing rows
-/// would no longer be found.
-const ROW_NAMESPACE: Uuid = Uuid::from_u128(0x6c0b_1d7e_93a4_4f0e_8d2b_5a1c_0e7f_3b21);
-
-impl Owner {
-    /// Deterministic row UUID for a row without a unique index. Two racing
-    /// inserts of the same row then collide on `duplicate uuid` instead of
-    /// creating two rows, and lookups are by `_uuid`, which never scans.
-    pub fn row_uuid(&self, kind: Kind, id: &str) -> Uuid {
-        Uuid::new_v5(&ROW_NAMESPACE, format!("{}/{}/{}", self.0, kind.as_str(), id).as_bytes())
-    }
-
-    pub fn owns(&self, external_ids: &BTreeMap<String, String>) -> bool {
-        external_ids.get(key::OWNER) == Some(&self.0)
-    }
-
-    /// A stable, locally administered unicast MAC derived from `seed`
-    /// (OVN's DHCP `server_mac`): the same network always answers from the
-    /// same MAC, across restarts and management servers.
-    pub fn stable_mac(&self, seed: &str) -> String {
-        let b = Uuid::new_v5(&ROW_NAMESPACE, format!("{}/mac/{seed}", self.0).as_bytes()).into_bytes();
-        // 0x0a: bit 1 set = locally administered, bit 0 clear = unicast.
-        format!("0a:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3], b[4])
-    }
-}
-
-/// `cs-net-<network_id>`: fixed by the broadcast URI `ovn://cs-net-<id>` that
-/// CloudStack stores and by the legacy in-tree plugin's convention.
-pub fn switch_name(network_id: u64) -> String {
-    format!("cs-net-{network_id}")
-}
-
-/// Port_Group and Address_Set names must be identifiers (`[a-zA-Z_.][a-zA-Z_.0-9]*`).
-pub fn port_group_name(network_id: u64) -> String {
-    format!("cs_net_{network_id}")
-}
-
-/// The localnet port of a shared or L2 network's switch.
-pub fn localnet_name(network_id: u64) -> String {
-    format!("ln-{}", switch_name(network_id))
-}
-
-/// Id of that port's row uuid (kind `localnet`). Public localnet ports use
-/// `<network_name>/<vlan>`, which always holds a '/', so the two never meet.
-pub fn localnet_id(network_id: u64) -> String {
-    switch_name(network_id)
-}
-
 /// The address of the UserData design (docs/metadata-design.md): the DHCP
 /// server id of networks whose `extension_ip` is not on the subnet.
 pub const METADATA_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(169, 254, 169, 254);
-
-pub fn broadcast_uri(network_id: u64) -> String {
-    format!("ovn://{}", switch_name(network_id))
-}
 
 /// OVN copies string-typed DHCP options verbatim into the logical flow's
 /// `put_dhcp_opts(...)`; without literal double quotes the action fails to
 /// parse and the port silently gets no DHCP answer (ovn-notes §3.3).
 pub fn quoted(s: &str) -> String {
     format!("\"{s}\"")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn row_uuids_are_stable_and_scoped() {
-        let a = Owner("cloudstack".into());
-        let b = Owner("other".into());
-        assert_eq!(a.row_uuid(Kind::Network, "42"), a.row_uuid(Kind::Network, "42"));
-        assert_ne!(a.row_uuid(Kind::Network, "42"), a.row_uuid(Kind::Network, "43"));
-        assert_ne!(a.row_uuid(Kind::Network, "42"), a.row_uuid(Kind::Dns, "42"));
-        assert_ne!(a.row_uuid(Kind::Network, "42"), b.row_uuid(Kind::Network, "42"));
-        // Pinned: a change here would orphan every row in every deployment.
-        assert_eq!(
-            a.row_uuid(Kind::Network, "42").to_string(),
-            a.row_uuid(Kind::Network, "42").hyphenated().to_string()
-        );
-    }
-
-    #[test]
-    fn stable_macs_are_local_unicast() {
-        let m = Owner("cloudstack".into()).stable_mac("dhcp/42");
-        assert!(m.starts_with("0a:"));
-        assert_eq!(m.len(), 17);
-        assert_eq!(m, Owner("cloudstack".into()).stable_mac("dhcp/42"));
-    }
 }

@@ -222,13 +222,14 @@ pub struct Router {
     pub nat: Vec<Uuid>,
     pub static_routes: Vec<Uuid>,
     pub load_balancer: Vec<Uuid>,
+    pub policies: Vec<Uuid>,
     pub options: BTreeMap<String, String>,
     pub external_ids: BTreeMap<String, String>,
 }
 
 impl Router {
     pub const COLUMNS: &'static [&'static str] =
-        &["_uuid", "name", "ports", "nat", "static_routes", "load_balancer", "options", "external_ids"];
+        &["_uuid", "name", "ports", "nat", "static_routes", "load_balancer", "policies", "options", "external_ids"];
 
     pub fn select(uuid: Uuid) -> Operation {
         select(table::LOGICAL_ROUTER, Condition::uuid_is(uuid), Self::COLUMNS)
@@ -243,6 +244,7 @@ impl Router {
             nat: uuids("nat"),
             static_routes: uuids("static_routes"),
             load_balancer: uuids("load_balancer"),
+            policies: uuids("policies"),
             options: map_col(row, "options"),
             external_ids: map_col(row, "external_ids"),
         })
@@ -289,10 +291,11 @@ pub struct GatewayChassis {
     pub name: String,
     pub chassis_name: String,
     pub priority: i64,
+    pub external_ids: BTreeMap<String, String>,
 }
 
 impl GatewayChassis {
-    pub const COLUMNS: &'static [&'static str] = &["_uuid", "name", "chassis_name", "priority"];
+    pub const COLUMNS: &'static [&'static str] = &["_uuid", "name", "chassis_name", "priority", "external_ids"];
 
     pub fn select(uuid: Uuid) -> Operation {
         select(table::GATEWAY_CHASSIS, Condition::uuid_is(uuid), Self::COLUMNS)
@@ -304,6 +307,7 @@ impl GatewayChassis {
             name: str_col(row, "name"),
             chassis_name: str_col(row, "chassis_name"),
             priority: row.get("priority").and_then(Value::as_i64).unwrap_or_default(),
+            external_ids: map_col(row, "external_ids"),
         })
     }
 }

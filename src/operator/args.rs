@@ -1,6 +1,6 @@
-//! The clap definition of the operator command line, and a description of
-//! every CloudStack command, so that `--help`, the man page and the shell
-//! completions come from one place.
+//! The clap definition of the operator command line, plus one described
+//! subcommand per entry of `commands::COMMANDS`, so that `--help`, the man
+//! page and the shell completions come from one place.
 //!
 //! clap never parses a CloudStack invocation: those go through
 //! [`crate::cli::parse`] (fast, and tolerant of flags CloudStack adds in new
@@ -195,67 +195,22 @@ fn extension_name(s: &str) -> Result<String, String> {
     }
 }
 
-/// What each CloudStack command is, in CloudStack's words (when CloudStack
-/// sends it and for which service). One entry per [`COMMANDS`] entry.
-pub const DESCRIPTIONS: &[(&str, &str)] = &[
-    (
-        "ensure-network-device",
-        "CloudStack asks which device serves a network or VPC (before every network command); \
-         prints the details CloudStack stores",
-    ),
-    ("implement-network", "CloudStack implements a guest network (network implement/restart); prints the Lswitch URI"),
-    ("shutdown-network", "CloudStack shuts a guest network down (network GC, restart with cleanup, delete)"),
-    ("destroy-network", "CloudStack destroys a guest network (network delete)"),
-    ("prepare-nic", "CloudStack prepares a VM NIC (VM start or deploy, NIC add)"),
-    ("release-nic", "CloudStack releases a VM NIC (VM stop or expunge, NIC removal)"),
-    ("config-dhcp-subnet", "CloudStack configures DHCP for a NIC's subnet (Dhcp service, before add-dhcp-entry)"),
-    ("remove-dhcp-subnet", "CloudStack removes DHCP support for a subnet (Dhcp service)"),
-    ("add-dhcp-entry", "CloudStack adds a VM's DHCP entry (Dhcp service, NIC prepare)"),
-    ("remove-dhcp-entry", "CloudStack removes a VM's DHCP entry (Dhcp service)"),
-    ("set-dhcp-options", "CloudStack sets a NIC's extra DHCP options (Dhcp service, legacy flag style only)"),
-    ("config-dns-subnet", "CloudStack configures DNS for a NIC's subnet (Dns service)"),
-    ("remove-dns-subnet", "CloudStack removes DNS support for a subnet (Dns service)"),
-    ("add-dns-entry", "CloudStack adds a VM's DNS entry (Dns service)"),
-    ("remove-dns-entry", "CloudStack removes a VM's DNS entry (Dns service)"),
-    ("implement-vpc", "CloudStack implements a VPC (VPC create or restart)"),
-    ("shutdown-vpc", "CloudStack shuts a VPC down (VPC delete, restart with cleanup)"),
-    ("destroy-vpc", "Destroys a VPC like shutdown-vpc (never sent by CloudStack)"),
-    ("update-vpc-source-nat-ip", "CloudStack moves a VPC's source NAT IP (updateVPC sourcenatipaddress)"),
-    ("assign-ip", "CloudStack applies a public IP to a network (IP associate, network implement; SourceNat, Gateway)"),
-    ("release-ip", "CloudStack releases a public IP (IP disassociate; SourceNat, Gateway)"),
-    ("add-static-nat", "CloudStack enables static NAT from a public IP to a VM (StaticNat service)"),
-    ("delete-static-nat", "CloudStack disables static NAT of a public IP (StaticNat service)"),
-    ("add-port-forward", "CloudStack creates a port forwarding rule (PortForwarding service)"),
-    ("delete-port-forward", "CloudStack deletes a port forwarding rule (PortForwarding service)"),
-    ("apply-fw-rules", "CloudStack applies a network's ingress and egress firewall rules (Firewall service)"),
-    ("apply-network-acl", "CloudStack applies a VPC tier's network ACL (NetworkACL service)"),
-    ("apply-lb-rules", "CloudStack applies load balancing rules (Lb service)"),
-    ("save-vm-data", "CloudStack saves a VM's user data, metadata and password (UserData service, NIC prepare)"),
-    ("save-password", "CloudStack saves a VM's reset password (UserData service)"),
-    ("save-userdata", "CloudStack saves a VM's updated user data (UserData service)"),
-    ("save-sshkey", "CloudStack saves a VM's reset SSH key (UserData service)"),
-    ("save-hypervisor-hostname", "CloudStack saves the name of a VM's hypervisor host (UserData service)"),
-    ("restore-network", "CloudStack restores DHCP, DNS and user data after a network restart"),
-    ("custom-action", "CloudStack runs a custom action on a network or VPC (CustomAction service)"),
-];
-
 /// The description of a CloudStack command.
 pub fn describe(command: &str) -> Option<&'static str> {
-    DESCRIPTIONS.iter().find(|(c, _)| *c == command).map(|(_, d)| *d)
+    crate::commands::registry::find(command).map(|s| s.about)
 }
 
 /// The whole command line: the operator subcommands from [`Cli`], then
 /// one (described, never parsed) subcommand per CloudStack command.
 pub fn command() -> Command {
     let mut cmd = Cli::command();
-    for (name, implemented) in COMMANDS {
-        let about = describe(name).unwrap_or("CloudStack command");
-        let about = match implemented {
-            true => about.to_string(),
-            false => format!("{about} [not supported yet: exits 6]"),
+    for spec in COMMANDS {
+        let about = match spec.implemented() {
+            true => spec.about.to_string(),
+            false => format!("{} [not supported yet: exits 6]", spec.about),
         };
         cmd = cmd.subcommand(
-            Command::new(*name)
+            Command::new(spec.name)
                 .about(about)
                 .arg(Arg::new("payload-file").value_name("PAYLOAD_FILE").value_hint(clap::ValueHint::FilePath).help(
                     "CloudStack's payload file: {\"physical-network-extension-details\":{...},\
@@ -278,17 +233,6 @@ pub fn command() -> Command {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_command_is_described_once() {
-        for (c, _) in COMMANDS {
-            assert!(describe(c).is_some(), "{c} has no description");
-        }
-        for (c, _) in DESCRIPTIONS {
-            assert!(COMMANDS.iter().any(|(k, _)| k == c), "description of unknown command {c}");
-        }
-        assert_eq!(DESCRIPTIONS.len(), COMMANDS.len());
-    }
 
     #[test]
     fn clap_definition_is_valid() {

@@ -81,6 +81,44 @@ fn command_lines(head: &str, args: &[String]) -> String {
     s
 }
 
+/// `cmk addCustomAction` for every custom action (when CustomAction is
+/// advertised), registered on networks; the same names work on VPCs
+/// (`resourcetype=Vpc`).
+fn custom_action_lines(resourcetype: &str) -> Vec<String> {
+    if !capabilities::implemented("custom-action") {
+        return Vec::new();
+    }
+    crate::commands::CUSTOM_ACTIONS
+        .iter()
+        .map(|a| {
+            let mut args = vec![
+                format!("name={}", sh(a.name)),
+                sh(&format!("description={}", a.about)),
+                format!("resourcetype={resourcetype}"),
+                "enabled=true".to_string(),
+            ];
+            for (i, p) in a.params.iter().enumerate() {
+                args.push(sh(&format!("parameters[{i}].name={}", p.name)));
+                args.push(sh(&format!("parameters[{i}].type=STRING")));
+                args.push(sh(&format!("parameters[{i}].required={}", p.required)));
+            }
+            command_lines("cmk addCustomAction extensionid=\"$EXTENSION_ID\"", &args)
+        })
+        .collect()
+}
+
+fn custom_actions_json() -> Value {
+    let list = crate::commands::CUSTOM_ACTIONS.iter().map(|a| {
+        let params: Vec<Value> =
+            a.params.iter().map(|p| json!({"name": p.name, "type": "STRING", "required": p.required})).collect();
+        json!({"name": a.name, "description": a.about, "parameters": params})
+    });
+    match capabilities::implemented("custom-action") {
+        true => Value::Array(list.collect()),
+        false => Value::Array(Vec::new()),
+    }
+}
+
 pub fn run(a: &DetailsArgs) -> u8 {
     let (settings, _) = super::doctor::local_settings(Default::default());
     let name = a.name.as_str();
@@ -100,6 +138,7 @@ pub fn run(a: &DetailsArgs) -> u8 {
             "capabilities": capabilities::capabilities_json(),
             "details": d,
             "registration": r,
+            "custom_actions": custom_actions_json(),
         }));
         return 0;
     }
@@ -140,8 +179,15 @@ pub fn run(a: &DetailsArgs) -> u8 {
 #    `cmk listNetworkServiceProviders name={name} physicalnetworkid=$PHYSICAL_NETWORK_ID`):
 cmk updateNetworkServiceProvider id=\"$PROVIDER_ID\" state=Enabled
 
-# 5. Offerings naming {name:?} as provider of these services, then check with `cloudstack-ovn doctor`.",
+# 5. Offerings naming {name:?} as provider of these services, then check with `cloudstack-ovn doctor`.{custom}",
         services = capabilities::services_csv(),
+        custom = match custom_action_lines("Network") {
+            lines if lines.is_empty() => String::new(),
+            lines => format!(
+                "\n\n# 6. Custom actions (runNetworkCustomAction); for VPCs register them with resourcetype=Vpc:\n{}",
+                lines.join("\n")
+            ),
+        },
     ));
     0
 }

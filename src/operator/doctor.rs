@@ -7,14 +7,14 @@
 //! bounded: each remote gets its own deadline of `--timeout` seconds.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::args::DoctorArgs;
-use crate::config::{self, FileConfig, Settings, Source};
+use crate::config::{self, Local, Settings, Source};
 use crate::error::Error;
 use crate::ovsdb::{self, Client, DatabaseStatus, Deadline, Operation, Remote, TlsFiles};
 use crate::{log, output};
@@ -25,31 +25,12 @@ const SB_DB: &str = "OVN_Southbound";
 /// The schema cloudstack-ovn is written against (its minimum).
 const PINNED_SCHEMA: &str = include_str!("../../schemas/ovn-nb.ovsschema");
 
-/// The environment variables settings may come from.
-fn env_settings() -> BTreeMap<String, String> {
-    // A variable that is not UTF-8 is left out (doctor reports what it
-    // finds; commands refuse it, see config::env_settings).
-    config::env_settings().0
-}
-
-fn config_path(env: &BTreeMap<String, String>) -> PathBuf {
-    PathBuf::from(
-        env.get("CLOUDSTACK_OVN_CONFIG")
-            .filter(|s| !s.is_empty())
-            .cloned()
-            .unwrap_or_else(|| config::DEFAULT_CONFIG_FILE.to_string()),
-    )
-}
-
 /// Settings as a command would see them without registration details
 /// (`overrides` take their place), and the config file's load error.
 pub fn local_settings(overrides: BTreeMap<String, String>) -> (Settings, Option<Error>) {
-    let env = env_settings();
-    let (file, err) = match FileConfig::load(&config_path(&env)) {
-        Ok(f) => (f, None),
-        Err(e) => (FileConfig::default(), Some(e)),
-    };
-    (Settings::new(overrides, env, file), err)
+    let mut local = Local::load();
+    let err = local.file_error.take();
+    (local.settings(overrides), err)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -116,9 +97,9 @@ pub fn run(a: &DoctorArgs) -> u8 {
             overrides.insert(key.to_string(), v.clone());
         }
     }
-    let env = env_settings();
-    let cfg = config_path(&env);
-    let (settings, file_error) = local_settings(overrides);
+    let mut local = Local::load();
+    let (cfg, file_error) = (local.path.clone(), local.file_error.take());
+    let settings = local.settings(overrides);
     let timeout = Duration::from_secs(a.timeout);
     let mut r = Report::default();
 
@@ -151,8 +132,7 @@ pub fn run(a: &DoctorArgs) -> u8 {
         ),
     }
     let log_file = a.log_file.clone().unwrap_or_else(|| {
-        let file = FileConfig::load(&cfg).unwrap_or_default();
-        log::resolve_path(env.get("CLOUDSTACK_OVN_LOG").cloned(), file.get(config::LOG_FILE))
+        log::resolve_path(local.env.get("CLOUDSTACK_OVN_LOG").cloned(), local.file.get(config::LOG_FILE))
     });
     check_log_file(&mut r, &log_file);
     check_metadata_key(&mut r, &settings);
@@ -605,7 +585,7 @@ fn check_metadata_key(r: &mut Report, s: &Settings) {
         .filter(|v| !v.is_empty())
         .or_else(|| s.get(crate::agent::KEY_SETTING).map(|(v, _)| v))
         .unwrap_or_else(|| crate::agent::DEFAULT_KEY_FILE.to_string());
-    let path = PathBuf::from(path);
+    let path = std::path::PathBuf::from(path);
     // Only KVM hosts have it.
     if !path.exists() {
         return;

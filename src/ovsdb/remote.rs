@@ -78,7 +78,11 @@ fn host_port(s: &str) -> Option<(String, u16)> {
     }
     let port = match port {
         None => DEFAULT_PORT,
-        Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0)?,
+        // Digits only: `u16::from_str` would also take `+6640`.
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            p.parse::<u16>().ok().filter(|&p| p != 0)?
+        }
+        Some(_) => return None,
     };
     Some((host.to_string(), port))
 }
@@ -136,6 +140,7 @@ mod tests {
             "tcp:h:0",
             "tcp:h:70000",
             "tcp:h:x",
+            "tcp:h:+6641",
             "tcp:::1:6641",
             "tcp:[::1",
             "tcp:[::1]6641",

@@ -11,6 +11,7 @@
 //! (README-b64 builds); [`decode_nested`] accepts all three. Unknown fields
 //! are kept and ignored: newer CloudStack versions add fields.
 
+pub mod pbr;
 pub mod rules;
 pub mod types;
 

@@ -15,9 +15,18 @@ pub fn db_id(field: &str, raw: &str) -> Result<u64> {
     raw.parse::<u64>().map_err(|_| Error::field(field, format!("expected a numeric id, got {raw:?}")))
 }
 
+/// An unsigned decimal number: ASCII digits only (`u32::from_str` would
+/// also take a leading `+`), at most `u32::MAX`.
+pub fn decimal(raw: &str) -> Option<u32> {
+    if raw.is_empty() || raw.len() > 10 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok()
+}
+
 /// IPv4 prefix as CloudStack writes it, e.g. `10.1.1.0/24`. The host bits
 /// may be set (the CLI era sent `ip/prefix`); [`Ipv4Cidr::network`] clears them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ipv4Cidr {
     pub addr: Ipv4Addr,
     pub prefix: u8,
@@ -93,8 +102,112 @@ impl fmt::Display for Ipv6Cidr {
     }
 }
 
+/// One CIDR of a rule's address list, of either family. CloudStack mixes
+/// IPv4 and IPv6 CIDRs in one list (`0.0.0.0/0, ::/0`); each family only
+/// ever matches traffic of that family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IpCidr {
+    V4(Ipv4Cidr),
+    V6(Ipv6Cidr),
+}
+
+impl IpCidr {
+    /// `a.b.c.d/n`, `x::/n`, or a bare address (a /32 or /128).
+    pub fn parse(field: &str, raw: &str) -> Result<IpCidr> {
+        let bad = || Error::field(field, format!("expected an IPv4 or IPv6 CIDR, got {raw:?}"));
+        let (addr, prefix) = match raw.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (raw, None),
+        };
+        let prefix = match prefix {
+            // Digits only: `u8::from_str` would also take `+8`.
+            Some(p) if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) => return Err(bad()),
+            Some(p) => Some(p.parse::<u8>().map_err(|_| bad())?),
+            None => None,
+        };
+        match addr.parse::<IpAddr>().map_err(|_| bad())? {
+            IpAddr::V4(a) => {
+                let prefix = prefix.unwrap_or(32);
+                if prefix > 32 {
+                    return Err(bad());
+                }
+                Ok(IpCidr::V4(Ipv4Cidr { addr: a, prefix }))
+            }
+            IpAddr::V6(a) => {
+                let prefix = prefix.unwrap_or(128);
+                if prefix > 128 {
+                    return Err(bad());
+                }
+                Ok(IpCidr::V6(Ipv6Cidr { addr: a, prefix }))
+            }
+        }
+    }
+}
+
+impl Ipv6Cidr {
+    /// The prefix with its host bits cleared.
+    pub fn network(&self) -> Ipv6Cidr {
+        let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+        Ipv6Cidr { addr: Ipv6Addr::from(u128::from(self.addr) & mask), prefix: self.prefix }
+    }
+}
+
 pub fn ipv4(field: &str, raw: &str) -> Result<Ipv4Addr> {
     raw.parse().map_err(|_| Error::field(field, format!("expected an IPv4 address, got {raw:?}")))
+}
+
+/// An address a NIC (or a backend, or a NAT target) can have: not
+/// unspecified, loopback, multicast, class E or the limited broadcast;
+/// OVN would install it and nothing could ever reach it (or everything
+/// would).
+pub fn host_ipv4(field: &str, ip: Ipv4Addr) -> Result<Ipv4Addr> {
+    let why = if ip.is_unspecified() {
+        "the unspecified address"
+    } else if ip.is_loopback() {
+        "a loopback address"
+    } else if ip.is_multicast() {
+        "a multicast address"
+    } else if ip.is_broadcast() {
+        "the broadcast address"
+    } else if ip.octets()[0] >= 240 {
+        "a reserved (class E) address"
+    } else {
+        return Ok(ip);
+    };
+    Err(Error::field(field, format!("{ip} is {why}, not a host address")))
+}
+
+/// [`host_ipv4`] for IPv6: not `::`, `::1`, multicast (`ff00::/8`) or an
+/// IPv4-mapped address (`::ffff:a.b.c.d`, which is IPv4 traffic).
+pub fn host_ipv6(field: &str, ip: Ipv6Addr) -> Result<Ipv6Addr> {
+    let why = if ip.is_unspecified() {
+        "the unspecified address"
+    } else if ip.is_loopback() {
+        "the loopback address"
+    } else if ip.is_multicast() {
+        "a multicast address"
+    } else if ip.to_ipv4_mapped().is_some() {
+        "an IPv4-mapped address"
+    } else {
+        return Ok(ip);
+    };
+    Err(Error::field(field, format!("{ip} is {why}, not a host address")))
+}
+
+/// A host address inside `subnet`: neither its network nor (below /31) its
+/// broadcast address.
+pub fn host_in_subnet(field: &str, ip: Ipv4Addr, subnet: Ipv4Cidr) -> Result<()> {
+    let net = subnet.network();
+    if subnet.prefix < 31 && subnet.contains(ip) {
+        let broadcast = Ipv4Addr::from(u32::from(net.addr) | !u32::from(net.netmask()));
+        if ip == net.addr {
+            return Err(Error::field(field, format!("{ip} is the network address of {net}")));
+        }
+        if ip == broadcast {
+            return Err(Error::field(field, format!("{ip} is the broadcast address of {net}")));
+        }
+    }
+    Ok(())
 }
 
 pub fn ipv6(field: &str, raw: &str) -> Result<Ipv6Addr> {
@@ -123,7 +236,8 @@ impl Mac {
         }
         let mut b = [0u8; 6];
         for (i, p) in parts.iter().enumerate() {
-            if p.len() != 2 {
+            // Two hex digits: `u8::from_str_radix` would also take `+a`.
+            if p.len() != 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad("expected a MAC address such as 02:00:4c:3e:00:05"));
             }
             b[i] = u8::from_str_radix(p, 16).map_err(|_| bad("expected a MAC address such as 02:00:4c:3e:00:05"))?;
@@ -199,10 +313,9 @@ impl Vlan {
         if v.eq_ignore_ascii_case("untagged") {
             return Ok(Some(Vlan::Untagged));
         }
-        v.parse::<u16>()
-            .ok()
+        decimal(v)
             .filter(|n| (1..=4094).contains(n))
-            .map(|n| Some(Vlan::Tag(n)))
+            .map(|n| Some(Vlan::Tag(n as u16)))
             .ok_or_else(|| Error::field(field, format!("expected a VLAN id 1-4094, vlan://N or untagged, got {raw:?}")))
     }
 
@@ -320,9 +433,16 @@ mod tests {
     fn macs() {
         assert_eq!(Mac::parse("mac", "02:00:4C:3E:00:05").unwrap().to_string(), "02:00:4c:3e:00:05");
         assert_eq!(Mac::parse("mac", "02-00-4c-3e-00-05").unwrap().to_string(), "02:00:4c:3e:00:05");
-        for bad in
-            ["01:00:5e:00:00:01", "00:00:00:00:00:00", "02:00:4c:3e:00", "02:00:4c:3e:00:0g", "020:0:4c:3e:00:05"]
-        {
+        for bad in [
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "02:00:4c:3e:00",
+            "02:00:4c:3e:00:0g",
+            "020:0:4c:3e:00:05",
+            "02:00:4c:3e:00:+a",
+            "02:00:4c:3e:00:-0",
+            "02:+0:4c:3e:00:05",
+        ] {
             assert!(Mac::parse("mac", bad).is_err(), "{bad}");
         }
     }
@@ -365,7 +485,7 @@ mod tests {
             assert_eq!(Vlan::parse("vlan", raw).unwrap(), Some(Vlan::Untagged), "{raw}");
         }
         assert_eq!(Vlan::parse("vlan", "").unwrap(), None);
-        for bad in ["0", "4095", "vlan://x", "lswitch://1", "cs-net-42"] {
+        for bad in ["0", "4095", "vlan://x", "lswitch://1", "cs-net-42", "+101", "vlan://+7"] {
             assert!(Vlan::parse("vlan", bad).is_err(), "{bad}");
         }
         assert_eq!(Vlan::Tag(3000).uri(), "vlan://3000");
@@ -391,5 +511,24 @@ mod tests {
         assert!(GuestType::parse(Some("shared"), false, Some("vlan://9999")).is_err());
         assert!(GuestType::parse(Some("shared"), true, Some("3000")).is_err());
         assert!(GuestType::parse(Some("elastic"), false, None).is_err());
+    }
+
+    #[test]
+    fn host_addresses() {
+        for bad in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255", "240.0.0.1"] {
+            assert!(host_ipv4("ip", bad.parse().unwrap()).is_err(), "{bad}");
+        }
+        assert!(host_ipv4("ip", "10.1.1.23".parse().unwrap()).is_ok());
+        for bad in ["::", "::1", "ff02::1", "::ffff:10.1.1.23"] {
+            assert!(host_ipv6("ip6", bad.parse().unwrap()).is_err(), "{bad}");
+        }
+        assert!(host_ipv6("ip6", "fd00:42::5".parse().unwrap()).is_ok());
+        let net = Ipv4Cidr::parse("c", "10.1.1.0/24").unwrap();
+        for bad in ["10.1.1.0", "10.1.1.255"] {
+            assert!(host_in_subnet("ip", bad.parse().unwrap(), net).is_err(), "{bad}");
+        }
+        assert!(host_in_subnet("ip", "10.1.1.1".parse().unwrap(), net).is_ok());
+        let p2p = Ipv4Cidr::parse("c", "10.1.1.0/31").unwrap();
+        assert!(host_in_subnet("ip", "10.1.1.0".parse().unwrap(), p2p).is_ok());
     }
 }

@@ -28,15 +28,16 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::network::{merge_ids, Observed, Scope};
-use super::router::Protocol;
-use super::{Parent, Plan};
+use super::{merge_ids, Existing, Parent, Plan};
 use crate::error::Result;
+pub use crate::nb::ids::Place;
+use crate::nb::ids::{AclKey, Protocol, Scope};
 use crate::nb::rows::{LoadBalancer, Nat};
-use crate::nb::{key, port_group_name, table, Kind};
+use crate::nb::{key, table, Kind};
+use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, uuid_set};
 use crate::payload::rules::{Rule, RuleProto};
-use crate::payload::types::Ipv4Cidr;
+use crate::payload::types::{IpCidr, Ipv4Cidr, Ipv6Cidr};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Direction {
@@ -62,6 +63,19 @@ pub enum Action {
     Drop,
 }
 
+impl AclSpec {
+    /// The row's identity (see [`Scope::acl_uuid`]).
+    fn key(&self) -> AclKey<'_> {
+        AclKey {
+            place: self.place,
+            direction: self.direction.as_str(),
+            priority: self.priority,
+            action: self.action.as_str(),
+            matches: &self.matches,
+        }
+    }
+}
+
 impl Action {
     fn as_str(self) -> &'static str {
         match self {
@@ -70,13 +84,6 @@ impl Action {
             Action::Drop => "drop",
         }
     }
-}
-
-/// Where an ACL hangs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Place {
-    PortGroup,
-    PublicSwitch,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,18 +96,61 @@ pub struct AclSpec {
     pub rule_id: Option<u64>,
 }
 
-/// `ip4.src == {a, b}` or nothing for "anywhere".
-fn cidr_match(field: &str, cidrs: &[Ipv4Cidr]) -> String {
-    let list: Vec<String> = cidrs.iter().filter(|c| c.prefix > 0).map(|c| c.network().to_string()).collect();
-    match list.len() {
-        0 => String::new(),
-        1 => format!(" && {field} == {}", list[0]),
-        _ => format!(" && {field} == {{{}}}", list.join(", ")),
+/// The address family a match is for: every ACL is for one family, and a
+/// rule's CIDRs of the other family never widen it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn ip(self) -> &'static str {
+        match self {
+            Family::V4 => "ip4",
+            Family::V6 => "ip6",
+        }
     }
 }
 
+/// The part of a CIDR list for `family` as ` && ip4.src == {a, b}`:
+/// `Some("")` when it covers every address of the family (a `/0` of that
+/// family anywhere in the list, whatever else is listed), `None` when the
+/// list has no CIDR of the family, so the rule matches no packet of it. An
+/// empty list is CloudStack's default, `0.0.0.0/0`.
+fn cidr_match(family: Family, side: &str, cidrs: &[IpCidr]) -> Option<String> {
+    if cidrs.is_empty() {
+        return (family == Family::V4).then(String::new);
+    }
+    let mut any = false;
+    let mut list: Vec<String> = Vec::new();
+    for c in cidrs {
+        let (prefix, net) = match (family, c) {
+            (Family::V4, IpCidr::V4(c)) => (c.prefix, c.network().to_string()),
+            (Family::V6, IpCidr::V6(c)) => (c.prefix, c.network().to_string()),
+            _ => continue,
+        };
+        any |= prefix == 0;
+        if !list.contains(&net) {
+            list.push(net);
+        }
+    }
+    let field = format!("{}.{side}", family.ip());
+    match list.len() {
+        0 => None,
+        _ if any => Some(String::new()),
+        1 => Some(format!(" && {field} == {}", list[0])),
+        _ => Some(format!(" && {field} == {{{}}}", list.join(", "))),
+    }
+}
+
+/// Whether a destination CIDR list (empty = anywhere) holds `ip`.
+fn covers(cidrs: &[IpCidr], ip: Ipv4Addr) -> bool {
+    cidrs.is_empty() || cidrs.iter().any(|c| matches!(c, IpCidr::V4(c) if c.contains(ip)))
+}
+
 /// The L4 part of a match for `proto` with destination ports `ports`.
-fn l4_match(proto: RuleProto, ports: Option<(u16, u16)>, icmp: (Option<u8>, Option<u8>)) -> String {
+fn l4_match(family: Family, proto: RuleProto, ports: Option<(u16, u16)>, icmp: (Option<u8>, Option<u8>)) -> String {
     let mut m = String::new();
     match proto {
         RuleProto::Tcp | RuleProto::Udp => {
@@ -113,13 +163,18 @@ fn l4_match(proto: RuleProto, ports: Option<(u16, u16)>, icmp: (Option<u8>, Opti
             }
         }
         RuleProto::Icmp => {
-            m.push_str(" && icmp4");
+            // CloudStack's "icmp" is ICMPv6 on an IPv6 CIDR.
+            let icmp_f = if family == Family::V4 { "icmp4" } else { "icmp6" };
+            let _ = write!(m, " && {icmp_f}");
             if let Some(t) = icmp.0 {
-                let _ = write!(m, " && icmp4.type == {t}");
+                let _ = write!(m, " && {icmp_f}.type == {t}");
             }
             if let Some(c) = icmp.1 {
-                let _ = write!(m, " && icmp4.code == {c}");
+                let _ = write!(m, " && {icmp_f}.code == {c}");
             }
+        }
+        RuleProto::Number(n) => {
+            let _ = write!(m, " && ip.proto == {n}");
         }
         RuleProto::All => {}
     }
@@ -172,25 +227,6 @@ impl Forwarding {
         }
     }
 
-    pub fn remove_lb(&mut self, lb: &LoadBalancer) {
-        let proto = if lb.protocol.as_deref() == Some("udp") { Protocol::Udp } else { Protocol::Tcp };
-        for vip in lb.vips.keys() {
-            if let Some((ip, port)) = parse_endpoint(vip) {
-                self.vips.remove(&(ip, proto, port));
-            }
-        }
-    }
-
-    pub fn forget_ip(&mut self, ip: Ipv4Addr) {
-        self.router_ips.remove(&ip);
-        if self.router_ips.is_empty() {
-            // The last public IP takes the gateway with it.
-            self.gateway = None;
-        }
-        self.static_nat.remove(&ip);
-        self.vips.retain(|(pub_ip, _, _), _| *pub_ip != ip);
-    }
-
     /// Public IPs that lead to a VM.
     fn public_ips(&self) -> BTreeSet<Ipv4Addr> {
         self.static_nat.keys().copied().chain(self.vips.keys().map(|(ip, _, _)| *ip)).collect()
@@ -225,8 +261,13 @@ pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Ru
         let to_gw = format!("outport == \"{gwp}\" && ip4");
         for r in rules.iter().filter(|r| r.ingress) {
             let Some(public) = r.public_ip else { continue };
-            let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
-            let m = format!("{to_gw} && ip4.dst == {public}{}{l4}", cidr_match("ip4.src", &r.source_cidrs));
+            // The public IPs are IPv4: only the rule's IPv4 sources can reach them.
+            let Some(src) = cidr_match(Family::V4, "src", &r.source_cidrs) else { continue };
+            if !covers(&r.dest_cidrs, public) {
+                continue;
+            }
+            let l4 = l4_match(Family::V4, r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+            let m = format!("{to_gw} && ip4.dst == {public}{src}{l4}");
             out.insert(AclSpec {
                 place: Place::PublicSwitch,
                 direction: Direction::ToPort,
@@ -262,9 +303,12 @@ pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Ru
     // Layer 2: towards the VMs from the router, stateful.
     for r in rules.iter().filter(|r| r.ingress) {
         let Some(public) = r.public_ip else { continue };
-        let src = cidr_match("ip4.src", &r.source_cidrs);
+        let Some(src) = cidr_match(Family::V4, "src", &r.source_cidrs) else { continue };
+        if !covers(&r.dest_cidrs, public) {
+            continue;
+        }
         if let Some(private) = fwd.static_nat.get(&public) {
-            let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+            let l4 = l4_match(Family::V4, r.protocol, r.ports, (r.icmp_type, r.icmp_code));
             out.insert(AclSpec {
                 place: Place::PortGroup,
                 direction: Direction::ToPort,
@@ -277,7 +321,11 @@ pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Ru
         for ((ip, proto, port), backends) in &fwd.vips {
             let proto_ok = matches!(
                 (r.protocol, proto),
-                (RuleProto::All, _) | (RuleProto::Tcp, Protocol::Tcp) | (RuleProto::Udp, Protocol::Udp)
+                (RuleProto::All, _)
+                    | (RuleProto::Tcp, Protocol::Tcp)
+                    | (RuleProto::Udp, Protocol::Udp)
+                    | (RuleProto::Number(6), Protocol::Tcp)
+                    | (RuleProto::Number(17), Protocol::Udp)
             );
             let port_ok = r.ports.is_none_or(|(a, b)| (a..=b).contains(port));
             if *ip != public || !proto_ok || !port_ok {
@@ -318,9 +366,15 @@ pub fn firewall_acls(fs: &FirewallScope, default_egress_allow: bool, rules: &[Ru
     // Egress: traffic leaving the network (east-west stays unfiltered).
     let leaving = format!("inport == @{pg} && ip4 && ip4.dst != {}", fs.guest_cidr.network());
     for r in rules.iter().filter(|r| !r.ingress) {
-        let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
-        let m =
-            format!("{leaving}{}{}{l4}", cidr_match("ip4.src", &r.source_cidrs), cidr_match("ip4.dst", &r.dest_cidrs));
+        // Only IPv4 leaves an isolated network (its router has no IPv6 route
+        // out), so a rule's IPv6 CIDRs select no traffic here.
+        let (Some(src), Some(dst)) =
+            (cidr_match(Family::V4, "src", &r.source_cidrs), cidr_match(Family::V4, "dst", &r.dest_cidrs))
+        else {
+            continue;
+        };
+        let l4 = l4_match(Family::V4, r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+        let m = format!("{leaving}{src}{dst}{l4}");
         let action = if default_egress_allow { Action::Drop } else { Action::AllowRelated };
         out.insert(AclSpec {
             place: Place::PortGroup,
@@ -386,93 +440,88 @@ fn baseline(out: &mut BTreeSet<AclSpec>, pg: &str) {
 }
 
 /// A VPC tier's network ACL: rules in order (the list arrives sorted by
-/// `number`; earlier = higher priority), implicit deny after the last, the
-/// tier's own traffic unfiltered, DHCP/DNS always allowed.
-pub fn network_acls(port_group: &str, tier_cidr: Ipv4Cidr, rules: &[Rule]) -> Vec<AclSpec> {
+/// `number`; earlier = higher priority), implicit deny after the last in
+/// both families, the tier's own traffic unfiltered, DHCP/DNS always
+/// allowed. IPv6 on the tier's link (link-local, multicast out) stays
+/// open: northd passes ND and RA itself, and without link-local a VM
+/// cannot even reach its router.
+pub fn network_acls(
+    port_group: &str,
+    tier_cidr: Ipv4Cidr,
+    tier_cidr6: Option<Ipv6Cidr>,
+    rules: &[Rule],
+) -> Vec<AclSpec> {
     let mut out = BTreeSet::new();
     let tier = tier_cidr.network();
     let to_vm = format!("outport == @{port_group} && ip4");
     let from_vm = format!("inport == @{port_group} && ip4");
+    // rules::network_acl caps the list so that every rule keeps its own
+    // priority, above the implicit deny and below the tier's own traffic.
+    debug_assert!(rules.len() <= crate::payload::rules::MAX_ACL_RULES);
     for (i, r) in rules.iter().enumerate() {
         let priority = RULE + 8000 - i.min(7999) as u16;
-        let l4 = l4_match(r.protocol, r.ports, (r.icmp_type, r.icmp_code));
         let action = if r.allow { Action::AllowRelated } else { Action::Drop };
-        let (direction, m) = if r.ingress {
-            (Direction::ToPort, format!("{to_vm}{}{l4}", cidr_match("ip4.src", &r.source_cidrs)))
-        } else {
-            // CloudStack hands egress ACL CIDRs in sourceCidrs; they are destinations.
-            (Direction::FromVm, format!("{from_vm}{}{l4}", cidr_match("ip4.dst", &r.source_cidrs)))
-        };
-        out.insert(AclSpec { place: Place::PortGroup, direction, priority, matches: m, action, rule_id: r.id });
+        // A rule with IPv4 and IPv6 CIDRs is one ACL per family.
+        for family in [Family::V4, Family::V6] {
+            let ip = family.ip();
+            let (direction, base, side) = if r.ingress {
+                (Direction::ToPort, format!("outport == @{port_group} && {ip}"), "src")
+            } else {
+                // CloudStack hands egress ACL CIDRs in sourceCidrs; they are destinations.
+                (Direction::FromVm, format!("inport == @{port_group} && {ip}"), "dst")
+            };
+            let Some(addr) = cidr_match(family, side, &r.source_cidrs) else { continue };
+            let l4 = l4_match(family, r.protocol, r.ports, (r.icmp_type, r.icmp_code));
+            let m = format!("{base}{addr}{l4}");
+            out.insert(AclSpec { place: Place::PortGroup, direction, priority, matches: m, action, rule_id: r.id });
+        }
     }
     let top = RULE + 9000;
-    out.insert(AclSpec {
-        place: Place::PortGroup,
-        direction: Direction::ToPort,
-        priority: top,
-        matches: format!("{to_vm} && ip4.src == {tier}"),
-        action: Action::AllowRelated,
-        rule_id: None,
-    });
-    out.insert(AclSpec {
-        place: Place::PortGroup,
-        direction: Direction::FromVm,
-        priority: top,
-        matches: format!("{from_vm} && ip4.dst == {tier}"),
-        action: Action::AllowRelated,
-        rule_id: None,
-    });
     out.insert(metadata_allow(port_group, top));
-    for m in [
-        format!("inport == @{port_group} && udp && udp.dst == 67"),
-        format!("inport == @{port_group} && (udp.dst == 53 || tcp.dst == 53)"),
-    ] {
+    let to_vm6 = format!("outport == @{port_group} && ip6");
+    let from_vm6 = format!("inport == @{port_group} && ip6");
+    let mut own = vec![
+        (Direction::ToPort, format!("{to_vm} && ip4.src == {tier}")),
+        (Direction::FromVm, format!("{from_vm} && ip4.dst == {tier}")),
+        (Direction::FromVm, format!("inport == @{port_group} && udp && udp.dst == 67")),
+        (Direction::FromVm, format!("inport == @{port_group} && (udp.dst == 53 || tcp.dst == 53)")),
+        (Direction::ToPort, format!("{to_vm6} && ip6.src == fe80::/10")),
+        (Direction::FromVm, format!("{from_vm6} && ip6.dst == {{fe80::/10, ff00::/8}}")),
+    ];
+    if let Some(c6) = tier_cidr6 {
+        let c6 = c6.network();
+        own.push((Direction::ToPort, format!("{to_vm6} && ip6.src == {c6}")));
+        own.push((Direction::FromVm, format!("{from_vm6} && ip6.dst == {c6}")));
+    }
+    for (direction, matches) in own {
         out.insert(AclSpec {
             place: Place::PortGroup,
-            direction: Direction::FromVm,
+            direction,
             priority: top,
-            matches: m,
+            matches,
             action: Action::AllowRelated,
             rule_id: None,
         });
     }
-    out.insert(AclSpec {
-        place: Place::PortGroup,
-        direction: Direction::ToPort,
-        priority: DEFAULT,
-        matches: to_vm,
-        action: Action::Drop,
-        rule_id: None,
-    });
-    out.insert(AclSpec {
-        place: Place::PortGroup,
-        direction: Direction::FromVm,
-        priority: DEFAULT,
-        matches: from_vm,
-        action: Action::Drop,
-        rule_id: None,
-    });
+    for (direction, matches) in [
+        (Direction::ToPort, to_vm),
+        (Direction::FromVm, from_vm),
+        (Direction::ToPort, to_vm6),
+        (Direction::FromVm, from_vm6),
+    ] {
+        out.insert(AclSpec {
+            place: Place::PortGroup,
+            direction,
+            priority: DEFAULT,
+            matches,
+            action: Action::Drop,
+            rule_id: None,
+        });
+    }
     out.into_iter().collect()
 }
 
 // ---------------------------------------------------------------- rows
-
-pub fn port_group_uuid(scope: &Scope) -> Uuid {
-    scope.owner.row_uuid(Kind::PortGroup, &scope.network_id.to_string())
-}
-
-fn acl_uuid(scope: &Scope, kind: Kind, spec: &AclSpec) -> Uuid {
-    let content = format!(
-        "{}/{:?}/{}/{}/{}/{}",
-        scope.network_id,
-        spec.place,
-        spec.direction.as_str(),
-        spec.priority,
-        spec.action.as_str(),
-        spec.matches
-    );
-    scope.owner.row_uuid(kind, &content)
-}
 
 /// The network's port group exists and holds `vm_ports` (every VM port of
 /// the switch for the filter commands; the one NIC's port, possibly inserted
@@ -480,12 +529,12 @@ fn acl_uuid(scope: &Scope, kind: Kind, spec: &AclSpec) -> Uuid {
 /// started after they were applied). The router peer is not a VM.
 /// Membership is a weak set: deleted ports leave it by themselves.
 pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs: &Observed) -> Result<()> {
-    let uuid = port_group_uuid(scope);
+    let uuid = scope.port_group_uuid();
     let ids = scope.ids(Kind::PortGroup);
-    match &obs.port_group {
+    match obs.port_group() {
         None => {
             let mut row = Map::new();
-            row.insert("name".into(), json!(port_group_name(scope.network_id)));
+            row.insert("name".into(), json!(scope.port_group_name()));
             row.insert("ports".into(), uuid_set(vm_ports.iter().copied()));
             row.insert("external_ids".into(), string_map(&ids));
             plan.insert(
@@ -493,15 +542,17 @@ pub fn ensure_port_group(plan: &mut Plan, scope: &Scope, vm_ports: &[Uuid], obs:
                 Some(uuid),
                 None,
                 row,
-                format!("insert port group {}", port_group_name(scope.network_id)),
+                format!("insert port group {}", scope.port_group_name()),
             );
         }
         Some(pg) => {
             scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
             let missing: Vec<Uuid> = vm_ports.iter().filter(|p| !obs.group_holds(**p)).copied().collect();
             if !missing.is_empty() {
-                plan.change(
-                    Parent { table: table::PORT_GROUP, uuid, column: "ports" }.link_all(&missing),
+                plan.link(
+                    Parent::port_group(uuid, "ports"),
+                    Existing::Read(scope.port_group_name()),
+                    &missing,
                     format!("add {} ports to {}", missing.len(), pg.name),
                 );
             }
@@ -524,11 +575,11 @@ pub fn converge_acls(
     firewall: Option<&str>,
     obs: &Observed,
 ) -> Result<()> {
-    let pg_uuid = port_group_uuid(scope);
+    let pg_uuid = scope.port_group_uuid();
     // A rule set replaces what we read: if another command changed the
     // group's ACLs or bookkeeping meanwhile, fail and re-plan rather than
     // leave the union of both rule sets.
-    if let Some(pg) = &obs.port_group {
+    if let Some(pg) = obs.port_group() {
         let mut row = Map::new();
         row.insert("acls".into(), uuid_set(pg.acls.iter().copied()));
         row.insert("external_ids".into(), string_map(&pg.external_ids));
@@ -541,25 +592,33 @@ pub fn converge_acls(
             timeout_ms: Some(0),
         });
     }
-    let current_pg: BTreeSet<Uuid> =
-        obs.port_group.as_ref().map(|pg| pg.acls.iter().copied().collect()).unwrap_or_default();
+    let current_pg: BTreeSet<Uuid> = obs.port_group().map(|pg| pg.acls.iter().copied().collect()).unwrap_or_default();
     let recorded_public: BTreeSet<Uuid> = obs
-        .port_group
-        .as_ref()
+        .port_group()
         .and_then(|pg| pg.external_ids.get(key::PUBLIC_ACLS))
         .map(|s| s.split(',').filter_map(|u| u.parse().ok()).collect())
         .unwrap_or_default();
     let mut want_pg = BTreeSet::new();
     let mut want_public = BTreeSet::new();
     for spec in desired {
-        let uuid = acl_uuid(scope, kind, spec);
-        let (wanted, current, parent) = match spec.place {
-            Place::PortGroup => {
-                (&mut want_pg, &current_pg, Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" })
-            }
+        let uuid = scope.acl_uuid(kind, &spec.key());
+        let (wanted, current, parent, existing) = match spec.place {
+            Place::PortGroup => (
+                &mut want_pg,
+                &current_pg,
+                Parent::port_group(pg_uuid, "acls"),
+                Existing::of(obs.port_group(), scope.port_group_name()),
+            ),
             Place::PublicSwitch => {
                 let Some(sw) = public_switch else { continue };
-                (&mut want_public, &recorded_public, Parent::switch(sw, "acls"))
+                // The observed public switch, or one this plan inserts.
+                let read = obs.public_switch().filter(|p| p.uuid == sw);
+                (
+                    &mut want_public,
+                    &recorded_public,
+                    Parent::switch(sw, "acls"),
+                    Existing::of(read, read.map(|p| p.name.clone()).unwrap_or_default()),
+                )
             }
         };
         if !wanted.insert(uuid) || current.contains(&uuid) {
@@ -580,26 +639,28 @@ pub fn converge_acls(
             uuid,
             row,
             parent,
+            existing,
             format!("{} ACL {} {}", spec.direction.as_str(), spec.priority, spec.matches),
         );
     }
-    let stale_pg: Vec<Uuid> = current_pg.difference(&want_pg).copied().collect();
-    if !stale_pg.is_empty() && obs.port_group.is_some() {
-        plan.change(
-            Parent { table: table::PORT_GROUP, uuid: pg_uuid, column: "acls" }.unlink(&stale_pg),
-            format!("remove {} ACLs", stale_pg.len()),
-        );
+    // Only ACLs of ours leave the group: one an operator attached to it
+    // (no owner tag of ours) is not part of any rule set we replace.
+    let ours = |u: &&Uuid| obs.our_acls.as_ref().is_some_and(|o| o.contains(*u));
+    let stale_pg: Vec<Uuid> = current_pg.difference(&want_pg).filter(ours).copied().collect();
+    if !stale_pg.is_empty() && obs.port_group().is_some() {
+        plan.unlink(Parent::port_group(pg_uuid, "acls"), &stale_pg, format!("remove {} ACLs", stale_pg.len()));
     }
     let stale_public: Vec<Uuid> = recorded_public.difference(&want_public).copied().collect();
     if let (false, Some(sw)) = (stale_public.is_empty(), public_switch) {
-        plan.change(
-            Parent::switch(sw, "acls").unlink(&stale_public),
+        plan.unlink(
+            Parent::switch(sw, "acls"),
+            &stale_public,
             format!("remove {} public-switch ACLs", stale_public.len()),
         );
     }
     // Bookkeeping on the port group: which public ACLs are ours, and the rules.
     let mut desired_ids: BTreeMap<String, String> = BTreeMap::new();
-    let observed_ids = obs.port_group.as_ref().map(|pg| pg.external_ids.clone()).unwrap_or_default();
+    let observed_ids = obs.port_group().map(|pg| pg.external_ids.clone()).unwrap_or_default();
     let list: Vec<String> = want_public.iter().map(Uuid::to_string).collect();
     desired_ids.insert(key::PUBLIC_ACLS.into(), list.join(","));
     if let Some(fw) = firewall {
@@ -614,7 +675,7 @@ pub fn converge_acls(
 
 /// The firewall rules recorded on the port group, if a firewall was applied.
 pub fn recorded_firewall(obs: &Observed) -> Option<Value> {
-    let raw = obs.port_group.as_ref()?.external_ids.get(key::FIREWALL)?;
+    let raw = obs.port_group()?.external_ids.get(key::FIREWALL)?;
     serde_json::from_str(raw).ok()
 }
 
@@ -626,6 +687,10 @@ mod tests {
         Ipv4Cidr::parse("c", s).unwrap()
     }
 
+    fn any(s: &str) -> IpCidr {
+        IpCidr::parse("c", s).unwrap()
+    }
+
     fn rule(ingress: bool, proto: RuleProto, ports: Option<(u16, u16)>, public: Option<&str>, src: &[&str]) -> Rule {
         Rule {
             id: Some(1),
@@ -635,7 +700,7 @@ mod tests {
             icmp_type: None,
             icmp_code: None,
             public_ip: public.map(|p| p.parse().unwrap()),
-            source_cidrs: src.iter().map(|c| cidr(c)).collect(),
+            source_cidrs: src.iter().map(|c| any(c)).collect(),
             dest_cidrs: vec![],
             allow: true,
         }
@@ -700,12 +765,66 @@ mod tests {
         let mut deny22 = rule(true, RuleProto::Tcp, Some((22, 22)), None, &[]);
         deny22.allow = false;
         let icmp = rule(true, RuleProto::Icmp, None, None, &["0.0.0.0/0"]);
-        let acls = network_acls("cs_net_71", cidr("10.7.1.0/24"), &[icmp, deny22]);
+        let acls = network_acls("cs_net_71", cidr("10.7.1.0/24"), None, &[icmp, deny22]);
         let prio = |needle: &str| acls.iter().find(|a| a.matches.contains(needle)).map(|a| a.priority).unwrap();
         assert!(prio("icmp4") > prio("tcp.dst == 22"), "lower number first");
         assert!(acls
             .iter()
             .any(|a| a.priority == DEFAULT && a.action == Action::Drop && a.direction == Direction::ToPort));
         assert!(acls.iter().any(|a| a.matches.contains("ip4.src == 10.7.1.0/24") && a.action == Action::AllowRelated));
+    }
+
+    /// Issue 9 #2: a `/0` next to other CIDRs keeps the rule "from anywhere"
+    /// of its family; the other family's CIDRs neither widen nor empty it.
+    #[test]
+    fn cidr_lists_mean_what_they_say() {
+        let l = |v: &[&str]| v.iter().map(|c| any(c)).collect::<Vec<_>>();
+        assert_eq!(cidr_match(Family::V4, "src", &l(&["0.0.0.0/0", "10.0.0.0/8"])), Some(String::new()));
+        assert_eq!(cidr_match(Family::V4, "src", &l(&["10.0.0.0/8", "0.0.0.0/0"])), Some(String::new()));
+        assert_eq!(cidr_match(Family::V4, "src", &l(&["::/0"])), None, "IPv6 only: no IPv4 packet");
+        assert_eq!(cidr_match(Family::V6, "src", &l(&["::/0", "10.0.0.0/8"])), Some(String::new()));
+        assert_eq!(
+            cidr_match(Family::V4, "dst", &l(&["10.0.0.5/8", "2001:db8::/32", "192.0.2.1"])),
+            Some(" && ip4.dst == {10.0.0.0/8, 192.0.2.1/32}".into())
+        );
+        assert_eq!(cidr_match(Family::V6, "src", &l(&["2001:db8::5/32"])), Some(" && ip6.src == 2001:db8::/32".into()));
+        assert_eq!(cidr_match(Family::V4, "src", &[]), Some(String::new()), "no CIDR is 0.0.0.0/0");
+        assert_eq!(cidr_match(Family::V6, "src", &[]), None);
+
+        let mut deny = rule(true, RuleProto::Tcp, Some((22, 22)), None, &["0.0.0.0/0", "10.0.0.0/8"]);
+        deny.allow = false;
+        let v6only = rule(true, RuleProto::Icmp, None, None, &["2001:db8::/32"]);
+        let acls = network_acls("cs_net_71", cidr("10.7.1.0/24"), None, &[deny, v6only]);
+        assert!(
+            acls.iter().any(
+                |a| a.action == Action::Drop && a.matches == "outport == @cs_net_71 && ip4 && tcp && tcp.dst == 22"
+            ),
+            "{acls:#?}"
+        );
+        assert!(
+            acls.iter().any(|a| a.matches == "outport == @cs_net_71 && ip6 && ip6.src == 2001:db8::/32 && icmp6"),
+            "{acls:#?}"
+        );
+        assert!(!acls.iter().any(|a| a.matches.contains("icmp4")), "an IPv6-only rule matches no IPv4: {acls:#?}");
+
+        // IPv6 has an implicit deny too, with the tier's own link open.
+        let c6 = Ipv6Cidr::parse("c", "fd00:7:1::/64").ok();
+        let acls = network_acls("cs_net_71", cidr("10.7.1.0/24"), c6, &[]);
+        let has = |p: u16, a: Action, m: &str| acls.iter().any(|x| x.priority == p && x.action == a && x.matches == m);
+        assert!(has(DEFAULT, Action::Drop, "outport == @cs_net_71 && ip6"), "{acls:#?}");
+        assert!(has(DEFAULT, Action::Drop, "inport == @cs_net_71 && ip6"), "{acls:#?}");
+        assert!(has(RULE + 9000, Action::AllowRelated, "outport == @cs_net_71 && ip6 && ip6.src == fd00:7:1::/64"));
+        assert!(has(
+            RULE + 9000,
+            Action::AllowRelated,
+            "inport == @cs_net_71 && ip6 && ip6.dst == {fe80::/10, ff00::/8}"
+        ));
+
+        // Firewall: an IPv6-only source list opens nothing on an IPv4 public IP.
+        let mut fwd = Forwarding::default();
+        fwd.static_nat.insert("203.0.113.11".parse().unwrap(), "10.1.1.23".parse().unwrap());
+        let r = rule(true, RuleProto::Tcp, Some((22, 22)), Some("203.0.113.11"), &["::/0"]);
+        let acls = firewall_acls(&scope(), true, &[r], &fwd);
+        assert!(!acls.iter().any(|a| a.matches.contains("tcp.dst == 22")), "{acls:#?}");
     }
 }

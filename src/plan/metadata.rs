@@ -10,12 +10,13 @@ use std::net::Ipv4Addr;
 
 use serde_json::{json, Map};
 
-use super::network::{Observed, Scope};
-use super::{map_mutations, network::merge_ids, Parent, Plan};
+use super::{map_mutations, merge_ids, Parent, Plan};
 use crate::error::Result;
 use crate::metadata::{self, key, MD_ADDRESS};
+use crate::nb::ids::Scope;
 use crate::nb::rows::Dns;
 use crate::nb::{table, Kind};
+use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, string_set};
 
 /// A secret ready to store: sealed value, keyed digest of the plaintext,
@@ -57,27 +58,25 @@ pub fn port_md_address(addresses: &[String]) -> Option<Ipv4Addr> {
 /// [extension_ip]`, no port security. OVN answers ARP for it on every
 /// chassis; the host agent's veth carries its `iface-id`.
 pub fn ensure_md_port(plan: &mut Plan, scope: &Scope, extension_ip: Option<Ipv4Addr>, obs: &Observed) -> Result<()> {
-    let name = metadata::port_name(scope.network_id);
+    let name = metadata::port_name(&scope.owner, scope.network_id);
     let mut address = format!("{} {MD_ADDRESS}", metadata::port_mac(&scope.owner, scope.network_id));
     if let Some(ip) = extension_ip {
         address.push_str(&format!(" {ip}"));
     }
     let ids = scope.ids(Kind::MetadataPort);
-    match &obs.md_port {
+    match obs.md_port() {
         None => {
             let mut row = Map::new();
             row.insert("name".into(), json!(name));
             row.insert("type".into(), json!("localport"));
             row.insert("addresses".into(), string_set([address.as_str()]));
             row.insert("external_ids".into(), string_map(&ids));
-            if obs.switch.is_some() {
-                plan.require_row(table::LOGICAL_SWITCH, scope.switch_uuid(), &scope.switch_name());
-            }
             plan.insert_child(
                 table::LOGICAL_SWITCH_PORT,
                 metadata::port_uuid(&scope.owner, scope.network_id),
                 row,
                 Parent::switch_ports(scope.switch_uuid()),
+                super::network::switch_existing(scope, obs),
                 format!("metadata localport {name}"),
             );
         }
@@ -117,14 +116,14 @@ pub fn add_dhcp_options(options: &mut BTreeMap<String, String>, md: Ipv4Addr, on
 /// The metadata options for the network's DHCP rows, if it has a
 /// metadata localport (any command that writes DHCP rows reads it).
 pub fn dhcp_metadata(obs: &Observed) -> Option<(Ipv4Addr, bool)> {
-    let p = obs.md_port.as_ref()?;
+    let p = obs.md_port_if_read()?;
     let md = port_md_address(&p.addresses)?;
     Some((md, md == MD_ADDRESS))
 }
 
 /// Bring the subnet's existing DHCP rows (observed) to the metadata keys.
 pub fn converge_dhcp(plan: &mut Plan, scope: &Scope, md: Ipv4Addr, obs: &Observed) -> Result<()> {
-    for d in &obs.dhcp {
+    for d in obs.dhcp() {
         let kind = d.external_ids.get(crate::nb::key::KIND).map(String::as_str);
         let with_router = match kind {
             Some(k) if k == Kind::Dhcp4.as_str() || k == Kind::Dhcp4Nic.as_str() => true,
@@ -156,7 +155,7 @@ pub fn dns_records(md: Ipv4Addr, domain: Option<&str>) -> BTreeMap<String, Strin
 /// value in `external_ids`.
 pub fn ensure_vm_data(plan: &mut Plan, scope: &Scope, change: &VmDataChange, obs: &Observed) -> Result<()> {
     let uuid = metadata::row_uuid(&scope.owner, &change.nic_uuid);
-    let observed = obs.vm_data.iter().find(|d| d.uuid == uuid);
+    let observed = obs.vm_data().iter().find(|d| d.uuid == uuid);
     let empty = BTreeMap::new();
     let current = observed.map(|d| &d.external_ids).unwrap_or(&empty);
     let mut data: BTreeMap<String, String> =
@@ -251,7 +250,7 @@ mod tests {
             ..VmDataChange::default()
         };
         let mut plan = Plan::default();
-        ensure_vm_data(&mut plan, &s, &change, &Observed::default()).unwrap();
+        ensure_vm_data(&mut plan, &s, &change, &Observed::nothing_exists()).unwrap();
         assert_eq!(plan.changes.len(), 1);
         // Observe what was inserted; re-run with freshly sealed values.
         let super::super::Plan { ops, .. } = plan;
@@ -260,12 +259,12 @@ mod tests {
         assert_eq!(ids["md:instance-id"], "i-1");
         assert!(!ids.contains_key("md:vm-password-md5checksum"));
         let obs = Observed {
-            vm_data: vec![Dns {
+            vm_data: crate::observe::ReadAll::found(vec![Dns {
                 uuid: metadata::row_uuid(&s.owner, "n1"),
                 records: BTreeMap::new(),
                 external_ids: ids,
-            }],
-            ..Observed::default()
+            }]),
+            ..Observed::nothing_exists()
         };
         let again = VmDataChange {
             userdata: Some(Some(sealed("s1:BBB", "d-ud", ""))),

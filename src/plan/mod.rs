@@ -5,9 +5,11 @@
 //! asks for, which is how every command is idempotent.
 
 pub mod acl;
+pub mod after;
 pub mod audit;
 pub mod metadata;
 pub mod network;
+pub mod pbr;
 pub mod router;
 
 use std::collections::BTreeMap;
@@ -23,6 +25,8 @@ pub struct Plan {
     pub ops: Vec<Operation>,
     /// One line per row changed, for the log.
     pub changes: Vec<String>,
+    /// Rows already guarded by a `wait` (one guard per row is enough).
+    guarded: std::collections::BTreeSet<Uuid>,
 }
 
 impl Plan {
@@ -84,25 +88,75 @@ impl Plan {
         self.change(Operation::Delete { table: table.into(), conditions: vec![Condition::uuid_is(uuid)] }, what);
     }
 
-    /// Insert a non-root row with its deterministic uuid and link it from its
-    /// parent in the same transaction: OVSDB silently drops an unreferenced
-    /// non-root row at commit.
-    fn insert_child(&mut self, table: &str, uuid: Uuid, row: Map<String, Value>, parent: Parent, what: String) {
-        self.insert(table, Some(uuid), None, row, format!("insert {what}"));
-        self.change(parent.link(uuid), format!("link {what}"));
-    }
-
     /// Fail the transaction unless the row still exists with this `name`.
     /// Needed before linking a new child: a mutate on a row deleted
     /// concurrently matches nothing, and the unreferenced child would be
     /// garbage-collected at commit while the transaction "succeeds".
     fn require_row(&mut self, table: &str, uuid: Uuid, name: &str) {
+        if !self.guarded.insert(uuid) {
+            return;
+        }
         let mut row = Map::new();
         row.insert("name".into(), Value::String(name.into()));
         self.guard(Operation::Wait {
             table: table.into(),
             conditions: vec![Condition::uuid_is(uuid)],
             columns: vec!["name".into()],
+            until: WaitUntil::Equal,
+            rows: vec![row],
+            timeout_ms: Some(0),
+        });
+    }
+
+    /// Remove children from a parent's set column.
+    fn unlink(&mut self, parent: Parent, children: &[Uuid], what: String) {
+        self.change(parent.mutate(Mutator::Delete, children.iter().copied()), what);
+    }
+}
+
+/// Whether a parent row is there before the transaction: inserted by this
+/// plan, or read by the command (then linking to it adds a guard that it
+/// still exists, under the name it has when the link runs).
+#[derive(Clone, Debug)]
+pub(crate) enum Existing {
+    New,
+    Read(String),
+}
+
+impl Existing {
+    /// `Read(name)` if the parent was observed, else `New`.
+    pub fn of<T>(observed: Option<&T>, name: impl Into<String>) -> Existing {
+        match observed {
+            Some(_) => Existing::Read(name.into()),
+            None => Existing::New,
+        }
+    }
+}
+
+impl Plan {
+    /// Fail the transaction if any row of `table` is named `name`: for
+    /// tables without a unique name index (Logical_Switch, Logical_Router),
+    /// so we never add a second row of a name someone else holds.
+    fn require_name_free(&mut self, table: &str, name: &str) {
+        self.guard(Operation::Wait {
+            table: table.into(),
+            conditions: vec![Condition::eq("name", name)],
+            columns: vec!["name".into()],
+            until: WaitUntil::Equal,
+            rows: vec![],
+            timeout_ms: Some(0),
+        });
+    }
+
+    /// Fail the transaction unless `column` of the row still holds `value`
+    /// (as read, or as this transaction left it so far).
+    fn require_column(&mut self, table: &str, uuid: Uuid, column: &str, value: Value) {
+        let mut row = Map::new();
+        row.insert(column.into(), value);
+        self.guard(Operation::Wait {
+            table: table.into(),
+            conditions: vec![Condition::uuid_is(uuid)],
+            columns: vec![column.into()],
             until: WaitUntil::Equal,
             rows: vec![row],
             timeout_ms: Some(0),
@@ -130,6 +184,14 @@ impl Parent<'static> {
     pub fn router(router: Uuid, column: &'static str) -> Self {
         Parent { table: crate::nb::table::LOGICAL_ROUTER, uuid: router, column }
     }
+
+    pub fn router_port(port: Uuid, column: &'static str) -> Self {
+        Parent { table: crate::nb::table::LOGICAL_ROUTER_PORT, uuid: port, column }
+    }
+
+    pub fn port_group(group: Uuid, column: &'static str) -> Self {
+        Parent { table: crate::nb::table::PORT_GROUP, uuid: group, column }
+    }
 }
 
 impl Parent<'_> {
@@ -140,17 +202,45 @@ impl Parent<'_> {
             mutations: vec![Mutation(self.column.into(), mutator, uuid_set(children))],
         }
     }
+}
 
-    pub fn link(&self, child: Uuid) -> Operation {
-        self.mutate(Mutator::Insert, [child])
-    }
+/// Linking children is only possible here, and only with the parent's
+/// [`Existing`]: the guard on an observed parent cannot be forgotten.
+mod link {
+    use serde_json::{Map, Value};
+    use uuid::Uuid;
 
-    pub fn link_all(&self, children: &[Uuid]) -> Operation {
-        self.mutate(Mutator::Insert, children.iter().copied())
-    }
+    use super::{Existing, Parent, Plan};
+    use crate::ovsdb::{Mutator, Operation};
 
-    pub fn unlink(&self, children: &[Uuid]) -> Operation {
-        self.mutate(Mutator::Delete, children.iter().copied())
+    impl Plan {
+        /// Add `children` to the parent's set column; guard an observed
+        /// parent (once per transaction).
+        pub(crate) fn link(&mut self, parent: Parent, existing: Existing, children: &[Uuid], what: String) {
+            if let Existing::Read(name) = &existing {
+                self.require_row(parent.table, parent.uuid, name);
+            }
+            self.change(parent.mutate(Mutator::Insert, children.iter().copied()), what);
+        }
+
+        /// Insert a non-root row with its deterministic uuid and link it from
+        /// its parent in the same transaction: OVSDB silently drops an
+        /// unreferenced non-root row at commit.
+        pub(crate) fn insert_child(
+            &mut self,
+            table: &str,
+            uuid: Uuid,
+            row: Map<String, Value>,
+            parent: Parent,
+            existing: Existing,
+            what: String,
+        ) {
+            self.change(
+                Operation::Insert { table: table.into(), row, uuid_name: None, uuid: Some(uuid) },
+                format!("insert {what}"),
+            );
+            self.link(parent, existing, &[uuid], format!("link {what}"));
+        }
     }
 }
 
@@ -179,6 +269,14 @@ pub fn map_mutations(
     out
 }
 
+/// Add or correct our ids in `external_ids`; never drop one. Commands carry
+/// different subsets of the ids (a legacy `add-dhcp-entry` has no zone, a
+/// NIC command no cidr), and an id one command recorded must survive the
+/// others. Keys of other tools are left alone.
+pub fn merge_ids(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>) -> Vec<Mutation> {
+    map_mutations("external_ids", desired, observed, |k| desired.contains_key(k))
+}
+
 /// Columns of a desired row whose values differ from what was observed.
 fn changed_columns(desired: &Map<String, Value>, differs: impl Fn(&str) -> bool) -> Map<String, Value> {
     desired.iter().filter(|(k, _)| differs(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -205,3 +303,6 @@ mod tests {
         assert!(map_mutations("x", &desired, &desired, |_| true).is_empty());
     }
 }
+
+#[cfg(test)]
+mod guards;

@@ -7,156 +7,22 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use super::{changed_columns, map_mutations, Parent, Plan};
+use super::{changed_columns, map_mutations, merge_ids, Existing, Parent, Plan};
 use crate::error::{Error, Result};
-use crate::nb::rows::{
-    DhcpOptions, Dns, GatewayChassis, LoadBalancer, Nat, Port, PortGroup, Router, RouterPort, StaticRoute, Switch,
-};
-use crate::nb::{key, localnet_id, localnet_name, quoted, switch_name, table, Kind, Owner};
+use crate::nb::ids::Scope;
+use crate::nb::rows::{DhcpOptions, Port};
+use crate::nb::{key, quoted, table, Kind, Owner};
+use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, string_set, uuid_set};
 use crate::ovsdb::{Mutation, Mutator};
 use crate::payload::types::{GuestType, Ipv4Cidr, Mac, Vlan};
 
-/// Which network a command is about, and the ids every row of it carries.
-#[derive(Clone, Debug)]
-pub struct Scope {
-    pub owner: Owner,
-    pub network_id: u64,
-    pub zone_id: Option<u64>,
-    pub vpc_id: Option<u64>,
-}
-
-impl Scope {
-    pub fn switch_uuid(&self) -> Uuid {
-        self.owner.row_uuid(Kind::Network, &self.network_id.to_string())
+/// Who holds a row, for "not owned" errors: its owner tag, or "not tagged".
+pub fn held_by(external_ids: &BTreeMap<String, String>) -> String {
+    match external_ids.get(key::OWNER) {
+        Some(o) => format!("held by owner {o:?}"),
+        None => "held by a row not tagged cloudstack:owner".into(),
     }
-
-    pub fn switch_name(&self) -> String {
-        switch_name(self.network_id)
-    }
-
-    /// A VM port's row UUID, derived from the NIC uuid (its name), so the
-    /// port is read by `_uuid`: ovsdb-server answers a select on the indexed
-    /// `name` column by scanning the whole table.
-    pub fn port_uuid(&self, nic_uuid: &str) -> Uuid {
-        self.owner.row_uuid(Kind::Nic, nic_uuid)
-    }
-
-    /// One pair of DHCP rows per subnet: a shared network may span several
-    /// subnets (`Dhcp.DhcpAccrossMultipleSubnets`).
-    pub fn dhcp_uuid(&self, subnet: Ipv4Cidr, with_router: bool) -> Uuid {
-        let kind = if with_router { Kind::Dhcp4 } else { Kind::Dhcp4NoRouter };
-        self.owner.row_uuid(kind, &format!("{}/{}", self.network_id, subnet.network()))
-    }
-
-    /// The localnet port of a shared or L2 network's switch.
-    pub fn localnet_uuid(&self) -> Uuid {
-        self.owner.row_uuid(Kind::Localnet, &localnet_id(self.network_id))
-    }
-
-    pub fn localnet_name(&self) -> String {
-        localnet_name(self.network_id)
-    }
-
-    pub fn dns_uuid(&self) -> Uuid {
-        self.owner.row_uuid(Kind::Dns, &self.network_id.to_string())
-    }
-
-    /// DHCP `server_mac`, and the MAC of the network's metadata port
-    /// (docs/metadata-design.md §6: DHCP answers from the metadata port).
-    pub fn server_mac(&self) -> String {
-        self.owner.stable_mac(&format!("dhcp/{}", self.network_id))
-    }
-
-    /// `external_ids` of a row of this network.
-    pub fn ids(&self, kind: Kind) -> BTreeMap<String, String> {
-        let mut m = BTreeMap::new();
-        m.insert(key::OWNER.to_string(), self.owner.0.clone());
-        m.insert(key::KIND.to_string(), kind.as_str().to_string());
-        m.insert(key::NETWORK_ID.to_string(), self.network_id.to_string());
-        if let Some(z) = self.zone_id {
-            m.insert(key::ZONE_ID.to_string(), z.to_string());
-        }
-        if let Some(v) = self.vpc_id {
-            m.insert(key::VPC_ID.to_string(), v.to_string());
-        }
-        m
-    }
-
-    pub(crate) fn require_owned(&self, what: String, external_ids: &BTreeMap<String, String>) -> Result<()> {
-        if self.owner.owns(external_ids) {
-            Ok(())
-        } else {
-            Err(Error::NotOwned { what })
-        }
-    }
-}
-
-/// What the read-only transaction found.
-#[derive(Clone, Debug, Default)]
-pub struct Observed {
-    pub switch: Option<Switch>,
-    /// Ports read by their uuids, for commands about several NICs
-    /// (restore-network).
-    pub ports: Vec<Port>,
-    /// Other switches with our switch's name (only `implement-network` looks).
-    pub same_name: Vec<Switch>,
-    pub port: Option<Port>,
-    pub dhcp: Vec<DhcpOptions>,
-    pub dns: Option<Dns>,
-    // Routing (plan::router).
-    pub router: Option<Router>,
-    pub guest_port: Option<RouterPort>,
-    pub guest_peer: Option<Port>,
-    pub gateway_port: Option<RouterPort>,
-    pub gateway_peer: Option<Port>,
-    pub gateway_chassis: Vec<GatewayChassis>,
-    pub public_switch: Option<Switch>,
-    /// The public switch's localnet port.
-    pub localnet: Option<Port>,
-    /// A shared or L2 network's localnet port (on the guest switch).
-    pub guest_localnet: Option<Port>,
-    pub route: Option<StaticRoute>,
-    pub nats: Vec<Nat>,
-    pub lbs: Vec<LoadBalancer>,
-    // Filtering (plan::acl).
-    pub port_group: Option<PortGroup>,
-    /// Server-side answers to "does the switch / the port group hold the
-    /// port?", so NIC commands need not download those lists; `None` when
-    /// the lists themselves were read.
-    pub port_on_switch: Option<bool>,
-    pub port_in_group: Option<bool>,
-    // UserData (plan::metadata).
-    /// The network's metadata localport.
-    pub md_port: Option<Port>,
-    /// vm-data rows (DNS rows no switch references).
-    pub vm_data: Vec<Dns>,
-}
-
-impl Observed {
-    /// Is `port` one of the network switch's ports?
-    pub fn switch_holds(&self, port: Uuid) -> bool {
-        self.port_on_switch.unwrap_or_else(|| self.switch.as_ref().is_some_and(|sw| sw.ports.contains(&port)))
-    }
-
-    /// Is `port` in the network's port group?
-    pub fn group_holds(&self, port: Uuid) -> bool {
-        self.port_in_group.unwrap_or_else(|| self.port_group.as_ref().is_some_and(|pg| pg.ports.contains(&port)))
-    }
-}
-
-impl Observed {
-    fn dhcp_row(&self, uuid: Uuid) -> Option<&DhcpOptions> {
-        self.dhcp.iter().find(|d| d.uuid == uuid)
-    }
-}
-
-/// Add or correct our ids in `external_ids`; never drop one. Commands carry
-/// different subsets of the ids (a legacy `add-dhcp-entry` has no zone, a
-/// NIC command no cidr), and an id one command recorded must survive the
-/// others. Keys of other tools are left alone.
-pub(crate) fn merge_ids(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>) -> Vec<Mutation> {
-    map_mutations("external_ids", desired, observed, |k| desired.contains_key(k))
 }
 
 // ---------------------------------------------------------------- switch
@@ -197,7 +63,7 @@ impl Physical {
 /// recorded on its switch by an earlier command.
 pub fn physical_vlan(physical: &Physical, obs: &Observed) -> Option<Vlan> {
     physical.vlan.or_else(|| {
-        let recorded = obs.switch.as_ref()?.external_ids.get(key::VLAN)?;
+        let recorded = obs.switch()?.external_ids.get(key::VLAN)?;
         Vlan::parse("vlan", recorded).ok().flatten()
     })
 }
@@ -208,6 +74,8 @@ pub(crate) struct Localnet {
     pub uuid: Uuid,
     pub name: String,
     pub switch: Uuid,
+    /// Whether the switch was read (then linking guards it).
+    pub switch_existing: Existing,
     pub network_name: String,
     pub tag: Option<u16>,
     pub ids: BTreeMap<String, String>,
@@ -234,6 +102,7 @@ pub(crate) fn ensure_localnet(plan: &mut Plan, owner: &Owner, ln: &Localnet, obs
                 ln.uuid,
                 row,
                 Parent::switch_ports(ln.switch),
+                ln.switch_existing.clone(),
                 format!("localnet port {}", ln.name),
             );
         }
@@ -291,11 +160,20 @@ pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Ob
     let name = scope.switch_name();
     if let Some(other) = obs.same_name.iter().find(|sw| sw.uuid != scope.switch_uuid()) {
         return Err(Error::NotOwned {
-            what: format!("the name {name}: Logical_Switch {} already uses it and is not this network's", other.uuid),
+            what: format!(
+                "the name {name}: Logical_Switch {} ({}) already uses it and is not this network's",
+                other.uuid,
+                held_by(&other.external_ids)
+            ),
         });
     }
-    match &obs.switch {
+    match obs.switch() {
         None => {
+            // Logical_Switch names have no unique index: without this guard
+            // a NIC command (which does not scan names) would create a
+            // second switch of that name next to someone else's. A failed
+            // guard makes the retry look the name up and refuse.
+            plan.require_name_free(table::LOGICAL_SWITCH, &name);
             let mut row = Map::new();
             row.insert("name".into(), json!(name));
             row.insert("external_ids".into(), string_map(&ids));
@@ -320,24 +198,19 @@ pub fn ensure_switch(plan: &mut Plan, scope: &Scope, spec: &SwitchSpec, obs: &Ob
             uuid: scope.localnet_uuid(),
             name: scope.localnet_name(),
             switch: scope.switch_uuid(),
+            switch_existing: switch_existing(scope, obs),
             network_name: p.network_name.clone(),
             tag: v.tag(),
             ids: ln_ids,
         };
-        if obs.guest_localnet.is_none() {
-            require_switch(plan, scope, obs);
-        }
-        ensure_localnet(plan, &scope.owner, &ln, obs.guest_localnet.as_ref())?;
+        ensure_localnet(plan, &scope.owner, &ln, obs.guest_localnet())?;
     }
     Ok(())
 }
 
-/// Before linking a new child to the switch: make the transaction fail if
-/// the switch vanished since we read it.
-fn require_switch(plan: &mut Plan, scope: &Scope, obs: &Observed) {
-    if obs.switch.is_some() {
-        plan.require_row(table::LOGICAL_SWITCH, scope.switch_uuid(), &scope.switch_name());
-    }
+/// The network switch as a parent of new children: guarded if it was read.
+pub(crate) fn switch_existing(scope: &Scope, obs: &Observed) -> Existing {
+    Existing::of(obs.switch(), scope.switch_name())
 }
 
 // ---------------------------------------------------------------- ports
@@ -400,7 +273,7 @@ pub fn ensure_port(
         ids.insert(key::NIC_ID.into(), id.to_string());
     }
     let address = nic.address();
-    match &obs.port {
+    match obs.port() {
         None => {
             let mut row = Map::new();
             row.insert("name".into(), json!(nic.nic_uuid));
@@ -414,13 +287,13 @@ pub fn ensure_port(
                 let opts: BTreeMap<String, String> = [("hostname".to_string(), quoted(h))].into();
                 row.insert("options".into(), string_map(&opts));
             }
-            require_switch(plan, scope, obs);
             let uuid = scope.port_uuid(&nic.nic_uuid);
             plan.insert_child(
                 table::LOGICAL_SWITCH_PORT,
                 uuid,
                 row,
                 Parent::switch_ports(scope.switch_uuid()),
+                switch_existing(scope, obs),
                 format!("port {} on {}", nic.nic_uuid, scope.switch_name()),
             );
             super::acl::ensure_port_group(plan, scope, &[uuid], obs)?;
@@ -428,7 +301,14 @@ pub fn ensure_port(
         Some(port) => {
             let mut desired = Map::new();
             desired.insert("addresses".into(), string_set([address.as_str()]));
-            desired.insert("port_security".into(), string_set([address.as_str()]));
+            // A policy-routing next hop (an appliance) receives packets for
+            // other addresses: MAC-only port security (plan::pbr).
+            let mac = nic.mac.to_string();
+            let security = match port.external_ids.get(key::PBR_NEXTHOP).map(String::as_str) {
+                Some("true") => mac.as_str(),
+                _ => address.as_str(),
+            };
+            desired.insert("port_security".into(), string_set([security]));
             let want_ids = ids;
             update_port(plan, scope, port, Some(desired), want_ids, dhcp, hostname, obs)?;
             super::acl::ensure_port_group(plan, scope, &[port.uuid], obs)?;
@@ -440,7 +320,7 @@ pub fn ensure_port(
 /// Change an existing port's DHCP link and host name only (used when no
 /// MAC/IP is at hand, e.g. `remove-dhcp-entry`). A missing port is fine.
 pub fn relink_port(plan: &mut Plan, scope: &Scope, dhcp: DhcpLink, hostname: &Hostname, obs: &Observed) -> Result<()> {
-    let Some(port) = &obs.port else { return Ok(()) };
+    let Some(port) = obs.port() else { return Ok(()) };
     let ids = port.external_ids.clone();
     update_port(plan, scope, port, None, ids, dhcp, hostname, obs)
 }
@@ -515,10 +395,9 @@ fn desired_strings(row: &Map<String, Value>, col: &str) -> Option<Vec<String>> {
 /// unreferenced row) and delete its per-NIC DHCP row, which is only weakly
 /// referenced and would otherwise leak.
 pub fn remove_port(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
-    let Some(port) = &obs.port else { return Ok(()) };
+    let Some(port) = obs.port() else { return Ok(()) };
     require_our_port_on_switch(scope, port, obs)?;
-    let parent = Parent::switch_ports(scope.switch_uuid());
-    plan.change(parent.unlink(&[port.uuid]), format!("remove port {}", port.name));
+    plan.unlink(Parent::switch_ports(scope.switch_uuid()), &[port.uuid], format!("remove port {}", port.name));
     if let Some(d) = port.dhcpv4_options.and_then(|u| obs.dhcp_row(u)) {
         if scope.owner.owns(&d.external_ids)
             && d.external_ids.get(key::KIND).map(String::as_str) == Some(Kind::Dhcp4Nic.as_str())
@@ -630,7 +509,7 @@ fn upsert_dhcp(
 /// network's rows). Ports referencing them lose the reference
 /// automatically: `dhcpv4_options` is a weak reference.
 pub fn remove_dhcp(plan: &mut Plan, scope: &Scope, obs: &Observed) {
-    for d in &obs.dhcp {
+    for d in obs.dhcp() {
         if scope.owner.owns(&d.external_ids)
             && d.external_ids.get(key::NETWORK_ID) == Some(&scope.network_id.to_string())
         {
@@ -649,7 +528,7 @@ pub fn dhcp_nic_row(
     extras: &BTreeMap<String, String>,
     obs: &Observed,
 ) -> Result<Uuid> {
-    let uuid = scope.owner.row_uuid(Kind::Dhcp4Nic, &port.name);
+    let uuid = scope.dhcp_nic_uuid(&port.name);
     let mut options = base.options.clone();
     options.extend(extras.iter().map(|(k, v)| (k.clone(), v.clone())));
     let mut ids = scope.ids(Kind::Dhcp4Nic);
@@ -657,6 +536,9 @@ pub fn dhcp_nic_row(
     ids.insert(key::BASE_DHCP.into(), base.uuid.to_string());
     ids.insert(key::CIDR.into(), base.cidr.clone());
     let what = format!("per-NIC DHCP options of {}", port.name);
+    // A root row nothing else removes: if release-nic deleted the port
+    // since we read it, this row would leak. Fail and re-plan instead.
+    plan.require_row(table::LOGICAL_SWITCH_PORT, port.uuid, &port.name);
     upsert_dhcp(plan, scope, uuid, &base.cidr, &options, &ids, &what, obs)?;
     Ok(uuid)
 }
@@ -718,7 +600,7 @@ pub fn ptr_v6(ip: Ipv6Addr) -> String {
 pub fn ensure_dns(plan: &mut Plan, scope: &Scope, add: &BTreeMap<String, String>, obs: &Observed) -> Result<()> {
     let uuid = scope.dns_uuid();
     let ids = scope.ids(Kind::Dns);
-    match &obs.dns {
+    match obs.dns() {
         None => {
             let mut row = Map::new();
             row.insert("records".into(), string_map(add));
@@ -732,11 +614,10 @@ pub fn ensure_dns(plan: &mut Plan, scope: &Scope, add: &BTreeMap<String, String>
             plan.mutate(table::DNS, d.uuid, muts, format!("update DNS records of {}", scope.switch_name()));
         }
     }
-    let linked = obs.switch.as_ref().is_some_and(|sw| sw.dns_records.contains(&uuid));
+    let linked = obs.switch().is_some_and(|sw| sw.dns_records.contains(&uuid));
     if !linked {
-        require_switch(plan, scope, obs);
         let parent = Parent::switch(scope.switch_uuid(), "dns_records");
-        plan.change(parent.link(uuid), format!("link DNS records to {}", scope.switch_name()));
+        plan.link(parent, switch_existing(scope, obs), &[uuid], format!("link DNS records to {}", scope.switch_name()));
     }
     Ok(())
 }
@@ -751,7 +632,7 @@ pub fn remove_dns_records(
     ipv6: Option<Ipv6Addr>,
     obs: &Observed,
 ) -> Result<()> {
-    let Some(d) = &obs.dns else { return Ok(()) };
+    let Some(d) = obs.dns() else { return Ok(()) };
     scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
     let addrs: Vec<String> = ipv4.map(|i| i.to_string()).into_iter().chain(ipv6.map(|i| i.to_string())).collect();
     let ptrs: Vec<String> = ipv4.map(ptr_v4).into_iter().chain(ipv6.map(ptr_v6)).collect();
@@ -775,7 +656,7 @@ pub fn remove_dns_records(
 /// Delete the network's DNS row; the switch's weak `dns_records` reference
 /// disappears with it.
 pub fn remove_dns(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
-    if let Some(d) = &obs.dns {
+    if let Some(d) = obs.dns() {
         scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
         plan.delete(table::DNS, d.uuid, format!("delete DNS records of {}", scope.switch_name()));
     }
@@ -788,8 +669,29 @@ pub fn remove_dns(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> 
 /// strong children) and the weakly referenced DHCP and DNS rows, which OVN
 /// would otherwise keep forever.
 pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
-    if let Some(sw) = &obs.switch {
+    // Deleting our switch or port group would delete rows hanging off them
+    // that are not ours (an operator's port or ACL): refuse instead, naming
+    // them. Unknown ownership (not read) counts as foreign.
+    let not_ours = |items: &[Uuid], ours: &Option<std::collections::BTreeSet<Uuid>>| -> Vec<String> {
+        items.iter().filter(|u| !ours.as_ref().is_some_and(|o| o.contains(u))).map(Uuid::to_string).collect()
+    };
+    if let Some(sw) = obs.switch() {
         scope.require_owned(format!("Logical_Switch {}", sw.uuid), &sw.external_ids)?;
+        let foreign = not_ours(&sw.ports, &obs.our_ports);
+        if !foreign.is_empty() {
+            return Err(Error::NotOwned {
+                what: format!(
+                    "Logical_Switch_Port {} on {} (not tagged as ours; remove them before destroying the network)",
+                    foreign.join(", "),
+                    sw.name
+                ),
+            });
+        }
+        // The ports we judged are the ports we delete (the router peer may
+        // have left earlier in this transaction: a wait sees that state).
+        let peer = obs.guest_peer_if_read().map(|p| p.uuid);
+        let judged = uuid_set(sw.ports.iter().copied().filter(|p| Some(*p) != peer));
+        plan.require_column(table::LOGICAL_SWITCH, sw.uuid, "ports", judged);
         plan.delete(
             table::LOGICAL_SWITCH,
             sw.uuid,
@@ -798,8 +700,18 @@ pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
     }
     remove_dhcp(plan, scope, obs);
     // A root table: nothing garbage-collects it (its ACLs go with it).
-    if let Some(pg) = &obs.port_group {
+    if let Some(pg) = obs.port_group() {
         scope.require_owned(format!("Port_Group {}", pg.name), &pg.external_ids)?;
+        let foreign = not_ours(&pg.acls, &obs.our_acls);
+        if !foreign.is_empty() {
+            return Err(Error::NotOwned {
+                what: format!(
+                    "ACL {} on {} (not tagged as ours; remove them before destroying the network)",
+                    foreign.join(", "),
+                    pg.name
+                ),
+            });
+        }
         plan.delete(table::PORT_GROUP, pg.uuid, format!("delete port group {} and its ACLs", pg.name));
     }
     remove_dns(plan, scope, obs)
@@ -808,6 +720,9 @@ pub fn destroy(plan: &mut Plan, scope: &Scope, obs: &Observed) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nb::rows::{PortGroup, Switch};
+    use crate::nb::Owner;
+    use crate::observe::Read;
 
     fn scope() -> Scope {
         Scope { owner: Owner("cloudstack".into()), network_id: 42, zone_id: Some(1), vpc_id: None }
@@ -826,11 +741,16 @@ mod tests {
     #[test]
     fn new_network_and_port_in_one_plan() {
         let s = scope();
-        let obs = Observed::default();
+        let obs = Observed::nothing_exists();
         let mut p = Plan::default();
         ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
         ensure_port(&mut p, &s, &nic(), DhcpLink::Keep, &Hostname::Set("vm-1".into()), &obs).unwrap();
-        let ops: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
+        let all: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
+        // First the guard that no foreign switch holds the name (no index).
+        assert_eq!(all[0]["op"], "wait");
+        assert_eq!(all[0]["where"], json!([["name", "==", "cs-net-42"]]));
+        assert_eq!(all[0]["rows"], json!([]));
+        let ops = &all[1..];
         assert_eq!(ops.len(), 4, "{ops:#?}");
         assert_eq!(ops[0]["op"], "insert");
         assert_eq!(ops[0]["uuid"], s.switch_uuid().to_string());
@@ -864,13 +784,18 @@ mod tests {
             external_ids: ids,
         };
         let pg = PortGroup {
-            uuid: crate::plan::acl::port_group_uuid(&s),
+            uuid: s.port_group_uuid(),
             name: "cs_net_42".into(),
             ports: vec![Uuid::from_u128(7)],
             acls: vec![],
             external_ids: s.ids(Kind::PortGroup),
         };
-        let obs = Observed { switch: Some(sw), port: Some(port), port_group: Some(pg), ..Default::default() };
+        let obs = Observed {
+            switch: Read::found(sw),
+            port: Read::found(port),
+            port_group: Read::found(pg),
+            ..Observed::nothing_exists()
+        };
         let mut p = Plan::default();
         ensure_switch(&mut p, &s, &SwitchSpec::default(), &obs).unwrap();
         ensure_port(&mut p, &s, &nic(), DhcpLink::Keep, &Hostname::Set("vm-1".into()), &obs).unwrap();
@@ -891,7 +816,7 @@ mod tests {
             load_balancer: vec![],
             external_ids: recorded,
         };
-        let obs = Observed { switch: Some(sw), ..Default::default() };
+        let obs = Observed { switch: Read::found(sw), ..Observed::nothing_exists() };
         // A legacy NIC command: no zone, no cidr.
         let bare = Scope { zone_id: None, ..scope() };
         let mut p = Plan::default();
@@ -915,9 +840,40 @@ mod tests {
             load_balancer: vec![],
             external_ids: BTreeMap::new(),
         };
-        let obs = Observed { switch: Some(sw), ..Default::default() };
+        let obs = Observed { switch: Read::found(sw), ..Observed::nothing_exists() };
         let e = ensure_switch(&mut Plan::default(), &s, &SwitchSpec::default(), &obs).unwrap_err();
         assert!(matches!(e, Error::NotOwned { .. }));
+    }
+
+    #[test]
+    fn per_nic_dhcp_row_requires_its_port() {
+        // release-nic racing set-dhcp-options must not leave the row behind.
+        let s = scope();
+        let port = Port {
+            uuid: s.port_uuid(&nic().nic_uuid),
+            name: nic().nic_uuid,
+            tag_request: None,
+            addresses: vec![],
+            port_security: vec![],
+            dhcpv4_options: None,
+            options: BTreeMap::new(),
+            external_ids: s.ids(Kind::Nic),
+        };
+        let base = DhcpOptions {
+            uuid: Uuid::from_u128(9),
+            cidr: "10.1.1.0/24".into(),
+            options: BTreeMap::new(),
+            external_ids: s.ids(Kind::Dhcp4),
+        };
+        let mut p = Plan::default();
+        dhcp_nic_row(&mut p, &s, &port, &base, &BTreeMap::new(), &Observed::default()).unwrap();
+        let ops: Vec<Value> = p.ops.iter().map(|o| o.to_json()).collect();
+        assert!(
+            ops.iter().any(|o| o["op"] == "wait"
+                && o["table"] == "Logical_Switch_Port"
+                && o["where"][0][2][1] == port.uuid.to_string()),
+            "{ops:#?}"
+        );
     }
 
     #[test]
