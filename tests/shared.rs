@@ -237,6 +237,92 @@ fn routing_commands_on_shared_and_l2_networks_are_refused() {
     assert_eq!(nb.nbctl(&["lr-list"]), "");
 }
 
+/// `payload` without its `guest_type`: legacy payloads and CloudStack
+/// versions that do not send it.
+fn untyped(mut payload: Value) -> Value {
+    payload.as_object_mut().unwrap().remove("guest_type");
+    payload
+}
+
+/// The legacy `--flag value` form, registered with our gateway chassis.
+fn legacy(nb: &Nb, command: &str, args: &[&str]) -> std::process::Output {
+    let mut all: Vec<&str> = args.to_vec();
+    let details = format!(r#"{{"physicalnetworkname":"pn1","ovn.gateway.chassis":"{GATEWAY_CHASSIS}"}}"#);
+    all.extend(["--physical-network-extension-details", &details, "--network-extension-details", "{}"]);
+    run_cs_flags(&nb.remote(), command, &all)
+}
+
+/// A payload without `guest_type` on a network whose switch records it is
+/// shared or L2: the recorded type decides, and the command is refused with
+/// the same error, before any write (no router for a shared network).
+#[test]
+fn routing_commands_without_guest_type_on_shared_and_l2_networks_are_refused() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", shared(50, "3000")));
+    run_all(&nb, NIC_START, &shared_nic(50, "3000", NIC1, "02:00:ac:1f:00:0a", "172.31.0.10", "vm-1", true));
+    ok(cs(&nb, "implement-network", l2(60, "3005")));
+    let before = nb.snapshot();
+    // The L2 payload gets a CIDR so that source NAT's own validation passes
+    // and the NB is consulted.
+    let l2_net = with(untyped(l2(60, "3005")), json!({"cidr": "172.31.0.0/24"}));
+    for (net, kind) in [(untyped(shared(50, "3000")), "shared network"), (l2_net, "L2 network")] {
+        for (command, payload) in routing_commands(net.clone()) {
+            if command == "apply-network-acl" {
+                // Without a vpc_id the payload names no tier: refused
+                // before connecting (the legacy form below reaches the NB).
+                let msg = fails(cs(&nb, command, payload), 6);
+                assert!(msg.contains("not a VPC tier"), "{command}: {msg}");
+                continue;
+            }
+            let msg = fails(cs(&nb, command, payload), 2);
+            assert!(msg.contains(kind) && msg.contains(command), "{command}: {msg}");
+        }
+        for action in ["pbr-create-table", "pbr-list-tables"] {
+            let mut p = net.clone();
+            p["action"] = json!(action);
+            p["action-params"] = json!({"table-id": "100", "table-name": "t100"});
+            p["physical-network-extension-details"] = json!({"physicalnetworkname": "pn1"});
+            p["network-extension-details"] = json!({});
+            let msg = fails(run_cs(&nb.remote(), "custom-action", &p), 2);
+            assert!(msg.contains(kind) && msg.contains("custom-action"), "{action}: {msg}");
+        }
+        // The legacy flag form carries no guest type at all.
+        let id = net["network_id"].as_str().unwrap();
+        let acl = ["--network-id", id, "--cidr", "172.31.0.0/24", "--acl-rules", "[]"];
+        let msg = fails(legacy(&nb, "apply-network-acl", &acl), 2);
+        assert!(msg.contains(kind) && msg.contains("apply-network-acl"), "legacy apply-network-acl: {msg}");
+        let nat = [
+            "--network-id",
+            id,
+            "--public-ip",
+            "203.0.113.10",
+            "--public-cidr",
+            "203.0.113.0/24",
+            "--public-gateway",
+            "203.0.113.1",
+            "--public-vlan",
+            "vlan://101",
+            "--private-ip",
+            "172.31.0.10",
+        ];
+        let msg = fails(legacy(&nb, "add-static-nat", &nat), 2);
+        assert!(msg.contains(kind) && msg.contains("add-static-nat"), "legacy add-static-nat: {msg}");
+    }
+    assert_eq!(snapshot_diff(&before, &nb.snapshot()), "");
+    assert_eq!(nb.nbctl(&["lr-list"]), "");
+
+    // An isolated network, with and without guest_type, still gets its router.
+    ok(cs(&nb, "implement-network", network(42)));
+    ok(cs(&nb, "assign-ip", public(untyped(network(42)), "203.0.113.20", true, "vlan://101")));
+    ok(cs(
+        &nb,
+        "add-static-nat",
+        with(public(network(42), "203.0.113.21", false, "vlan://101"), json!({"private_ip": "10.1.1.23"})),
+    ));
+    assert_eq!(nb.nbctl(&["lr-list"]).lines().count(), 1, "{}", nb.nbctl(&["lr-list"]));
+    assert!(nb.nbctl(&["lr-nat-list", "cs-router-42"]).contains("203.0.113.21"));
+}
+
 #[test]
 fn l2_network_pins_macs_and_has_no_dhcp() {
     let nb = Nb::start();
@@ -286,6 +372,31 @@ fn shutdown_keeps_the_vlan_and_destroy_leaves_nothing() {
         assert_eq!(nb.nbctl(&["--if-exists", "get", "Logical_Switch", &format!("cs-net-{id}"), "name"]), "");
     }
     assert_eq!(owned_rows(&nb), 0, "{}", serde_json::to_string_pretty(&nb.snapshot()).unwrap());
+}
+
+/// shutdown-network and destroy-network without `guest_type` (legacy
+/// payloads): shutdown keeps the switch and its localnet port, destroy
+/// removes every row, as with the typed payload.
+#[test]
+fn shutdown_and_destroy_without_guest_type_keep_then_remove_the_vlan() {
+    let nb = Nb::start();
+    for (net, vm) in [
+        (shared(50, "3000"), shared_nic(50, "3000", NIC1, "02:00:ac:1f:00:0a", "172.31.0.10", "vm-1", true)),
+        (l2(60, "3005"), with(l2(60, "3005"), json!({"nic_uuid": NIC2, "mac": "02:00:ac:1f:00:0b"}))),
+    ] {
+        let id = net["network_id"].as_str().unwrap().to_string();
+        ok(cs(&nb, "implement-network", net.clone()));
+        let starts: &[&str] = if vm["guest_type"] == "l2" { &["prepare-nic"] } else { NIC_START };
+        run_all(&nb, starts, &vm);
+        let before = nb.snapshot();
+        twice(&nb, "shutdown-network", untyped(net.clone()));
+        assert_eq!(snapshot_diff(&before, &nb.snapshot()), "");
+        assert_eq!(nb.nbctl(&["lsp-get-type", &format!("ln-cs-net-{id}")]), "localnet");
+        twice(&nb, "destroy-network", untyped(net));
+        assert_eq!(nb.nbctl(&["--if-exists", "get", "Logical_Switch", &format!("cs-net-{id}"), "name"]), "");
+    }
+    assert_eq!(owned_rows(&nb), 0, "{}", serde_json::to_string_pretty(&nb.snapshot()).unwrap());
+    assert_eq!(nb.nbctl(&["lr-list"]), "");
 }
 
 // ------------------------------------------------------------ data plane

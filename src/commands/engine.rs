@@ -95,6 +95,27 @@ impl Job {
         Job { want: None, plan: Box::new(|_, _| Ok(())), output: None, report: None, diagnostic: None }
     }
 
+    /// Plan only on a network we may route: when the observed switch
+    /// records a shared or L2 guest type, `command` fails before planning
+    /// (no write). The switch joins the `Want` when it was not in it,
+    /// without its port list.
+    pub fn routed_only(mut self, command: &str) -> Job {
+        let Some(want) = self.want.as_mut() else { return self };
+        let Some(scope) = want.scope.clone() else { return self };
+        if !want.switch {
+            want.switch = true;
+            // `light` also drops the port group's lists: only when none is read.
+            want.light |= !want.port_group;
+        }
+        let command = command.to_string();
+        let inner = self.plan;
+        self.plan = Box::new(move |obs, p| {
+            crate::plan::network::require_routed(&command, &scope, obs)?;
+            inner(obs, p)
+        });
+        self
+    }
+
     /// Print `output` on success.
     pub fn with_output(mut self, output: Value) -> Job {
         self.output = Some(output);

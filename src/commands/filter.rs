@@ -116,7 +116,8 @@ pub fn apply_firewall(ctx: &Context) -> Result<Job> {
     // Validate everything before touching the NB.
     let fw = Firewall::parse(&doc)?;
     let want = firewall_want(&scope, &rs, PublicLookup::ByGatewayPeer);
-    Ok(Job::new(want, ApplyFirewall { scope, rs, fw }, |i, obs, plan| plan_firewall(plan, &i.scope, &i.rs, &i.fw, obs)))
+    Ok(Job::new(want, ApplyFirewall { scope, rs, fw }, |i, obs, plan| plan_firewall(plan, &i.scope, &i.rs, &i.fw, obs))
+        .routed_only(&ctx.inv.command))
 }
 
 struct NetworkAcl {
@@ -148,7 +149,8 @@ pub fn apply_network_acl(ctx: &Context) -> Result<Job> {
         }
         acl::ensure_port_group(plan, &i.scope, &vm_ports(&i.scope, obs), obs)?;
         acl::converge_acls(plan, &i.scope, Kind::NetworkAcl, &i.desired, None, None, obs)
-    }))
+    })
+    .routed_only(&ctx.inv.command))
 }
 
 fn not_a_tier(network_id: u64) -> Error {

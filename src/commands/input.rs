@@ -99,15 +99,7 @@ fn physical(ctx: &Context) -> Result<Option<Physical>> {
 pub fn require_routed(ctx: &Context) -> Result<()> {
     let guest_type = guest_type(ctx)?;
     if guest_type.on_physical() {
-        return Err(Error::field(
-            "guest_type",
-            format!(
-                "{} does not apply to a {} network: it is bridged onto the physical VLAN and its gateway is the \
-                 physical router, not an OVN router (offer only Dhcp, Dns and UserData with this provider)",
-                ctx.inv.command,
-                guest_type.name()
-            ),
-        ));
+        return Err(Error::field("guest_type", crate::plan::network::not_routed_reason(&ctx.inv.command, guest_type)));
     }
     Ok(())
 }

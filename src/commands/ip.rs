@@ -122,7 +122,8 @@ pub fn assign(ctx: &Context) -> Result<Job> {
             router::ensure_snat(plan, &i.public.rs, cidr, i.public.ip.ip, obs)?;
         }
         Ok(())
-    }))
+    })
+    .routed_only(&ctx.inv.command))
 }
 
 /// Also read what keeping an applied firewall in step needs (isolated
@@ -173,7 +174,8 @@ pub fn release(ctx: &Context) -> Result<Job> {
     Ok(Job::new(want, (on, prefix), |(on, prefix), obs, plan| {
         router::release_ip_rows(plan, &on.rs, on.ip, *prefix, obs)?;
         refresh(plan, &on.scope, &on.rs, obs)
-    }))
+    })
+    .routed_only(&ctx.inv.command))
 }
 
 struct StaticNat {
@@ -196,7 +198,8 @@ pub fn add_static_nat(ctx: &Context) -> Result<Job> {
         i.public.ensure(plan, IP_ASSIGNED, obs)?;
         router::ensure_static_nat(plan, rs, ip.ip, i.private, obs)?;
         refresh(plan, &i.scope, rs, obs)
-    }))
+    })
+    .routed_only(&ctx.inv.command))
 }
 
 pub fn delete_static_nat(ctx: &Context) -> Result<Job> {
@@ -207,7 +210,8 @@ pub fn delete_static_nat(ctx: &Context) -> Result<Job> {
     Ok(Job::new(want, on, |on, obs, plan| {
         router::remove_static_nat(plan, &on.rs, on.ip, obs)?;
         refresh(plan, &on.scope, &on.rs, obs)
-    }))
+    })
+    .routed_only(&ctx.inv.command))
 }
 
 /// The forwarding rule of the payload: protocol and `public:port → private:port` pairs.
@@ -246,7 +250,8 @@ pub fn add_port_forward(ctx: &Context) -> Result<Job> {
         let fwd = Forward { public: ip.ip, protocol: i.protocol, vips: &i.vips, guest: &i.guest };
         router::add_port_forward(plan, rs, &fwd, obs)?;
         refresh(plan, &i.scope, rs, obs)
-    }))
+    })
+    .routed_only(&ctx.inv.command))
 }
 
 pub fn delete_port_forward(ctx: &Context) -> Result<Job> {
@@ -258,5 +263,6 @@ pub fn delete_port_forward(ctx: &Context) -> Result<Job> {
     Ok(Job::new(want, (on, protocol, vips), |(on, protocol, vips), obs, plan| {
         router::remove_port_forward(plan, &on.rs, on.ip, *protocol, vips, obs)?;
         refresh(plan, &on.scope, &on.rs, obs)
-    }))
+    })
+    .routed_only(&ctx.inv.command))
 }

@@ -24,7 +24,7 @@ pub fn apply(ctx: &Context) -> Result<Job> {
     let doc = ctx.payload().nested("lb_rules")?.ok_or_else(|| Error::Missing("lb_rules".into()))?;
     let rules = rules::load_balancers(&doc)?;
     let want = firewall_want(&scope, &rs, PublicLookup::ByGatewayPeer);
-    Ok(Job::new(want, ApplyLb { scope, rs, rules }, plan_lb))
+    Ok(Job::new(want, ApplyLb { scope, rs, rules }, plan_lb).routed_only(&ctx.inv.command))
 }
 
 fn plan_lb(i: &ApplyLb, obs: &Observed, plan: &mut Plan) -> Result<()> {

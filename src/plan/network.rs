@@ -68,6 +68,37 @@ pub fn physical_vlan(physical: &Physical, obs: &Observed) -> Option<Vlan> {
     })
 }
 
+/// Why `command` (NAT, forwarding, firewall, load balancing, public IPs,
+/// PBR) cannot run on a network of `guest_type`.
+pub fn not_routed_reason(command: &str, guest_type: GuestType) -> String {
+    format!(
+        "{command} does not apply to a {} network: it is bridged onto the physical VLAN and its gateway is the \
+         physical router, not an OVN router (offer only Dhcp, Dns and UserData with this provider)",
+        guest_type.name()
+    )
+}
+
+/// Refuse to plan `command` on a network whose switch records it is shared
+/// or L2. The payload's `guest_type` is checked before connecting; this
+/// catches payloads without it (legacy flags, older CloudStack), which
+/// would otherwise build a router for a shared network.
+pub fn require_routed(command: &str, scope: &Scope, obs: &Observed) -> Result<()> {
+    match recorded_guest_type(obs) {
+        Some(t) if t.on_physical() => Err(Error::field(
+            "network_id",
+            format!("{} (its switch {} records it)", not_routed_reason(command, t), scope.switch_name()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The guest type implement-network recorded on the network's switch (a
+/// shared or L2 network's; isolated switches record none).
+pub fn recorded_guest_type(obs: &Observed) -> Option<GuestType> {
+    let recorded = obs.switch()?.external_ids.get(key::GUEST_TYPE)?;
+    GuestType::parse(Some(recorded), false, None).ok()
+}
+
 /// A localnet port: a switch's way onto the physical network
 /// `network_name` (the chassis' `ovn-bridge-mappings` key), on VLAN `tag`.
 pub(crate) struct Localnet {

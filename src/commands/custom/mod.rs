@@ -193,7 +193,7 @@ pub fn prepare(ctx: &Context) -> Result<Job> {
         // Shared and L2 networks have no router of ours to steer with.
         input::require_routed(ctx)?;
         let (intent, want) = pbr::prepare(&target, parsed);
-        return Ok(Job::reporting(want, intent, crate::plan::pbr::plan, pbr_report));
+        return Ok(Job::reporting(want, intent, crate::plan::pbr::plan, pbr_report).routed_only(&ctx.inv.command));
     }
     let kind = match action.as_str() {
         "show" => DiagnosisKind::Show,
