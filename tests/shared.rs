@@ -399,6 +399,42 @@ fn shutdown_and_destroy_without_guest_type_keep_then_remove_the_vlan() {
     assert_eq!(nb.nbctl(&["lr-list"]), "");
 }
 
+/// restore-network and prepare-nic without `guest_type` on converged shared
+/// and L2 networks write nothing: an L2 NIC keeps its MAC-only port security
+/// (the guest's address is its own), a shared network its DHCP rows.
+#[test]
+fn restore_and_prepare_nic_without_guest_type_on_shared_and_l2_networks_write_nothing() {
+    let nb = Nb::start();
+    ok(cs(&nb, "implement-network", shared(50, "3000")));
+    run_all(&nb, NIC_START, &shared_nic(50, "3000", NIC1, "02:00:ac:1f:00:0a", "172.31.0.10", "vm-1", true));
+    ok(cs(&nb, "implement-network", l2(60, "3005")));
+    let l2_nic = with(l2(60, "3005"), json!({"nic_uuid": NIC2, "mac": "02:00:ac:1f:00:0b", "ip": "172.31.0.11"}));
+    ok(cs(&nb, "prepare-nic", l2_nic));
+    assert_eq!(nb.nbctl(&["lsp-get-port-security", NIC2]), "02:00:ac:1f:00:0b");
+    let before = nb.snapshot();
+    let shared_restore = with(
+        untyped(shared(50, "3000")),
+        json!({"restore_data": {"dhcp_enabled": true, "dns_enabled": true, "vms": [
+            {"nic_uuid": NIC1, "mac": "02:00:ac:1f:00:0a", "ip": "172.31.0.10", "hostname": "vm-1", "default_nic": true}
+        ]}, "dns": "172.31.0.53,8.8.8.8", "domain": "shared.example"}),
+    );
+    twice(&nb, "restore-network", shared_restore);
+    let l2_restore = with(
+        untyped(l2(60, "3005")),
+        json!({"restore_data": {"dhcp_enabled": false, "dns_enabled": false, "vms": [
+            {"nic_uuid": NIC2, "mac": "02:00:ac:1f:00:0b", "ip": "172.31.0.11", "default_nic": true}
+        ]}}),
+    );
+    twice(&nb, "restore-network", l2_restore);
+    assert_eq!(nb.nbctl(&["lsp-get-port-security", NIC2]), "02:00:ac:1f:00:0b");
+    // prepare-nic too (the same port planner).
+    let untyped_nic =
+        with(untyped(l2(60, "3005")), json!({"nic_uuid": NIC2, "mac": "02:00:ac:1f:00:0b", "ip": "172.31.0.11"}));
+    twice(&nb, "prepare-nic", untyped_nic);
+    assert_eq!(nb.nbctl(&["lsp-get-port-security", NIC2]), "02:00:ac:1f:00:0b");
+    assert_eq!(snapshot_diff(&before, &nb.snapshot()), "");
+}
+
 // ------------------------------------------------------------ data plane
 
 const MAC1: &str = "02:00:ac:1f:00:0a";

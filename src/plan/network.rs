@@ -303,6 +303,16 @@ pub fn ensure_port(
     if let Some(id) = nic.nic_id {
         ids.insert(key::NIC_ID.into(), id.to_string());
     }
+    // An L2 network's guest addresses are the guest's own (CloudStack may
+    // not know them): MAC-only, also for a payload without `guest_type`.
+    let mac_only;
+    let nic = match recorded_guest_type(obs) {
+        Some(GuestType::L2 { .. }) => {
+            mac_only = NicSpec { ipv4: None, ipv6: None, ..nic.clone() };
+            &mac_only
+        }
+        _ => nic,
+    };
     let address = nic.address();
     match obs.port() {
         None => {
