@@ -674,3 +674,53 @@ fn doctor_reports_hosts_without_agent_and_a_mismatched_key() {
     let (_, v) = doctor(&central, &[public, wrong]);
     assert_eq!(check(&v, "metadata key")["status"], "fail", "{v}");
 }
+
+/// Two agents' SB monitors on one server, then a port binding that moves
+/// (docs/metadata.md, "SB crash"). ovsdb-server shares one monitor among
+/// clients monitoring the same columns; a condition on a column the monitor
+/// does not carry made ovsdb-server 3.1.0 die with SIGSEGV at the next
+/// Port_Binding change (or read garbage). The agent monitors its condition
+/// columns. Each round is a fresh pair of agents: one more chance to hit.
+#[test]
+fn two_agents_monitors_survive_port_binding_changes() {
+    let _slot = shared_slot();
+    use cloudstack_ovn::agent::view;
+    use cloudstack_ovn::ovsdb::{Client, Deadline, TlsFiles};
+    let central = Central::start();
+    central.sbctl(&["chassis-add", "hv-b", "geneve", "127.0.0.2"]);
+    let id = central.sbctl(&["--bare", "--columns=_uuid", "find", "Chassis", "name=hv-b"]);
+    let me: uuid::Uuid = id.trim().parse().expect("chassis uuid");
+    ok(cs(central.nb(), "implement-network", network(42)));
+    run_all(central.nb(), NIC_START, &vm1(42));
+    central.sync();
+    let connect = || {
+        Client::connect(&central.sb_remote(), &TlsFiles::default(), Deadline::after(Duration::from_secs(10)))
+            .expect("connect to SB")
+    };
+    let sbctl_ok = |args: &[&str], step: &str| {
+        let o = central.sbctl_result(args);
+        let alive = central.sbctl_result(&["--bare", "--columns=name", "list", "Chassis"]);
+        assert!(
+            alive.status.success(),
+            "SB ovsdb-server died after {step}: {}",
+            String::from_utf8_lossy(&alive.stderr)
+        );
+        assert!(o.status.success(), "{step}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    for round in 0..5 {
+        // Agent A (its chassis not registered yet) starts first, then B.
+        let mut a = connect();
+        a.monitor_cond(view::SB_DB, "local", view::sb_monitor("hv-a", None)).expect("monitor A");
+        let mut b = connect();
+        b.monitor_cond(view::SB_DB, "local", view::sb_monitor("hv-b", Some(me))).expect("monitor B");
+        sbctl_ok(&["lsp-bind", NIC1, "hv-b"], &format!("bind, round {round}"));
+        b.set_deadline(Deadline::after(Duration::from_secs(10)));
+        let mut got = Vec::new();
+        let seen = wait_until(Duration::from_secs(10), || {
+            got.extend(b.wait_updates(Duration::from_millis(200)).unwrap_or_default());
+            got.iter().any(|u| u.to_string().contains(&format!("\"logical_port\":\"{NIC1}\"")))
+        });
+        assert!(seen, "round {round}: agent B's monitor missed the port bound to it: {got:?}");
+        sbctl_ok(&["lsp-unbind", NIC1], &format!("unbind, round {round}"));
+    }
+}

@@ -174,10 +174,18 @@ pub fn read(sb: &mut Client, nb: &mut Client, chassis: &str, owner: &Owner) -> R
 
 /// The SB monitor: this chassis' row (to learn when it registers) and the
 /// port bindings on it. Any notification means "read the view again".
+///
+/// Every column a `where` clause names is also a monitored column. When a
+/// condition names a column the monitor does not carry, ovsdb-server (3.1.0,
+/// and as far as we read, later ones) adds it to the monitor it shares with
+/// the other clients that monitor the same columns, but a pending change
+/// set of that monitor keeps rows without it; evaluating our condition on
+/// such a row reads past the row and ovsdb-server crashes (SIGSEGV). Two
+/// agents starting at once did that (docs/metadata.md, "SB crash").
 pub fn sb_monitor(chassis: &str, me: Option<Uuid>) -> Value {
     serde_json::json!({
         "Chassis": [{"columns": ["name"], "where": [["name", "==", chassis]]}],
-        "Port_Binding": [{"columns": ["logical_port", "mac", "datapath"], "where": sb_port_clauses(me)}],
+        "Port_Binding": [{"columns": ["logical_port", "mac", "datapath", "chassis"], "where": sb_port_clauses(me)}],
     })
 }
 
@@ -190,7 +198,8 @@ pub fn sb_port_clauses(me: Option<Uuid>) -> Value {
 
 /// The NB monitor: the vm-data rows of the local NICs, by `_uuid`.
 pub fn nb_monitor(owner: &Owner, nics: &BTreeSet<String>) -> Value {
-    serde_json::json!({"DNS": [{"columns": ["external_ids"], "where": nb_clauses(owner, nics)}]})
+    // `_uuid` is monitored because the condition names it (see sb_monitor).
+    serde_json::json!({"DNS": [{"columns": ["_uuid", "external_ids"], "where": nb_clauses(owner, nics)}]})
 }
 
 pub fn nb_clauses(owner: &Owner, nics: &BTreeSet<String>) -> Value {
@@ -257,4 +266,44 @@ pub fn set_own_keys(
         mutations,
     };
     sb.transact(SB_DB, &[op]).map(|_| true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each (table, column named in a `where` clause, monitored columns).
+    fn condition_columns(monitor: &Value) -> Vec<(String, String, Vec<String>)> {
+        let mut out = Vec::new();
+        for (table, reqs) in monitor.as_object().unwrap() {
+            for req in reqs.as_array().unwrap() {
+                let cols: Vec<String> =
+                    req["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+                for clause in req["where"].as_array().unwrap() {
+                    if let Some(col) = clause.get(0).and_then(Value::as_str) {
+                        out.push((table.clone(), col.to_string(), cols.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_condition_column_is_monitored() {
+        let owner = Owner("cloudstack".into());
+        let nics: BTreeSet<String> = ["3f0c0000-0000-4000-8000-000000000001".to_string()].into();
+        let monitors = [
+            sb_monitor("hv1", None),
+            sb_monitor("hv1", Some(Uuid::from_u128(7))),
+            nb_monitor(&owner, &Default::default()),
+            nb_monitor(&owner, &nics),
+        ];
+        let clauses: Vec<_> = monitors.iter().flat_map(condition_columns).collect();
+        assert!(clauses.iter().any(|(t, c, _)| t == "Port_Binding" && c == "chassis"), "{clauses:?}");
+        assert!(clauses.iter().any(|(t, c, _)| t == "DNS" && c == "_uuid"), "{clauses:?}");
+        for (table, col, cols) in clauses {
+            assert!(cols.contains(&col), "{table}: condition on {col} which is not monitored ({cols:?})");
+        }
+    }
 }
