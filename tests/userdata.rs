@@ -79,20 +79,6 @@ fn curl(vm: &Vm, args: &[&str]) -> (String, String) {
 
 const MD: &str = "169.254.169.254";
 
-/// Tests with several chassis or a database restart run alone: with them
-/// side by side, an SB ovsdb-server of the two-chassis test died without a
-/// log line in about one run in four (docs/metadata.md, "Gaps"; cause not
-/// established). The others share.
-static EXCLUSIVE: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn shared_slot() -> std::sync::RwLockReadGuard<'static, ()> {
-    EXCLUSIVE.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn exclusive_slot() -> std::sync::RwLockWriteGuard<'static, ()> {
-    EXCLUSIVE.write().unwrap_or_else(|e| e.into_inner())
-}
-
 /// One VM with its lease and the on-link route option 121 gave it (busybox
 /// udhcpc reports classless routes but the harness script applies only the
 /// default route, as older clients do).
@@ -117,7 +103,6 @@ fn wait_served(vm: &Vm, agent: &Agent) {
 
 #[test]
 fn vm_gets_its_data_and_password_once_from_the_host_agent() {
-    let _slot = shared_slot();
     let central = Central::start();
     let hv = Chassis::start(&central, "hv1");
     let nb = central.nb();
@@ -254,7 +239,6 @@ print(json.dumps({"ok": ok, "server": ds.vr_addr, "data_server": cs.get_data_ser
 
 #[test]
 fn cloud_init_datasource_gets_user_data_instance_id_hostname_key_and_password() {
-    let _slot = shared_slot();
     let central = Central::start();
     let hv = Chassis::start(&central, "hv1");
     let nb = central.nb();
@@ -331,7 +315,6 @@ fn ud_twice(nb: &Nb, command: &str, payload: Value, key: &ZoneKey) {
 
 #[test]
 fn every_userdata_command_twice_writes_nothing_and_stores_no_secret() {
-    let _slot = shared_slot();
     let nb = Nb::start();
     let key = ZoneKey::generate();
     ok(cs(&nb, "implement-network", network(42)));
@@ -372,7 +355,6 @@ fn every_userdata_command_twice_writes_nothing_and_stores_no_secret() {
 
 #[test]
 fn legacy_flag_style_with_base64_vm_data_file() {
-    let _slot = shared_slot();
     use base64::Engine as _;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let nb = Nb::start();
@@ -446,7 +428,6 @@ fn legacy_flag_style_with_base64_vm_data_file() {
 
 #[test]
 fn bad_input_and_missing_key_fail_cleanly_and_change_nothing() {
-    let _slot = shared_slot();
     let nb = Nb::start();
     let key = ZoneKey::generate();
     ok(cs(&nb, "implement-network", network(42)));
@@ -470,7 +451,6 @@ fn bad_input_and_missing_key_fail_cleanly_and_change_nothing() {
 
 #[test]
 fn release_destroy_and_restore() {
-    let _slot = shared_slot();
     let nb = Nb::start();
     let key = ZoneKey::generate();
     let vm2 = nic(42, NIC2, "02:00:4c:3e:00:06", "10.1.1.24", "vm-2", true);
@@ -506,7 +486,6 @@ fn release_destroy_and_restore() {
 
 #[test]
 fn two_networks_isolated_spoofing_gets_nothing_restart_keeps_acks_release_tears_down() {
-    let _slot = shared_slot();
     const OTHER: &str = "6f5d0c1e-0000-4000-8000-00000000b002";
     let central = Central::start();
     let hv = Chassis::start(&central, "hv1");
@@ -571,7 +550,6 @@ fn two_networks_isolated_spoofing_gets_nothing_restart_keeps_acks_release_tears_
 
 #[test]
 fn nb_and_sb_restart_under_the_agent_lose_nothing() {
-    let _slot = exclusive_slot();
     let mut central = Central::start();
     let hv = Chassis::start(&central, "hv1");
     let key = ZoneKey::generate();
@@ -598,7 +576,6 @@ fn nb_and_sb_restart_under_the_agent_lose_nothing() {
 
 #[test]
 fn migration_to_another_chassis_keeps_the_password_acknowledged() {
-    let _slot = exclusive_slot();
     let central = Central::start();
     let hv1 = Chassis::start(&central, "hv1");
     let hv2 = Chassis::start(&central, "hv2");
@@ -647,7 +624,6 @@ fn check<'a>(v: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn doctor_reports_hosts_without_agent_and_a_mismatched_key() {
-    let _slot = shared_slot();
     let central = Central::start();
     let hv = Chassis::start(&central, "hv1");
     let nb = central.nb();
@@ -683,7 +659,6 @@ fn doctor_reports_hosts_without_agent_and_a_mismatched_key() {
 /// columns. Each round is a fresh pair of agents: one more chance to hit.
 #[test]
 fn two_agents_monitors_survive_port_binding_changes() {
-    let _slot = shared_slot();
     use cloudstack_ovn::agent::view;
     use cloudstack_ovn::ovsdb::{Client, Deadline, TlsFiles};
     let central = Central::start();
