@@ -474,6 +474,10 @@ fn release_destroy_and_restore() {
     assert_eq!(row["md:availability-zone"], "zone2");
     assert_eq!(row["pw-gen"], gen, "restore keeps the password");
     assert!(row.contains_key("pw"));
+    // NIC2 is no longer listed: restore deletes its row (the second run of
+    // ud_twice wrote nothing, so the deletion is idempotent too).
+    assert!(vm_row(&nb, NIC2).is_none(), "restore-network deletes the rows of NICs it no longer lists");
+    ok(ud(&nb, "save-vm-data", save_vm_data(&vm2, Some(PASSWORD)), &key).output);
     // release-nic removes the NIC's row; destroy-network everything else.
     twice(&nb, "release-nic", vm1(42));
     assert!(vm_row(&nb, NIC1).is_none());

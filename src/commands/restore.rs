@@ -63,6 +63,9 @@ pub fn restore(ctx: &Context) -> Result<Job> {
             .iter()
             .flat_map(|u| u.changes.iter().map(|c| crate::metadata::row_uuid(&scope.owner, &c.nic_uuid)))
             .collect(),
+        // The network's other vm-data rows: those of NICs restore no longer
+        // lists are deleted (a scan of DNS by tag; docs/performance.md).
+        all_vm_data: userdata.is_some(),
         scope: Some(scope.clone()),
         ..Want::default()
     };
@@ -82,7 +85,8 @@ fn plan_restore(i: &Restore, obs: &Observed, plan: &mut Plan) -> Result<()> {
         }
     }
     if let Some(u) = userdata {
-        super::vmdata::plan_restore(plan, scope, u, obs)?;
+        let listed: Vec<&str> = vms.iter().map(|v| v.nic_uuid.as_str()).collect();
+        super::vmdata::plan_restore(plan, scope, u, &listed, obs)?;
     }
     let mut records = BTreeMap::new();
     // Each NIC is planned against its own port; the port group, once one

@@ -11,7 +11,7 @@ use crate::metadata::{self, Update};
 use crate::nb::ids::Scope;
 use crate::observe::{Observed, Want};
 use crate::plan::metadata::{
-    converge_dhcp, dns_records, ensure_md_port, ensure_vm_data, md_address, Sealed, VmDataChange,
+    converge_dhcp, dns_records, ensure_md_port, ensure_vm_data, md_address, remove_vm_data, Sealed, VmDataChange,
 };
 use crate::plan::network::{ensure_dns, ensure_switch, SwitchSpec};
 use crate::plan::Plan;
@@ -209,13 +209,23 @@ pub fn restore_intent(ctx: &Context, doc: &serde_json::Value) -> Result<Option<R
 }
 
 /// Plan restore-network's UserData part (after its ports and DHCP rows).
-pub fn plan_restore(plan: &mut Plan, scope: &Scope, r: &Restore, obs: &Observed) -> Result<()> {
+/// Rows of NICs of the network that restore no longer lists are deleted;
+/// listed NICs keep their rows and passwords.
+pub fn plan_restore(plan: &mut Plan, scope: &Scope, r: &Restore, listed: &[&str], obs: &Observed) -> Result<()> {
     // The DHCP rows (when restore writes them) were planned against
     // [`with_md_port`]; the localport itself and the NICs' rows are here.
     ensure_md_port(plan, scope, r.extension_ip, obs)?;
     for c in &r.changes {
         ensure_vm_data(plan, scope, c, obs)?;
     }
+    let gone: Vec<_> = obs
+        .vm_data()
+        .iter()
+        .filter(|d| d.external_ids.get(crate::nb::key::NETWORK_ID) == Some(&scope.network_id.to_string()))
+        .filter(|d| d.external_ids.get(crate::nb::key::NIC_UUID).is_some_and(|n| !listed.contains(&n.as_str())))
+        .cloned()
+        .collect();
+    remove_vm_data(plan, scope, &gone);
     Ok(())
 }
 
