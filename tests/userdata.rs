@@ -703,3 +703,73 @@ fn two_agents_monitors_survive_port_binding_changes() {
         sbctl_ok(&["lsp-unbind", NIC1], &format!("unbind, round {round}"));
     }
 }
+
+/// A shared network with an in-subnet `extension_ip` (metadata-design.md
+/// §6.1–6.2: MDIP = extension_ip): the lease's server id is that IP, which
+/// the agent answers on-link (ARP from the localport, whose MAC must be the
+/// DHCP `server_mac`), and 169.254.169.254 answers as well.
+#[test]
+fn shared_network_serves_metadata_on_its_extension_ip() {
+    const EXT_IP: &str = "172.31.0.2";
+    const GW: &str = "172.31.0.1";
+    let central = Central::start();
+    let hv = Chassis::start(&central, GATEWAY_CHASSIS);
+    let _outside = hv.add_public("public", Some(3000));
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    let net = json!({"network_id": "60", "vlan": "3000", "zone_id": "1", "guest_type": "shared",
+        "network_state": "implementing", "gateway": GW, "cidr": "172.31.0.0/24", "extension_ip": EXT_IP});
+    let nic = with(
+        net.clone(),
+        json!({"nic_id": "77", "nic_uuid": NIC1, "mac": MAC1, "ip": "172.31.0.23", "netmask": "255.255.255.0",
+               "default_nic": "true", "device_id": "0", "hostname": "vm-1",
+               "dns": "172.31.0.53", "domain": "shared.example"}),
+    );
+    ok(cs(nb, "implement-network", net));
+    run_all(nb, NIC_START, &nic);
+    ok(ud(nb, "save-vm-data", save_vm_data(&nic, Some(PASSWORD)), &key).output);
+
+    // The localport answers ARP for extension_ip with its own MAC; DHCP
+    // names that MAC as server_mac. They must be one MAC.
+    let lp = central.nbctl(&["--bare", "--columns=name,addresses", "find", "Logical_Switch_Port", "type=localport"]);
+    let lp_mac = lp.split_whitespace().find(|w| w.matches(':').count() == 5).unwrap_or_default().to_string();
+    assert!(lp.contains(EXT_IP) && lp.contains(MD), "localport addresses: {lp}");
+    let dhcp = central.nbctl(&["--bare", "--columns=options", "find", "DHCP_Options", "cidr=\"172.31.0.0/24\""]);
+    assert!(dhcp.contains(&format!("server_mac={lp_mac}")), "DHCP {dhcp} vs localport {lp}");
+    assert!(dhcp.contains(&format!("server_id={EXT_IP}")), "{dhcp}");
+
+    let agent = Agent::start(&central, &hv, &key.file);
+    let vm = hv.plug_vm("tap1", NIC1, MAC1);
+    let lease = vm.dhcp();
+    assert_eq!(lease.server_id.as_deref(), Some(EXT_IP), "{lease:?}");
+    assert_eq!(lease.router.as_deref(), Some(GW), "{lease:?}");
+    let routes = lease.staticroutes.clone().unwrap_or_default();
+    assert!(routes.contains(&format!("169.254.169.254/32 {EXT_IP}")), "option 121 via extension_ip: {routes}");
+    // As a classless-route client would (the harness applies only the
+    // default route).
+    let o = vm.exec(&["ip", "route", "replace", "169.254.169.254/32", "via", EXT_IP, "dev", "eth0"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let ext = format!("http://{EXT_IP}/latest/meta-data/instance-id");
+    let up = wait_until(Duration::from_secs(30), || curl(&vm, &[&ext]).1 == "200");
+    assert!(up, "metadata never served on {EXT_IP}\n--- agent log:\n{}\n{}", agent.log(), agent.out());
+    assert_eq!(curl(&vm, &[&ext]), (VM_UUID.to_string(), "200".into()));
+    assert_eq!(curl(&vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]), (VM_UUID.to_string(), "200".into()));
+    assert_eq!(curl(&vm, &[&format!("http://{EXT_IP}/latest/user-data")]), (USERDATA.to_string(), "200".into()));
+    let o = vm.exec(&["wget", "-q", "-T", "5", "-O", "-", &ext]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), VM_UUID, "wget: {}", String::from_utf8_lossy(&o.stderr));
+    // The VM reached extension_ip on-link: its neighbour entry is the localport's MAC.
+    let neigh = String::from_utf8_lossy(&vm.exec(&["ip", "neigh", "show", EXT_IP]).stdout).into_owned();
+    assert!(neigh.contains(&lp_mac), "ARP for {EXT_IP}: {neigh} (localport MAC {lp_mac})");
+
+    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{EXT_IP}:8080/")]);
+    assert_eq!(pw("send_my_password").0, PASSWORD);
+    assert_eq!(
+        curl(&vm, &["-H", "DomU_Request: send_my_password", &format!("http://{MD}:8080/")]).0,
+        PASSWORD,
+        "169.254.169.254:8080 too"
+    );
+    assert_eq!(pw("saved_password").0, "saved_password");
+    assert_eq!(pw("send_my_password").0, "saved_password");
+    hv.assert_vswitchd_alive();
+}
