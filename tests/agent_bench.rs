@@ -1,0 +1,205 @@
+//! The host agent at scale (docs/performance.md, "Host agent"): a benchmark,
+//! not part of the suite (`#[ignore]`; run by `scripts/bench-agent.sh`). On
+//! a real NB/SB/northd and a userspace-datapath chassis:
+//!   * the NB bulk-loaded with `BENCH_PORTS` ports (scripts/bench.py's
+//!     loader, default 100 000) that northd turns into SB Port_Bindings;
+//!   * one network with `BENCH_VMS` NICs (default 200), each with a vm-data
+//!     row from `save-vm-data`, each a VM namespace bound on this chassis;
+//!   * the agent started with the first `BENCH_LOCAL` (default 50) bound:
+//!     its first view's bytes read and its RSS; then all VMs bound and
+//!     5 requests from every VM, 8 VMs at a time: client and server latency.
+//! Prints `[bench]` lines; asserts only correctness (each VM gets its own
+//! instance-id) and the 32 MB RSS target.
+
+#![allow(clippy::print_stderr)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::scenario::*;
+use common::*;
+use serde_json::{json, Value};
+
+fn env_or(k: &str, d: usize) -> usize {
+    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+}
+
+fn keyed(payload: Value, key: &ZoneKey) -> Value {
+    let mut env = registered(payload);
+    env["physical-network-extension-details"]["ovn.metadata.public_key"] = json!(key.public_key);
+    env["physical-network-extension-details"]["ovn.metadata.digest_key"] = json!(key.digest_key);
+    env
+}
+
+fn nic_of(k: usize) -> (String, String, String, Value) {
+    let uuid = format!("3f0c0000-0000-4000-8000-{:012}", 5000 + k);
+    let mac = format!("02:00:4c:3f:{:02x}:{:02x}", k >> 8, k & 255);
+    let ip = format!("10.1.1.{}", 10 + k);
+    let p = nic(42, &uuid, &mac, &ip, &format!("vm-{k}"), true);
+    (uuid, mac, ip, p)
+}
+
+fn vm_data(uuid: &str, k: usize) -> Value {
+    json!([
+        {"dir": "userdata", "file": "user_data", "content": "#cloud-config\nruncmd: [echo hello]\n".repeat(8)},
+        {"dir": "metadata", "file": "instance-id", "content": uuid},
+        {"dir": "metadata", "file": "local-hostname", "content": format!("vm-{k}")},
+        {"dir": "metadata", "file": "service-offering", "content": "Small Instance"},
+        {"dir": "metadata", "file": "public-keys", "content": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE8x bench"},
+        {"dir": "password", "file": "vm_password", "content": format!("Pw-{k}")}
+    ])
+}
+
+fn pct(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((q / 100.0) * (v.len() - 1) as f64).round() as usize]
+}
+
+fn view_reads(log: &str) -> Vec<(usize, u64, u64)> {
+    let field =
+        |l: &str, k: &str| -> Option<u64> { l.split(&format!("{k}=")).nth(1)?.split_whitespace().next()?.parse().ok() };
+    log.lines()
+        .filter(|l| l.contains("msg=\"view read\""))
+        .filter_map(|l| {
+            Some((field(l, "nics")? as usize, field(l, "sb_bytes_read_total")?, field(l, "nb_bytes_read_total")?))
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "benchmark: scripts/bench-agent.sh"]
+fn agent_at_scale() {
+    let ports = env_or("BENCH_PORTS", 100_000);
+    let local = env_or("BENCH_LOCAL", 50);
+    let vms = env_or("BENCH_VMS", 200);
+    assert!(local <= vms && vms <= 240);
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+
+    // The big NB, as scripts/bench.py loads it (10 ports per switch).
+    let t = Instant::now();
+    let sock = nb.remote().trim_start_matches("unix:").to_string();
+    let py = format!(
+        "import sys; sys.path.insert(0, 'scripts'); import bench; bench.bulk_load({sock:?}, {}, {ports}, 10000)",
+        (ports / 10).max(1)
+    );
+    let o = std::process::Command::new("python3").args(["-c", &py]).output().expect("python3");
+    assert!(o.status.success(), "bulk load: {}", String::from_utf8_lossy(&o.stderr));
+    central.sync();
+    let sb_pb =
+        central.sbctl(&["--bare", "--columns=_uuid", "list", "Port_Binding"]).lines().filter(|l| !l.is_empty()).count();
+    eprintln!(
+        "[bench] NB loaded with {ports} ports, SB has {sb_pb} Port_Bindings ({:.0} s incl. northd)",
+        t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    ok(cs(nb, "implement-network", network(42)));
+    ok(cs(
+        nb,
+        "ensure-network-device",
+        json!({"network_id": "42", "vlan": "", "zone_id": "1", "current_details": "{}"}),
+    ));
+    let mut nics = Vec::new();
+    for k in 0..vms {
+        let (uuid, mac, ip, p) = nic_of(k);
+        run_all(nb, NIC_START, &p);
+        let saved = run_cs(&nb.remote(), "save-vm-data", &keyed(with(p, json!({"vm_data": vm_data(&uuid, k)})), &key));
+        ok(saved);
+        nics.push((uuid, mac, ip));
+    }
+    eprintln!("[bench] {vms} NICs prepared and saved ({:.0} s)", t.elapsed().as_secs_f64());
+
+    let plug = |k: usize| {
+        let (uuid, mac, ip) = &nics[k];
+        let vm = hv.plug_vm(&format!("tb{k}"), uuid, mac);
+        assert!(vm.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"]).status.success());
+        assert!(vm.exec(&["ip", "route", "add", "169.254.169.254/32", "dev", "eth0"]).status.success());
+        vm
+    };
+    let t = Instant::now();
+    let mut guests: Vec<Vm> = (0..local).map(plug).collect();
+    eprintln!("[bench] {local} VMs bound ({:.0} s)", t.elapsed().as_secs_f64());
+
+    let agent = Agent::start(&central, &hv, &key.file);
+    let first = wait_until(Duration::from_secs(120), || view_reads(&agent.log()).iter().any(|v| v.0 >= local));
+    assert!(first, "the agent never saw {local} NICs\n{}", agent.log());
+    let (n, sb, nbb) = *view_reads(&agent.log()).iter().find(|v| v.0 >= local).unwrap();
+    let sb_first = view_reads(&agent.log()).first().copied().unwrap();
+    eprintln!(
+        "[bench] agent start-up with {n} local NICs: first view read SB {} B, NB {} B; cumulative at the view with {n} NICs SB {sb} B, NB {nbb} B",
+        sb_first.1, sb_first.2
+    );
+    let served = wait_until(Duration::from_secs(60), || {
+        let o = guests[0].exec(&["curl", "-s", "-m", "2", "http://169.254.169.254/latest/meta-data/instance-id"]);
+        String::from_utf8_lossy(&o.stdout) == nics[0].0
+    });
+    assert!(served, "not served\n{}", agent.log());
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_local = agent.rss_kb().unwrap();
+    eprintln!("[bench] agent RSS with {local} local NICs: {rss_local} KiB");
+
+    let t = Instant::now();
+    guests.extend((local..vms).map(plug));
+    eprintln!("[bench] {} more VMs bound ({:.0} s)", vms - local, t.elapsed().as_secs_f64());
+    let last = vms - 1;
+    let all = wait_until(Duration::from_secs(120), || {
+        let o = guests[last].exec(&["curl", "-s", "-m", "2", "http://169.254.169.254/latest/meta-data/instance-id"]);
+        String::from_utf8_lossy(&o.stdout) == nics[last].0
+    });
+    assert!(all, "VM {last} not served\n{}", agent.log());
+
+    let before = agent.log().lines().count();
+    let script = "for i in 1 2 3 4 5; do curl -s -m 5 -o /tmp/cs-bench-body.$$ -w '%{http_code} %{time_total}\\n' \
+                  http://169.254.169.254/latest/meta-data/instance-id; cat /tmp/cs-bench-body.$$; echo; done; rm -f /tmp/cs-bench-body.$$";
+    let client: std::sync::Mutex<Vec<f64>> = Default::default();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if k >= vms {
+                    break;
+                }
+                let o = guests[k].exec(&["sh", "-c", script]);
+                let text = String::from_utf8_lossy(&o.stdout).into_owned();
+                let lines: Vec<&str> = text.lines().collect();
+                assert_eq!(lines.len(), 10, "VM {k}: {text}");
+                for pair in lines.chunks(2) {
+                    let (code, secs) = pair[0].split_once(' ').unwrap();
+                    assert_eq!(code, "200", "VM {k}: {text}");
+                    assert_eq!(pair[1], nics[k].0, "VM {k} got another VM's instance-id");
+                    client.lock().unwrap().push(secs.parse::<f64>().unwrap() * 1000.0);
+                }
+            });
+        }
+    });
+    let wall = t.elapsed().as_secs_f64();
+    let client = client.into_inner().unwrap();
+    let server: Vec<f64> = agent
+        .log()
+        .lines()
+        .skip(before)
+        .filter(|l| l.contains("msg=request"))
+        .filter_map(|l| l.split("latency_ms=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(server.len(), client.len(), "every request logged");
+    let rss_all = agent.rss_kb().unwrap();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!(
+        "[bench] {} requests from {vms} VMs (5 each, 8 VMs at a time) in {wall:.1} s: client (curl time_total) p50 {:.2} ms p99 {:.2} ms; server p50 {:.3} ms p99 {:.3} ms max {:.3} ms",
+        client.len(),
+        pct(&client, 50.0),
+        pct(&client, 99.0),
+        pct(&server, 50.0),
+        pct(&server, 99.0),
+        pct(&server, 100.0)
+    );
+    eprintln!("[bench] agent RSS with {vms} local NICs: {rss_all} KiB; loadavg {}", load.trim());
+    assert!(rss_all < 32 * 1024, "agent RSS {rss_all} KiB (target ≤ 32 MB)");
+}
