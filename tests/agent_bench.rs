@@ -8,6 +8,7 @@
 //!   * the agent started with the first `BENCH_LOCAL` (default 50) bound:
 //!     its first view's bytes read and its RSS; then all VMs bound and
 //!     5 requests from every VM, 8 VMs at a time: client and server latency.
+//!
 //! Prints `[bench]` lines; asserts only correctness (each VM gets its own
 //! instance-id) and the 32 MB RSS target.
 
@@ -89,9 +90,19 @@ fn agent_at_scale() {
     );
     let o = std::process::Command::new("python3").args(["-c", &py]).output().expect("python3");
     assert!(o.status.success(), "bulk load: {}", String::from_utf8_lossy(&o.stderr));
-    central.sync();
-    let sb_pb =
-        central.sbctl(&["--bare", "--columns=_uuid", "list", "Port_Binding"]).lines().filter(|l| !l.is_empty()).count();
+    // northd's first pass over the loaded NB takes minutes: beyond the
+    // harness' 10 s command timeout.
+    let tool = |t: &str, db: String, args: &[&str]| {
+        let o =
+            std::process::Command::new(t).arg(format!("--db={db}")).arg("--timeout=900").args(args).output().unwrap();
+        assert!(o.status.success(), "{t} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    tool("ovn-nbctl", nb.remote(), &["--wait=sb", "sync"]);
+    let sb_pb = tool("ovn-sbctl", central.sb_remote(), &["--bare", "--columns=_uuid", "list", "Port_Binding"])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count();
     eprintln!(
         "[bench] NB loaded with {ports} ports, SB has {sb_pb} Port_Bindings ({:.0} s incl. northd)",
         t.elapsed().as_secs_f64()
