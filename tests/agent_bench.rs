@@ -125,15 +125,26 @@ fn agent_at_scale() {
     }
     eprintln!("[bench] {vms} NICs prepared and saved ({:.0} s)", t.elapsed().as_secs_f64());
 
-    let plug = |k: usize| {
-        let (uuid, mac, ip) = &nics[k];
-        let vm = hv.plug_vm(&format!("tb{k}"), uuid, mac);
-        assert!(vm.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"]).status.success());
-        assert!(vm.exec(&["ip", "route", "add", "169.254.169.254/32", "dev", "eth0"]).status.success());
-        vm
+    // At 100k ports a binding takes longer than the harness' 10 s plug
+    // timeout: plug without waiting, then wait for all.
+    let plug = |range: std::ops::Range<usize>| -> Vec<Vm> {
+        let vms: Vec<Vm> = range
+            .clone()
+            .map(|k| {
+                let (uuid, mac, ip) = &nics[k];
+                let vm = hv.plug_vm_nowait(&format!("tb{k}"), uuid, mac);
+                assert!(vm.exec(&["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"]).status.success());
+                assert!(vm.exec(&["ip", "route", "add", "169.254.169.254/32", "dev", "eth0"]).status.success());
+                vm
+            })
+            .collect();
+        for k in range {
+            tool("ovn-sbctl", central.sb_remote(), &["wait-until", "Port_Binding", &nics[k].0, "up=true"]);
+        }
+        vms
     };
     let t = Instant::now();
-    let mut guests: Vec<Vm> = (0..local).map(plug).collect();
+    let mut guests: Vec<Vm> = plug(0..local);
     eprintln!("[bench] {local} VMs bound ({:.0} s)", t.elapsed().as_secs_f64());
 
     let agent = Agent::start(&central, &hv, &key.file);
@@ -155,7 +166,7 @@ fn agent_at_scale() {
     eprintln!("[bench] agent RSS with {local} local NICs: {rss_local} KiB");
 
     let t = Instant::now();
-    guests.extend((local..vms).map(plug));
+    guests.extend(plug(local..vms));
     eprintln!("[bench] {} more VMs bound ({:.0} s)", vms - local, t.elapsed().as_secs_f64());
     let last = vms - 1;
     let all = wait_until(Duration::from_secs(120), || {
