@@ -363,6 +363,20 @@ impl Local {
         Local { env, env_error, path, file, file_error }
     }
 
+    /// Open the log file named by the environment or the config file, at
+    /// their log level (the CloudStack path and the agent alike).
+    pub fn init_log(&self) {
+        let level = self
+            .env
+            .get(&env_name(LOG_LEVEL))
+            .map(String::as_str)
+            .or_else(|| self.file.get(LOG_LEVEL))
+            .and_then(crate::log::Level::parse)
+            .unwrap_or(crate::log::Level::Info);
+        let path = crate::log::resolve_path(self.env.get("CLOUDSTACK_OVN_LOG").cloned(), self.file.get(LOG_FILE));
+        crate::log::init(&path, level);
+    }
+
     /// Settings with `registration` (CloudStack's registration details, or
     /// an operator's overrides) on top.
     pub fn settings(&self, registration: BTreeMap<String, String>) -> Settings {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crypto_box::SecretKey;
 
-use crate::config::{self, FileConfig, Settings};
+use crate::config::{self, Settings};
 use crate::error::{Error, Result};
 use crate::log;
 use crate::metadata::key;
@@ -99,29 +99,17 @@ fn local_ovs(ovs_db: &str) -> Result<(String, String, String)> {
     Ok((chassis, sb, get("ovn-bridge").unwrap_or_else(|| "br-int".into())))
 }
 
-fn env_settings() -> BTreeMap<String, String> {
-    std::env::vars().filter(|(k, _)| k.starts_with("OVN_") || k.starts_with("CLOUDSTACK_OVN_")).collect()
-}
-
 /// Run the agent until killed. Returns an exit code on start-up failure.
 pub fn run(opts: Options) -> u8 {
-    let env = env_settings();
-    let config_path =
-        env.get("CLOUDSTACK_OVN_CONFIG").cloned().unwrap_or_else(|| config::DEFAULT_CONFIG_FILE.to_string());
-    let file = match FileConfig::load(Path::new(&config_path)) {
-        Ok(f) => f,
-        Err(e) => {
-            crate::output::print_error(&e.chain());
-            return 3;
-        }
-    };
-    let level = env
-        .get(&config::env_name(config::LOG_LEVEL))
-        .map(String::as_str)
-        .or_else(|| file.get(config::LOG_LEVEL))
-        .and_then(log::Level::parse)
-        .unwrap_or(log::Level::Info);
-    log::init(&log::resolve_path(env.get("CLOUDSTACK_OVN_LOG").cloned(), file.get(config::LOG_FILE)), level);
+    // The shared loader: environment read as bytes (an unrelated non-UTF-8
+    // variable must not crash a daemon), the config file within its limits.
+    let mut local = config::Local::load();
+    if let Some(e) = local.env_error.take().or(local.file_error.take()) {
+        crate::output::print_error(&e.chain());
+        return 3;
+    }
+    local.init_log();
+    let (env, file) = (local.env, local.file);
     let key_path = opts
         .key
         .clone()

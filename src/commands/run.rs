@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::engine::Context;
 use super::registry;
 use crate::cli::{self, Invocation};
-use crate::config::{self, Config, Local};
+use crate::config::{Config, Local};
 use crate::error::{Error, ExitCode};
 use crate::nb::Owner;
 use crate::{log, output};
@@ -18,14 +18,7 @@ pub fn main(args: &[std::ffi::OsString]) -> ExitCode {
     let started = Instant::now();
     let mut local = Local::load();
     let (env_error, file_error) = (local.env_error.take(), local.file_error.take());
-    let (env, file) = (&local.env, &local.file);
-    let level = env
-        .get(&config::env_name(config::LOG_LEVEL))
-        .map(String::as_str)
-        .or_else(|| file.get(config::LOG_LEVEL))
-        .and_then(log::Level::parse)
-        .unwrap_or(log::Level::Info);
-    log::init(&log::resolve_path(env.get("CLOUDSTACK_OVN_LOG").cloned(), file.get(config::LOG_FILE)), level);
+    local.init_log();
 
     let result = match env_error.or(file_error) {
         Some(e) => Err(e),
