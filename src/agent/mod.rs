@@ -14,7 +14,9 @@
 //! Blocking std I/O and threads, like the rest of the program: the
 //! per-request work is a hash lookup and, for passwords, one SB select.
 
+pub mod link;
 pub mod netns;
+pub mod ovs_port;
 pub mod serve;
 pub mod view;
 

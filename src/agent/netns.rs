@@ -2,18 +2,19 @@
 //! bridge carrying the metadata localport's `iface-id`, the metadata
 //! address(es), and listening sockets opened inside it.
 //!
-//! Set-up and teardown run `ip` and `ovs-vsctl` (off the request path;
-//! docs/metadata.md lists netlink as a gap). Sockets are opened by a thread
-//! that `setns(2)`s into the namespace: a socket stays in the namespace it
-//! was created in, whichever thread later uses it.
+//! Set-up and teardown use netlink and iproute2-compatible named namespaces
+//! (`link`) and the local OVS database (`ovs_port`); only the veth's
+//! offloads still run `ethtool`, off the request path. Sockets are opened by
+//! a thread that `setns(2)`s into the namespace: a socket stays in the
+//! namespace it was created in, whichever thread later uses it.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::{link, ovs_port};
 use crate::log;
 
 /// Where the agent runs its network plumbing.
@@ -22,7 +23,7 @@ pub struct Plumbing {
     /// Namespace name prefix (`csmd-`): namespaces with it that the agent
     /// does not want are removed at start-up.
     pub prefix: String,
-    /// `--db=` for `ovs-vsctl`.
+    /// The local OVS database (the metadata port goes on `bridge`).
     pub ovs_db: String,
     pub bridge: String,
     /// Names the localports (`cs-md-<network>` for the default owner).
@@ -47,35 +48,6 @@ pub struct Conn {
     pub port: u16,
 }
 
-const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Run a tool with its output discarded (stdout is CloudStack's protocol
-/// elsewhere in this binary; nothing of a child may reach ours), bounded by
-/// [`TOOL_TIMEOUT`].
-fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{program}: {e}"))?;
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(()),
-            Ok(Some(status)) => return Err(format!("{program} {}: {status}", args.join(" "))),
-            Ok(None) if started.elapsed() > TOOL_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{program} {}: timed out", args.join(" ")));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("{program}: {e}")),
-        }
-    }
-}
-
 /// The veth end in the host: `csm` + 12 hex digits of the network's
 /// hash (interface names are at most 15 bytes).
 pub fn veth_name(prefix: &str, network: u64) -> String {
@@ -91,22 +63,26 @@ impl Plumbing {
 
     /// Existing namespaces of ours (by prefix).
     pub fn existing(&self) -> Vec<String> {
-        let Ok(dir) = std::fs::read_dir("/run/netns") else { return Vec::new() };
-        dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(&self.prefix)).collect()
+        link::list_netns(&self.prefix)
     }
 
     /// Remove a namespace of ours and its OVS port (idempotent).
     pub fn remove(&self, netns: &str) {
         if let Some(network) = netns.strip_prefix(&self.prefix).and_then(|n| n.parse::<u64>().ok()) {
             let veth = veth_name(&self.prefix, network);
-            let db = format!("--db={}", self.ovs_db);
-            if let Err(e) = run("ovs-vsctl", &[&db, "--timeout=5", "--if-exists", "del-port", &self.bridge, &veth]) {
-                log::warn("cannot remove metadata port", &[("port", &veth), ("error", &e)]);
+            match ovs_port::remove(&self.ovs_db, &veth, &self.owner) {
+                Ok(ovs_port::Removed::NotOurs) => {
+                    log::warn("OVS port of the metadata name is not ours, left alone", &[("port", &veth)])
+                }
+                Ok(_) => {}
+                Err(e) => log::warn("cannot remove metadata port", &[("port", &veth), ("error", &e)]),
             }
             // Deleting one end deletes the pair; gone already is fine.
-            let _ = run("ip", &["link", "del", &veth]);
+            if let Err(e) = link::Netlink::open().and_then(|mut nl| nl.del_link(&veth)) {
+                log::warn("cannot remove metadata veth", &[("veth", &veth), ("error", &e)]);
+            }
         }
-        if let Err(e) = run("ip", &["netns", "del", netns]) {
+        if let Err(e) = link::del_netns(netns) {
             log::warn("cannot remove metadata namespace", &[("netns", &netns), ("error", &e)]);
         }
     }
@@ -122,53 +98,17 @@ impl Plumbing {
     ) -> Result<Provisioned, String> {
         let netns = self.netns_name(network);
         let veth = veth_name(&self.prefix, network);
-        // A leftover of a crash: start clean.
-        if std::path::Path::new("/run/netns").join(&netns).exists() {
-            self.remove(&netns);
-        }
+        // A leftover of a crash (the namespace, or an OVS port of ours whose
+        // namespace an operator deleted): start clean. Quiet when nothing is
+        // there.
+        self.remove(&netns);
         let inner = "md0";
-        run("ip", &["netns", "add", &netns])?;
+        let mac_bytes = link::parse_mac(mac)?;
+        link::add_netns(&netns)?;
         let setup = || -> Result<Vec<TcpListener>, String> {
-            run("ip", &["link", "add", &veth, "type", "veth", "peer", "name", inner, "netns", &netns])?;
-            run("ip", &["-n", &netns, "link", "set", "lo", "up"])?;
-            run("ip", &["-n", &netns, "link", "set", inner, "address", mac])?;
-            run("ip", &["-n", &netns, "link", "set", inner, "up"])?;
-            run("ip", &["link", "set", &veth, "up"])?;
-            // The userspace datapath sees partial checksums otherwise (the
-            // lab's and Neutron's netdev fix); harmless on the kernel one.
-            let _ = run("ethtool", &["-K", &veth, "tx", "off", "tso", "off", "gso", "off", "gro", "off"]);
-            let _ = run(
-                "ip",
-                &[
-                    "netns", "exec", &netns, "ethtool", "-K", inner, "tx", "off", "tso", "off", "gso", "off", "gro",
-                    "off",
-                ],
-            );
-            for ip in ips {
-                run("ip", &["-n", &netns, "addr", "add", &format!("{ip}/32"), "dev", inner])?;
-            }
-            // Everything is on-link: the localport only ever talks to VMs of
-            // this switch on this chassis, whatever their subnet.
-            let src = ips.first().copied().unwrap_or(crate::metadata::MD_ADDRESS).to_string();
-            run("ip", &["-n", &netns, "route", "add", "default", "dev", inner, "src", &src])?;
-            let db = format!("--db={}", self.ovs_db);
-            let iface = format!("external_ids:iface-id={}", crate::metadata::port_name(&self.owner, network));
-            run(
-                "ovs-vsctl",
-                &[
-                    &db,
-                    "--timeout=5",
-                    "--may-exist",
-                    "add-port",
-                    &self.bridge,
-                    &veth,
-                    "--",
-                    "set",
-                    "Interface",
-                    &veth,
-                    &iface,
-                ],
-            )?;
+            link::veth_into_netns(&netns, &veth, inner, mac_bytes, ips)?;
+            let iface_id = crate::metadata::port_name(&self.owner, network);
+            ovs_port::add(&self.ovs_db, &self.bridge, &veth, &iface_id, mac, &self.owner)?;
             listen_in(&netns, &[80, 8080])
         };
         match setup() {
