@@ -780,3 +780,91 @@ fn shared_network_serves_metadata_on_its_extension_ip() {
     assert_eq!(pw("send_my_password").0, "saved_password");
     hv.assert_vswitchd_alive();
 }
+
+/// `ip ARGS` (iproute2 reads what the agent made through netlink).
+fn ip(args: &[&str]) -> std::process::Output {
+    try_run(std::process::Command::new("ip").args(args), Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn ip_ok(args: &[&str]) -> String {
+    let o = ip(args);
+    assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The agent's plumbing (src/agent/link.rs, ovs_port.rs) driven directly,
+/// from a thread in the chassis' namespace as the agent runs there:
+/// iproute2 (`ip netns exec` included) sees what netlink made, the OVS port
+/// carries the localport's iface-id; teardown and stale removal leave no
+/// namespace, link or OVS port; a port of the metadata name that is not
+/// ours is never touched, and provisioning over it fails cleanly.
+#[test]
+fn agent_plumbing_is_iproute2_compatible_and_leaves_nothing_behind() {
+    use cloudstack_ovn::agent::link;
+    use cloudstack_ovn::agent::netns::{veth_name, Plumbing};
+    use cloudstack_ovn::nb::Owner;
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let prefix = format!("csopl{}-", std::process::id());
+    let owner = Owner(cloudstack_ovn::config::DEFAULT_OWNER.into());
+    let plumbing =
+        Plumbing { prefix: prefix.clone(), ovs_db: hv.db_remote(), bridge: "br-int".into(), owner: owner.clone() };
+    let (ns, veth) = (plumbing.netns_name(7), veth_name(&prefix, 7));
+    let ips: Vec<std::net::Ipv4Addr> = vec!["169.254.169.254".parse().unwrap(), "10.9.0.2".parse().unwrap()];
+    let (tx, _rx) = std::sync::mpsc::sync_channel(4);
+    let provisioned = on_chassis(&hv, &plumbing, move |p| p.provision(7, "02:00:00:aa:00:07", &ips, &tx)).unwrap();
+
+    let addrs = ip_ok(&["netns", "exec", &ns, "ip", "-o", "addr", "show", "dev", "md0"]);
+    assert!(addrs.contains("169.254.169.254/32") && addrs.contains("10.9.0.2/32"), "{addrs}");
+    let routes = ip_ok(&["-n", &ns, "route", "show"]);
+    assert!(routes.contains("default dev md0 scope link src 169.254.169.254"), "{routes}");
+    let md0 = ip_ok(&["-n", &ns, "link", "show", "md0"]);
+    assert!(md0.contains("link/ether 02:00:00:aa:00:07") && md0.contains(",UP"), "{md0}");
+    assert!(ip_ok(&["-n", &ns, "link", "show", "lo"]).contains(",UP"));
+    assert!(ip_ok(&["-n", hv.netns(), "link", "show", &veth]).contains(",UP"));
+    let features = ip_ok(&["netns", "exec", &ns, "ethtool", "-k", "md0"]);
+    assert!(features.contains("tx-checksumming: off"), "{features}");
+    assert_eq!(hv.vsctl(&["port-to-br", &veth]), "br-int");
+    let ids = hv.vsctl(&["get", "Interface", &veth, "external_ids"]);
+    let iface_id = cloudstack_ovn::metadata::port_name(&owner, 7);
+    for want in [format!("iface-id={iface_id}"), "attached-mac=\"02:00:00:aa:00:07\"".into(), "cloudstack:owner".into()]
+    {
+        assert!(ids.contains(&want), "{want} missing: {ids}");
+    }
+
+    on_chassis(&hv, &plumbing, move |p| Ok(p.teardown(provisioned))).unwrap();
+    assert!(!link::netns_path(&ns).exists(), "namespace left behind");
+    assert!(!ip(&["-n", hv.netns(), "link", "show", &veth]).status.success(), "veth left behind");
+    assert!(!hv.vsctl(&["list-ports", "br-int"]).contains(&veth), "OVS port left behind");
+    assert_eq!(hv.vsctl(&["--columns=name", "find", "Interface", &format!("name={veth}")]), "");
+
+    // A stale namespace of ours (a crashed agent's) beside an OVS port of
+    // the same veth name that someone else made.
+    let (stale, foreign) = (plumbing.netns_name(9), veth_name(&prefix, 9));
+    link::add_netns(&stale).unwrap();
+    assert!(ip_ok(&["netns", "list"]).contains(&stale), "ip netns sees our namespace");
+    hv.vsctl(&["add-port", "br-int", &foreign]);
+    assert_eq!(plumbing.existing(), vec![stale.clone()]);
+    let s = stale.clone();
+    on_chassis(&hv, &plumbing, move |p| Ok(p.remove(&s))).unwrap();
+    assert!(plumbing.existing().is_empty(), "stale namespace left: {:?}", plumbing.existing());
+    assert_eq!(hv.vsctl(&["port-to-br", &foreign]), "br-int", "a port that is not ours was removed");
+    let (tx, _rx) = std::sync::mpsc::sync_channel(4);
+    let md = cloudstack_ovn::metadata::MD_ADDRESS;
+    let refused = on_chassis(&hv, &plumbing, move |p| p.provision(9, "02:00:00:aa:00:09", &[md], &tx).map(|_| ()));
+    assert!(refused.is_err(), "provisioned over a port that is not ours");
+    assert!(plumbing.existing().is_empty(), "a failed provisioning left its namespace: {:?}", plumbing.existing());
+    assert!(!ip(&["-n", hv.netns(), "link", "show", &foreign]).status.success(), "a failed provisioning left its veth");
+    assert_eq!(hv.vsctl(&["port-to-br", &foreign]), "br-int");
+}
+
+/// Run `f` with the plumbing on a thread in the chassis' namespace, where
+/// the agent runs.
+fn on_chassis<T: Send + 'static>(
+    hv: &Chassis,
+    plumbing: &cloudstack_ovn::agent::netns::Plumbing,
+    f: impl FnOnce(&cloudstack_ovn::agent::netns::Plumbing) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let p = plumbing.clone();
+    cloudstack_ovn::agent::link::in_netns(hv.netns(), move || f(&p))
+}
