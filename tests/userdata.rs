@@ -832,7 +832,11 @@ fn agent_plumbing_is_iproute2_compatible_and_leaves_nothing_behind() {
         assert!(ids.contains(&want), "{want} missing: {ids}");
     }
 
-    on_chassis(&hv, &plumbing, move |p| Ok(p.teardown(provisioned))).unwrap();
+    on_chassis(&hv, &plumbing, move |p| {
+        p.teardown(provisioned);
+        Ok(())
+    })
+    .unwrap();
     assert!(!link::netns_path(&ns).exists(), "namespace left behind");
     assert!(!ip(&["-n", hv.netns(), "link", "show", &veth]).status.success(), "veth left behind");
     assert!(!hv.vsctl(&["list-ports", "br-int"]).contains(&veth), "OVS port left behind");
@@ -846,7 +850,11 @@ fn agent_plumbing_is_iproute2_compatible_and_leaves_nothing_behind() {
     hv.vsctl(&["add-port", "br-int", &foreign]);
     assert_eq!(plumbing.existing(), vec![stale.clone()]);
     let s = stale.clone();
-    on_chassis(&hv, &plumbing, move |p| Ok(p.remove(&s))).unwrap();
+    on_chassis(&hv, &plumbing, move |p| {
+        p.remove(&s);
+        Ok(())
+    })
+    .unwrap();
     assert!(plumbing.existing().is_empty(), "stale namespace left: {:?}", plumbing.existing());
     assert_eq!(hv.vsctl(&["port-to-br", &foreign]), "br-int", "a port that is not ours was removed");
     let (tx, _rx) = std::sync::mpsc::sync_channel(4);
