@@ -3,7 +3,8 @@
 # OVN central + host (ovsdb-server, ovn-northd, ovn-controller, ovn-nbctl,
 # ovn-trace), Open vSwitch (ovs-vswitchd), the VM-namespace tools, and the
 # guest-side clients of the metadata tests (cloud-init's own CloudStack
-# datasource, curl, wget).
+# datasource, curl, wget). The agent itself needs neither `ip` nor
+# `ovs-vsctl` (netlink, OVSDB); the tests use both, and `ethtool`.
 # Idempotent; does nothing when everything is present. Run as root.
 set -euo pipefail
 need=(ovsdb-server ovsdb-tool ovsdb-client ovn-nbctl ovn-sbctl ovn-northd ovn-trace ovs-vswitchd ovs-vsctl ovn-controller busybox ethtool ip python3 cloud-init curl wget)
