@@ -841,6 +841,14 @@ fn agent_plumbing_is_iproute2_compatible_and_leaves_nothing_behind() {
     assert!(!ip(&["-n", hv.netns(), "link", "show", &veth]).status.success(), "veth left behind");
     assert!(!hv.vsctl(&["list-ports", "br-int"]).contains(&veth), "OVS port left behind");
     assert_eq!(hv.vsctl(&["--columns=name", "find", "Interface", &format!("name={veth}")]), "");
+    // Gone already is not an error (teardown after a crash, a second remove).
+    assert_eq!(link::del_netns(&ns), Ok(()));
+    let v = veth.clone();
+    let again = link::in_netns(hv.netns(), move || {
+        let mut nl = link::Netlink::open()?;
+        Ok((nl.del_link(&v)?, nl.index(&v)?, nl.index("lo")?))
+    });
+    assert_eq!(again, Ok((false, None, Some(1))));
 
     // A stale namespace of ours (a crashed agent's) beside an OVS port of
     // the same veth name that someone else made.
