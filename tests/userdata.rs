@@ -884,3 +884,93 @@ fn on_chassis<T: Send + 'static>(
     let p = plumbing.clone();
     cloudstack_ovn::agent::link::in_netns(hv.netns(), move || f(&p))
 }
+
+/// One VM hangs many connections half-way through their request head (more
+/// than any fixed pool of workers): other VMs, and the same VM's own
+/// well-formed requests, are still answered at once; the hung connections
+/// are closed by the header timeout. Also HEAD, POST and an oversize head.
+#[test]
+fn slow_clients_cannot_starve_other_vms() {
+    use std::io::{Read, Write};
+    use std::time::Instant;
+    const OTHER: &str = "6f5d0c1e-0000-4000-8000-00000000b002";
+    /// Well above the network round trip and `ip netns exec` + curl on a
+    /// loaded 2-core machine, well below the 5 s header timeout a hung
+    /// connection holds a server's slot for.
+    const BOUND: Duration = Duration::from_secs(2);
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    let vm_b = nic(43, NIC2, "02:00:4c:3e:00:07", "10.1.1.33", "vm-b", true);
+    for (net, p) in [(42, vm1(42)), (43, vm_b.clone())] {
+        ok(cs(nb, "implement-network", network(net)));
+        run_all(nb, NIC_START, &p);
+    }
+    ok(ud(nb, "save-vm-data", save_vm_data(&vm1(42), None), &key).output);
+    let mut data = vm_data(None);
+    data[7]["content"] = json!(OTHER);
+    ok(ud(nb, "save-vm-data", with(vm_b.clone(), json!({"vm_data": data})), &key).output);
+    let agent = Agent::start(&central, &hv, &key.file);
+    let (a, _) = boot_vm(&hv, "tap1", NIC1, MAC1);
+    let (b, _) = boot_vm(&hv, "tap2", NIC2, "02:00:4c:3e:00:07");
+    wait_served(&a, &agent);
+    wait_served(&b, &agent);
+
+    let timed = |vm: &Vm, args: &[&str]| {
+        let t = Instant::now();
+        let mut a = vec!["-m", "4"];
+        a.extend_from_slice(args);
+        let r = curl(vm, &a);
+        (r, t.elapsed())
+    };
+    let id_url = format!("http://{MD}/latest/meta-data/instance-id");
+    // 12 connections to :80 and 4 to :8080, each stopping inside its head.
+    let mut slow = a.tcp_streams(MD, 80, 12, Duration::from_secs(3));
+    slow.extend(a.tcp_streams(MD, 8080, 4, Duration::from_secs(3)));
+    let hung_at = Instant::now();
+    for s in &mut slow {
+        s.write_all(format!("GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: {MD}\r\nX-Slow: 1").as_bytes())
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for (vm, want, who) in [(&b, OTHER, "another VM"), (&a, VM_UUID, "the slow VM itself")] {
+        let ((body, code), took) = timed(vm, &[&id_url]);
+        assert_eq!((body.as_str(), code.as_str()), (want, "200"), "{who} while 16 connections hang ({took:?})");
+        assert!(took < BOUND, "{who} answered only after {took:?} while 16 connections hang\n{}", agent.log());
+    }
+    let ((body, code), took) = timed(&b, &["-H", "DomU_Request: send_my_password", &format!("http://{MD}:8080/")]);
+    assert_eq!((body.as_str(), code.as_str()), ("saved_password", "200"));
+    assert!(took < BOUND, "password server answered only after {took:?} while 16 connections hang");
+
+    // The hung connections are closed (header timeout, 5 s), not kept.
+    for (i, s) in slow.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = Vec::new();
+        let r = s.read_to_end(&mut buf);
+        assert!(
+            !matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+            "hung connection {i} still open after {:?}: {r:?}",
+            hung_at.elapsed()
+        );
+    }
+    assert!(hung_at.elapsed() < Duration::from_secs(9), "hung connections lasted {:?}", hung_at.elapsed());
+
+    // HEAD: the GET's status and length, no body.
+    let (head, code) = curl(&a, &["-I", &id_url]);
+    assert_eq!(code, "200", "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains(&format!("content-length: {}", VM_UUID.len())) && !head.contains(VM_UUID),
+        "{head}"
+    );
+    // Other methods are not served on :80.
+    let (body, code) = curl(&a, &["-X", "POST", "-d", "x=1", &id_url]);
+    assert_ne!(code, "200", "POST answered: {body}");
+    assert!(!body.contains(VM_UUID), "{body}");
+    // A request head above 8 KiB: 431, nothing served.
+    let big = format!("X-Big: {}", "a".repeat(9 * 1024));
+    let (body, code) = curl(&a, &["-H", &big, &id_url]);
+    assert_eq!(code, "431", "{body}");
+    // And the service is still there for everyone.
+    assert_eq!(curl(&b, &[&id_url]), (OTHER.to_string(), "200".into()));
+}

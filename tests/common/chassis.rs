@@ -635,6 +635,27 @@ exit 0
         public::tcp_connect(self.dir.path(), self.netns(), ip, port, None, timeout)
     }
 
+    /// `n` TCP connections from the VM to `ip:port`, held by the caller.
+    /// Opened by a thread that `setns(2)`s into the VM's namespace (a
+    /// socket stays in the namespace it was created in), so the test can
+    /// play a misbehaving client byte by byte.
+    pub fn tcp_streams(&self, ip: &str, port: u16, n: usize, timeout: Duration) -> Vec<std::net::TcpStream> {
+        let path = format!("/run/netns/{}", self.netns());
+        let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().expect("socket address");
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {path}: {e}"));
+            (0..n)
+                .map(|i| {
+                    std::net::TcpStream::connect_timeout(&addr, timeout)
+                        .unwrap_or_else(|e| panic!("connection {i} to {addr}: {e}"))
+                })
+                .collect()
+        })
+        .join()
+        .expect("connecting thread")
+    }
+
     /// Unplug like libvirt on VM shutdown (`ovs-vsctl del-port`), then drop
     /// the namespace.
     pub fn unplug(self) {
