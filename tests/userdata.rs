@@ -800,8 +800,8 @@ fn ip_ok(args: &[&str]) -> String {
 /// ours is never touched, and provisioning over it fails cleanly.
 #[test]
 fn agent_plumbing_is_iproute2_compatible_and_leaves_nothing_behind() {
-    use cloudstack_ovn::agent::link;
     use cloudstack_ovn::agent::netns::{veth_name, Plumbing};
+    use cloudstack_ovn::agent::{http, link};
     use cloudstack_ovn::nb::Owner;
     let central = Central::start();
     let hv = Chassis::start(&central, "hv1");
@@ -811,8 +811,11 @@ fn agent_plumbing_is_iproute2_compatible_and_leaves_nothing_behind() {
         Plumbing { prefix: prefix.clone(), ovs_db: hv.db_remote(), bridge: "br-int".into(), owner: owner.clone() };
     let (ns, veth) = (plumbing.netns_name(7), veth_name(&prefix, 7));
     let ips: Vec<std::net::Ipv4Addr> = vec!["169.254.169.254".parse().unwrap(), "10.9.0.2".parse().unwrap()];
-    let (tx, _rx) = std::sync::mpsc::sync_channel(4);
-    let provisioned = on_chassis(&hv, &plumbing, move |p| p.provision(7, "02:00:00:aa:00:07", &ips, &tx)).unwrap();
+    // The agent's HTTP front, answering 404 to everything.
+    let handler: http::Handler = std::sync::Arc::new(|_, _| cloudstack_ovn::agent::serve::Response::not_found());
+    let server = std::sync::Arc::new(http::Server::new(1, http::Limits::default(), handler).unwrap());
+    let srv = server.clone();
+    let provisioned = on_chassis(&hv, &plumbing, move |p| p.provision(7, "02:00:00:aa:00:07", &ips, &srv)).unwrap();
 
     let addrs = ip_ok(&["netns", "exec", &ns, "ip", "-o", "addr", "show", "dev", "md0"]);
     assert!(addrs.contains("169.254.169.254/32") && addrs.contains("10.9.0.2/32"), "{addrs}");
@@ -865,9 +868,8 @@ fn agent_plumbing_is_iproute2_compatible_and_leaves_nothing_behind() {
     .unwrap();
     assert!(plumbing.existing().is_empty(), "stale namespace left: {:?}", plumbing.existing());
     assert_eq!(hv.vsctl(&["port-to-br", &foreign]), "br-int", "a port that is not ours was removed");
-    let (tx, _rx) = std::sync::mpsc::sync_channel(4);
     let md = cloudstack_ovn::metadata::MD_ADDRESS;
-    let refused = on_chassis(&hv, &plumbing, move |p| p.provision(9, "02:00:00:aa:00:09", &[md], &tx).map(|_| ()));
+    let refused = on_chassis(&hv, &plumbing, move |p| p.provision(9, "02:00:00:aa:00:09", &[md], &server).map(|_| ()));
     assert!(refused.is_err(), "provisioned over a port that is not ours");
     assert!(plumbing.existing().is_empty(), "a failed provisioning left its namespace: {:?}", plumbing.existing());
     assert!(!ip(&["-n", hv.netns(), "link", "show", &foreign]).status.success(), "a failed provisioning left its veth");

@@ -6,14 +6,17 @@
 //! * follows the ports bound to this chassis, their networks' metadata
 //!   localports and the NICs' vm-data rows (`view`);
 //! * keeps one namespace per network with a local VM, with sockets on :80
-//!   and :8080 inside it (`netns`), all served by one worker pool
-//!   (`serve`);
+//!   and :8080 inside it (`netns`), all served by one tokio runtime and
+//!   hyper (`http`), answered by pure functions (`serve`);
 //! * records password acknowledgements in its own SB
 //!   `Chassis_Private.external_ids`, honoured by every agent.
 //!
-//! Blocking std I/O and threads, like the rest of the program: the
-//! per-request work is a hash lookup and, for passwords, one SB select.
+//! The OVSDB side is blocking std I/O on the main thread, like the rest of
+//! the program; only the HTTP front is async (slow clients must not hold
+//! threads). The per-request work is a hash lookup and, for passwords, one
+//! SB select (on tokio's blocking pool).
 
+pub mod http;
 pub mod link;
 pub mod netns;
 pub mod ovs_port;
@@ -21,7 +24,6 @@ pub mod serve;
 pub mod view;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -35,7 +37,7 @@ use crate::metadata::key;
 use crate::metadata::seal::{self, Secret};
 use crate::nb::Owner;
 use crate::ovsdb::{Client, Deadline, NoCheck, Operation, TlsFiles};
-use netns::{Conn, Plumbing, Provisioned};
+use netns::{Plumbing, Provisioned};
 use serve::{PasswordAsk, Response};
 use view::View;
 
@@ -44,7 +46,6 @@ pub const DEFAULT_KEY_FILE: &str = "/etc/cloudstack-ovn/metadata.key";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/cloudstack-ovn";
 pub const KEY_SETTING: &str = "metadata.private_key";
 pub const KEY_ENV: &str = "CLOUDSTACK_OVN_METADATA_KEY";
-const SERVER: &str = "CloudStack Password Server";
 
 /// Options of `cloudstack-ovn agent` (operator/args.rs maps clap onto this).
 #[derive(Clone, Debug)]
@@ -56,6 +57,7 @@ pub struct Options {
     pub netns_prefix: String,
     pub poll: Duration,
     pub grace: Duration,
+    /// Threads of the HTTP runtime.
     pub workers: usize,
 }
 
@@ -68,7 +70,6 @@ struct Shared {
     sb: Mutex<Option<Client>>,
     acks: Mutex<BTreeMap<String, String>>,
     ack_file: PathBuf,
-    rate: serve::RateLimit,
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -171,11 +172,14 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
         sb: Mutex::new(None),
         acks: Mutex::new(acks),
         ack_file,
-        rate: serve::RateLimit::new(20.0, 40.0),
     });
     let handler = shared.clone();
-    let conns =
-        netns::workers(opts.workers.max(1), opts.workers.max(1) * 4, Arc::new(move |c: Conn| handle(&handler, c)));
+    let server = http::Server::new(
+        opts.workers,
+        http::Limits::default(),
+        Arc::new(move |m: &http::Meta, r: &serve::Request| handle(&handler, m, r)),
+    )
+    .map_err(|e| Error::Internal(format!("cannot start the HTTP runtime: {e}")))?;
 
     // Conditional monitors (O(local ports)) say *when* to read the view
     // again; the view itself is read with the same conditions as selects.
@@ -271,7 +275,7 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                 std::thread::sleep(opts.poll);
             }
         }
-        reconcile(&plumbing, &mut provisioned, &current, &conns, opts.grace);
+        reconcile(&plumbing, &mut provisioned, &current, &server, opts.grace);
     }
 }
 
@@ -282,7 +286,7 @@ fn reconcile(
     plumbing: &Plumbing,
     provisioned: &mut BTreeMap<u64, Provisioned>,
     v: &View,
-    conns: &std::sync::mpsc::SyncSender<Conn>,
+    server: &http::Server,
     grace: Duration,
 ) {
     for (net, n) in &v.nets {
@@ -298,7 +302,7 @@ fn reconcile(
                 plumbing.teardown(p);
             }
         }
-        match plumbing.provision(*net, &n.md_mac, &n.md_ips, conns) {
+        match plumbing.provision(*net, &n.md_mac, &n.md_ips, server) {
             Ok(p) => {
                 log::info("metadata namespace ready", &[("network", net), ("netns", &p.netns), ("veth", &p.veth)]);
                 provisioned.insert(*net, p);
@@ -320,65 +324,42 @@ fn reconcile(
     }
 }
 
-fn peer(c: &Conn) -> Option<IpAddr> {
-    let ip = c.stream.peer_addr().ok()?.ip();
-    Some(match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    })
-}
-
-fn handle(sh: &Shared, mut c: Conn) {
+/// One request, answered from the view (runs on the HTTP runtime, or on
+/// its blocking pool for :8080).
+fn handle(sh: &Shared, m: &http::Meta, req: &serve::Request) -> Response {
     let started = Instant::now();
-    let _ = c.stream.set_read_timeout(Some(serve::READ_TIMEOUT));
-    let _ = c.stream.set_write_timeout(Some(serve::READ_TIMEOUT));
-    let Some(src) = peer(&c) else { return };
-    if !sh.rate.allow(c.network, src) {
-        let _ = Response { status: 429, body: b"Too Many Requests\n".to_vec() }.write(&mut c.stream, false, SERVER);
-        return;
-    }
-    let Some(req) = serve::read_request(&mut c.stream) else {
-        let _ = Response { status: 400, body: b"bad_request".to_vec() }.write(&mut c.stream, false, SERVER);
-        return;
-    };
     let (nic, row) = {
-        let Ok(v) = sh.view.read() else { return };
-        let nic = v.nic(c.network, src).map(str::to_string);
+        let Ok(v) = sh.view.read() else {
+            return Response { status: 500, body: b"Internal Server Error\n".to_vec() };
+        };
+        let nic = v.nic(m.network, m.src).map(str::to_string);
         let row = nic.as_ref().and_then(|n| v.rows.get(n).cloned());
         (nic, row)
     };
-    let head_only = req.method == "HEAD";
-    let (resp, what) = match (c.port, &nic) {
-        (80, _) if !matches!(req.method.as_str(), "GET" | "HEAD") => (Response::not_found(), "method"),
-        (80, _) => {
-            let r = serve::metadata(&req.path, row.as_ref(), || {
-                let n = nic.as_deref()?;
-                let sealed = row.as_ref()?.get(key::USERDATA)?;
-                let open = seal::open(&sh.key, Secret::UserData, n, "", sealed);
-                if open.is_none() {
-                    log::warn("cannot open sealed user data (wrong key, or copied from another NIC)", &[("nic", &n)]);
-                }
-                open
-            });
-            (r, "metadata")
+    let open_userdata = |n: &str, sealed: &str| {
+        let open = seal::open(&sh.key, Secret::UserData, n, "", sealed);
+        if open.is_none() {
+            log::warn("cannot open sealed user data (wrong key, or copied from another NIC)", &[("nic", &n)]);
         }
-        (_, None) => (Response::not_found(), "password"),
-        (_, Some(n)) => (password(sh, n, row.as_ref(), serve::password_ask(&req)), "password"),
+        open
     };
-    let _ = resp.write(&mut c.stream, head_only, SERVER);
+    let (resp, what) = serve::answer(m.port, req, nic.as_deref(), row.as_ref(), open_userdata, |n, row, ask| {
+        password(sh, n, row, ask)
+    });
     // Never the body: it may be a password or user data.
     log::info(
         "request",
         &[
             ("service", &what),
-            ("network", &c.network),
-            ("src", &src),
+            ("network", &m.network),
+            ("src", &m.src),
             ("nic", &nic.as_deref().unwrap_or("-")),
             ("path", &req.path),
             ("status", &resp.status),
             ("latency_ms", &format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0)),
         ],
     );
+    resp
 }
 
 fn password(sh: &Shared, nic: &str, row: Option<&BTreeMap<String, String>>, ask: PasswordAsk) -> Response {

@@ -6,12 +6,10 @@
 //! (`link`) and the local OVS database (`ovs_port`); only the veth's
 //! offloads still run `ethtool`, off the request path. Sockets are opened by
 //! a thread that `setns(2)`s into the namespace: a socket stays in the
-//! namespace it was created in, whichever thread later uses it.
+//! namespace it was created in, whichever thread later uses it. `http`
+//! serves them.
 
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::fd::AsRawFd;
-use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::{link, ovs_port};
@@ -36,16 +34,10 @@ pub struct Provisioned {
     pub veth: String,
     pub mac: String,
     pub ips: Vec<Ipv4Addr>,
-    listeners: Vec<TcpListener>,
+    /// Dropped (teardown): accepting stops.
+    listening: Vec<super::http::Listening>,
     /// When the last local VM left (teardown after the grace period).
     pub orphan_since: Option<Instant>,
-}
-
-/// An accepted connection, with the network it arrived on and the port.
-pub struct Conn {
-    pub stream: std::net::TcpStream,
-    pub network: u64,
-    pub port: u16,
 }
 
 /// The veth end in the host: `csm` + 12 hex digits of the network's
@@ -88,13 +80,13 @@ impl Plumbing {
     }
 
     /// Create the namespace, veth, addresses and OVS port, then open the
-    /// listeners; accepted connections go to `conns`.
+    /// listeners, served by `server`.
     pub fn provision(
         &self,
         network: u64,
         mac: &str,
         ips: &[Ipv4Addr],
-        conns: &SyncSender<Conn>,
+        server: &super::http::Server,
     ) -> Result<Provisioned, String> {
         let netns = self.netns_name(network);
         let veth = veth_name(&self.prefix, network);
@@ -111,17 +103,12 @@ impl Plumbing {
             ovs_port::add(&self.ovs_db, &self.bridge, &veth, &iface_id, mac, &self.owner)?;
             listen_in(&netns, &[80, 8080])
         };
-        match setup() {
-            Ok(listeners) => {
-                for (l, port) in listeners.iter().zip([80u16, 8080]) {
-                    let l = l.try_clone().map_err(|e| e.to_string())?;
-                    let tx = conns.clone();
-                    std::thread::Builder::new()
-                        .name(format!("accept-{network}-{port}"))
-                        .spawn(move || accept_loop(l, network, port, tx))
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok(Provisioned { netns, veth, mac: mac.to_string(), ips: ips.to_vec(), listeners, orphan_since: None })
+        let serve = |listeners: Vec<TcpListener>| -> Result<Vec<super::http::Listening>, String> {
+            listeners.into_iter().zip([80u16, 8080]).map(|(l, port)| server.serve(network, port, l)).collect()
+        };
+        match setup().and_then(serve) {
+            Ok(listening) => {
+                Ok(Provisioned { netns, veth, mac: mac.to_string(), ips: ips.to_vec(), listening, orphan_since: None })
             }
             Err(e) => {
                 self.remove(&netns);
@@ -131,11 +118,8 @@ impl Plumbing {
     }
 
     pub fn teardown(&self, p: Provisioned) {
-        for l in &p.listeners {
-            // Wakes the blocked accept(2) (EINVAL), ending its thread.
-            let _ = nix::sys::socket::shutdown(l.as_raw_fd(), nix::sys::socket::Shutdown::Both);
-        }
-        drop(p.listeners);
+        // Aborts the accept tasks, closing the listening sockets.
+        drop(p.listening);
         self.remove(&p.netns);
     }
 }
@@ -154,50 +138,4 @@ fn listen_in(netns: &str, ports: &[u16]) -> Result<Vec<TcpListener>, String> {
     })
     .join()
     .map_err(|_| "listener thread panicked".to_string())?
-}
-
-fn accept_loop(l: TcpListener, network: u64, port: u16, tx: SyncSender<Conn>) {
-    loop {
-        match l.accept() {
-            Ok((stream, _)) => {
-                // Bounded: when every worker is busy and the queue is full,
-                // the connection is dropped rather than queued without end.
-                if let Err(std::sync::mpsc::TrySendError::Full(c)) = tx.try_send(Conn { stream, network, port }) {
-                    log::warn("metadata server busy, connection dropped", &[("network", &network), ("port", &port)]);
-                    drop(c);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => return,
-            Err(e) => {
-                log::debug("accept ended", &[("network", &network), ("port", &port), ("error", &e)]);
-                return;
-            }
-        }
-    }
-}
-
-/// A pool of workers created in the agent's own namespace (they may talk
-/// to the SB), fed by every namespace's accept threads.
-pub fn workers<F>(n: usize, queue: usize, handle: Arc<F>) -> SyncSender<Conn>
-where
-    F: Fn(Conn) + Send + Sync + 'static,
-{
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Conn>(queue);
-    let rx = Arc::new(std::sync::Mutex::new(rx));
-    for i in 0..n {
-        let rx: Arc<std::sync::Mutex<Receiver<Conn>>> = rx.clone();
-        let h = handle.clone();
-        let _ = std::thread::Builder::new().name(format!("md-worker-{i}")).spawn(move || loop {
-            let conn = match rx.lock() {
-                Ok(r) => r.recv(),
-                Err(_) => return,
-            };
-            match conn {
-                Ok(c) => h(c),
-                Err(_) => return,
-            }
-        });
-    }
-    tx
 }

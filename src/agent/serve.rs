@@ -1,62 +1,20 @@
 //! The two HTTP services, as CloudStack's virtual router offers them:
 //! metadata on :80 (its Apache layout) and the password server on :8080
-//! (`DomU_Request`). Requests are small: one read up to a cap, one answer,
-//! connection closed.
+//! (`DomU_Request`). Pure answers to a parsed request; the sockets, parsing
+//! and limits are in `http`.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::metadata::key;
 
-/// Largest request head we read; anything longer is refused.
-pub const MAX_REQUEST: usize = 8 * 1024;
-pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
+/// A parsed request head: header names lowercase, values trimmed.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Request {
     pub method: String,
     pub path: String,
     pub headers: BTreeMap<String, String>,
-}
-
-/// Parse a request head (`None`: malformed or incomplete).
-pub fn parse(head: &[u8]) -> Option<Request> {
-    let text = std::str::from_utf8(head).ok()?;
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let target = first.next()?;
-    if !first.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let path = target.split(['?', '#']).next()?.to_string();
-    let mut headers = BTreeMap::new();
-    for l in lines.take_while(|l| !l.is_empty()) {
-        let (k, v) = l.split_once(':')?;
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-    }
-    Some(Request { method, path, headers })
-}
-
-/// Read one request head from `s`, up to [`MAX_REQUEST`] bytes.
-pub fn read_request(s: &mut impl Read) -> Option<Request> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            return parse(&buf[..end + 2]);
-        }
-        if buf.len() >= MAX_REQUEST {
-            return None;
-        }
-        let n = s.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n.min(MAX_REQUEST + 4 - buf.len().min(MAX_REQUEST))]);
-    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -72,27 +30,6 @@ impl Response {
 
     pub fn not_found() -> Response {
         Response { status: 404, body: b"Not Found\n".to_vec() }
-    }
-
-    pub fn write(&self, s: &mut impl Write, head_only: bool, server: &str) -> std::io::Result<()> {
-        let reason = match self.status {
-            200 => "OK",
-            400 => "Bad Request",
-            404 => "Not Found",
-            413 => "Request Entity Too Large",
-            429 => "Too Many Requests",
-            _ => "Error",
-        };
-        let head = format!(
-            "HTTP/1.1 {} {reason}\r\nServer: {server}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.status,
-            self.body.len()
-        );
-        s.write_all(head.as_bytes())?;
-        if !head_only {
-            s.write_all(&self.body)?;
-        }
-        s.flush()
     }
 }
 
@@ -140,6 +77,30 @@ pub fn metadata(
         ["latest", "meta-data", f] => file(f).unwrap_or_else(Response::not_found),
         ["latest", f] if TOP_LEVEL.contains(f) => file(f).unwrap_or_else(Response::not_found),
         _ => Response::not_found(),
+    }
+}
+
+/// What the agent answers on `port` for `req` from a VM known as `nic`
+/// (with its vm-data `row`), or from an unknown source (`None`), and which
+/// service answered (for the log). `userdata(nic, sealed)` opens the sealed
+/// user data; `password` answers the password protocol (it may touch the SB).
+pub fn answer(
+    port: u16,
+    req: &Request,
+    nic: Option<&str>,
+    row: Option<&BTreeMap<String, String>>,
+    userdata: impl FnOnce(&str, &str) -> Option<Vec<u8>>,
+    password: impl FnOnce(&str, Option<&BTreeMap<String, String>>, PasswordAsk) -> Response,
+) -> (Response, &'static str) {
+    match (port, nic) {
+        // The VR's Apache serves GET/HEAD; everything else is not found.
+        (80, _) if !matches!(req.method.as_str(), "GET" | "HEAD") => (Response::not_found(), "method"),
+        (80, _) => {
+            let r = metadata(&req.path, row, || userdata(nic?, row?.get(key::USERDATA)?));
+            (r, "metadata")
+        }
+        (_, None) => (Response::not_found(), "password"),
+        (_, Some(n)) => (password(n, row, password_ask(req)), "password"),
     }
 }
 
@@ -215,19 +176,40 @@ mod tests {
         assert_eq!(metadata("/latest/meta-data/", None, none).status, 404);
     }
 
+    fn req(method: &str, path: &str, headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: method.into(),
+            path: path.into(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
     #[test]
-    fn requests_parse_and_password_headers() {
-        let r = parse(b"GET /x?y HTTP/1.0\r\nDomU_Request: send_my_password\r\n").unwrap();
-        assert_eq!(r.path, "/x");
-        assert_eq!(password_ask(&r), PasswordAsk::Send);
-        let r = parse(b"GET / HTTP/1.1\r\ndomu_request: saved_password\r\n").unwrap();
-        assert_eq!(password_ask(&r), PasswordAsk::Saved);
-        let r = parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
-        assert_eq!(password_ask(&r), PasswordAsk::Bad);
-        assert!(parse(b"garbage\r\n").is_none());
-        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
-        big.extend(std::iter::repeat_n(b'a', MAX_REQUEST * 2));
-        assert!(read_request(&mut big.as_slice()).is_none());
+    fn password_headers() {
+        assert_eq!(password_ask(&req("GET", "/", &[("domu_request", "send_my_password")])), PasswordAsk::Send);
+        assert_eq!(password_ask(&req("GET", "/", &[("domu_request", "saved_password")])), PasswordAsk::Saved);
+        assert_eq!(password_ask(&req("GET", "/", &[("host", "x")])), PasswordAsk::Bad);
+    }
+
+    #[test]
+    fn answer_routes_by_port_method_and_vm() {
+        let r = row();
+        let nic = Some("nic-1");
+        let open = |n: &str, sealed: &str| Some(format!("{n}/{sealed}").into_bytes());
+        let pw = |n: &str, _: Option<&BTreeMap<String, String>>, ask| Response::ok(format!("{n} {ask:?}"));
+        let get = |path: &str| req("GET", path, &[]);
+        assert_eq!(
+            answer(80, &get("/latest/user-data"), nic, Some(&r), open, pw),
+            (Response::ok("nic-1/s1:x"), "metadata")
+        );
+        assert_eq!(answer(80, &req("HEAD", "/latest/instance-id", &[]), nic, Some(&r), open, pw).0.body, b"i-1");
+        for m in ["POST", "PUT", "DELETE"] {
+            assert_eq!(answer(80, &req(m, "/latest/instance-id", &[]), nic, Some(&r), open, pw).0.status, 404, "{m}");
+        }
+        assert_eq!(answer(80, &get("/latest/instance-id"), None, None, open, pw).0.status, 404, "unknown VM");
+        let ask = req("GET", "/", &[("domu_request", "send_my_password")]);
+        assert_eq!(answer(8080, &ask, nic, Some(&r), open, pw), (Response::ok("nic-1 Send"), "password"));
+        assert_eq!(answer(8080, &ask, None, None, open, pw).0.status, 404, "unknown VM");
     }
 
     #[test]
