@@ -76,6 +76,9 @@ pub struct Meta {
     pub network: u64,
     pub port: u16,
     pub src: IpAddr,
+    /// When the connection was accepted: logged latencies start here, so
+    /// they include reading the head and any wait for a thread.
+    pub accepted: Instant,
 }
 
 /// Answers one parsed request. It may block (the password server's SB
@@ -212,7 +215,7 @@ async fn accept_loop(l: tokio::net::TcpListener, network: u64, port: u16, inner:
                 let slot = inner.slots.take(network, src, Kind::Conn, inner.limits.per_source_conns);
                 match (total, slot) {
                     (Some(total), Some(slot)) => {
-                        let meta = Meta { network, port, src };
+                        let meta = Meta { network, port, src, accepted: Instant::now() };
                         tokio::spawn(connection(stream, meta, inner.clone(), (total, slot)));
                     }
                     _ => {
@@ -285,7 +288,6 @@ fn too_many() -> Response {
 }
 
 async fn respond(inner: &Arc<Inner>, meta: Meta, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-    let started = Instant::now();
     let answer = match inner.slots.take(meta.network, meta.src, Kind::Request, inner.limits.per_source_requests) {
         None => too_many(),
         Some(_slot) if !inner.rate.allow(meta.network, meta.src) => too_many(),
@@ -311,7 +313,7 @@ async fn respond(inner: &Arc<Inner>, meta: Meta, req: hyper::Request<Incoming>) 
                 ("src", &meta.src),
                 ("port", &meta.port),
                 ("status", &answer.status),
-                ("latency_ms", &format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0)),
+                ("latency_ms", &format!("{:.3}", meta.accepted.elapsed().as_secs_f64() * 1000.0)),
             ],
         );
     }

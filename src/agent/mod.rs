@@ -327,7 +327,6 @@ fn reconcile(
 /// One request, answered from the view (runs on the HTTP runtime, or on
 /// its blocking pool for :8080).
 fn handle(sh: &Shared, m: &http::Meta, req: &serve::Request) -> Response {
-    let started = Instant::now();
     let (nic, row) = {
         let Ok(v) = sh.view.read() else {
             return Response { status: 500, body: b"Internal Server Error\n".to_vec() };
@@ -356,7 +355,7 @@ fn handle(sh: &Shared, m: &http::Meta, req: &serve::Request) -> Response {
             ("nic", &nic.as_deref().unwrap_or("-")),
             ("path", &req.path),
             ("status", &resp.status),
-            ("latency_ms", &format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0)),
+            ("latency_ms", &format!("{:.3}", m.accepted.elapsed().as_secs_f64() * 1000.0)),
         ],
     );
     resp
