@@ -169,6 +169,9 @@ impl Server {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers.max(1))
             .thread_name("md-http")
+            // :8080 answers wait on one shared SB connection anyway; more
+            // threads would only queue on its lock (and cost memory).
+            .max_blocking_threads(16)
             .enable_io()
             .enable_time()
             .build()?;
