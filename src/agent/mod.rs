@@ -6,8 +6,8 @@
 //! * follows the ports bound to this chassis, their networks' metadata
 //!   localports and the NICs' vm-data rows (`view`);
 //! * keeps one namespace per network with a local VM, with sockets on :80
-//!   and :8080 inside it (`netns`), all served by one tokio runtime and
-//!   hyper (`http`), answered by pure functions (`serve`);
+//!   and :8080 inside it (`netns`), all served by tokio and hyper on
+//!   `--workers` event-loop threads (`http`), answered by pure functions (`serve`);
 //! * records password acknowledgements in its own SB
 //!   `Chassis_Private.external_ids`, honoured by every agent.
 //!
@@ -57,7 +57,7 @@ pub struct Options {
     pub netns_prefix: String,
     pub poll: Duration,
     pub grace: Duration,
-    /// Threads of the HTTP runtime.
+    /// Event-loop threads of the HTTP front (`http::Server`).
     pub workers: usize,
 }
 
@@ -324,8 +324,8 @@ fn reconcile(
     }
 }
 
-/// One request, answered from the view (runs on the HTTP runtime, or on
-/// its blocking pool for :8080).
+/// One request, answered from the view (runs on an HTTP event-loop thread,
+/// or on its blocking pool for :8080).
 fn handle(sh: &Shared, m: &http::Meta, req: &serve::Request) -> Response {
     let (nic, row) = {
         let Ok(v) = sh.view.read() else {

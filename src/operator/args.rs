@@ -120,7 +120,7 @@ pub struct AgentArgs {
     /// Milliseconds between reads of the local view
     #[arg(long, value_name = "MS", default_value_t = 500, hide = true)]
     pub poll_ms: u64,
-    /// Threads of the HTTP runtime serving :80 and :8080 (connections are async; limits are per source)
+    /// Event-loop threads serving :80 and :8080 (connections are async; limits are per source)
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub workers: usize,
 }
