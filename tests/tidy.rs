@@ -598,3 +598,26 @@ fn each_check_finds_a_planted_violation() {
     assert!(exit("src/main.rs", "fn f() { std::process::exit(3) }").is_empty());
     assert!(exit("src/commands/startup.rs", "fn f() { std::process::exit(3) }").is_empty());
 }
+
+/// Every CloudStack command is one exec of the binary, so each shared
+/// library it needs is mapped on every command. Only libc (and the unwinder)
+/// are allowed: tokio's multi-thread scheduler, for one, would pull in libm
+/// (+0.065 ms per exec measured; src/agent/http.rs uses current-thread
+/// runtimes for that reason).
+#[test]
+fn the_binary_needs_no_shared_library_beyond_libc() {
+    let bin = env!("CARGO_BIN_EXE_cloudstack-ovn");
+    let o = std::process::Command::new("readelf").args(["-d", bin]).output().expect("run readelf (binutils)");
+    let text = String::from_utf8_lossy(&o.stdout);
+    let needed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    assert!(needed.contains(&"libc.so.6"), "readelf -d {bin} lists no libc:\n{text}");
+    let extra: Vec<&&str> = needed
+        .iter()
+        .filter(|l| !(**l == "libc.so.6" || **l == "libgcc_s.so.1" || l.starts_with("ld-linux")))
+        .collect();
+    assert!(extra.is_empty(), "{bin} needs {extra:?} on every exec:\n{text}");
+}
