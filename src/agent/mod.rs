@@ -20,7 +20,7 @@ pub mod ovs_port;
 pub mod serve;
 pub mod view;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -211,6 +211,11 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                 dirty = false;
                 last_read = Instant::now();
                 let v = view::read(s, n, &chassis, &owner)?;
+                // Not fatal: a refused or failed prune is tried again at the
+                // next read; a lost connection shows in the peek below.
+                if let Err(e) = prune_acks(&shared, s, n, &owner, &v) {
+                    log::warn("cannot prune password acknowledgements", &[("error", &e.chain())]);
+                }
                 if !live {
                     // Liveness for doctor, once our Chassis_Private exists.
                     let k: BTreeMap<String, String> =
@@ -387,9 +392,24 @@ fn password(sh: &Shared, nic: &str, row: Option<&BTreeMap<String, String>>, ask:
     match ask {
         PasswordAsk::Bad => Response { status: 400, body: b"bad_request".to_vec() },
         PasswordAsk::Send => {
+            // A row with only the digest left (`pw-d`: acknowledged, then
+            // dropped by the management side) holds no password either.
             let Some((sealed, gen)) = pw else { return saved() };
-            if is_acked(sh, nic, gen) {
-                return saved();
+            match is_acked(sh, nic, gen) {
+                Some(true) => return saved(),
+                Some(false) => {}
+                // Fail closed: another chassis may have served it (a
+                // migration); serving it again would hand out a password the
+                // guest already replaced. The guest sees a failed fetch and
+                // asks again at its next boot. The body is a protocol token,
+                // never a string a careless script could take for a password.
+                None => {
+                    log::warn(
+                        "cannot tell whether the password was acknowledged (SB unreachable): not serving it",
+                        &[("nic", &nic)],
+                    );
+                    return Response { status: 503, body: b"bad_request".to_vec() };
+                }
             }
             match seal::open(&sh.key, Secret::Password, nic, gen, sealed) {
                 Some(p) => Response::ok(p),
@@ -425,25 +445,80 @@ fn with_sb<T>(sh: &Shared, f: impl FnOnce(&mut Client) -> std::result::Result<T,
     }
 }
 
-fn is_acked(sh: &Shared, nic: &str, gen: &str) -> bool {
+/// Was generation `gen` of `nic`'s password acknowledged, here (the state
+/// file) or by any chassis (SB)? `None`: the SB cannot tell.
+fn is_acked(sh: &Shared, nic: &str, gen: &str) -> Option<bool> {
     if sh.acks.lock().map(|a| a.get(nic).map(String::as_str) == Some(gen)).unwrap_or(false) {
-        return true;
+        return Some(true);
     }
     // Another host's agent may have served it before a migration.
-    with_sb(sh, |c| view::acked(c, nic, gen)).unwrap_or(false)
+    with_sb(sh, |c| view::acked(c, nic, gen))
+}
+
+/// Write the state file (`password-acks.json`) atomically.
+fn save_acks(sh: &Shared, acks: &BTreeMap<String, String>) {
+    let tmp = sh.ack_file.with_extension("tmp");
+    let body = serde_json::to_vec(acks).unwrap_or_default();
+    if std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &sh.ack_file)).is_err() {
+        log::warn("cannot write password acknowledgements", &[("file", &sh.ack_file.display())]);
+    }
 }
 
 fn record_ack(sh: &Shared, nic: &str, gen: &str) {
     if let Ok(mut a) = sh.acks.lock() {
         a.insert(nic.to_string(), gen.to_string());
-        let tmp = sh.ack_file.with_extension("tmp");
-        let body = serde_json::to_vec(&*a).unwrap_or_default();
-        if std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &sh.ack_file)).is_err() {
-            log::warn("cannot write password acknowledgements", &[("file", &sh.ack_file.display())]);
-        }
+        save_acks(sh, &a);
     }
-    let k: BTreeMap<String, String> = [(format!("{}{nic}", key::ACK_PREFIX), gen.to_string())].into();
+    let k: BTreeMap<String, String> = [(crate::metadata::ack_key(nic), gen.to_string())].into();
     if with_sb(sh, |c| view::set_own_keys(c, &sh.chassis, &k)) == Some(true) {
         log::info("password acknowledged", &[("nic", &nic)]);
     }
+}
+
+/// Forget our acknowledgements whose password is no longer stored: the
+/// NIC's row is gone, or its password was dropped (the management side
+/// removes an acknowledged one) or replaced by a new generation. Both
+/// places: our own `Chassis_Private.external_ids` (one mutate, only the
+/// stale pairs) and the state file. Local NICs' rows come from the view
+/// just read; the others' (a VM that migrated away: its ack here is what
+/// the new host honours until the password leaves the NB) are read by
+/// `_uuid`.
+fn prune_acks(sh: &Shared, sb: &mut Client, nb: &mut Client, owner: &Owner, v: &View) -> Result<()> {
+    let file = sh.acks.lock().map(|a| a.clone()).unwrap_or_default();
+    let in_sb = view::own_acks(sb, &sh.chassis)?;
+    if file.is_empty() && in_sb.is_empty() {
+        return Ok(());
+    }
+    let local = v.local_nics();
+    let remote: Vec<String> = file
+        .keys()
+        .chain(in_sb.keys())
+        .filter(|n| !local.contains(*n))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rows = view::read_rows(nb, owner, &remote)?;
+    rows.extend(
+        v.rows
+            .iter()
+            .filter(|(n, _)| file.contains_key(*n) || in_sb.contains_key(*n))
+            .map(|(n, r)| (n.clone(), r.clone())),
+    );
+    let stale_sb = view::stale_acks(&in_sb, &rows);
+    if !stale_sb.is_empty() {
+        view::drop_own_acks(sb, &sh.chassis, &stale_sb)?;
+        for nic in stale_sb.keys() {
+            log::info("password acknowledgement pruned (password no longer stored)", &[("nic", nic)]);
+        }
+    }
+    let stale_file = view::stale_acks(&file, &rows);
+    if !stale_file.is_empty() {
+        if let Ok(mut a) = sh.acks.lock() {
+            // Only the pairs judged: an ack recorded meanwhile stays.
+            a.retain(|n, g| stale_file.get(n) != Some(g));
+            save_acks(sh, &a);
+        }
+    }
+    Ok(())
 }
