@@ -55,13 +55,22 @@ fn keyed(payload: Value, key: &ZoneKey) -> Value {
 }
 
 fn ud(nb: &Nb, command: &str, payload: Value, key: &ZoneKey) -> CsRun {
+    ud_with(nb, command, payload, key, &[])
+}
+
+/// [`ud`] with more registration details (e.g. `ovn.sb.connection`).
+fn ud_with(nb: &Nb, command: &str, payload: Value, key: &ZoneKey, details: &[(&str, &str)]) -> CsRun {
+    let mut env = keyed(payload.clone(), key);
+    for (k, v) in details {
+        env["physical-network-extension-details"][*k] = json!(v);
+    }
     ok(run_cs(
         &nb.remote(),
         "ensure-network-device",
         &envelope(json!({"network_id": payload["network_id"],
         "vlan": "", "zone_id": "1", "current_details": "{}"})),
     ));
-    run_cs_logged(&nb.remote(), command, &keyed(payload, key))
+    run_cs_logged(&nb.remote(), command, &env)
 }
 
 fn save_vm_data(nic_payload: &Value, password: Option<&str>) -> Value {
@@ -99,6 +108,20 @@ fn wait_served(vm: &Vm, agent: &Agent) {
         curl(vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]).1 == "200"
     });
     assert!(up, "metadata never served\n--- agent log:\n{}\n{}", agent.log(), agent.out());
+}
+
+/// Network 42 with vm-1's NIC started the CloudStack way and its
+/// `vm_data` (with [`PASSWORD`]) saved with these registration details;
+/// the agent on `hv`; the VM booted there and served.
+fn served_vm(central: &Central, hv: &Chassis, key: &ZoneKey, details: &[(&str, &str)]) -> (Agent, Vm) {
+    let nb = central.nb();
+    ok(cs(nb, "implement-network", network(42)));
+    run_all(nb, NIC_START, &vm1(42));
+    ok(ud_with(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), key, details).output);
+    let agent = Agent::start(central, hv, &key.file);
+    let (vm, _) = boot_vm(hv, "tap1", NIC1, MAC1);
+    wait_served(&vm, &agent);
+    (agent, vm)
 }
 
 #[test]
@@ -564,12 +587,7 @@ fn nb_and_sb_restart_under_the_agent_lose_nothing() {
     let mut central = Central::start();
     let hv = Chassis::start(&central, "hv1");
     let key = ZoneKey::generate();
-    ok(cs(central.nb(), "implement-network", network(42)));
-    run_all(central.nb(), NIC_START, &vm1(42));
-    ok(ud(central.nb(), "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key).output);
-    let agent = Agent::start(&central, &hv, &key.file);
-    let (vm, _) = boot_vm(&hv, "tap1", NIC1, MAC1);
-    wait_served(&vm, &agent);
+    let (agent, vm) = served_vm(&central, &hv, &key, &[]);
     let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
     assert_eq!(pw("send_my_password"), PASSWORD);
     assert_eq!(pw("saved_password"), "saved_password");
@@ -612,6 +630,211 @@ fn migration_to_another_chassis_keeps_the_password_acknowledged() {
     assert_eq!(pw(&vm, "send_my_password"), "saved_password", "hv1's acknowledgement is honoured on hv2");
     let gone = wait_until(Duration::from_secs(20), || agent1.namespaces().is_empty());
     assert!(gone, "hv1 kept its namespace: {:?}\n{}", agent1.namespaces(), agent1.log());
+}
+
+const DROP_WARNING: &str = "cannot tell whether passwords were acknowledged";
+
+/// The agent's ack of `nic` in SB (`Chassis_Private` of `chassis`), if any.
+fn sb_ack(central: &Central, chassis: &str, nic: &str) -> Option<String> {
+    let ids = central.sbctl(&["get", "Chassis_Private", chassis, "external_ids"]);
+    sb_ids(&ids).remove(&format!("cloudstack-ovn:pw-ack:{nic}"))
+}
+
+/// `ovn-sbctl get ... external_ids` output (`{k=v, "k:x"="v"}`) as a map.
+fn sb_ids(text: &str) -> std::collections::BTreeMap<String, String> {
+    let inner = text.trim().trim_start_matches('{').trim_end_matches('}');
+    inner
+        .split(", ")
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((k.trim_matches('"').to_string(), v.trim_matches('"').to_string()))
+        })
+        .collect()
+}
+
+/// The agent's state file, as NIC → acknowledged generation.
+fn file_acks(agent: &Agent) -> std::collections::BTreeMap<String, String> {
+    std::fs::read(agent.ack_file()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+#[test]
+fn acknowledged_password_is_dropped_from_nb_by_the_next_command() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    let sb = central.sb_remote();
+    let with_sb = [("ovn.sb.connection", sb.as_str())];
+    let sshkey = |k: &str| with(vm1(42), json!({"sshkey": format!("ssh-ed25519 AAAA {k}")}));
+    let (agent, vm) = served_vm(&central, &hv, &key, &with_sb);
+    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
+
+    // Not acknowledged yet: a command with the SB keeps the password.
+    let r = ud_with(nb, "save-sshkey", sshkey("k1"), &key, &with_sb);
+    ok(r.output);
+    assert!(vm_row(nb, NIC1).unwrap().contains_key("pw"), "dropped before any ack");
+    assert!(!r.log.contains(DROP_WARNING), "{}", r.log);
+    assert_eq!(pw("send_my_password"), PASSWORD);
+    assert_eq!(pw("saved_password"), "saved_password");
+    let gen = vm_row(nb, NIC1).unwrap()["pw-gen"].clone();
+    assert_eq!(sb_ack(&central, "hv1", NIC1).as_deref(), Some(gen.as_str()));
+
+    // Acknowledged, but the SB is not configured, then unreachable: the
+    // password stays, the command succeeds, one warning.
+    for (details, what) in
+        [(&[][..], "no SB configured"), (&[("ovn.sb.connection", "unix:/nonexistent/sb.sock")][..], "SB unreachable")]
+    {
+        let r = ud_with(nb, "save-sshkey", sshkey("k2"), &key, details);
+        ok(r.output);
+        assert!(vm_row(nb, NIC1).unwrap().contains_key("pw"), "{what}: the password must stay");
+        let warnings = r.log.lines().filter(|l| l.contains(DROP_WARNING)).count();
+        assert_eq!(warnings, 1, "{what}: one warning:\n{}", r.log);
+    }
+
+    // With the SB: the next command (any, here save-sshkey) drops `pw` and
+    // `pw-gen`, keeps the digest; run again, it writes nothing.
+    let r = ud_with(nb, "save-sshkey", sshkey("k3"), &key, &with_sb);
+    ok(r.output);
+    let row = vm_row(nb, NIC1).unwrap();
+    assert!(!row.contains_key("pw") && !row.contains_key("pw-gen"), "{row:?}");
+    assert!(row.contains_key("pw-d"), "the digest stays: {row:?}");
+    assert_eq!(row["md:public-keys"], "ssh-ed25519 AAAA k3");
+    let snap = nb.snapshot();
+    let r = ud_with(nb, "save-sshkey", sshkey("k3"), &key, &with_sb);
+    ok(r.output);
+    assert_eq!(snap, nb.snapshot(), "second run after the drop changed the NB");
+
+    // The same password saved again writes nothing and is not served.
+    let r = ud_with(nb, "save-password", with(vm1(42), json!({"password": PASSWORD})), &key, &with_sb);
+    ok(r.output);
+    assert_eq!(snap, nb.snapshot(), "the acknowledged password saved again changed the NB:\n{}", r.log);
+    ok(ud_with(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key, &with_sb).output);
+    let row = vm_row(nb, NIC1).unwrap();
+    assert!(!row.contains_key("pw") && row["md:public-keys"] == SSH_KEY, "{row:?}");
+    // Once the agent has that row (the key is back), it has no password.
+    let seen =
+        wait_until(Duration::from_secs(5), || curl(&vm, &[&format!("http://{MD}/latest/public-keys")]).0 == SSH_KEY);
+    assert!(seen, "agent never saw the new row\n{}", agent.log());
+    assert_eq!(pw("send_my_password"), "saved_password", "digest only: no password");
+
+    // A new password: a new generation, served once, then dropped by the
+    // next command.
+    ok(ud_with(nb, "save-password", with(vm1(42), json!({"password": "N3w-pass"})), &key, &with_sb).output);
+    let row = vm_row(nb, NIC1).unwrap();
+    assert!(row.contains_key("pw") && row["pw-gen"] != gen, "{row:?}");
+    let served = wait_until(Duration::from_secs(5), || pw("send_my_password") == "N3w-pass");
+    assert!(served, "the new password was not served\n{}", agent.log());
+    assert_eq!(pw("saved_password"), "saved_password");
+    assert_eq!(pw("send_my_password"), "saved_password");
+    let h = with(vm1(42), json!({"hypervisor_hostname": "kvm-2"}));
+    ok(ud_with(nb, "save-hypervisor-hostname", h, &key, &with_sb).output);
+    let row = vm_row(nb, NIC1).unwrap();
+    assert!(!row.contains_key("pw") && !row.contains_key("pw-gen") && row.contains_key("pw-d"), "{row:?}");
+    assert!(!format!("{}", nb.snapshot()).contains("N3w-pass"));
+}
+
+#[test]
+fn agent_prunes_its_ack_once_the_password_is_dropped_or_replaced() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    let sb = central.sb_remote();
+    let with_sb = [("ovn.sb.connection", sb.as_str())];
+    let (mut agent, vm) = served_vm(&central, &hv, &key, &[]);
+    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
+    // Served and acknowledged: the ack is in SB and in the state file.
+    let serve_and_ack = |agent: &Agent, password: &str| {
+        let served = wait_until(Duration::from_secs(5), || pw("send_my_password") == password);
+        assert!(served, "{password} not served\n{}", agent.log());
+        assert_eq!(pw("saved_password"), "saved_password");
+        let gen = vm_row(nb, NIC1).unwrap()["pw-gen"].clone();
+        assert_eq!(sb_ack(&central, "hv1", NIC1), Some(gen.clone()), "ack in SB");
+        assert_eq!(file_acks(agent).get(NIC1), Some(&gen), "ack in the state file");
+        gen
+    };
+    let pruned = |agent: &Agent, nic: &str| {
+        wait_until(Duration::from_secs(15), || {
+            sb_ack(&central, "hv1", nic).is_none() && !file_acks(agent).contains_key(nic)
+        })
+    };
+    // Keys the agent does not own stay, whatever it prunes.
+    central.sbctl(&["set", "Chassis_Private", "hv1", "external_ids:other-tool=keep"]);
+    let foreign_kept = || {
+        let ids = sb_ids(&central.sbctl(&["get", "Chassis_Private", "hv1", "external_ids"]));
+        ids.get("other-tool").map(String::as_str) == Some("keep") && ids.contains_key("cloudstack-ovn:md-agent")
+    };
+    let g1 = serve_and_ack(&agent, PASSWORD);
+
+    // Replaced (a new password, saved without the SB: nothing dropped):
+    // the ack of the old generation goes.
+    ok(ud(nb, "save-password", with(vm1(42), json!({"password": "N3w-pass"})), &key).output);
+    assert!(pruned(&agent, NIC1), "ack of replaced generation {g1} kept\n{}", agent.log());
+    assert!(foreign_kept(), "a key the agent does not own was touched");
+    assert!(agent.log().contains("password acknowledgement pruned"), "{}", agent.log());
+
+    // Dropped: the new one is acknowledged, the next command (with the
+    // SB) takes it out of the NB, the agent forgets its ack.
+    serve_and_ack(&agent, "N3w-pass");
+    let h = with(vm1(42), json!({"hypervisor_hostname": "kvm-2"}));
+    ok(ud_with(nb, "save-hypervisor-hostname", h, &key, &with_sb).output);
+    assert!(!vm_row(nb, NIC1).unwrap().contains_key("pw"));
+    assert!(pruned(&agent, NIC1), "ack of a dropped password kept\n{}", agent.log());
+    assert!(foreign_kept(), "a key the agent does not own was touched");
+
+    // At start-up too: acks of a NIC that is gone (here: never existed),
+    // left in SB and in the state file by an earlier run, go.
+    agent.kill();
+    std::fs::write(agent.ack_file(), json!({NIC2: "0123456789abcdef"}).to_string()).unwrap();
+    central.sbctl(&[
+        "set",
+        "Chassis_Private",
+        "hv1",
+        &format!("external_ids:\"cloudstack-ovn:pw-ack:{NIC2}\"=fedcba9876543210"),
+    ]);
+    agent.restart();
+    assert!(pruned(&agent, NIC2), "stale acks kept after a restart\n{}", agent.log());
+    assert!(foreign_kept(), "a key the agent does not own was touched");
+
+    // The NIC gone (release-nic deletes its row): its ack goes.
+    ok(ud(nb, "save-password", with(vm1(42), json!({"password": "Th1rd-pass"})), &key).output);
+    serve_and_ack(&agent, "Th1rd-pass");
+    ok(cs(nb, "release-nic", vm1(42)));
+    assert!(vm_row(nb, NIC1).is_none());
+    assert!(pruned(&agent, NIC1), "ack of a released NIC kept\n{}", agent.log());
+    assert!(foreign_kept(), "a key the agent does not own was touched");
+}
+
+/// The password server fails closed: when the SB cannot tell whether
+/// another chassis acknowledged a password, it is not served (503, no
+/// password in the body); a locally recorded ack still answers.
+#[test]
+fn password_server_fails_closed_while_the_sb_is_down() {
+    let mut central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let key = ZoneKey::generate();
+    let (agent, vm) = served_vm(&central, &hv, &key, &[]);
+    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]);
+    assert_eq!(pw("send_my_password").0, PASSWORD, "served while the SB is up");
+
+    central.stop_sb();
+    let (body, code) = pw("send_my_password");
+    assert_eq!(code, "503", "not acknowledged here and the SB is down: {body}");
+    assert!(body != PASSWORD && body != "saved_password", "{body}");
+    assert!(agent.log().contains("not serving it"), "{}", agent.log());
+    // The metadata service itself goes on from the last view.
+    assert_eq!(curl(&vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]).0, VM_UUID);
+
+    // Once the SB is back, a retry gets the password.
+    central.start_sb();
+    let back = wait_until(Duration::from_secs(20), || pw("send_my_password").0 == PASSWORD);
+    assert!(back, "password not served once the SB is back\n{}", agent.log());
+    assert_eq!(pw("saved_password").0, "saved_password");
+
+    // Acknowledged here: the SB is not needed to say so.
+    central.stop_sb();
+    assert_eq!(pw("send_my_password"), ("saved_password".to_string(), "200".to_string()));
+    central.start_sb();
 }
 
 fn doctor(central: &Central, env: &[(&str, &str)]) -> (i32, Value) {

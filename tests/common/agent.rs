@@ -115,6 +115,11 @@ impl Agent {
         status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
     }
 
+    /// The agent's acknowledgements file (`password-acks.json` in its state dir).
+    pub fn ack_file(&self) -> PathBuf {
+        self.dir.file("state").join("password-acks.json")
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.file("agent.log")
     }
