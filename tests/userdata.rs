@@ -681,14 +681,23 @@ fn acknowledged_password_is_dropped_from_nb_by_the_next_command() {
 
     // Acknowledged, but the SB is not configured, then unreachable: the
     // password stays, the command succeeds, one warning.
-    for (details, what) in
-        [(&[][..], "no SB configured"), (&[("ovn.sb.connection", "unix:/nonexistent/sb.sock")][..], "SB unreachable")]
-    {
-        let r = ud_with(nb, "save-sshkey", sshkey("k2"), &key, details);
+    // An SB that accepts and never answers costs at most 5 s of the
+    // command's deadline (60 s here), and the write still happens.
+    let silent = SilentPeer::start();
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[], "no SB configured"),
+        (&[("ovn.sb.connection", "unix:/nonexistent/sb.sock")], "SB unreachable"),
+        (&[("ovn.sb.connection", silent.remote())], "SB silent"),
+    ];
+    for (i, (details, what)) in cases.into_iter().enumerate() {
+        let r = ud_with(nb, "save-sshkey", sshkey(&format!("k2-{i}")), &key, details);
         ok(r.output);
-        assert!(vm_row(nb, NIC1).unwrap().contains_key("pw"), "{what}: the password must stay");
+        let row = vm_row(nb, NIC1).unwrap();
+        assert!(row.contains_key("pw"), "{what}: the password must stay");
+        assert_eq!(row["md:public-keys"], format!("ssh-ed25519 AAAA k2-{i}"), "{what}: the command's own change");
         let warnings = r.log.lines().filter(|l| l.contains(DROP_WARNING)).count();
         assert_eq!(warnings, 1, "{what}: one warning:\n{}", r.log);
+        assert!(r.took < Duration::from_secs(10), "{what}: took {:?}", r.took);
     }
 
     // With the SB: the next command (any, here save-sshkey) drops `pw` and
