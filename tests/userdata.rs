@@ -722,7 +722,7 @@ fn acknowledged_password_is_dropped_from_nb_by_the_next_command() {
     assert!(!row.contains_key("pw") && row["md:public-keys"] == SSH_KEY, "{row:?}");
     // Once the agent has that row (the key is back), it has no password.
     let seen =
-        wait_until(Duration::from_secs(5), || curl(&vm, &[&format!("http://{MD}/latest/public-keys")]).0 == SSH_KEY);
+        wait_until(Duration::from_secs(15), || curl(&vm, &[&format!("http://{MD}/latest/public-keys")]).0 == SSH_KEY);
     assert!(seen, "agent never saw the new row\n{}", agent.log());
     assert_eq!(pw("send_my_password"), "saved_password", "digest only: no password");
 
@@ -731,7 +731,7 @@ fn acknowledged_password_is_dropped_from_nb_by_the_next_command() {
     ok(ud_with(nb, "save-password", with(vm1(42), json!({"password": "N3w-pass"})), &key, &with_sb).output);
     let row = vm_row(nb, NIC1).unwrap();
     assert!(row.contains_key("pw") && row["pw-gen"] != gen, "{row:?}");
-    let served = wait_until(Duration::from_secs(5), || pw("send_my_password") == "N3w-pass");
+    let served = wait_until(Duration::from_secs(15), || pw("send_my_password") == "N3w-pass");
     assert!(served, "the new password was not served\n{}", agent.log());
     assert_eq!(pw("saved_password"), "saved_password");
     assert_eq!(pw("send_my_password"), "saved_password");
@@ -754,7 +754,7 @@ fn agent_prunes_its_ack_once_the_password_is_dropped_or_replaced() {
     let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
     // Served and acknowledged: the ack is in SB and in the state file.
     let serve_and_ack = |agent: &Agent, password: &str| {
-        let served = wait_until(Duration::from_secs(5), || pw("send_my_password") == password);
+        let served = wait_until(Duration::from_secs(30), || pw("send_my_password") == password);
         assert!(served, "{password} not served\n{}", agent.log());
         assert_eq!(pw("saved_password"), "saved_password");
         let gen = vm_row(nb, NIC1).unwrap()["pw-gen"].clone();
