@@ -847,9 +847,17 @@ fn password_server_fails_closed_while_the_sb_is_down() {
 }
 
 fn doctor(central: &Central, env: &[(&str, &str)]) -> (i32, Value) {
+    doctor_sb(central, Some(&central.sb_remote()), env)
+}
+
+fn doctor_sb(central: &Central, sb: Option<&str>, env: &[(&str, &str)]) -> (i32, Value) {
     let mut c = std::process::Command::new(bin());
-    c.args(["doctor", "--json", "--nb", &central.nb_remote(), "--sb", &central.sb_remote()])
-        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
+    c.args(["doctor", "--json", "--nb", &central.nb_remote()]);
+    if let Some(sb) = sb {
+        c.args(["--sb", sb]);
+    }
+    c.env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
+        .env_remove("OVN_SB_DB")
         .env("CLOUDSTACK_OVN_LOG", "/dev/null")
         .env_remove("CLOUDSTACK_OVN_METADATA_KEY");
     for (k, v) in env {
@@ -892,6 +900,10 @@ fn doctor_reports_hosts_without_agent_and_a_mismatched_key() {
     let wrong = ("CLOUDSTACK_OVN_METADATA_KEY", other.file.to_str().unwrap());
     let (_, v) = doctor(&central, &[public, wrong]);
     assert_eq!(check(&v, "metadata key")["status"], "fail", "{v}");
+    // Without the SB, acknowledged passwords can never leave the NB.
+    assert!(v["checks"].as_array().unwrap().iter().all(|c| c["check"] != "metadata acks"), "{v}");
+    let (_, v) = doctor_sb(&central, None, &[public]);
+    assert_eq!(check(&v, "metadata acks")["status"], "warn", "{v}");
 }
 
 /// Two agents' SB monitors on one server, then a port binding that moves
