@@ -53,12 +53,18 @@ impl ZoneKey {
 
 impl Agent {
     pub fn start(central: &Central, chassis: &Chassis, key: &Path) -> Agent {
+        Agent::start_with_nb(central.nb_remote(), chassis, key)
+    }
+
+    /// [`Agent::start`] with the NB remote (list) given explicitly, e.g. a
+    /// Raft cluster's members in a chosen order.
+    pub fn start_with_nb(nb_remote: String, chassis: &Chassis, key: &Path) -> Agent {
         let dir = Arc::new(LabDir::new("agent"));
         let prefix = format!("csomd{}n{}-", std::process::id(), next_id());
         let args = vec![
             "agent".to_string(),
             format!("--ovs-db={}", chassis.db_remote()),
-            format!("--nb={}", central.nb_remote()),
+            format!("--nb={nb_remote}"),
             format!("--state-dir={}", dir.file("state").display()),
             format!("--netns-prefix={prefix}"),
             "--grace=2".to_string(),
