@@ -34,7 +34,7 @@ use crate::log;
 use crate::metadata::key;
 use crate::metadata::seal::{self, Secret};
 use crate::nb::Owner;
-use crate::ovsdb::{Client, Deadline, NoCheck, Operation, TlsFiles};
+use crate::ovsdb::{Client, Deadline, LeaderCheck, NoCheck, Operation, TlsFiles};
 use netns::{Conn, Plumbing, Provisioned};
 use serve::{PasswordAsk, Response};
 use view::View;
@@ -67,19 +67,37 @@ struct Shared {
     sb_tls: TlsFiles,
     sb: Mutex<Option<Client>>,
     acks: Mutex<BTreeMap<String, String>>,
+    /// Acknowledgements recorded locally but not (yet) in the SB: written
+    /// by the main loop once the SB answers again ("late acks").
+    pending_acks: Mutex<BTreeMap<String, String>>,
     ack_file: PathBuf,
     rate: serve::RateLimit,
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn connect(remote: &str, tls: &TlsFiles) -> Result<Client> {
-    Ok(Client::connect_with(remote, tls, Deadline::after(CALL_TIMEOUT), &NoCheck)?)
+/// Connect to a server of `db` that is connected to its cluster (any
+/// member: the agent only reads and writes its own row, which followers
+/// forward): a member cut off from its cluster would serve a stale view
+/// and take acknowledgements it cannot commit. As ovn-controller does.
+fn connect(remote: &str, tls: &TlsFiles, db: &str) -> Result<Client> {
+    let check = LeaderCheck { database: db.to_string(), leader_only: false };
+    Ok(Client::connect_with(remote, tls, Deadline::after(CALL_TIMEOUT), &check)?)
+}
+
+/// Fail when the server we follow has lost its cluster since we connected
+/// (ovsdb-server keeps its clients then): reconnecting finds a member that
+/// has not.
+fn still_in_cluster(c: &mut Client, db: &str) -> Result<()> {
+    if let Some(reason) = c.database_status(db)?.and_then(|s| s.unusable_reason(false)) {
+        return Err(Error::Ovsdb(crate::ovsdb::Error::ServerRejected { remote: c.remote().to_string(), reason }));
+    }
+    Ok(())
 }
 
 /// `system-id`, `ovn-remote` and `ovn-bridge` of the local OVS.
 fn local_ovs(ovs_db: &str) -> Result<(String, String, String)> {
-    let mut c = connect(ovs_db, &TlsFiles::default())?;
+    let mut c = Client::connect_with(ovs_db, &TlsFiles::default(), Deadline::after(CALL_TIMEOUT), &NoCheck)?;
     let r = c.transact(
         "Open_vSwitch",
         &[Operation::Select {
@@ -144,6 +162,9 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
     let ack_file = opts.state_dir.join("password-acks.json");
     let acks: BTreeMap<String, String> =
         std::fs::read(&ack_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    // A previous run may have stopped before the SB took some of them;
+    // writing one already there is a no-op (`set_own_keys`).
+    let pending_acks = acks.clone();
     let plumbing =
         Plumbing { prefix: opts.netns_prefix.clone(), ovs_db: opts.ovs_db.clone(), bridge, owner: owner.clone() };
     log::info(
@@ -170,6 +191,7 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
         sb_tls: sb_tls.clone(),
         sb: Mutex::new(None),
         acks: Mutex::new(acks),
+        pending_acks: Mutex::new(pending_acks),
         ack_file,
         rate: serve::RateLimit::new(20.0, 40.0),
     });
@@ -192,8 +214,9 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
     loop {
         let round = (|| -> Result<Option<View>> {
             if links.is_none() {
-                let mut s = connect(&sb_remote, &sb_tls)?;
-                let mut n = connect(&nb_remote, &nb_tls)?;
+                let mut s = connect(&sb_remote, &sb_tls, view::SB_DB)?;
+                let mut n = connect(&nb_remote, &nb_tls, crate::nb::DB)?;
+                log::info("connected to OVN databases", &[("sb", &s.remote()), ("nb", &n.remote())]);
                 s.monitor_cond(view::SB_DB, "local", view::sb_monitor(&chassis, None))?;
                 n.monitor_cond(crate::nb::DB, "vm-data", view::nb_monitor(&owner, &Default::default()))?;
                 watched = (None, Default::default());
@@ -208,6 +231,10 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
             n.set_deadline(Deadline::after(CALL_TIMEOUT));
             let mut fresh = None;
             if dirty || last_read.elapsed() >= RESYNC {
+                if !dirty {
+                    still_in_cluster(s, view::SB_DB)?;
+                    still_in_cluster(n, crate::nb::DB)?;
+                }
                 dirty = false;
                 last_read = Instant::now();
                 let v = view::read(s, n, &chassis, &owner)?;
@@ -247,6 +274,8 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                 }
                 fresh = Some(v);
             }
+            // Acks the request path could not write (a no-op when none).
+            write_pending_acks(&shared, s);
             // Idle: peek both connections, nothing is read from the DBs.
             let half = opts.poll / 2;
             let changed = !s.wait_updates(half)?.is_empty() | !n.wait_updates(half)?.is_empty();
@@ -428,21 +457,36 @@ fn password(sh: &Shared, nic: &str, row: Option<&BTreeMap<String, String>>, ask:
     }
 }
 
-fn with_sb<T>(sh: &Shared, f: impl FnOnce(&mut Client) -> std::result::Result<T, crate::ovsdb::Error>) -> Option<T> {
+/// One SB request on the request path's own connection. A failure on a
+/// connection made earlier (its server may have died or lost the
+/// leadership since) is retried once on a fresh one.
+fn with_sb<T>(sh: &Shared, f: impl Fn(&mut Client) -> std::result::Result<T, crate::ovsdb::Error>) -> Option<T> {
     let mut guard = sh.sb.lock().ok()?;
-    if guard.is_none() {
-        *guard = connect(&sh.sb_remote, &sh.sb_tls).ok();
-    }
-    let c = guard.as_mut()?;
-    c.set_deadline(Deadline::after(Duration::from_secs(2)));
-    match f(c) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            log::warn("SB request failed", &[("error", &e)]);
-            *guard = None;
-            None
+    for attempt in 1..=2 {
+        let reused = guard.is_some();
+        if guard.is_none() {
+            match connect(&sh.sb_remote, &sh.sb_tls, view::SB_DB) {
+                Ok(c) => *guard = Some(c),
+                Err(e) => {
+                    log::warn("cannot connect to the SB", &[("error", &e.chain())]);
+                    return None;
+                }
+            }
+        }
+        let c = guard.as_mut()?;
+        c.set_deadline(Deadline::after(Duration::from_secs(2)));
+        match f(c) {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                log::warn("SB request failed", &[("error", &e), ("attempt", &attempt)]);
+                *guard = None;
+                if !reused {
+                    return None;
+                }
+            }
         }
     }
+    None
 }
 
 /// Was generation `gen` of `nic`'s password acknowledged, here (the state
@@ -472,6 +516,39 @@ fn record_ack(sh: &Shared, nic: &str, gen: &str) {
     let k: BTreeMap<String, String> = [(crate::metadata::ack_key(nic), gen.to_string())].into();
     if with_sb(sh, |c| view::set_own_keys(c, &sh.chassis, &k)) == Some(true) {
         log::info("password acknowledged", &[("nic", &nic)]);
+        if let Ok(mut p) = sh.pending_acks.lock() {
+            p.remove(nic);
+        }
+    } else {
+        // Served from the state file meanwhile; the main loop writes it
+        // to the SB once the SB answers again.
+        log::warn("password acknowledged locally, SB write pending", &[("nic", &nic)]);
+        if let Ok(mut p) = sh.pending_acks.lock() {
+            p.insert(nic.to_string(), gen.to_string());
+        }
+    }
+}
+
+/// Write the acknowledgements the SB did not take when they came (SB down,
+/// election) through the main loop's working connection.
+fn write_pending_acks(sh: &Shared, sb: &mut Client) {
+    let pending = match sh.pending_acks.lock() {
+        Ok(p) if !p.is_empty() => p.clone(),
+        _ => return,
+    };
+    let k: BTreeMap<String, String> =
+        pending.iter().map(|(nic, gen)| (format!("{}{nic}", key::ACK_PREFIX), gen.clone())).collect();
+    match view::set_own_keys(sb, &sh.chassis, &k) {
+        Ok(true) => {
+            if let Ok(mut p) = sh.pending_acks.lock() {
+                // Only what was written: a newer generation may have come.
+                p.retain(|nic, gen| pending.get(nic) != Some(gen));
+            }
+            log::info("late password acknowledgements written", &[("count", &pending.len())]);
+        }
+        // No Chassis_Private row yet, or the SB failed: next round.
+        Ok(false) => {}
+        Err(e) => log::warn("cannot write late password acknowledgements", &[("error", &e)]),
     }
 }
 

@@ -1,0 +1,131 @@
+//! The UserData agent's resilience claims (docs/metadata.md) on real OVN:
+//! Raft leader changes of NB and SB under a serving agent, a VPC tier whose
+//! network ACL denies everything, and start-up in an odd environment.
+//! The shared helpers are in tests/common/userdata.rs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::scenario::*;
+use common::userdata::*;
+use common::*;
+use serde_json::json;
+
+/// `remotes` as a list that starts at member `first`.
+fn starting_at(remotes: &[String], first: usize) -> String {
+    (0..remotes.len()).map(|k| remotes[(first + k) % remotes.len()].clone()).collect::<Vec<_>>().join(",")
+}
+
+/// The members the agent last connected to: (sb, nb) remotes from its
+/// "connected to OVN databases" log line.
+fn agent_members(agent: &Agent) -> Option<(String, String)> {
+    let log = agent.log();
+    let line = log.lines().rev().find(|l| l.contains("connected to OVN databases"))?;
+    let field =
+        |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(|v| v.trim_matches('"').to_string());
+    Some((field("sb=")?, field("nb=")?))
+}
+
+fn sb_acks(central: &Central) -> String {
+    let o = central.sbctl_result(&["get", "Chassis_Private", "hv1", "external_ids"]);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A password request that may wait on an SB failover (the request path
+/// retries once on a fresh connection): a generous client timeout, as
+/// cloud-init's password client has (wget --timeout 20).
+fn pw_slow(vm: &Vm, ask: &str) -> String {
+    curl(vm, &["-m", "20", "-H", &format!("DomU_Request: {ask}"), &format!("http://{MD}:8080/")]).0
+}
+
+/// NB and SB are 3-member Raft clusters; northd, ovn-controller and the
+/// agent get every member. The agent starts on each cluster's leader
+/// (listed first), then: the SB leader hangs (SIGSTOP: it still accepts
+/// connections), the NB leader dies (SIGKILL), the SB loses its quorum. The
+/// agent keeps serving throughout, an acknowledgement made during each SB
+/// change lands in the SB (through another member, or late once the SB is
+/// back), and a password saved after the NB change is served.
+#[test]
+fn raft_leader_changes_under_the_agent_lose_nothing() {
+    let mut central = Central::start_clustered();
+    let hv = Chassis::start(&central, "hv1");
+    let key = ZoneKey::generate();
+    ok(cs(central.nb(), "implement-network", network(42)));
+    run_all(central.nb(), NIC_START, &vm1(42));
+    ok(ud(central.nb(), "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key).output);
+    let (nb_remotes, sb_remotes) = {
+        let (nb, sb) = central.clusters();
+        (nb.unix_remotes(), sb.unix_remotes())
+    };
+    let (nb_leader, sb_leader) = {
+        let (nb, sb) = central.clusters();
+        (nb.wait_leader(), sb.wait_leader())
+    };
+    // The agent (and ovn-controller) list each leader first.
+    hv.vsctl(&[
+        "set",
+        "Open_vSwitch",
+        ".",
+        &format!("external_ids:ovn-remote=\"{}\"", starting_at(&sb_remotes, sb_leader)),
+    ]);
+    let agent = Agent::start_with_nb(starting_at(&nb_remotes, nb_leader), &hv, &key.file);
+    let (vm, _) = boot_vm(&hv, "tap1", NIC1, MAC1);
+    wait_served(&vm, &agent);
+    assert_eq!(
+        agent_members(&agent),
+        Some((sb_remotes[sb_leader].clone(), nb_remotes[nb_leader].clone())),
+        "the agent starts on both leaders\n{}",
+        agent.log()
+    );
+    let instance_id = || curl(&vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]);
+
+    // 1. The SB leader hangs. Its socket still accepts: connecting to it
+    // "works" and then nothing answers. The others elect a new leader.
+    central.clusters().1.pause(sb_leader);
+    assert_eq!(instance_id(), (VM_UUID.to_string(), "200".into()), "served from the last view");
+    assert_eq!(pw_slow(&vm, "send_my_password"), PASSWORD);
+    assert_eq!(pw_slow(&vm, "saved_password"), "saved_password");
+    assert_eq!(pw(&vm, "send_my_password"), "saved_password", "acknowledged, whatever the SB does");
+    let new_sb = central.clusters().1.wait_new_leader(sb_leader);
+    // While the old leader still hangs: the ack went through another member.
+    let ack = format!("cloudstack-ovn:pw-ack:{NIC1}");
+    let landed = wait_until(Duration::from_secs(20), || sb_acks(&central).contains(&ack));
+    assert!(landed, "ack not in the SB (new leader member {}):\n{}", new_sb + 1, agent.log());
+    // The main loop left the hung member too.
+    let moved = wait_until(Duration::from_secs(20), || {
+        agent_members(&agent).is_some_and(|(sb, _)| sb != sb_remotes[sb_leader])
+    });
+    assert!(moved, "the agent still follows the hung SB member:\n{}", agent.log());
+    central.clusters().1.resume(sb_leader);
+
+    // 2. The NB leader dies. A password saved afterwards (the commands find
+    // the new leader) reaches the VM: the agent resynced from another member.
+    let killed = central.clusters().0.kill_leader();
+    assert_eq!(killed, nb_leader, "the agent's NB member was the leader");
+    assert_eq!(instance_id().0, VM_UUID, "served while NB elects");
+    ok(ud(central.nb(), "save-password", with(vm1(42), json!({"password": "After-failover-1"})), &key).output);
+    let served = wait_until(Duration::from_secs(30), || pw(&vm, "send_my_password") == "After-failover-1");
+    assert!(served, "the password saved after the NB failover was not served:\n{}", agent.log());
+    central.clusters().0.restart(killed);
+
+    // 3. The SB loses its quorum (two of three members hang): the ack can
+    // only be kept locally; it reaches the SB once the SB is back.
+    let sb_now = central.clusters().1.wait_leader();
+    let other = (sb_now + 1) % 3;
+    central.clusters().1.pause(sb_now);
+    central.clusters().1.pause(other);
+    assert_eq!(pw_slow(&vm, "saved_password"), "saved_password");
+    assert_eq!(pw(&vm, "send_my_password"), "saved_password", "the local acknowledgement holds");
+    assert_eq!(instance_id().0, VM_UUID, "served without an SB");
+    central.clusters().1.resume(sb_now);
+    central.clusters().1.resume(other);
+    let row = cloudstack_ovn::metadata::row_uuid(&cloudstack_ovn::nb::Owner("cloudstack".into()), NIC1);
+    let gen = central.nbctl(&["get", "DNS", &row.to_string(), "external_ids:pw-gen"]);
+    let want = format!("\"{ack}\"={}", gen.trim());
+    let late = wait_until(Duration::from_secs(30), || sb_acks(&central).contains(&want));
+    assert!(late, "the new generation's ack never reached the SB ({want}):\n{}\n{}", sb_acks(&central), agent.log());
+    assert!(agent.log().contains("late password acknowledgements written"), "{}", agent.log());
+    assert_eq!(pw(&vm, "send_my_password"), "saved_password");
+    assert_eq!(instance_id().0, VM_UUID);
+}
