@@ -129,3 +129,52 @@ fn raft_leader_changes_under_the_agent_lose_nothing() {
     assert_eq!(pw(&vm, "send_my_password"), "saved_password");
     assert_eq!(instance_id().0, VM_UUID);
 }
+
+/// A VPC tier whose network ACL denies everything, both ways: the VM still
+/// gets its metadata and password from the agent (the virtual router
+/// answered these from itself, outside the ACL), and the ACL still drops
+/// everything else, shown with real packets that passed before it.
+#[test]
+fn vpc_network_acl_deny_all_keeps_metadata_and_still_denies() {
+    const INTERNET: &str = "198.51.100.10";
+    const MAC: &str = "02:00:0a:07:01:0a";
+    let central = Central::start();
+    let hv = Chassis::start(&central, GATEWAY_CHASSIS);
+    let outside = hv.add_public("public", None);
+    let _web = outside.serve_tcp(INTERNET, 8080, "outside");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    ok(cs(nb, "implement-vpc", public(vpc(5), "203.0.113.20", true, "untagged")));
+    let nic = with(
+        tier(5, 71, 1),
+        json!({"nic_id": "1", "nic_uuid": NIC1, "mac": MAC, "ip": "10.7.1.10", "netmask": "255.255.255.0",
+               "default_nic": "true", "hostname": "vm-1", "dns": "10.7.1.53", "domain": "cs.example"}),
+    );
+    ok(cs(nb, "implement-network", tier(5, 71, 1)));
+    run_all(nb, NIC_START, &nic);
+    ok(ud(nb, "save-vm-data", save_vm_data(&nic, Some(PASSWORD)), &key).output);
+    let rule = |number: u32, action: &str, traffic: &str| json!({"number": number, "action": action, "trafficType": traffic, "protocol": "all", "sourceCidrs": ["0.0.0.0/0"]});
+    let acl = |rules: Vec<serde_json::Value>| with(tier(5, 71, 1), json!({"acl_rules": rules}));
+    ok(cs(nb, "apply-network-acl", acl(vec![rule(10, "allow", "egress")])));
+    let agent = Agent::start(&central, &hv, &key.file);
+    let (vm, _) = boot_vm_via(&hv, "tap1", NIC1, MAC, "10.7.1.1");
+    wait_served(&vm, &agent);
+    // Controls, under an allow-all egress ACL: the outside answers, and the
+    // metadata namespace resets a port it does not serve.
+    assert!(vm.connect_tcp(INTERNET, 8080, Duration::from_secs(5)).is_some(), "egress allowed: outside reachable");
+    let closed = vm.try_connect_tcp(MD, 22, Duration::from_secs(3));
+    assert!(matches!(&closed, Err(e) if e.contains("REFUSED")), "{MD}:22 answered with a reset: {closed:?}");
+
+    ok(cs(nb, "apply-network-acl", acl(vec![rule(10, "deny", "ingress"), rule(20, "deny", "egress")])));
+    central.sync_hv();
+    assert_eq!(curl(&vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]), (VM_UUID.to_string(), "200".into()));
+    assert_eq!(curl(&vm, &[&format!("http://{MD}/latest/user-data")]), (USERDATA.to_string(), "200".into()));
+    assert_eq!(pw(&vm, "send_my_password"), PASSWORD);
+    assert_eq!(pw(&vm, "saved_password"), "saved_password");
+    assert_eq!(pw(&vm, "send_my_password"), "saved_password");
+    // The same two packets are dropped now.
+    assert_eq!(central.blocked_probe(|t| vm.connect_tcp(INTERNET, 8080, t)), None, "deny-all egress reached outside");
+    let dropped = vm.try_connect_tcp(MD, 22, BLOCKED);
+    assert!(matches!(&dropped, Err(e) if e.contains("TIMEOUT")), "{MD}:22 is not exempt: {dropped:?}");
+    hv.assert_vswitchd_alive();
+}
