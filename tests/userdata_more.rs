@@ -69,7 +69,7 @@ fn raft_leader_changes_under_the_agent_lose_nothing() {
         ".",
         &format!("external_ids:ovn-remote=\"{}\"", starting_at(&sb_remotes, sb_leader)),
     ]);
-    let agent = Agent::start_with_nb(starting_at(&nb_remotes, nb_leader), &hv, &key.file);
+    let agent = Agent::start_with(starting_at(&nb_remotes, nb_leader), &hv, &key.file, Vec::new());
     let (vm, _) = boot_vm(&hv, "tap1", NIC1, MAC1);
     wait_served(&vm, &agent);
     assert_eq!(
@@ -177,4 +177,27 @@ fn vpc_network_acl_deny_all_keeps_metadata_and_still_denies() {
     let dropped = vm.try_connect_tcp(MD, 22, BLOCKED);
     assert!(matches!(&dropped, Err(e) if e.contains("TIMEOUT")), "{MD}:22 is not exempt: {dropped:?}");
     hv.assert_vswitchd_alive();
+}
+
+/// systemd passes the host's environment through; a variable that is not
+/// UTF-8 (a Latin-1 locale value) must not stop the agent. It used to die
+/// at start-up, before serving anything (internal error, exit 1).
+#[test]
+fn agent_with_a_non_utf8_environment_variable_starts_and_serves() {
+    use std::os::unix::ffi::OsStringExt;
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    ok(cs(nb, "implement-network", network(42)));
+    run_all(nb, NIC_START, &vm1(42));
+    ok(ud(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key).output);
+    let latin1 = vec![("LC_FOO".into(), std::ffi::OsString::from_vec(b"caf\xe9".to_vec()))];
+    let mut agent = Agent::start_with(central.nb_remote(), &hv, &key.file, latin1);
+    let (vm, _) = boot_vm(&hv, "tap1", NIC1, MAC1);
+    wait_served(&vm, &agent);
+    assert!(agent.is_running(), "{}", agent.out());
+    assert_eq!(pw(&vm, "send_my_password"), PASSWORD);
+    assert_eq!(pw(&vm, "saved_password"), "saved_password");
+    assert!(agent.out().is_empty(), "nothing on stdout/stderr: {}", agent.out());
 }
