@@ -137,28 +137,6 @@ fn vm_gets_its_data_and_password_once_from_the_host_agent() {
     assert!(!nb_dump.contains("5f4dcc3b5aa765d61d8327deb882cf99"), "the MD5 is never stored");
 }
 
-/// cloud-init's own CloudStack datasource (the Debian package), run in the
-/// VM: it finds the server through OVN's `data-server` record, crawls the
-/// metadata and fetches (and acknowledges) the password.
-const CLOUD_INIT: &str = r#"
-import json, sys, tempfile
-sys.path.insert(0, "/usr/lib/python3/dist-packages")
-from cloudinit import helpers
-from cloudinit.sources import DataSourceCloudStack as cs
-tmp = tempfile.mkdtemp()
-paths = helpers.Paths({"cloud_dir": tmp, "run_dir": tmp})
-cfg = {"datasource": {"CloudStack": {"max_wait": 30, "timeout": 5}}}
-ds = cs.DataSourceCloudStack(cfg, None, paths)
-ok = ds._get_data()
-ud = ds.userdata_raw
-if isinstance(ud, bytes):
-    ud = ud.decode()
-print(json.dumps({"ok": ok, "server": ds.vr_addr, "data_server": cs.get_data_server(),
-    "userdata": ud, "instance_id": ds.get_instance_id(), "hostname": ds.metadata.get("local-hostname"),
-    "keys": ds.get_public_ssh_keys(), "password": ds.get_config_obj().get("password"),
-    "second_password": cs.CloudStackPasswordServerClient(ds.vr_addr).get_password()}))
-"#;
-
 #[test]
 fn cloud_init_datasource_gets_user_data_instance_id_hostname_key_and_password() {
     let central = Central::start();
@@ -174,28 +152,7 @@ fn cloud_init_datasource_gets_user_data_instance_id_hostname_key_and_password() 
     let agent = Agent::start(&central, &hv, &key.file);
     let (vm, lease) = boot_vm(&hv, "tap1", NIC1, MAC1);
     wait_served(&vm, &agent);
-    // The guest resolver as a DHCP client would set it up from the lease.
-    let dir = std::path::PathBuf::from("/etc/netns").join(vm.netns());
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("resolv.conf"),
-        format!("nameserver {}\nsearch cs.example\noptions timeout:1 attempts:1\n", lease.dns[0]),
-    )
-    .unwrap();
-    let script = std::env::temp_dir().join(format!("csovn-cloudinit-{}.py", std::process::id()));
-    std::fs::write(&script, CLOUD_INIT).unwrap();
-    // The lease's resolver (10.1.1.53) is held by nothing: give it a
-    // neighbour entry so the query leaves the VM. OVN answers UDP/53 for
-    // its records before the L2 lookup.
-    let neigh = vm.exec(&["ip", "neigh", "replace", &lease.dns[0], "lladdr", "02:00:00:00:00:53", "dev", "eth0"]);
-    assert!(neigh.status.success());
-    let o = vm.exec(&["/usr/bin/python3", script.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&script);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let line = out.lines().last().unwrap_or_default();
-    let r: Value = serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!("cloud-init failed:\n{out}\n{}\n--- agent:\n{}", String::from_utf8_lossy(&o.stderr), agent.log())
-    });
+    let r = cloud_init(&vm, &lease, &agent);
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["data_server"], MD, "found through OVN's data-server record: {r}");
     assert_eq!(r["server"], MD, "{r}");
@@ -850,7 +807,8 @@ fn two_agents_monitors_survive_port_binding_changes() {
 /// A shared network with an in-subnet `extension_ip` (metadata-design.md
 /// §6.1–6.2: MDIP = extension_ip): the lease's server id is that IP, which
 /// the agent answers on-link (ARP from the localport, whose MAC must be the
-/// DHCP `server_mac`), and 169.254.169.254 answers as well.
+/// DHCP `server_mac`), and 169.254.169.254 answers as well; cloud-init's
+/// datasource finds extension_ip through the `data-server` record.
 #[test]
 fn shared_network_serves_metadata_on_its_extension_ip() {
     const EXT_IP: &str = "172.31.0.2";
@@ -905,11 +863,25 @@ fn shared_network_serves_metadata_on_its_extension_ip() {
     let neigh = String::from_utf8_lossy(&vm.exec(&["ip", "neigh", "show", EXT_IP]).stdout).into_owned();
     assert!(neigh.contains(&lp_mac), "ARP for {EXT_IP}: {neigh} (localport MAC {lp_mac})");
 
+    // cloud-init's datasource finds extension_ip through OVN's data-server
+    // record and takes everything from there, the password once.
+    let r = cloud_init(&vm, &lease, &agent);
+    assert_eq!(
+        (r["ok"].clone(), r["data_server"].clone(), r["server"].clone()),
+        (json!(true), json!(EXT_IP), json!(EXT_IP)),
+        "{r}"
+    );
+    assert_eq!((r["userdata"].clone(), r["instance_id"].clone()), (json!(USERDATA), json!(VM_UUID)), "{r}");
+    assert_eq!((r["password"].clone(), r["second_password"].clone()), (json!(PASSWORD), Value::Null), "{r}");
+
+    // A reset, asked on both addresses before the acknowledgement.
+    ok(ud(nb, "save-password", with(nic.clone(), json!({"password": "Shared-2"})), &key).output);
     let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{EXT_IP}:8080/")]);
-    assert_eq!(pw("send_my_password").0, PASSWORD);
+    let served = wait_until(Duration::from_secs(3), || pw("send_my_password").0 == "Shared-2");
+    assert!(served, "the reset password was not served on {EXT_IP}:8080\n{}", agent.log());
     assert_eq!(
         curl(&vm, &["-H", "DomU_Request: send_my_password", &format!("http://{MD}:8080/")]).0,
-        PASSWORD,
+        "Shared-2",
         "169.254.169.254:8080 too"
     );
     assert_eq!(pw("saved_password").0, "saved_password");

@@ -195,8 +195,8 @@ fn agent_with_a_non_utf8_environment_variable_starts_and_serves() {
     let latin1 = vec![("LC_FOO".into(), std::ffi::OsString::from_vec(b"caf\xe9".to_vec()))];
     let mut agent = Agent::start_with(central.nb_remote(), &hv, &key.file, latin1);
     let (vm, _) = boot_vm(&hv, "tap1", NIC1, MAC1);
+    assert!(agent.is_running(), "the agent died: {}", agent.out());
     wait_served(&vm, &agent);
-    assert!(agent.is_running(), "{}", agent.out());
     assert_eq!(pw(&vm, "send_my_password"), PASSWORD);
     assert_eq!(pw(&vm, "saved_password"), "saved_password");
     assert!(agent.out().is_empty(), "nothing on stdout/stderr: {}", agent.out());

@@ -127,3 +127,56 @@ pub fn served_vm(central: &Central, hv: &Chassis, key: &ZoneKey, details: &[(&st
 pub fn pw(vm: &Vm, ask: &str) -> String {
     curl(vm, &["-H", &format!("DomU_Request: {ask}"), &format!("http://{MD}:8080/")]).0
 }
+
+/// cloud-init's own CloudStack datasource (the Debian package), run in the
+/// VM: it finds the server through OVN's `data-server` record, crawls the
+/// metadata and fetches (and acknowledges) the password.
+pub const CLOUD_INIT: &str = r#"
+import json, sys, tempfile
+sys.path.insert(0, "/usr/lib/python3/dist-packages")
+from cloudinit import helpers
+from cloudinit.sources import DataSourceCloudStack as cs
+tmp = tempfile.mkdtemp()
+paths = helpers.Paths({"cloud_dir": tmp, "run_dir": tmp})
+cfg = {"datasource": {"CloudStack": {"max_wait": 30, "timeout": 5}}}
+ds = cs.DataSourceCloudStack(cfg, None, paths)
+ok = ds._get_data()
+ud = ds.userdata_raw
+if isinstance(ud, bytes):
+    ud = ud.decode()
+print(json.dumps({"ok": ok, "server": ds.vr_addr, "data_server": cs.get_data_server(),
+    "userdata": ud, "instance_id": ds.get_instance_id(), "hostname": ds.metadata.get("local-hostname"),
+    "keys": ds.get_public_ssh_keys(), "password": ds.get_config_obj().get("password"),
+    "second_password": cs.CloudStackPasswordServerClient(ds.vr_addr).get_password()}))
+"#;
+
+/// Run cloud-init's CloudStack datasource ([`CLOUD_INIT`]) in `vm` with
+/// the resolver its lease names; returns the script's JSON report.
+pub fn cloud_init(vm: &Vm, lease: &Lease, agent: &Agent) -> Value {
+    // The guest resolver as a DHCP client would set it up from the lease.
+    let dir = std::path::PathBuf::from("/etc/netns").join(vm.netns());
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("resolv.conf"),
+        format!(
+            "nameserver {}\nsearch {}\noptions timeout:1 attempts:1\n",
+            lease.dns[0],
+            lease.domain.as_deref().unwrap_or("cs.example")
+        ),
+    )
+    .unwrap();
+    let script = std::env::temp_dir().join(format!("csovn-cloudinit-{}.py", vm.netns()));
+    std::fs::write(&script, CLOUD_INIT).unwrap();
+    // The lease's resolver (e.g. 10.1.1.53) is held by nothing: give it a
+    // neighbour entry so the query leaves the VM. OVN answers UDP/53 for
+    // its records before the L2 lookup.
+    let neigh = vm.exec(&["ip", "neigh", "replace", &lease.dns[0], "lladdr", "02:00:00:00:00:53", "dev", "eth0"]);
+    assert!(neigh.status.success());
+    let o = vm.exec(&["/usr/bin/python3", script.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&script);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let line = out.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!("cloud-init failed:\n{out}\n{}\n--- agent:\n{}", String::from_utf8_lossy(&o.stderr), agent.log())
+    })
+}
