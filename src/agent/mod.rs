@@ -80,9 +80,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// member: the agent only reads and writes its own row, which followers
 /// forward): a member cut off from its cluster would serve a stale view
 /// and take acknowledgements it cannot commit. As ovn-controller does.
-fn connect(remote: &str, tls: &TlsFiles, db: &str) -> Result<Client> {
+fn connect(remote: &str, tls: &TlsFiles, db: &str) -> std::result::Result<Client, crate::ovsdb::Error> {
     let check = LeaderCheck { database: db.to_string(), leader_only: false };
-    Ok(Client::connect_with(remote, tls, Deadline::after(CALL_TIMEOUT), &check)?)
+    Client::connect_with(remote, tls, Deadline::after(CALL_TIMEOUT), &check)
 }
 
 /// Fail when the server we follow has lost its cluster since we connected
@@ -468,7 +468,7 @@ fn with_sb<T>(sh: &Shared, f: impl Fn(&mut Client) -> std::result::Result<T, cra
             match connect(&sh.sb_remote, &sh.sb_tls, view::SB_DB) {
                 Ok(c) => *guard = Some(c),
                 Err(e) => {
-                    log::warn("cannot connect to the SB", &[("error", &e.chain())]);
+                    log::warn("cannot connect to the SB", &[("error", &e)]);
                     return None;
                 }
             }
