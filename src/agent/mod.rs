@@ -95,9 +95,14 @@ fn still_in_cluster(c: &mut Client, db: &str) -> Result<()> {
     Ok(())
 }
 
+/// The local OVS (`--ovs-db`): standalone, no cluster to check.
+fn connect_ovs(ovs_db: &str) -> std::result::Result<Client, crate::ovsdb::Error> {
+    Client::connect_with(ovs_db, &TlsFiles::default(), Deadline::after(CALL_TIMEOUT), &NoCheck)
+}
+
 /// `system-id`, `ovn-remote` and `ovn-bridge` of the local OVS.
 fn local_ovs(ovs_db: &str) -> Result<(String, String, String)> {
-    let mut c = Client::connect_with(ovs_db, &TlsFiles::default(), Deadline::after(CALL_TIMEOUT), &NoCheck)?;
+    let mut c = connect_ovs(ovs_db)?;
     let r = c.transact(
         "Open_vSwitch",
         &[Operation::Select {
