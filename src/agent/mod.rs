@@ -537,12 +537,20 @@ fn record_ack(sh: &Shared, nic: &str, gen: &str) {
 /// Write the acknowledgements the SB did not take when they came (SB down,
 /// election) through the main loop's working connection.
 fn write_pending_acks(sh: &Shared, sb: &mut Client) {
-    let pending = match sh.pending_acks.lock() {
-        Ok(p) if !p.is_empty() => p.clone(),
+    let pending = match (sh.pending_acks.lock(), sh.acks.lock()) {
+        (Ok(mut p), Ok(acks)) if !p.is_empty() => {
+            // An ack pruned meanwhile (its password dropped or replaced)
+            // must not come back.
+            p.retain(|nic, gen| acks.get(nic) == Some(gen));
+            p.clone()
+        }
         _ => return,
     };
+    if pending.is_empty() {
+        return;
+    }
     let k: BTreeMap<String, String> =
-        pending.iter().map(|(nic, gen)| (format!("{}{nic}", key::ACK_PREFIX), gen.clone())).collect();
+        pending.iter().map(|(nic, gen)| (crate::metadata::ack_key(nic), gen.clone())).collect();
     match view::set_own_keys(sb, &sh.chassis, &k) {
         Ok(true) => {
             if let Ok(mut p) = sh.pending_acks.lock() {

@@ -100,12 +100,12 @@ impl Central {
     /// Stop the SB server only (until [`Central::start_sb`]): NB and
     /// northd stay; SB clients (ovn-controller, agents) lose it.
     pub fn stop_sb(&mut self) {
-        self.sb.stop();
+        self.sb.as_mut().expect("stop_sb needs a standalone SB").stop();
     }
 
     /// Start the SB server stopped by [`Central::stop_sb`] on its files.
     pub fn start_sb(&mut self) {
-        self.sb = relaunch_ovsdb(self.dir.path(), "sb");
+        self.sb = Some(relaunch_ovsdb(self.dir.path(), "sb"));
     }
 
     /// The NB server (nbctl, snapshot, count_rows, ...).
