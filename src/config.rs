@@ -242,7 +242,8 @@ impl Settings {
         }
     }
 
-    /// The SB remote(s), if configured (only `doctor` reads the SB).
+    /// The SB remote(s), if configured (`doctor`, the diagnostics, the
+    /// UserData acknowledgement read).
     pub fn sb_connection(&self) -> Option<(String, Source)> {
         self.get(SB_CONNECTION)
     }
@@ -403,8 +404,9 @@ pub struct Config {
     /// Ordered gateway chassis; empty when not configured (only commands
     /// that create a gateway need one).
     pub gateway_chassis: Vec<String>,
-    /// The SB remote(s) (`ovn.sb.connection`): only the custom-action
-    /// diagnostics read the SB.
+    /// The SB remote(s) (`ovn.sb.connection`): read by the custom-action
+    /// diagnostics and by UserData commands (was a stored password
+    /// acknowledged?); nothing is written there.
     pub sb: Option<String>,
     pub sb_tls: TlsFiles,
     /// UserData (docs/metadata.md): the zone's public key and digest key

@@ -70,6 +70,11 @@ pub struct Want {
     /// Every vm-data row of this network (destroy-network): a server-side
     /// scan of DNS by owner tag; see docs/performance.md.
     pub all_vm_data: bool,
+    /// NICs (their vm-data rows are in `vm_data`) whose stored password's
+    /// acknowledgement to look up in the SB once the NB read shows its
+    /// generation ([`pending_acks`], [`read_acks`]): an acknowledged
+    /// password leaves the NB with the command's write.
+    pub pw_acks: Vec<String>,
 }
 
 /// A row holding a unique name we tried to use (found from a commit's
@@ -238,6 +243,9 @@ pub struct Observed {
     pub md_port: Read<Port>,
     /// vm-data rows (DNS rows no switch references).
     pub vm_data: ReadAll<Dns>,
+    /// (NIC, `pw-gen`) pairs some chassis acknowledged (SB). Read and
+    /// empty when the SB could not tell: the password then stays.
+    pub pw_acks: ReadAll<(String, String)>,
     /// The first slot planning used without the command reading it; shared
     /// by clones (restore-network plans on a modified copy).
     pub misread: Misread,
@@ -309,6 +317,7 @@ impl Observed {
             holder: None,
             md_port: Read::absent(),
             vm_data: ReadAll::found(Vec::new()),
+            pw_acks: ReadAll::found(Vec::new()),
             misread: Misread::default(),
         }
     }
@@ -341,6 +350,12 @@ impl Observed {
         nats: Nat;
         lbs: LoadBalancer;
         vm_data: Dns;
+        pw_acks: (String, String);
+    }
+
+    /// Has some chassis acknowledged generation `gen` of `nic`'s password?
+    pub fn pw_acked(&self, nic: &str, gen: &str) -> bool {
+        self.pw_acks().iter().any(|(n, g)| n == nic && g == gen)
     }
 
     /// The metadata localport when the command read it (every command that
@@ -666,6 +681,35 @@ pub fn observe(client: &mut Client, want: &Want) -> Result<Observed> {
         }
     }
     Ok(obs)
+}
+
+/// The stored passwords [`Want::pw_acks`] asks about: (NIC, `pw-gen`) of
+/// each such NIC's observed vm-data row that holds a password.
+pub fn pending_acks(want: &Want, obs: &Observed) -> Vec<(String, String)> {
+    want.pw_acks
+        .iter()
+        .filter_map(|nic| {
+            let row = obs.vm_data.rows.iter().find(|d| d.external_ids.get(key::NIC_UUID) == Some(nic))?;
+            let ids = &row.external_ids;
+            ids.get(crate::metadata::key::PASSWORD)?;
+            Some((nic.clone(), ids.get(crate::metadata::key::PASSWORD_GEN)?.clone()))
+        })
+        .collect()
+}
+
+/// One read-only SB transaction, one select per password: which of
+/// `pending` some chassis acknowledged (docs/metadata.md,
+/// "Acknowledgements").
+pub fn read_acks(
+    sb: &mut Client,
+    pending: &[(String, String)],
+) -> std::result::Result<Vec<(String, String)>, ovsdb::Error> {
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ops: Vec<Operation> = pending.iter().map(|(nic, gen)| crate::metadata::select_acks(nic, gen)).collect();
+    let results = sb.transact(crate::metadata::SB_DB, &ops)?;
+    Ok(pending.iter().zip(results.iter()).filter(|(_, r)| first_row(r).is_some()).map(|(p, _)| p.clone()).collect())
 }
 
 enum Slot {

@@ -236,6 +236,37 @@ fn deadline_on_silent_peer() {
     assert!(start.elapsed() < budget * 4);
 }
 
+/// A stalled first member of a list (it accepts, never answers: a SIGSTOPped
+/// Raft leader) gets only its share of the deadline; the next member is
+/// used within the same budget. It used to take the whole budget and fail.
+#[test]
+fn stalled_first_remote_leaves_time_for_the_next() {
+    let peer = SilentPeer::start();
+    let server = Nb::start();
+    let list = format!("{},{}", peer.remote(), server.remote());
+    let budget = Duration::from_secs(3);
+    let check = LeaderCheck { database: NB.into(), leader_only: false };
+    let start = Instant::now();
+    let mut c = Client::connect_with(&list, &TlsFiles::default(), Deadline::after(budget), &check)
+        .expect("the second remote within the budget");
+    let took = start.elapsed();
+    assert_eq!(c.remote(), &Remote::parse(&server.remote()).unwrap());
+    // Half the budget went to the stalled member, not all of it.
+    assert!(took >= budget / 2 - Duration::from_millis(50) && took < budget, "{took:?}");
+    // The connection has the rest of the whole budget, not the member's share.
+    c.transact(NB, &[Operation::Comment("after".into())]).unwrap();
+
+    // Both stalled: the deadline names the last one tried.
+    let peer2 = SilentPeer::start();
+    let list = format!("{},{}", peer.remote(), peer2.remote());
+    let e =
+        Client::connect_with(&list, &TlsFiles::default(), Deadline::after(Duration::from_millis(400)), &check).err();
+    assert!(
+        matches!(&e, Some(Error::DeadlineAfter { last }) if matches!(&**last, Error::Silent { remote } if remote == peer2.remote())),
+        "{e:?}"
+    );
+}
+
 #[test]
 fn tls() {
     let server = TlsNb::start();

@@ -12,94 +12,9 @@ mod common;
 use std::time::Duration;
 
 use common::scenario::*;
+use common::userdata::*;
 use common::*;
 use serde_json::{json, Value};
-
-const MAC1: &str = "02:00:4c:3e:00:05";
-const VM_UUID: &str = "6f5d0c1e-0000-4000-8000-00000000a001";
-const PASSWORD: &str = "Pa55-word-1";
-const USERDATA: &str = "#cloud-config\nhostname: vm-1\nruncmd: [echo hello]\n";
-const SSH_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE8x vm-1@test";
-
-/// CloudStack's vm_data for a NIC, as NetworkModelImpl.generateVmData
-/// builds it (Windows templates also get the MD5 of the password).
-fn vm_data(password: Option<&str>) -> Value {
-    let mut v = json!([
-        {"dir": "userdata", "file": "user_data", "content": USERDATA},
-        {"dir": "metadata", "file": "service-offering", "content": "Small Instance"},
-        {"dir": "metadata", "file": "availability-zone", "content": "zone1"},
-        {"dir": "metadata", "file": "local-hostname", "content": "vm-1"},
-        {"dir": "metadata", "file": "local-ipv4", "content": "10.1.1.23"},
-        {"dir": "metadata", "file": "public-hostname", "content": ""},
-        {"dir": "metadata", "file": "public-ipv4", "content": ""},
-        {"dir": "metadata", "file": "instance-id", "content": VM_UUID},
-        {"dir": "metadata", "file": "vm-id", "content": VM_UUID},
-        {"dir": "metadata", "file": "public-keys", "content": SSH_KEY},
-        {"dir": "metadata", "file": "cloud-identifier", "content": "CloudStack-{8f2e}"},
-        {"dir": "metadata", "file": "hypervisor-host-name", "content": "kvm-1"}
-    ]);
-    if let Some(pw) = password {
-        let a = v.as_array_mut().unwrap();
-        a.push(json!({"dir": "password", "file": "vm_password", "content": pw}));
-        a.push(json!({"dir": "password", "file": "vm-password-md5checksum", "content": "5f4dcc3b5aa765d61d8327deb882cf99"}));
-    }
-    v
-}
-
-/// The envelope with the zone's metadata keys registered.
-fn keyed(payload: Value, key: &ZoneKey) -> Value {
-    let mut env = registered(payload);
-    env["physical-network-extension-details"]["ovn.metadata.public_key"] = json!(key.public_key);
-    env["physical-network-extension-details"]["ovn.metadata.digest_key"] = json!(key.digest_key);
-    env
-}
-
-fn ud(nb: &Nb, command: &str, payload: Value, key: &ZoneKey) -> CsRun {
-    ok(run_cs(
-        &nb.remote(),
-        "ensure-network-device",
-        &envelope(json!({"network_id": payload["network_id"],
-        "vlan": "", "zone_id": "1", "current_details": "{}"})),
-    ));
-    run_cs_logged(&nb.remote(), command, &keyed(payload, key))
-}
-
-fn save_vm_data(nic_payload: &Value, password: Option<&str>) -> Value {
-    with(nic_payload.clone(), json!({"vm_data": vm_data(password)}))
-}
-
-fn curl(vm: &Vm, args: &[&str]) -> (String, String) {
-    let mut a = vec!["curl", "-s", "-m", "5", "-o", "-", "-w", "\n%{http_code}"];
-    a.extend_from_slice(args);
-    let o = vm.exec(&a);
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
-    (body.to_string(), code.to_string())
-}
-
-const MD: &str = "169.254.169.254";
-
-/// One VM with its lease and the on-link route option 121 gave it (busybox
-/// udhcpc reports classless routes but the harness script applies only the
-/// default route, as older clients do).
-fn boot_vm(hv: &Chassis, tap: &str, nic: &str, mac: &str) -> (Vm, Lease) {
-    let vm = hv.plug_vm(tap, nic, mac);
-    let lease = vm.dhcp();
-    assert_eq!(lease.server_id.as_deref(), Some(MD), "DHCP server id is the metadata address: {lease:?}");
-    let routes = lease.staticroutes.clone().unwrap_or_default();
-    assert!(routes.contains("169.254.169.254/32 0.0.0.0"), "option 121 has the on-link route: {routes}");
-    assert!(routes.contains("0.0.0.0/0 10.1.1.1"), "option 121 repeats the default route: {routes}");
-    let o = vm.exec(&["ip", "route", "replace", "169.254.169.254/32", "dev", "eth0"]);
-    assert!(o.status.success());
-    (vm, lease)
-}
-
-fn wait_served(vm: &Vm, agent: &Agent) {
-    let up = wait_until(Duration::from_secs(30), || {
-        curl(vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]).1 == "200"
-    });
-    assert!(up, "metadata never served\n--- agent log:\n{}\n{}", agent.log(), agent.out());
-}
 
 #[test]
 fn vm_gets_its_data_and_password_once_from_the_host_agent() {
@@ -222,28 +137,6 @@ fn vm_gets_its_data_and_password_once_from_the_host_agent() {
     assert!(!nb_dump.contains("5f4dcc3b5aa765d61d8327deb882cf99"), "the MD5 is never stored");
 }
 
-/// cloud-init's own CloudStack datasource (the Debian package), run in the
-/// VM: it finds the server through OVN's `data-server` record, crawls the
-/// metadata and fetches (and acknowledges) the password.
-const CLOUD_INIT: &str = r#"
-import json, sys, tempfile
-sys.path.insert(0, "/usr/lib/python3/dist-packages")
-from cloudinit import helpers
-from cloudinit.sources import DataSourceCloudStack as cs
-tmp = tempfile.mkdtemp()
-paths = helpers.Paths({"cloud_dir": tmp, "run_dir": tmp})
-cfg = {"datasource": {"CloudStack": {"max_wait": 30, "timeout": 5}}}
-ds = cs.DataSourceCloudStack(cfg, None, paths)
-ok = ds._get_data()
-ud = ds.userdata_raw
-if isinstance(ud, bytes):
-    ud = ud.decode()
-print(json.dumps({"ok": ok, "server": ds.vr_addr, "data_server": cs.get_data_server(),
-    "userdata": ud, "instance_id": ds.get_instance_id(), "hostname": ds.metadata.get("local-hostname"),
-    "keys": ds.get_public_ssh_keys(), "password": ds.get_config_obj().get("password"),
-    "second_password": cs.CloudStackPasswordServerClient(ds.vr_addr).get_password()}))
-"#;
-
 #[test]
 fn cloud_init_datasource_gets_user_data_instance_id_hostname_key_and_password() {
     let central = Central::start();
@@ -259,28 +152,7 @@ fn cloud_init_datasource_gets_user_data_instance_id_hostname_key_and_password() 
     let agent = Agent::start(&central, &hv, &key.file);
     let (vm, lease) = boot_vm(&hv, "tap1", NIC1, MAC1);
     wait_served(&vm, &agent);
-    // The guest resolver as a DHCP client would set it up from the lease.
-    let dir = std::path::PathBuf::from("/etc/netns").join(vm.netns());
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("resolv.conf"),
-        format!("nameserver {}\nsearch cs.example\noptions timeout:1 attempts:1\n", lease.dns[0]),
-    )
-    .unwrap();
-    let script = std::env::temp_dir().join(format!("csovn-cloudinit-{}.py", std::process::id()));
-    std::fs::write(&script, CLOUD_INIT).unwrap();
-    // The lease's resolver (10.1.1.53) is held by nothing: give it a
-    // neighbour entry so the query leaves the VM. OVN answers UDP/53 for
-    // its records before the L2 lookup.
-    let neigh = vm.exec(&["ip", "neigh", "replace", &lease.dns[0], "lladdr", "02:00:00:00:00:53", "dev", "eth0"]);
-    assert!(neigh.status.success());
-    let o = vm.exec(&["/usr/bin/python3", script.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&script);
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let line = out.lines().last().unwrap_or_default();
-    let r: Value = serde_json::from_str(line).unwrap_or_else(|_| {
-        panic!("cloud-init failed:\n{out}\n{}\n--- agent:\n{}", String::from_utf8_lossy(&o.stderr), agent.log())
-    });
+    let r = cloud_init(&vm, &lease, &agent);
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(r["data_server"], MD, "found through OVN's data-server record: {r}");
     assert_eq!(r["server"], MD, "{r}");
@@ -564,12 +436,7 @@ fn nb_and_sb_restart_under_the_agent_lose_nothing() {
     let mut central = Central::start();
     let hv = Chassis::start(&central, "hv1");
     let key = ZoneKey::generate();
-    ok(cs(central.nb(), "implement-network", network(42)));
-    run_all(central.nb(), NIC_START, &vm1(42));
-    ok(ud(central.nb(), "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key).output);
-    let agent = Agent::start(&central, &hv, &key.file);
-    let (vm, _) = boot_vm(&hv, "tap1", NIC1, MAC1);
-    wait_served(&vm, &agent);
+    let (agent, vm) = served_vm(&central, &hv, &key, &[]);
     let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
     assert_eq!(pw("send_my_password"), PASSWORD);
     assert_eq!(pw("saved_password"), "saved_password");
@@ -614,10 +481,232 @@ fn migration_to_another_chassis_keeps_the_password_acknowledged() {
     assert!(gone, "hv1 kept its namespace: {:?}\n{}", agent1.namespaces(), agent1.log());
 }
 
+const DROP_WARNING: &str = "cannot tell whether passwords were acknowledged";
+
+/// The agent's ack of `nic` in SB (`Chassis_Private` of `chassis`), if any.
+fn sb_ack(central: &Central, chassis: &str, nic: &str) -> Option<String> {
+    let ids = central.sbctl(&["get", "Chassis_Private", chassis, "external_ids"]);
+    sb_ids(&ids).remove(&format!("cloudstack-ovn:pw-ack:{nic}"))
+}
+
+/// `ovn-sbctl get ... external_ids` output (`{k=v, "k:x"="v"}`) as a map.
+fn sb_ids(text: &str) -> std::collections::BTreeMap<String, String> {
+    let inner = text.trim().trim_start_matches('{').trim_end_matches('}');
+    inner
+        .split(", ")
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((k.trim_matches('"').to_string(), v.trim_matches('"').to_string()))
+        })
+        .collect()
+}
+
+/// The agent's state file, as NIC → acknowledged generation.
+fn file_acks(agent: &Agent) -> std::collections::BTreeMap<String, String> {
+    std::fs::read(agent.ack_file()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+#[test]
+fn acknowledged_password_is_dropped_from_nb_by_the_next_command() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    let sb = central.sb_remote();
+    let with_sb = [("ovn.sb.connection", sb.as_str())];
+    let sshkey = |k: &str| with(vm1(42), json!({"sshkey": format!("ssh-ed25519 AAAA {k}")}));
+    let (agent, vm) = served_vm(&central, &hv, &key, &with_sb);
+    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
+
+    // Not acknowledged yet: a command with the SB keeps the password.
+    let r = ud_with(nb, "save-sshkey", sshkey("k1"), &key, &with_sb);
+    ok(r.output);
+    assert!(vm_row(nb, NIC1).unwrap().contains_key("pw"), "dropped before any ack");
+    assert!(!r.log.contains(DROP_WARNING), "{}", r.log);
+    assert_eq!(pw("send_my_password"), PASSWORD);
+    assert_eq!(pw("saved_password"), "saved_password");
+    let gen = vm_row(nb, NIC1).unwrap()["pw-gen"].clone();
+    assert_eq!(sb_ack(&central, "hv1", NIC1).as_deref(), Some(gen.as_str()));
+
+    // Acknowledged, but the SB is not configured, then unreachable: the
+    // password stays, the command succeeds, one warning.
+    // An SB that accepts and never answers costs at most 5 s of the
+    // command's deadline (60 s here), and the write still happens.
+    let silent = SilentPeer::start();
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[], "no SB configured"),
+        (&[("ovn.sb.connection", "unix:/nonexistent/sb.sock")], "SB unreachable"),
+        (&[("ovn.sb.connection", silent.remote())], "SB silent"),
+    ];
+    for (i, (details, what)) in cases.into_iter().enumerate() {
+        let r = ud_with(nb, "save-sshkey", sshkey(&format!("k2-{i}")), &key, details);
+        ok(r.output);
+        let row = vm_row(nb, NIC1).unwrap();
+        assert!(row.contains_key("pw"), "{what}: the password must stay");
+        assert_eq!(row["md:public-keys"], format!("ssh-ed25519 AAAA k2-{i}"), "{what}: the command's own change");
+        let warnings = r.log.lines().filter(|l| l.contains(DROP_WARNING)).count();
+        assert_eq!(warnings, 1, "{what}: one warning:\n{}", r.log);
+        assert!(r.took < Duration::from_secs(10), "{what}: took {:?}", r.took);
+    }
+
+    // With the SB: the next command (any, here save-sshkey) drops `pw` and
+    // `pw-gen`, keeps the digest; run again, it writes nothing.
+    let r = ud_with(nb, "save-sshkey", sshkey("k3"), &key, &with_sb);
+    ok(r.output);
+    let row = vm_row(nb, NIC1).unwrap();
+    assert!(!row.contains_key("pw") && !row.contains_key("pw-gen"), "{row:?}");
+    assert!(row.contains_key("pw-d"), "the digest stays: {row:?}");
+    assert_eq!(row["md:public-keys"], "ssh-ed25519 AAAA k3");
+    let snap = nb.snapshot();
+    let r = ud_with(nb, "save-sshkey", sshkey("k3"), &key, &with_sb);
+    ok(r.output);
+    assert_eq!(snap, nb.snapshot(), "second run after the drop changed the NB");
+
+    // The same password saved again writes nothing and is not served.
+    let r = ud_with(nb, "save-password", with(vm1(42), json!({"password": PASSWORD})), &key, &with_sb);
+    ok(r.output);
+    assert_eq!(snap, nb.snapshot(), "the acknowledged password saved again changed the NB:\n{}", r.log);
+    ok(ud_with(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key, &with_sb).output);
+    let row = vm_row(nb, NIC1).unwrap();
+    assert!(!row.contains_key("pw") && row["md:public-keys"] == SSH_KEY, "{row:?}");
+    // Once the agent has that row (the key is back), it has no password.
+    let seen =
+        wait_until(Duration::from_secs(15), || curl(&vm, &[&format!("http://{MD}/latest/public-keys")]).0 == SSH_KEY);
+    assert!(seen, "agent never saw the new row\n{}", agent.log());
+    assert_eq!(pw("send_my_password"), "saved_password", "digest only: no password");
+
+    // A new password: a new generation, served once, then dropped by the
+    // next command.
+    ok(ud_with(nb, "save-password", with(vm1(42), json!({"password": "N3w-pass"})), &key, &with_sb).output);
+    let row = vm_row(nb, NIC1).unwrap();
+    assert!(row.contains_key("pw") && row["pw-gen"] != gen, "{row:?}");
+    let served = wait_until(Duration::from_secs(15), || pw("send_my_password") == "N3w-pass");
+    assert!(served, "the new password was not served\n{}", agent.log());
+    assert_eq!(pw("saved_password"), "saved_password");
+    assert_eq!(pw("send_my_password"), "saved_password");
+    let h = with(vm1(42), json!({"hypervisor_hostname": "kvm-2"}));
+    ok(ud_with(nb, "save-hypervisor-hostname", h, &key, &with_sb).output);
+    let row = vm_row(nb, NIC1).unwrap();
+    assert!(!row.contains_key("pw") && !row.contains_key("pw-gen") && row.contains_key("pw-d"), "{row:?}");
+    assert!(!format!("{}", nb.snapshot()).contains("N3w-pass"));
+}
+
+#[test]
+fn agent_prunes_its_ack_once_the_password_is_dropped_or_replaced() {
+    let central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    let sb = central.sb_remote();
+    let with_sb = [("ovn.sb.connection", sb.as_str())];
+    let (mut agent, vm) = served_vm(&central, &hv, &key, &[]);
+    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
+    // Served and acknowledged: the ack is in SB and in the state file.
+    let serve_and_ack = |agent: &Agent, password: &str| {
+        let served = wait_until(Duration::from_secs(30), || pw("send_my_password") == password);
+        assert!(served, "{password} not served\n{}", agent.log());
+        assert_eq!(pw("saved_password"), "saved_password");
+        let gen = vm_row(nb, NIC1).unwrap()["pw-gen"].clone();
+        assert_eq!(sb_ack(&central, "hv1", NIC1), Some(gen.clone()), "ack in SB");
+        assert_eq!(file_acks(agent).get(NIC1), Some(&gen), "ack in the state file");
+        gen
+    };
+    let pruned = |agent: &Agent, nic: &str| {
+        wait_until(Duration::from_secs(15), || {
+            sb_ack(&central, "hv1", nic).is_none() && !file_acks(agent).contains_key(nic)
+        })
+    };
+    // Keys the agent does not own stay, whatever it prunes.
+    central.sbctl(&["set", "Chassis_Private", "hv1", "external_ids:other-tool=keep"]);
+    let foreign_kept = || {
+        let ids = sb_ids(&central.sbctl(&["get", "Chassis_Private", "hv1", "external_ids"]));
+        ids.get("other-tool").map(String::as_str) == Some("keep") && ids.contains_key("cloudstack-ovn:md-agent")
+    };
+    let g1 = serve_and_ack(&agent, PASSWORD);
+
+    // Replaced (a new password, saved without the SB: nothing dropped):
+    // the ack of the old generation goes.
+    ok(ud(nb, "save-password", with(vm1(42), json!({"password": "N3w-pass"})), &key).output);
+    assert!(pruned(&agent, NIC1), "ack of replaced generation {g1} kept\n{}", agent.log());
+    assert!(foreign_kept(), "a key the agent does not own was touched");
+    assert!(agent.log().contains("password acknowledgement pruned"), "{}", agent.log());
+
+    // Dropped: the new one is acknowledged, the next command (with the
+    // SB) takes it out of the NB, the agent forgets its ack.
+    serve_and_ack(&agent, "N3w-pass");
+    let h = with(vm1(42), json!({"hypervisor_hostname": "kvm-2"}));
+    ok(ud_with(nb, "save-hypervisor-hostname", h, &key, &with_sb).output);
+    assert!(!vm_row(nb, NIC1).unwrap().contains_key("pw"));
+    assert!(pruned(&agent, NIC1), "ack of a dropped password kept\n{}", agent.log());
+    assert!(foreign_kept(), "a key the agent does not own was touched");
+
+    // At start-up too: acks of a NIC that is gone (here: never existed),
+    // left in SB and in the state file by an earlier run, go.
+    agent.kill();
+    std::fs::write(agent.ack_file(), json!({NIC2: "0123456789abcdef"}).to_string()).unwrap();
+    central.sbctl(&[
+        "set",
+        "Chassis_Private",
+        "hv1",
+        &format!("external_ids:\"cloudstack-ovn:pw-ack:{NIC2}\"=fedcba9876543210"),
+    ]);
+    agent.restart();
+    assert!(pruned(&agent, NIC2), "stale acks kept after a restart\n{}", agent.log());
+    assert!(foreign_kept(), "a key the agent does not own was touched");
+
+    // The NIC gone (release-nic deletes its row): its ack goes.
+    ok(ud(nb, "save-password", with(vm1(42), json!({"password": "Th1rd-pass"})), &key).output);
+    serve_and_ack(&agent, "Th1rd-pass");
+    ok(cs(nb, "release-nic", vm1(42)));
+    assert!(vm_row(nb, NIC1).is_none());
+    assert!(pruned(&agent, NIC1), "ack of a released NIC kept\n{}", agent.log());
+    assert!(foreign_kept(), "a key the agent does not own was touched");
+}
+
+/// The password server fails closed: when the SB cannot tell whether
+/// another chassis acknowledged a password, it is not served (503, no
+/// password in the body); a locally recorded ack still answers.
+#[test]
+fn password_server_fails_closed_while_the_sb_is_down() {
+    let mut central = Central::start();
+    let hv = Chassis::start(&central, "hv1");
+    let key = ZoneKey::generate();
+    let (agent, vm) = served_vm(&central, &hv, &key, &[]);
+    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]);
+    assert_eq!(pw("send_my_password").0, PASSWORD, "served while the SB is up");
+
+    central.stop_sb();
+    let (body, code) = pw("send_my_password");
+    assert_eq!(code, "503", "not acknowledged here and the SB is down: {body}");
+    assert!(body != PASSWORD && body != "saved_password", "{body}");
+    assert!(agent.log().contains("not serving it"), "{}", agent.log());
+    // The metadata service itself goes on from the last view.
+    assert_eq!(curl(&vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]).0, VM_UUID);
+
+    // Once the SB is back, a retry gets the password.
+    central.start_sb();
+    let back = wait_until(Duration::from_secs(20), || pw("send_my_password").0 == PASSWORD);
+    assert!(back, "password not served once the SB is back\n{}", agent.log());
+    assert_eq!(pw("saved_password").0, "saved_password");
+
+    // Acknowledged here: the SB is not needed to say so.
+    central.stop_sb();
+    assert_eq!(pw("send_my_password"), ("saved_password".to_string(), "200".to_string()));
+    central.start_sb();
+}
+
 fn doctor(central: &Central, env: &[(&str, &str)]) -> (i32, Value) {
+    doctor_sb(central, Some(&central.sb_remote()), env)
+}
+
+fn doctor_sb(central: &Central, sb: Option<&str>, env: &[(&str, &str)]) -> (i32, Value) {
     let mut c = std::process::Command::new(bin());
-    c.args(["doctor", "--json", "--nb", &central.nb_remote(), "--sb", &central.sb_remote()])
-        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
+    c.args(["doctor", "--json", "--nb", &central.nb_remote()]);
+    if let Some(sb) = sb {
+        c.args(["--sb", sb]);
+    }
+    c.env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
+        .env_remove("OVN_SB_DB")
         .env("CLOUDSTACK_OVN_LOG", "/dev/null")
         .env_remove("CLOUDSTACK_OVN_METADATA_KEY");
     for (k, v) in env {
@@ -660,6 +749,10 @@ fn doctor_reports_hosts_without_agent_and_a_mismatched_key() {
     let wrong = ("CLOUDSTACK_OVN_METADATA_KEY", other.file.to_str().unwrap());
     let (_, v) = doctor(&central, &[public, wrong]);
     assert_eq!(check(&v, "metadata key")["status"], "fail", "{v}");
+    // Without the SB, acknowledged passwords can never leave the NB.
+    assert!(v["checks"].as_array().unwrap().iter().all(|c| c["check"] != "metadata acks"), "{v}");
+    let (_, v) = doctor_sb(&central, None, &[public]);
+    assert_eq!(check(&v, "metadata acks")["status"], "warn", "{v}");
 }
 
 /// Two agents' SB monitors on one server, then a port binding that moves
@@ -714,7 +807,8 @@ fn two_agents_monitors_survive_port_binding_changes() {
 /// A shared network with an in-subnet `extension_ip` (metadata-design.md
 /// §6.1–6.2: MDIP = extension_ip): the lease's server id is that IP, which
 /// the agent answers on-link (ARP from the localport, whose MAC must be the
-/// DHCP `server_mac`), and 169.254.169.254 answers as well.
+/// DHCP `server_mac`), and 169.254.169.254 answers as well; cloud-init's
+/// datasource finds extension_ip through the `data-server` record.
 #[test]
 fn shared_network_serves_metadata_on_its_extension_ip() {
     const EXT_IP: &str = "172.31.0.2";
@@ -769,11 +863,25 @@ fn shared_network_serves_metadata_on_its_extension_ip() {
     let neigh = String::from_utf8_lossy(&vm.exec(&["ip", "neigh", "show", EXT_IP]).stdout).into_owned();
     assert!(neigh.contains(&lp_mac), "ARP for {EXT_IP}: {neigh} (localport MAC {lp_mac})");
 
+    // cloud-init's datasource finds extension_ip through OVN's data-server
+    // record and takes everything from there, the password once.
+    let r = cloud_init(&vm, &lease, &agent);
+    assert_eq!(
+        (r["ok"].clone(), r["data_server"].clone(), r["server"].clone()),
+        (json!(true), json!(EXT_IP), json!(EXT_IP)),
+        "{r}"
+    );
+    assert_eq!((r["userdata"].clone(), r["instance_id"].clone()), (json!(USERDATA), json!(VM_UUID)), "{r}");
+    assert_eq!((r["password"].clone(), r["second_password"].clone()), (json!(PASSWORD), Value::Null), "{r}");
+
+    // A reset, asked on both addresses before the acknowledgement.
+    ok(ud(nb, "save-password", with(nic.clone(), json!({"password": "Shared-2"})), &key).output);
     let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{EXT_IP}:8080/")]);
-    assert_eq!(pw("send_my_password").0, PASSWORD);
+    let served = wait_until(Duration::from_secs(3), || pw("send_my_password").0 == "Shared-2");
+    assert!(served, "the reset password was not served on {EXT_IP}:8080\n{}", agent.log());
     assert_eq!(
         curl(&vm, &["-H", "DomU_Request: send_my_password", &format!("http://{MD}:8080/")]).0,
-        PASSWORD,
+        "Shared-2",
         "169.254.169.254:8080 too"
     );
     assert_eq!(pw("saved_password").0, "saved_password");

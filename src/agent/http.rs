@@ -69,7 +69,11 @@ impl Default for Limits {
             per_source_conns: 32,
             per_source_requests: 8,
             header_timeout: Duration::from_secs(5),
-            conn_timeout: Duration::from_secs(10),
+            // Above the password server's worst SB wait (2 s on the old
+            // connection, a reconnect within 5 s, 2 s again: 7.3 s measured
+            // without SB quorum), so it answers rather than being cut off;
+            // cloud-init's password client itself waits 20 s.
+            conn_timeout: Duration::from_secs(20),
             max_head: 8 * 1024,
             rate: 20.0,
             burst: 40.0,

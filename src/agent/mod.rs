@@ -23,7 +23,7 @@ pub mod ovs_port;
 pub mod serve;
 pub mod view;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ use crate::log;
 use crate::metadata::key;
 use crate::metadata::seal::{self, Secret};
 use crate::nb::Owner;
-use crate::ovsdb::{Client, Deadline, NoCheck, Operation, TlsFiles};
+use crate::ovsdb::{Client, Deadline, LeaderCheck, NoCheck, Operation, TlsFiles};
 use netns::{Plumbing, Provisioned};
 use serve::{PasswordAsk, Response};
 use view::View;
@@ -69,18 +69,41 @@ struct Shared {
     sb_tls: TlsFiles,
     sb: Mutex<Option<Client>>,
     acks: Mutex<BTreeMap<String, String>>,
+    /// Acknowledgements recorded locally but not (yet) in the SB: written
+    /// by the main loop once the SB answers again ("late acks").
+    pending_acks: Mutex<BTreeMap<String, String>>,
     ack_file: PathBuf,
 }
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
-fn connect(remote: &str, tls: &TlsFiles) -> Result<Client> {
-    Ok(Client::connect_with(remote, tls, Deadline::after(CALL_TIMEOUT), &NoCheck)?)
+/// Connect to a server of `db` that is connected to its cluster (any
+/// member: the agent only reads and writes its own row, which followers
+/// forward): a member cut off from its cluster would serve a stale view
+/// and take acknowledgements it cannot commit. As ovn-controller does.
+fn connect(remote: &str, tls: &TlsFiles, db: &str) -> std::result::Result<Client, crate::ovsdb::Error> {
+    let check = LeaderCheck { database: db.to_string(), leader_only: false };
+    Client::connect_with(remote, tls, Deadline::after(CALL_TIMEOUT), &check)
+}
+
+/// Fail when the server we follow has lost its cluster since we connected
+/// (ovsdb-server keeps its clients then): reconnecting finds a member that
+/// has not.
+fn still_in_cluster(c: &mut Client, db: &str) -> Result<()> {
+    if let Some(reason) = c.database_status(db)?.and_then(|s| s.unusable_reason(false)) {
+        return Err(Error::Ovsdb(crate::ovsdb::Error::ServerRejected { remote: c.remote().to_string(), reason }));
+    }
+    Ok(())
+}
+
+/// The local OVS (`--ovs-db`): standalone, no cluster to check.
+fn connect_ovs(ovs_db: &str) -> std::result::Result<Client, crate::ovsdb::Error> {
+    Client::connect_with(ovs_db, &TlsFiles::default(), Deadline::after(CALL_TIMEOUT), &NoCheck)
 }
 
 /// `system-id`, `ovn-remote` and `ovn-bridge` of the local OVS.
 fn local_ovs(ovs_db: &str) -> Result<(String, String, String)> {
-    let mut c = connect(ovs_db, &TlsFiles::default())?;
+    let mut c = connect_ovs(ovs_db)?;
     let r = c.transact(
         "Open_vSwitch",
         &[Operation::Select {
@@ -145,6 +168,9 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
     let ack_file = opts.state_dir.join("password-acks.json");
     let acks: BTreeMap<String, String> =
         std::fs::read(&ack_file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    // A previous run may have stopped before the SB took some of them;
+    // writing one already there is a no-op (`set_own_keys`).
+    let pending_acks = acks.clone();
     let plumbing =
         Plumbing { prefix: opts.netns_prefix.clone(), ovs_db: opts.ovs_db.clone(), bridge, owner: owner.clone() };
     log::info(
@@ -171,6 +197,7 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
         sb_tls: sb_tls.clone(),
         sb: Mutex::new(None),
         acks: Mutex::new(acks),
+        pending_acks: Mutex::new(pending_acks),
         ack_file,
     });
     let handler = shared.clone();
@@ -196,8 +223,9 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
     loop {
         let round = (|| -> Result<Option<View>> {
             if links.is_none() {
-                let mut s = connect(&sb_remote, &sb_tls)?;
-                let mut n = connect(&nb_remote, &nb_tls)?;
+                let mut s = connect(&sb_remote, &sb_tls, view::SB_DB)?;
+                let mut n = connect(&nb_remote, &nb_tls, crate::nb::DB)?;
+                log::info("connected to OVN databases", &[("sb", &s.remote()), ("nb", &n.remote())]);
                 s.monitor_cond(view::SB_DB, "local", view::sb_monitor(&chassis, None))?;
                 n.monitor_cond(crate::nb::DB, "vm-data", view::nb_monitor(&owner, &Default::default()))?;
                 watched = (None, Default::default());
@@ -212,9 +240,18 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
             n.set_deadline(Deadline::after(CALL_TIMEOUT));
             let mut fresh = None;
             if dirty || last_read.elapsed() >= RESYNC {
+                if !dirty {
+                    still_in_cluster(s, view::SB_DB)?;
+                    still_in_cluster(n, crate::nb::DB)?;
+                }
                 dirty = false;
                 last_read = Instant::now();
                 let v = view::read(s, n, &chassis, &owner)?;
+                // Not fatal: a refused or failed prune is tried again at the
+                // next read; a lost connection shows in the peek below.
+                if let Err(e) = prune_acks(&shared, s, n, &owner, &v) {
+                    log::warn("cannot prune password acknowledgements", &[("error", &e.chain())]);
+                }
                 if !live {
                     // Liveness for doctor, once our Chassis_Private exists.
                     let k: BTreeMap<String, String> =
@@ -246,6 +283,8 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                 }
                 fresh = Some(v);
             }
+            // Acks the request path could not write (a no-op when none).
+            write_pending_acks(&shared, s);
             // Idle: peek both connections, nothing is read from the DBs.
             let half = opts.poll / 2;
             let changed = !s.wait_updates(half)?.is_empty() | !n.wait_updates(half)?.is_empty();
@@ -367,9 +406,24 @@ fn password(sh: &Shared, nic: &str, row: Option<&BTreeMap<String, String>>, ask:
     match ask {
         PasswordAsk::Bad => Response { status: 400, body: b"bad_request".to_vec() },
         PasswordAsk::Send => {
+            // A row with only the digest left (`pw-d`: acknowledged, then
+            // dropped by the management side) holds no password either.
             let Some((sealed, gen)) = pw else { return saved() };
-            if is_acked(sh, nic, gen) {
-                return saved();
+            match is_acked(sh, nic, gen) {
+                Some(true) => return saved(),
+                Some(false) => {}
+                // Fail closed: another chassis may have served it (a
+                // migration); serving it again would hand out a password the
+                // guest already replaced. The guest sees a failed fetch and
+                // asks again at its next boot. The body is a protocol token,
+                // never a string a careless script could take for a password.
+                None => {
+                    log::warn(
+                        "cannot tell whether the password was acknowledged (SB unreachable): not serving it",
+                        &[("nic", &nic)],
+                    );
+                    return Response { status: 503, body: b"bad_request".to_vec() };
+                }
             }
             match seal::open(&sh.key, Secret::Password, nic, gen, sealed) {
                 Some(p) => Response::ok(p),
@@ -388,42 +442,153 @@ fn password(sh: &Shared, nic: &str, row: Option<&BTreeMap<String, String>>, ask:
     }
 }
 
-fn with_sb<T>(sh: &Shared, f: impl FnOnce(&mut Client) -> std::result::Result<T, crate::ovsdb::Error>) -> Option<T> {
+/// One SB request on the request path's own connection. A failure on a
+/// connection made earlier (its server may have died or lost the
+/// leadership since) is retried once on a fresh one.
+fn with_sb<T>(sh: &Shared, f: impl Fn(&mut Client) -> std::result::Result<T, crate::ovsdb::Error>) -> Option<T> {
     let mut guard = sh.sb.lock().ok()?;
-    if guard.is_none() {
-        *guard = connect(&sh.sb_remote, &sh.sb_tls).ok();
-    }
-    let c = guard.as_mut()?;
-    c.set_deadline(Deadline::after(Duration::from_secs(2)));
-    match f(c) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            log::warn("SB request failed", &[("error", &e)]);
-            *guard = None;
-            None
+    for attempt in 1..=2 {
+        let reused = guard.is_some();
+        if guard.is_none() {
+            match connect(&sh.sb_remote, &sh.sb_tls, view::SB_DB) {
+                Ok(c) => *guard = Some(c),
+                Err(e) => {
+                    log::warn("cannot connect to the SB", &[("error", &e)]);
+                    return None;
+                }
+            }
+        }
+        let c = guard.as_mut()?;
+        c.set_deadline(Deadline::after(Duration::from_secs(2)));
+        match f(c) {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                log::warn("SB request failed", &[("error", &e), ("attempt", &attempt)]);
+                *guard = None;
+                if !reused {
+                    return None;
+                }
+            }
         }
     }
+    None
 }
 
-fn is_acked(sh: &Shared, nic: &str, gen: &str) -> bool {
+/// Was generation `gen` of `nic`'s password acknowledged, here (the state
+/// file) or by any chassis (SB)? `None`: the SB cannot tell.
+fn is_acked(sh: &Shared, nic: &str, gen: &str) -> Option<bool> {
     if sh.acks.lock().map(|a| a.get(nic).map(String::as_str) == Some(gen)).unwrap_or(false) {
-        return true;
+        return Some(true);
     }
     // Another host's agent may have served it before a migration.
-    with_sb(sh, |c| view::acked(c, nic, gen)).unwrap_or(false)
+    with_sb(sh, |c| view::acked(c, nic, gen))
+}
+
+/// Write the state file (`password-acks.json`) atomically.
+fn save_acks(sh: &Shared, acks: &BTreeMap<String, String>) {
+    let tmp = sh.ack_file.with_extension("tmp");
+    let body = serde_json::to_vec(acks).unwrap_or_default();
+    if std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &sh.ack_file)).is_err() {
+        log::warn("cannot write password acknowledgements", &[("file", &sh.ack_file.display())]);
+    }
 }
 
 fn record_ack(sh: &Shared, nic: &str, gen: &str) {
     if let Ok(mut a) = sh.acks.lock() {
         a.insert(nic.to_string(), gen.to_string());
-        let tmp = sh.ack_file.with_extension("tmp");
-        let body = serde_json::to_vec(&*a).unwrap_or_default();
-        if std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &sh.ack_file)).is_err() {
-            log::warn("cannot write password acknowledgements", &[("file", &sh.ack_file.display())]);
-        }
+        save_acks(sh, &a);
     }
-    let k: BTreeMap<String, String> = [(format!("{}{nic}", key::ACK_PREFIX), gen.to_string())].into();
+    let k: BTreeMap<String, String> = [(crate::metadata::ack_key(nic), gen.to_string())].into();
     if with_sb(sh, |c| view::set_own_keys(c, &sh.chassis, &k)) == Some(true) {
         log::info("password acknowledged", &[("nic", &nic)]);
+        if let Ok(mut p) = sh.pending_acks.lock() {
+            p.remove(nic);
+        }
+    } else {
+        // Served from the state file meanwhile; the main loop writes it
+        // to the SB once the SB answers again.
+        log::warn("password acknowledged locally, SB write pending", &[("nic", &nic)]);
+        if let Ok(mut p) = sh.pending_acks.lock() {
+            p.insert(nic.to_string(), gen.to_string());
+        }
     }
+}
+
+/// Write the acknowledgements the SB did not take when they came (SB down,
+/// election) through the main loop's working connection.
+fn write_pending_acks(sh: &Shared, sb: &mut Client) {
+    let pending = match (sh.pending_acks.lock(), sh.acks.lock()) {
+        (Ok(mut p), Ok(acks)) if !p.is_empty() => {
+            // An ack pruned meanwhile (its password dropped or replaced)
+            // must not come back.
+            p.retain(|nic, gen| acks.get(nic) == Some(gen));
+            p.clone()
+        }
+        _ => return,
+    };
+    if pending.is_empty() {
+        return;
+    }
+    let k: BTreeMap<String, String> =
+        pending.iter().map(|(nic, gen)| (crate::metadata::ack_key(nic), gen.clone())).collect();
+    match view::set_own_keys(sb, &sh.chassis, &k) {
+        Ok(true) => {
+            if let Ok(mut p) = sh.pending_acks.lock() {
+                // Only what was written: a newer generation may have come.
+                p.retain(|nic, gen| pending.get(nic) != Some(gen));
+            }
+            log::info("late password acknowledgements written", &[("count", &pending.len())]);
+        }
+        // No Chassis_Private row yet, or the SB failed: next round.
+        Ok(false) => {}
+        Err(e) => log::warn("cannot write late password acknowledgements", &[("error", &e)]),
+    }
+}
+
+/// Forget our acknowledgements whose password is no longer stored: the
+/// NIC's row is gone, or its password was dropped (the management side
+/// removes an acknowledged one) or replaced by a new generation. Both
+/// places: our own `Chassis_Private.external_ids` (one mutate, only the
+/// stale pairs) and the state file. Local NICs' rows come from the view
+/// just read; the others' (a VM that migrated away: its ack here is what
+/// the new host honours until the password leaves the NB) are read by
+/// `_uuid`.
+fn prune_acks(sh: &Shared, sb: &mut Client, nb: &mut Client, owner: &Owner, v: &View) -> Result<()> {
+    let file = sh.acks.lock().map(|a| a.clone()).unwrap_or_default();
+    let in_sb = view::own_acks(sb, &sh.chassis)?;
+    if file.is_empty() && in_sb.is_empty() {
+        return Ok(());
+    }
+    let local = v.local_nics();
+    let remote: Vec<String> = file
+        .keys()
+        .chain(in_sb.keys())
+        .filter(|n| !local.contains(*n))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rows = view::read_rows(nb, owner, &remote)?;
+    rows.extend(
+        v.rows
+            .iter()
+            .filter(|(n, _)| file.contains_key(*n) || in_sb.contains_key(*n))
+            .map(|(n, r)| (n.clone(), r.clone())),
+    );
+    let stale_sb = view::stale_acks(&in_sb, &rows);
+    if !stale_sb.is_empty() {
+        view::drop_own_acks(sb, &sh.chassis, &stale_sb)?;
+        for nic in stale_sb.keys() {
+            log::info("password acknowledgement pruned (password no longer stored)", &[("nic", nic)]);
+        }
+    }
+    let stale_file = view::stale_acks(&file, &rows);
+    if !stale_file.is_empty() {
+        if let Ok(mut a) = sh.acks.lock() {
+            // Only the pairs judged: an ack recorded meanwhile stays.
+            a.retain(|n, g| stale_file.get(n) != Some(g));
+            save_acks(sh, &a);
+        }
+    }
+    Ok(())
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::nb::{key, Owner};
 use crate::ovsdb::value::{self, named_uuid};
-use crate::ovsdb::{Condition, Function, Mutation, Mutator, Operation, TlsFiles, WaitUntil};
+use crate::ovsdb::{Condition, Function, Mutation, Mutator, Operation, WaitUntil};
 
 const DB: &str = "Open_vSwitch";
 /// `external_ids:cloudstack:kind` of the rows the agent creates.
@@ -26,7 +26,7 @@ fn ours(external_ids: &BTreeMap<String, String>, owner: &Owner) -> bool {
 }
 
 fn client(ovs_db: &str) -> Result<crate::ovsdb::Client, String> {
-    super::connect(ovs_db, &TlsFiles::default()).map_err(|e| e.chain())
+    super::connect_ovs(ovs_db).map_err(|e| crate::error::Error::from(e).chain())
 }
 
 /// `ovs-vsctl add-port <bridge> <name> -- set Interface <name>

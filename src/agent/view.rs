@@ -13,7 +13,7 @@ use crate::nb::{Owner, DB as NB_DB};
 use crate::ovsdb::value::{as_uuid, string_map_of, string_set_of};
 use crate::ovsdb::{Client, Condition, Function, Operation};
 
-pub const SB_DB: &str = "OVN_Southbound";
+pub const SB_DB: &str = metadata::SB_DB;
 
 /// A network with at least one VM bound here.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -153,8 +153,20 @@ pub fn read(sb: &mut Client, nb: &mut Client, chassis: &str, owner: &Owner) -> R
         view.nets.insert(net, Net { md_mac, md_ips, ips });
     }
     let nics: Vec<String> = view.local_nics().into_iter().collect();
+    view.rows = read_rows(nb, owner, &nics)?;
+    Ok(view)
+}
+
+/// The vm-data rows of `nics` (by `_uuid`, one NB round trip): NIC uuid →
+/// the row's data keys. A NIC without a row of ours is absent.
+pub fn read_rows(
+    nb: &mut Client,
+    owner: &Owner,
+    nics: &[String],
+) -> Result<HashMap<String, BTreeMap<String, String>>, crate::ovsdb::Error> {
+    let mut out = HashMap::new();
     if nics.is_empty() {
-        return Ok(view);
+        return Ok(out);
     }
     let ops: Vec<Operation> = nics
         .iter()
@@ -165,11 +177,29 @@ pub fn read(sb: &mut Client, nb: &mut Client, chassis: &str, owner: &Owner) -> R
         if let Some(ids) = rows(res).first().and_then(|row| row.get("external_ids")).map(string_map_of) {
             // Only rows of ours written for this very NIC.
             if owner.owns(&ids) && ids.get(key::NIC_UUID) == Some(nic) {
-                view.rows.insert(nic.clone(), ids.into_iter().filter(|(k, _)| key::is_data(k)).collect());
+                out.insert(nic.clone(), ids.into_iter().filter(|(k, _)| key::is_data(k)).collect());
             }
         }
     }
-    Ok(view)
+    Ok(out)
+}
+
+/// The acknowledgements in `acks` (NIC → `pw-gen`) that no longer hold a
+/// password: the NIC's row (in `rows`) is gone, or its password was
+/// dropped (acknowledged, then removed by the management side) or replaced
+/// by a new generation.
+pub fn stale_acks(
+    acks: &BTreeMap<String, String>,
+    rows: &HashMap<String, BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    acks.iter()
+        .filter(|(nic, gen)| {
+            let row = rows.get(*nic);
+            let stored = row.filter(|r| r.contains_key(key::PASSWORD)).and_then(|r| r.get(key::PASSWORD_GEN));
+            stored != Some(*gen)
+        })
+        .map(|(n, g)| (n.clone(), g.clone()))
+        .collect()
 }
 
 /// The SB monitor: this chassis' row (to learn when it registers) and the
@@ -215,16 +245,47 @@ pub fn nb_clauses(owner: &Owner, nics: &BTreeSet<String>) -> Value {
 
 /// Has any chassis acknowledged generation `gen` of `nic`'s password?
 pub fn acked(sb: &mut Client, nic: &str, gen: &str) -> Result<bool, crate::ovsdb::Error> {
-    let ids: BTreeMap<String, String> = [(format!("{}{nic}", key::ACK_PREFIX), gen.to_string())].into();
-    let r = sb.transact(
-        SB_DB,
-        &[select(
-            "Chassis_Private",
-            vec![Condition("external_ids".into(), Function::Includes, crate::ovsdb::value::string_map(&ids))],
-            &["name"],
-        )],
-    )?;
+    let r = sb.transact(SB_DB, &[metadata::select_acks(nic, gen)])?;
     Ok(!rows(&r[0]).is_empty())
+}
+
+/// Our own `Chassis_Private.external_ids` (`None` until ovn-controller
+/// created the row).
+fn own_ids(sb: &mut Client, chassis: &str) -> Result<Option<BTreeMap<String, String>>, crate::ovsdb::Error> {
+    let r =
+        sb.transact(SB_DB, &[select(metadata::ACK_TABLE, vec![Condition::eq("name", chassis)], &["external_ids"])])?;
+    Ok(rows(&r[0]).first().and_then(|row| row.get("external_ids")).map(string_map_of))
+}
+
+/// The acknowledgements recorded in our own `Chassis_Private`: NIC → `pw-gen`.
+pub fn own_acks(sb: &mut Client, chassis: &str) -> Result<BTreeMap<String, String>, crate::ovsdb::Error> {
+    Ok(own_ids(sb, chassis)?
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(key::ACK_PREFIX)?.to_string(), v)))
+        .collect())
+}
+
+/// Delete acknowledgements (NIC → `pw-gen`) from our own
+/// `Chassis_Private.external_ids`: one mutate removing exactly these
+/// pairs, so an ack recorded meanwhile for a newer generation, and every
+/// key that is not an ack of ours, stays.
+pub fn drop_own_acks(
+    sb: &mut Client,
+    chassis: &str,
+    acks: &BTreeMap<String, String>,
+) -> Result<(), crate::ovsdb::Error> {
+    use crate::ovsdb::{Mutation, Mutator};
+    if acks.is_empty() {
+        return Ok(());
+    }
+    let pairs: BTreeMap<String, String> = acks.iter().map(|(n, g)| (metadata::ack_key(n), g.clone())).collect();
+    let op = Operation::Mutate {
+        table: metadata::ACK_TABLE.into(),
+        conditions: vec![Condition::eq("name", chassis)],
+        mutations: vec![Mutation("external_ids".into(), Mutator::Delete, crate::ovsdb::value::string_map(&pairs))],
+    };
+    sb.transact(SB_DB, &[op]).map(|_| ())
 }
 
 /// Set our own `Chassis_Private.external_ids` keys (acks, liveness);
@@ -235,9 +296,7 @@ pub fn set_own_keys(
     keys: &BTreeMap<String, String>,
 ) -> Result<bool, crate::ovsdb::Error> {
     use crate::ovsdb::{Mutation, Mutator};
-    let r =
-        sb.transact(SB_DB, &[select("Chassis_Private", vec![Condition::eq("name", chassis)], &["external_ids"])])?;
-    let Some(current) = rows(&r[0]).first().and_then(|row| row.get("external_ids")).map(string_map_of) else {
+    let Some(current) = own_ids(sb, chassis)? else {
         // ovn-controller has not created our row yet.
         return Ok(false);
     };
@@ -261,7 +320,7 @@ pub fn set_own_keys(
         return Ok(true);
     }
     let op = Operation::Mutate {
-        table: "Chassis_Private".into(),
+        table: metadata::ACK_TABLE.into(),
         conditions: vec![Condition::eq("name", chassis)],
         mutations,
     };
@@ -287,6 +346,23 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn an_ack_is_stale_once_its_password_is_no_longer_stored() {
+        let m = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let acks = m(&[("kept", "g1"), ("dropped", "g1"), ("replaced", "g1"), ("gone", "g1")]);
+        let rows: HashMap<String, BTreeMap<String, String>> = [
+            ("kept".to_string(), m(&[("pw", "s1:x"), ("pw-gen", "g1"), ("pw-d", "d")])),
+            // The management side dropped it: only the digest is left.
+            ("dropped".to_string(), m(&[("pw-d", "d"), ("md:instance-id", "i")])),
+            ("replaced".to_string(), m(&[("pw", "s1:y"), ("pw-gen", "g2"), ("pw-d", "d2")])),
+        ]
+        .into();
+        let stale = stale_acks(&acks, &rows);
+        assert_eq!(stale, m(&[("dropped", "g1"), ("replaced", "g1"), ("gone", "g1")]));
     }
 
     #[test]

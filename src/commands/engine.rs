@@ -194,6 +194,20 @@ impl Context {
         }
     }
 
+    /// Connect to the SB (`ovn.sb.connection`, its TLS files), for at most
+    /// `limit` of the command's remaining time. Any member of a cluster
+    /// will do: only reads go there.
+    pub(crate) fn connect_sb(&self, limit: Duration) -> Result<Client> {
+        let remote = self
+            .config
+            .sb
+            .clone()
+            .ok_or_else(|| Error::Config(format!("{} is not configured", crate::config::SB_CONNECTION)))?;
+        let deadline = Deadline::after(self.deadline.remaining()?.min(limit));
+        log::debug("connecting to the SB", &[("remotes", &remote)]);
+        Ok(Client::connect(&remote, &self.config.sb_tls, deadline)?)
+    }
+
     /// Run a prepared job.
     pub fn run(&self, job: Job) -> Result<Outcome> {
         if let Some(diagnose) = &job.diagnostic {
@@ -221,6 +235,7 @@ impl Context {
     fn converge(&self, want: &Want, planner: impl Fn(&Observed) -> Result<Plan>) -> Result<(Outcome, Observed)> {
         let mut want = want.clone();
         let mut client = self.connect()?;
+        let mut acks = Acks::default();
         let mut attempt = 0;
         // Bytes of connections given up on (reconnects).
         let (mut read, mut written) = (0u64, 0u64);
@@ -233,7 +248,7 @@ impl Context {
         };
         loop {
             attempt += 1;
-            let observed = match observe::observe(&mut client, &want) {
+            let mut observed = match observe::observe(&mut client, &want) {
                 Ok(o) => o,
                 // The server went away (leader killed, restart): nothing was
                 // written yet; find the (new) leader and read again.
@@ -246,6 +261,9 @@ impl Context {
                 }
                 Err(e) => return Err(e),
             };
+            if !want.pw_acks.is_empty() {
+                acks.observe(self, &want, &mut observed);
+            }
             if let Some(h) = observed.holder.as_ref().filter(|h| !self.owner.owns(&h.external_ids)) {
                 return Err(Error::NotOwned {
                     what: format!(
@@ -319,6 +337,61 @@ impl Context {
             }
         }
         s
+    }
+}
+
+/// The SB side of [`Want::pw_acks`]: whether the passwords the NB read
+/// found were acknowledged. Connected on first need; what it answered is
+/// kept across attempts (a re-plan only asks about generations it has not
+/// seen). An SB that is not configured or does not answer costs one
+/// warning and keeps the passwords: they leave with a later command.
+#[derive(Default)]
+struct Acks {
+    client: Option<Client>,
+    failed: bool,
+    known: std::collections::BTreeMap<(String, String), bool>,
+}
+
+/// The most of the command's remaining time the optional SB read may take
+/// (at most half of it: the NB write must still fit).
+const SB_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Acks {
+    fn observe(&mut self, ctx: &Context, want: &Want, obs: &mut Observed) {
+        let unknown: Vec<(String, String)> =
+            observe::pending_acks(want, obs).into_iter().filter(|p| !self.known.contains_key(p)).collect();
+        if !unknown.is_empty() && !self.failed {
+            match self.ask(ctx, &unknown) {
+                Ok(found) => {
+                    for p in unknown {
+                        let acked = found.contains(&p);
+                        self.known.insert(p, acked);
+                    }
+                }
+                Err(e) => {
+                    self.failed = true;
+                    self.client = None;
+                    log::warn(
+                        "cannot tell whether passwords were acknowledged (SB); they stay in the NB",
+                        &[("error", &e.chain())],
+                    );
+                }
+            }
+        }
+        let acked = self.known.iter().filter(|(_, a)| **a).map(|(p, _)| p.clone()).collect();
+        obs.pw_acks = observe::ReadAll::found(acked);
+    }
+
+    fn ask(&mut self, ctx: &Context, pending: &[(String, String)]) -> Result<Vec<(String, String)>> {
+        let half = ctx.deadline.remaining()? / 2;
+        if self.client.is_none() {
+            self.client = Some(ctx.connect_sb(half.min(SB_ACK_TIMEOUT))?);
+        }
+        let Some(c) = self.client.as_mut() else { return Ok(Vec::new()) };
+        c.set_deadline(Deadline::after(half.min(SB_ACK_TIMEOUT)));
+        let found = observe::read_acks(c, pending)?;
+        log::debug("password acknowledgements read", &[("asked", &pending.len()), ("acknowledged", &found.len())]);
+        Ok(found)
     }
 }
 

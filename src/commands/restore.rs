@@ -63,6 +63,7 @@ pub fn restore(ctx: &Context) -> Result<Job> {
             .iter()
             .flat_map(|u| u.changes.iter().map(|c| crate::metadata::row_uuid(&scope.owner, &c.nic_uuid)))
             .collect(),
+        pw_acks: userdata.iter().flat_map(|u| u.changes.iter().map(|c| c.nic_uuid.clone())).collect(),
         // The network's other vm-data rows: those of NICs restore no longer
         // lists are deleted (a scan of DNS by tag; docs/performance.md).
         all_vm_data: userdata.is_some(),

@@ -148,6 +148,8 @@ fn job(ctx: &Context, update: Update) -> Result<Job> {
         localnet: spec.physical.is_some(),
         dhcp,
         vm_data: vec![metadata::row_uuid(&scope.owner, &nic)],
+        // An acknowledged password leaves the NB with this write.
+        pw_acks: vec![nic],
         scope: Some(scope.clone()),
         ..Want::default()
     };

@@ -113,6 +113,32 @@ pub fn select_network_rows(owner: &Owner, network_id: u64) -> crate::ovsdb::Oper
     }
 }
 
+/// The OVN Southbound database, where agents record acknowledgements.
+pub const SB_DB: &str = "OVN_Southbound";
+/// The SB table whose `external_ids` hold an agent's acknowledgements: a
+/// chassis may write its own row (SB RBAC), and it has one row per chassis.
+pub const ACK_TABLE: &str = "Chassis_Private";
+
+/// `cloudstack-ovn:pw-ack:<nic>`: the key an agent's ack of `nic`'s
+/// password lives under (its value is the acknowledged `pw-gen`).
+pub fn ack_key(nic: &str) -> String {
+    format!("{}{nic}", key::ACK_PREFIX)
+}
+
+/// The chassis that acknowledged generation `gen` of `nic`'s password:
+/// `external_ids includes {ack_key(nic): gen}`, a server-side scan of
+/// `Chassis_Private` (one row per chassis). Agents ask it before serving a
+/// password, the management side before dropping one from the NB.
+pub fn select_acks(nic: &str, gen: &str) -> crate::ovsdb::Operation {
+    use crate::ovsdb::{Condition, Function, Operation};
+    let ids: BTreeMap<String, String> = [(ack_key(nic), gen.to_string())].into();
+    Operation::Select {
+        table: ACK_TABLE.to_string(),
+        conditions: vec![Condition("external_ids".into(), Function::Includes, crate::ovsdb::value::string_map(&ids))],
+        columns: Some(vec!["name".to_string()]),
+    }
+}
+
 /// One change to a NIC's VM data, as a command intends it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Update {

@@ -125,11 +125,24 @@ pub fn run(a: &DoctorArgs) -> u8 {
                 check_metadata_agents(&mut r, &settings, &mut client);
             }
         }
-        None => r.skip(
-            "sb",
-            "ovn.sb.connection not set: chassis, bridge mappings and gateway chassis not checked \
-             (set OVN_SB_DB or pass --sb)",
-        ),
+        None => {
+            r.skip(
+                "sb",
+                "ovn.sb.connection not set: chassis, bridge mappings and gateway chassis not checked \
+                 (set OVN_SB_DB or pass --sb)",
+            );
+            // UserData commands read password acknowledgements from the SB:
+            // without it an acknowledged (sealed) password is never dropped
+            // from the NB.
+            if settings.get(crate::metadata::PUBLIC_KEY_DETAIL).is_some() {
+                r.warn(
+                    "metadata acks",
+                    "ovn.metadata.public_key is set but ovn.sb.connection is not: acknowledged \
+                     passwords stay (sealed) in the NB",
+                    "set ovn.sb.connection (OVN_SB_DB) on the management servers",
+                );
+            }
+        }
     }
     let log_file = a.log_file.clone().unwrap_or_else(|| {
         log::resolve_path(local.env.get("CLOUDSTACK_OVN_LOG").cloned(), local.file.get(config::LOG_FILE))

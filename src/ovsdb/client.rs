@@ -52,7 +52,17 @@ impl Client {
         let mut last = None;
         for (i, remote) in list.iter().enumerate() {
             let share = u32::try_from(list.len() - i).unwrap_or(u32::MAX);
-            let attempt = transport::connect(remote, config.as_ref(), deadline, share).and_then(|conn| {
+            let last_one = i + 1 == list.len();
+            // A remote that is not the last gets only its share of the time
+            // left for the whole attempt (TCP connect, TLS handshake, server
+            // check): a stalled cluster member (SIGSTOPped, or its kernel
+            // backlog accepting for a dead process) must not use up the
+            // budget of the members after it.
+            let slice = match last_one {
+                true => deadline,
+                false => deadline.share(share),
+            };
+            let attempt = transport::connect(remote, config.as_ref(), slice).and_then(|conn| {
                 let mut client = Client {
                     conn: BufReader::new(conn),
                     remote: remote.clone(),
@@ -61,10 +71,17 @@ impl Client {
                     updates: Vec::new(),
                 };
                 check.check(&mut client)?;
+                // Later calls get the whole budget back.
+                client.set_deadline(deadline);
                 Ok(client)
             });
             match attempt {
                 Ok(client) => return Ok(client),
+                // Only this remote's share ran out: on to the next one.
+                Err(Error::DeadlineExceeded) if !last_one && !deadline.expired() => {
+                    tried.push(remote.to_string());
+                    last = Some(Error::Silent { remote: remote.to_string() });
+                }
                 // Say which remote the time ran out on (a stalled server).
                 Err(Error::DeadlineExceeded) => {
                     return Err(Error::DeadlineAfter { last: Box::new(Error::Silent { remote: remote.to_string() }) })

@@ -37,6 +37,13 @@ impl Deadline {
         }
     }
 
+    /// `1/n` of the time left (at least 1 ms), never later than `self`.
+    pub fn share(&self, n: u32) -> Deadline {
+        let left = self.at.saturating_duration_since(Instant::now());
+        let part = (left / n.max(1)).max(MIN_REMAINING);
+        Deadline { at: self.at.min(Instant::now() + part) }
+    }
+
     /// True once [`Deadline::remaining`] would fail.
     pub fn expired(&self) -> bool {
         self.remaining().is_err()
@@ -55,5 +62,9 @@ mod tests {
         assert!(!d.expired());
         assert!(d.remaining().is_ok_and(|r| r > Duration::from_secs(4)));
         assert!(!Deadline::after(Duration::MAX).expired());
+        let third = Deadline::after(Duration::from_secs(3)).share(3).remaining().unwrap();
+        assert!(third <= Duration::from_secs(1) && third > Duration::from_millis(900), "{third:?}");
+        let short = Deadline::after(Duration::from_millis(5));
+        assert!(short.share(1).at <= short.at);
     }
 }

@@ -167,15 +167,10 @@ pub(crate) fn map_io(e: io::Error) -> Error {
     }
 }
 
-/// Connect to one remote. The TCP connect itself gets only `share` of the
-/// time left, so one black-holed cluster member cannot use up the budget of
-/// the members after it; the TLS handshake may use all of it.
-pub(crate) fn connect(
-    remote: &Remote,
-    tls: Option<&Arc<ClientConfig>>,
-    deadline: Deadline,
-    share: u32,
-) -> Result<Conn, Error> {
+/// Connect to one remote within `deadline` (for a member of a list, the
+/// caller passes only that member's share of the time left, so one
+/// black-holed cluster member cannot use up the budget of the others).
+pub(crate) fn connect(remote: &Remote, tls: Option<&Arc<ClientConfig>>, deadline: Deadline) -> Result<Conn, Error> {
     // Plain socket errors name the remote; deadline and TLS errors stand alone.
     let connect_err = |e| match e {
         Error::Io(source) => Error::Connect { remote: remote.to_string(), source },
@@ -183,17 +178,17 @@ pub(crate) fn connect(
     };
     let stream = match remote {
         Remote::Unix(path) => {
-            let sock = unix_connect(path, deadline, share).map_err(connect_err)?;
+            let sock = unix_connect(path, deadline).map_err(connect_err)?;
             Stream::Unix(Timed { sock, deadline })
         }
         Remote::Tcp { host, port } => {
-            let sock = tcp_connect(host, *port, deadline, share).map_err(connect_err)?;
+            let sock = tcp_connect(host, *port, deadline).map_err(connect_err)?;
             Stream::Tcp(Timed { sock, deadline })
         }
         Remote::Ssl { host, port } => {
             let config = tls.ok_or_else(|| Error::Tls("no TLS configuration".into()))?;
             let name = tls::server_name(host)?;
-            let sock = tcp_connect(host, *port, deadline, share).map_err(connect_err)?;
+            let sock = tcp_connect(host, *port, deadline).map_err(connect_err)?;
             let conn = ClientConnection::new(config.clone(), name).map_err(|e| Error::Tls(tls::describe(&e)))?;
             let mut s = StreamOwned::new(conn, Timed { sock, deadline });
             // Finish the handshake now, so certificate problems surface as
@@ -234,10 +229,10 @@ fn resolve(host: &str, port: u16, deadline: Deadline) -> Result<Vec<std::net::So
 /// connect(2) on a unix socket blocks while the server's listen backlog is
 /// full (a stalled server: every abandoned attempt stays queued), and std
 /// offers no timeout for it, so it runs on a helper thread that is abandoned
-/// when this remote's share of the deadline runs out, as [`resolve`] does.
+/// when the deadline runs out, as [`resolve`] does.
 /// Returns `Error::Io` for failures that should become `Error::Connect`.
-fn unix_connect(path: &std::path::Path, deadline: Deadline, share: u32) -> Result<UnixStream, Error> {
-    let slice = deadline.remaining()? / share.max(1);
+fn unix_connect(path: &std::path::Path, deadline: Deadline) -> Result<UnixStream, Error> {
+    let slice = deadline.remaining()?;
     let (tx, rx) = std::sync::mpsc::channel();
     let owned = path.to_path_buf();
     std::thread::Builder::new()
@@ -257,11 +252,11 @@ fn unix_connect(path: &std::path::Path, deadline: Deadline, share: u32) -> Resul
 }
 
 /// Returns `Error::Io` for failures that should become `Error::Connect`.
-fn tcp_connect(host: &str, port: u16, deadline: Deadline, share: u32) -> Result<TcpStream, Error> {
+fn tcp_connect(host: &str, port: u16, deadline: Deadline) -> Result<TcpStream, Error> {
     let addrs = resolve(host, port, deadline)?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
     for addr in addrs {
-        let slice = deadline.remaining()? / share.max(1);
+        let slice = deadline.remaining()?;
         match TcpStream::connect_timeout(&addr, slice.max(Duration::from_millis(1))) {
             Ok(sock) => {
                 // One JSON request per write; don't let Nagle hold it back.

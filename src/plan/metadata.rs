@@ -18,6 +18,7 @@ use crate::nb::rows::Dns;
 use crate::nb::{table, Kind};
 use crate::observe::Observed;
 use crate::ovsdb::value::{string_map, string_set};
+use crate::ovsdb::{Mutation, Mutator};
 
 /// A secret ready to store: sealed value, keyed digest of the plaintext,
 /// generation it was sealed for (passwords).
@@ -187,13 +188,29 @@ pub fn ensure_vm_data(plan: &mut Plan, scope: &Scope, change: &VmDataChange, obs
     }
     if let Some(s) = &change.password {
         // The same password again (a re-run) keeps its generation, so a
-        // password the VM already acknowledged is not served again.
-        if !(data.get(key::PASSWORD_DIGEST) == Some(&s.digest) && data.contains_key(key::PASSWORD)) {
+        // password the VM already acknowledged is not served again; nor is
+        // one whose acknowledgement already took it out of the NB (only its
+        // digest is left).
+        if data.get(key::PASSWORD_DIGEST) != Some(&s.digest) {
             data.insert(key::PASSWORD.into(), s.value.clone());
             data.insert(key::PASSWORD_GEN.into(), s.gen.clone());
             data.insert(key::PASSWORD_DIGEST.into(), s.digest.clone());
         }
     }
+    // A stored password some agent acknowledged has done its job: it
+    // leaves the NB, its digest stays (the same password saved again then
+    // writes nothing). Only the exact pairs read are deleted, so a new
+    // password written concurrently survives.
+    let acked = obs.pw_acks();
+    let drop: BTreeMap<String, String> = match (current.get(key::PASSWORD), current.get(key::PASSWORD_GEN)) {
+        (Some(pw), Some(gen))
+            if data.get(key::PASSWORD_GEN) == Some(gen)
+                && acked.iter().any(|(n, g)| *n == change.nic_uuid && g == gen) =>
+        {
+            [(key::PASSWORD.to_string(), pw.clone()), (key::PASSWORD_GEN.to_string(), gen.clone())].into()
+        }
+        _ => BTreeMap::new(),
+    };
     let mut ids = scope.ids(Kind::VmData);
     ids.insert(key::NIC_UUID.into(), change.nic_uuid.clone());
     let what = format!("VM data of NIC {}", change.nic_uuid);
@@ -207,9 +224,17 @@ pub fn ensure_vm_data(plan: &mut Plan, scope: &Scope, change: &VmDataChange, obs
         }
         Some(d) => {
             scope.require_owned(format!("DNS {}", d.uuid), &d.external_ids)?;
-            let mut muts = map_mutations("external_ids", &data, &d.external_ids, key::is_data);
+            // The acknowledged pairs are not managed here (a delete by key
+            // would take a concurrent new password with them).
+            let managed = |k: &str| key::is_data(k) && !drop.contains_key(k);
+            let mut muts = map_mutations("external_ids", &data, &d.external_ids, managed);
             muts.extend(merge_ids(&ids, &d.external_ids));
-            plan.mutate(table::DNS, d.uuid, muts, format!("update {what}"));
+            let mut what = format!("update {what}");
+            if !drop.is_empty() {
+                muts.push(Mutation("external_ids".into(), Mutator::Delete, string_map(&drop)));
+                what.push_str(" (acknowledged password dropped)");
+            }
+            plan.mutate(table::DNS, d.uuid, muts, what);
         }
     }
     Ok(())
@@ -279,6 +304,104 @@ mod tests {
         let mut plan = Plan::default();
         ensure_vm_data(&mut plan, &s, &reset, &obs).unwrap();
         assert_eq!(plan.changes.len(), 1);
+    }
+
+    /// An observed vm-data row of NIC `n1` holding password generation `g1`.
+    fn stored(s: &Scope, acks: Vec<(String, String)>) -> Observed {
+        let mut ids = s.ids(Kind::VmData);
+        for (k, v) in [("cloudstack:nic_uuid", "n1"), ("md:instance-id", "i-1"), ("pw", "s1:PW1"), ("pw-gen", "g1")] {
+            ids.insert(k.into(), v.into());
+        }
+        ids.insert("pw-d".into(), "d-pw".into());
+        Observed {
+            vm_data: crate::observe::ReadAll::found(vec![Dns {
+                uuid: metadata::row_uuid(&s.owner, "n1"),
+                records: BTreeMap::new(),
+                external_ids: ids,
+            }]),
+            pw_acks: crate::observe::ReadAll::found(acks),
+            ..Observed::nothing_exists()
+        }
+    }
+
+    fn mutations(plan: &Plan) -> Vec<Mutation> {
+        plan.ops
+            .iter()
+            .flat_map(|op| match op {
+                crate::ovsdb::Operation::Mutate { mutations, .. } => mutations.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_acknowledged_password_leaves_the_nb_its_digest_stays() {
+        let s = scope();
+        let ack = |g: &str| vec![("n1".to_string(), g.to_string())];
+        let sshkey = VmDataChange {
+            nic_uuid: "n1".into(),
+            files: [("public-keys".to_string(), "ssh-ed25519 A".to_string())].into(),
+            ..VmDataChange::default()
+        };
+        // Acknowledged: any command on the NIC drops exactly the pairs read.
+        let mut plan = Plan::default();
+        ensure_vm_data(&mut plan, &s, &sshkey, &stored(&s, ack("g1"))).unwrap();
+        let muts = mutations(&plan);
+        let drop =
+            Mutation("external_ids".into(), Mutator::Delete, json!(["map", [["pw", "s1:PW1"], ["pw-gen", "g1"]]]));
+        assert!(muts.contains(&drop), "{muts:?}");
+        let text = format!("{muts:?}");
+        assert!(!text.contains("pw-d") && text.contains("md:public-keys"), "the digest stays: {text}");
+        assert!(plan.changes[0].contains("acknowledged password dropped"), "{:?}", plan.changes);
+        // Nothing else to do: the drop alone is a write.
+        let same = VmDataChange { nic_uuid: "n1".into(), ..VmDataChange::default() };
+        let mut plan = Plan::default();
+        ensure_vm_data(&mut plan, &s, &same, &stored(&s, ack("g1"))).unwrap();
+        assert_eq!(mutations(&plan), vec![drop.clone()]);
+        // Not acknowledged, or an older generation acknowledged: it stays.
+        for acks in [Vec::new(), ack("g0")] {
+            let mut plan = Plan::default();
+            ensure_vm_data(&mut plan, &s, &same, &stored(&s, acks)).unwrap();
+            assert!(plan.is_empty(), "{:?}", plan.changes);
+        }
+        // A new password in the same command: written with its generation,
+        // never dropped by the old generation's ack.
+        let reset = VmDataChange { password: Some(sealed("s1:PW2", "d-pw2", "g2")), ..same.clone() };
+        let mut plan = Plan::default();
+        ensure_vm_data(&mut plan, &s, &reset, &stored(&s, ack("g1"))).unwrap();
+        let text = format!("{:?}", mutations(&plan));
+        assert!(text.contains("s1:PW2") && text.contains("g2") && !plan.changes[0].contains("dropped"), "{text}");
+        // Once dropped (digest only), the same password writes nothing; a
+        // new one gets a new generation.
+        let mut dropped = stored(&s, ack("g1"));
+        dropped.vm_data = crate::observe::ReadAll::found(
+            dropped
+                .vm_data()
+                .iter()
+                .cloned()
+                .map(|mut d| {
+                    d.external_ids.retain(|k, _| k != "pw" && k != "pw-gen");
+                    d
+                })
+                .collect(),
+        );
+        let again = VmDataChange { password: Some(sealed("s1:PW1b", "d-pw", "g3")), ..same.clone() };
+        let mut plan = Plan::default();
+        ensure_vm_data(&mut plan, &s, &again, &dropped).unwrap();
+        assert!(plan.is_empty(), "the acknowledged password saved again: {:?}", plan.changes);
+        let mut plan = Plan::default();
+        ensure_vm_data(&mut plan, &s, &reset, &dropped).unwrap();
+        let text = format!("{:?}", mutations(&plan));
+        assert!(text.contains("s1:PW2") && text.contains("g2") && text.contains("d-pw2"), "{text}");
+    }
+
+    #[test]
+    fn planning_a_vm_data_row_needs_the_ack_slot() {
+        let s = scope();
+        let obs = Observed { pw_acks: crate::observe::ReadAll::default(), ..stored(&s, Vec::new()) };
+        let change = VmDataChange { nic_uuid: "n1".into(), ..VmDataChange::default() };
+        ensure_vm_data(&mut Plan::default(), &s, &change, &obs).unwrap();
+        assert_eq!(obs.misread(), Some("pw_acks"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! creates are visible to everyone), with its own key, state dir, log and
 //! namespace prefix; stopped and cleaned up on drop.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ pub struct Agent {
     prefix: String,
     key: PathBuf,
     args: Vec<String>,
+    env: Vec<(OsString, OsString)>,
     chassis_netns: String,
 }
 
@@ -53,12 +55,18 @@ impl ZoneKey {
 
 impl Agent {
     pub fn start(central: &Central, chassis: &Chassis, key: &Path) -> Agent {
+        Agent::start_with(central.nb_remote(), chassis, key, Vec::new())
+    }
+
+    /// [`Agent::start`] with the NB remote (list) given explicitly, e.g. a
+    /// Raft cluster's members in a chosen order, and extra environment.
+    pub fn start_with(nb_remote: String, chassis: &Chassis, key: &Path, env: Vec<(OsString, OsString)>) -> Agent {
         let dir = Arc::new(LabDir::new("agent"));
         let prefix = format!("csomd{}n{}-", std::process::id(), next_id());
         let args = vec![
             "agent".to_string(),
             format!("--ovs-db={}", chassis.db_remote()),
-            format!("--nb={}", central.nb_remote()),
+            format!("--nb={nb_remote}"),
             format!("--state-dir={}", dir.file("state").display()),
             format!("--netns-prefix={prefix}"),
             "--grace=2".to_string(),
@@ -70,6 +78,7 @@ impl Agent {
             prefix,
             key: key.to_path_buf(),
             args,
+            env,
             chassis_netns: chassis.netns().to_string(),
         };
         a.restart();
@@ -89,6 +98,7 @@ impl Agent {
             .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
             .env("CLOUDSTACK_OVN_METADATA_KEY", &self.key)
             .env_remove("OVN_NB_DB")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -113,6 +123,11 @@ impl Agent {
         let pid = self.child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
+    }
+
+    /// The agent's acknowledgements file (`password-acks.json` in its state dir).
+    pub fn ack_file(&self) -> PathBuf {
+        self.dir.file("state").join("password-acks.json")
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cluster::Cluster;
 use super::daemon::{relaunch_ovsdb, standalone_ovsdb, stop_all, Daemon};
 use super::nb::Nb;
 use super::util::{dump_logs, ovs_command, require, run, run_ok, LabDir, CMD_TIMEOUT, OVN_NB_SCHEMA, OVN_SB_SCHEMA};
@@ -18,8 +19,10 @@ pub const BLOCKED: Duration = Duration::from_secs(2);
 pub struct Central {
     northd: Daemon,
     nb: Nb,
-    sb: Daemon,
+    /// None when NB and SB are Raft clusters (`clusters`).
+    sb: Option<Daemon>,
     sb_remote: String,
+    clusters: Option<(Cluster, Cluster)>,
     dir: Arc<LabDir>,
 }
 
@@ -36,6 +39,28 @@ impl Central {
         let mut c = ovs_command(dir.path(), "ovn-sbctl");
         c.arg(format!("--db={sb_remote}")).arg("--timeout=10").arg("init");
         run_ok(&mut c);
+        Central::with_northd(nb, Some(sb), sb_remote, None, dir)
+    }
+
+    /// [`Central::start`] with NB and SB each a 3-member Raft cluster;
+    /// every client (northd, ovn-controller, the agent, the commands) gets
+    /// the members' unix sockets as a remote list.
+    pub fn start_clustered() -> Central {
+        require(&["ovn-northd", "ovn-trace"], &[]);
+        let dir = Arc::new(LabDir::new("central"));
+        let (nb_cluster, sb_cluster) = (Cluster::start(), Cluster::start_sb());
+        let nb = Nb::attach(nb_cluster.unix_remotes().join(","), dir.clone());
+        let sb_remote = sb_cluster.unix_remotes().join(",");
+        Central::with_northd(nb, None, sb_remote, Some((nb_cluster, sb_cluster)), dir)
+    }
+
+    fn with_northd(
+        nb: Nb,
+        sb: Option<Daemon>,
+        sb_remote: String,
+        clusters: Option<(Cluster, Cluster)>,
+        dir: Arc<LabDir>,
+    ) -> Central {
         let northd = Daemon::launch(
             dir.path(),
             None,
@@ -44,7 +69,7 @@ impl Central {
             true,
             &[&format!("--ovnnb-db={}", nb.remote()), &format!("--ovnsb-db={sb_remote}")],
         );
-        let central = Central { northd, nb, sb, sb_remote, dir };
+        let central = Central { northd, nb, sb, sb_remote, clusters, dir };
         let o = central.nb.nbctl_result(&["--timeout=20", "--wait=sb", "sync"]);
         if !o.status.success() {
             panic!(
@@ -59,11 +84,28 @@ impl Central {
     /// Stop the NB and SB servers for `down`, then start them again on
     /// the same files (a maintenance restart); clients must reconnect.
     pub fn restart_databases(&mut self, down: Duration) {
-        self.nb.server_mut().stop();
-        self.sb.stop();
+        let standalone = "restart_databases needs standalone servers";
+        self.nb.server_mut().expect(standalone).stop();
+        self.sb.as_mut().expect(standalone).stop();
         std::thread::sleep(down);
-        *self.nb.server_mut() = relaunch_ovsdb(self.dir.path(), "nb");
-        self.sb = relaunch_ovsdb(self.dir.path(), "sb");
+        *self.nb.server_mut().expect(standalone) = relaunch_ovsdb(self.dir.path(), "nb");
+        self.sb = Some(relaunch_ovsdb(self.dir.path(), "sb"));
+    }
+
+    /// The NB and SB Raft clusters of [`Central::start_clustered`].
+    pub fn clusters(&mut self) -> &mut (Cluster, Cluster) {
+        self.clusters.as_mut().expect("a Central::start_clustered()")
+    }
+
+    /// Stop the SB server only (until [`Central::start_sb`]): NB and
+    /// northd stay; SB clients (ovn-controller, agents) lose it.
+    pub fn stop_sb(&mut self) {
+        self.sb.as_mut().expect("stop_sb needs a standalone SB").stop();
+    }
+
+    /// Start the SB server stopped by [`Central::stop_sb`] on its files.
+    pub fn start_sb(&mut self) {
+        self.sb = Some(relaunch_ovsdb(self.dir.path(), "sb"));
     }
 
     /// The NB server (nbctl, snapshot, count_rows, ...).
@@ -193,12 +235,17 @@ impl Central {
 impl Drop for Central {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            dump_logs(
-                "central",
-                &[self.northd.log().to_path_buf(), self.sb.log().to_path_buf(), self.nb.log_file().to_path_buf()],
-            );
+            let mut logs = vec![self.northd.log().to_path_buf()];
+            match &self.clusters {
+                Some((nb, sb)) => logs.extend(nb.logs().into_iter().chain(sb.logs())),
+                None => logs.extend(self.sb.iter().map(|d| d.log().to_path_buf()).chain([self.nb.log_file().into()])),
+            }
+            dump_logs("central", &logs);
         }
         let Central { northd, nb, sb, .. } = self;
-        stop_all(&mut [northd, nb.server_mut(), sb]);
+        let mut all: Vec<&mut Daemon> = vec![northd];
+        all.extend(nb.server_mut());
+        all.extend(sb.as_mut());
+        stop_all(&mut all);
     }
 }

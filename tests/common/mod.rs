@@ -43,6 +43,7 @@ mod nb;
 mod public;
 pub mod scenario;
 mod tls;
+pub mod userdata;
 mod util;
 
 pub use agent::{Agent, ZoneKey};

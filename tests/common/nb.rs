@@ -13,7 +13,8 @@ use super::util::{ovs_command, require, run, run_ok, LabDir, CMD_TIMEOUT, OVN_NB
 /// and the NB_Global row created by `ovn-nbctl init`.
 pub struct Nb {
     // Field order = drop order: the server stops before its dir goes away.
-    server: Daemon,
+    // None: a clustered NB whose members a `Cluster` owns (`Nb::attach`).
+    server: Option<Daemon>,
     remote: String,
     dir: Arc<LabDir>,
 }
@@ -37,22 +38,32 @@ impl Nb {
 
     fn start_in_with(dir: Arc<LabDir>, extra: &[String]) -> Nb {
         let (server, remote) = standalone_ovsdb(dir.path(), "nb", OVN_NB_SCHEMA, extra);
-        let nb = Nb { server, remote, dir };
+        let nb = Nb { server: Some(server), remote, dir };
         nb.nbctl(&["init"]);
         nb
     }
 
-    pub(crate) fn server_mut(&mut self) -> &mut Daemon {
-        &mut self.server
+    /// The NB API over servers someone else runs (a Raft cluster's
+    /// `remote` list); pause/resume/log/port need a server of our own.
+    pub(crate) fn attach(remote: String, dir: Arc<LabDir>) -> Nb {
+        Nb { server: None, remote, dir }
+    }
+
+    pub(crate) fn server_mut(&mut self) -> Option<&mut Daemon> {
+        self.server.as_mut()
+    }
+
+    fn server(&self) -> &Daemon {
+        self.server.as_ref().expect("an NB server of our own (not a cluster's)")
     }
 
     /// Stall the server (SIGSTOP) until [`Nb::resume`] (also done on drop).
     pub fn pause(&self) {
-        self.server.pause().expect("NB server running");
+        self.server().pause().expect("NB server running");
     }
 
     pub fn resume(&self) {
-        self.server.resume();
+        self.server().resume();
     }
 
     /// `unix:/tmp/csovn-.../nb.sock`
@@ -66,12 +77,12 @@ impl Nb {
 
     /// `ovsdb-server` log file of this NB.
     pub fn log_file(&self) -> &Path {
-        self.server.log()
+        self.server().log()
     }
 
     /// The port the kernel chose for a `ptcp:0` / `pssl:0` remote.
     pub fn listening_port(&self) -> u16 {
-        self.server.listening_port()
+        self.server().listening_port()
     }
 
     /// `ovn-nbctl --db=<remote> --timeout=10 ARGS`; panics (with stderr) on

@@ -20,7 +20,7 @@ use crate::nb::ids::Scope;
 use crate::nb::rows::{all_rows, first_row, select_tagged, DhcpOptions, Dns, Port, PortGroup, Router, Switch};
 use crate::nb::{key, table, Kind, DB};
 use crate::ovsdb::value::{as_uuid, optional_uuid, string_map_of};
-use crate::ovsdb::{Client, Deadline, Operation};
+use crate::ovsdb::Operation;
 use crate::plan::pbr;
 
 const SB_DB: &str = "OVN_Southbound";
@@ -141,9 +141,8 @@ fn read_sb(ctx: &Context, scope: &Scope) -> Bindings {
     let Some(remote) = ctx.config.sb.clone() else {
         return Err("ovn.sb.connection is not configured: chassis unknown (NB `up` shown)".into());
     };
-    let run = || -> std::result::Result<_, crate::ovsdb::Error> {
-        let deadline = Deadline::after(ctx.deadline.remaining()?.min(std::time::Duration::from_secs(10)));
-        let mut client = Client::connect(&remote, &ctx.config.sb_tls, deadline)?;
+    let run = || -> crate::error::Result<_> {
+        let mut client = ctx.connect_sb(std::time::Duration::from_secs(10))?;
         let ops = [
             select_tagged(
                 "Port_Binding",
@@ -158,7 +157,7 @@ fn read_sb(ctx: &Context, scope: &Scope) -> Bindings {
                 columns: Some(vec!["_uuid".into(), "name".into(), "hostname".into()]),
             },
         ];
-        client.transact(SB_DB, &ops)
+        Ok(client.transact(SB_DB, &ops)?)
     };
     let r = run().map_err(|e| format!("OVN Southbound ({remote}) unreadable: {e}"))?;
     let chassis: BTreeMap<Uuid, String> =
