@@ -53,6 +53,22 @@ pub enum Error {
     Internal(String),
 }
 
+/// An error and every cause ("a: b: c"), skipping a cause whose text the
+/// message already ends with.
+pub fn chain_of(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !msg.ends_with(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cur = c.source();
+    }
+    msg
+}
+
 impl Error {
     pub fn field(field: &str, reason: impl Into<String>) -> Error {
         Error::Field { field: field.to_string(), reason: reason.into() }
@@ -61,17 +77,17 @@ impl Error {
     /// The message with every cause appended ("a: b: c"), for stdout and
     /// the log. Display stays short, per the cause-chain convention.
     pub fn chain(&self) -> String {
-        let mut msg = self.to_string();
-        let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(self);
-        while let Some(e) = cur {
-            let text = e.to_string();
-            if !msg.ends_with(&text) {
-                msg.push_str(": ");
-                msg.push_str(&text);
-            }
-            cur = e.source();
+        chain_of(self)
+    }
+
+    /// [`Error::chain`] without the "OVN Northbound" label of an OVSDB
+    /// error, for callers that talk to other databases too (the agent: SB,
+    /// NB and the local OVS); the OVSDB error names its remote.
+    pub fn chain_unlabelled(&self) -> String {
+        match self {
+            Error::Ovsdb(e) => chain_of(e),
+            e => e.chain(),
         }
-        msg
     }
 
     pub fn exit_code(&self) -> ExitCode {

@@ -146,8 +146,9 @@ pub fn run(opts: Options) -> u8 {
     match start(&opts, &settings, &key_path) {
         Ok(()) => 0,
         Err(e) => {
-            log::event(log::Level::Error, &e.chain(), &[("component", &"agent")]);
-            crate::output::print_error(&e.chain());
+            let msg = e.chain_unlabelled();
+            log::event(log::Level::Error, &msg, &[("component", &"agent")]);
+            crate::output::print_error(&msg);
             e.exit_code() as u8
         }
     }
@@ -250,7 +251,7 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                 // Not fatal: a refused or failed prune is tried again at the
                 // next read; a lost connection shows in the peek below.
                 if let Err(e) = prune_acks(&shared, s, n, &owner, &v) {
-                    log::warn("cannot prune password acknowledgements", &[("error", &e.chain())]);
+                    log::warn("cannot prune password acknowledgements", &[("error", &e.chain_unlabelled())]);
                 }
                 if !live {
                     // Liveness for doctor, once our Chassis_Private exists.
@@ -308,7 +309,10 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                 // Keep serving what we know; reconnect and resync.
                 failures += 1;
                 if failures == 1 || failures % 50 == 0 {
-                    log::warn("cannot read OVN databases, keeping the last view", &[("error", &e.chain())]);
+                    log::warn(
+                        "cannot read OVN databases, keeping the last view",
+                        &[("error", &e.chain_unlabelled()), ("sb", &sb_remote), ("nb", &nb_remote)],
+                    );
                 }
                 links = None;
                 std::thread::sleep(opts.poll);

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::args::DoctorArgs;
 use crate::config::{self, Local, Settings, Source};
-use crate::error::Error;
+use crate::error::{chain_of, Error};
 use crate::ovsdb::{self, Client, DatabaseStatus, Deadline, Operation, Remote, TlsFiles};
 use crate::{log, output};
 
@@ -463,21 +463,6 @@ fn explain(e: &ovsdb::Error, remote: &Remote, db: Db) -> (String, String) {
         _ => format!("{remote} does not speak OVSDB as expected: check that it is an OVN {} server", db.name()),
     };
     (detail, fix)
-}
-
-/// An error with its causes, "a: b: c".
-fn chain_of(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !msg.ends_with(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        cur = c.source();
-    }
-    msg
 }
 
 /// `major.minor.patch` → numbers.
