@@ -86,9 +86,9 @@ pub const SERVICES: &[Service] = &[
 ];
 
 /// Services whose commands work but which are not advertised yet because
-/// part of the service lives elsewhere and is not complete: UserData needs
-/// the host agent's full feature set (docs/metadata.md, "Gaps").
-pub const WITHHELD: &[&str] = &["UserData"];
+/// part of the service lives elsewhere and is not complete (UserData was,
+/// until its host agent was). Empty: everything implemented is advertised.
+pub const WITHHELD: &[&str] = &[];
 
 impl Service {
     /// Every command CloudStack sends for this service (from [`COMMANDS`]).

@@ -79,8 +79,8 @@ fn extension_details_advertise_exactly_what_is_dispatched() {
         assert_eq!(!not_supported.contains(c.name), c.implemented(), "{}: COMMANDS and dispatch disagree", c.name);
     }
     for s in SERVICES {
-        // A withheld service (UserData until its host side is complete)
-        // works but is not advertised.
+        // A withheld service (capabilities::WITHHELD; none today) works
+        // but is not advertised.
         let works = s.commands().iter().all(|c| !not_supported.contains(c))
             && !cloudstack_ovn::capabilities::WITHHELD.contains(&s.name);
         assert_eq!(

@@ -1084,3 +1084,20 @@ fn slow_clients_cannot_starve_other_vms() {
     // And the service is still there for everyone.
     assert_eq!(curl(&b, &[&id_url]), (OTHER.to_string(), "200".into()));
 }
+
+/// UserData is advertised (it was withheld until the host agent was
+/// complete): CloudStack only sends the save-* commands to a provider that
+/// lists the service with `Supported`.
+#[test]
+fn extension_details_advertise_user_data() {
+    let o = std::process::Command::new(bin())
+        .args(["extension-details", "--json"])
+        .env("CLOUDSTACK_OVN_CONFIG", "/nonexistent")
+        .env("CLOUDSTACK_OVN_LOG", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(o.status.success() && o.stderr.is_empty());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["services"].as_array().unwrap().contains(&json!("UserData")), "{v}");
+    assert_eq!(v["capabilities"]["UserData"]["Supported"], "true", "{v}");
+}
