@@ -933,6 +933,8 @@ fn agent_plumbing_is_iproute2_compatible_and_leaves_nothing_behind() {
     assert!(md0.contains("link/ether 02:00:00:aa:00:07") && md0.contains(",UP"), "{md0}");
     assert!(ip_ok(&["-n", &ns, "link", "show", "lo"]).contains(",UP"));
     assert!(ip_ok(&["-n", hv.netns(), "link", "show", &veth]).contains(",UP"));
+    // The test chassis runs the userspace datapath: offloads must go off.
+    assert!(cloudstack_ovn::agent::ovs_port::userspace_datapath(&hv.db_remote(), "br-int"));
     let features = ip_ok(&["netns", "exec", &ns, "ethtool", "-k", "md0"]);
     assert!(features.contains("tx-checksumming: off"), "{features}");
     assert_eq!(hv.vsctl(&["port-to-br", &veth]), "br-int");

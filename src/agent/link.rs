@@ -10,8 +10,9 @@
 //! ([`in_netns`]), the way listeners are opened.
 //!
 //! The one child process left is `ethtool` for the veth's TX offloads
-//! ([`offloads_off`]): the maintained `ethtool` crate is async-only and
-//! cannot set features; it runs at provisioning, never on the request path.
+//! ([`offloads_off`]), on the userspace datapath only: the maintained
+//! `ethtool` crate is async-only and cannot set features; it runs at
+//! provisioning, never on the request path.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -384,20 +385,33 @@ pub fn offloads_off(dev: &str) -> Result<(), String> {
 /// default route from the first of them (everything is on-link: the
 /// localport only ever talks to VMs of its switch on this chassis, whatever
 /// their subnet), with `lo` up beside it.
-pub fn veth_into_netns(netns: &str, host: &str, inner: &str, mac: [u8; 6], ips: &[Ipv4Addr]) -> Result<(), String> {
+/// `offloads`: turn TX offloads off on both ends ([`offloads_off`]; only
+/// the userspace datapath needs it, and it is the one child process).
+pub fn veth_into_netns(
+    netns: &str,
+    host: &str,
+    inner: &str,
+    mac: [u8; 6],
+    ips: &[Ipv4Addr],
+    offloads: bool,
+) -> Result<(), String> {
     let ns = File::open(netns_path(netns)).map_err(|e| format!("{}: {e}", netns_path(netns).display()))?;
     let mut nl = Netlink::open()?;
     nl.add_veth(host, inner, mac, &ns)?;
     nl.set_up(host)?;
     // Best effort, as before: a missing ethtool only matters to the
     // userspace datapath.
-    let _ = offloads_off(host);
+    if offloads {
+        let _ = offloads_off(host);
+    }
     let (inner, ips) = (inner.to_string(), ips.to_vec());
     in_netns(netns, move || {
         let mut nl = Netlink::open()?;
         nl.set_up("lo")?;
         nl.set_up(&inner)?;
-        let _ = offloads_off(&inner);
+        if offloads {
+            let _ = offloads_off(&inner);
+        }
         let index = nl.index(&inner)?.ok_or_else(|| format!("{inner} missing in its namespace"))?;
         for ip in &ips {
             nl.add_host_address(index, *ip)?;

@@ -4,7 +4,8 @@
 //!
 //! Set-up and teardown use netlink and iproute2-compatible named namespaces
 //! (`link`) and the local OVS database (`ovs_port`); only the veth's
-//! offloads still run `ethtool`, off the request path. Sockets are opened by
+//! offloads on a userspace-datapath bridge still run `ethtool`, off the
+//! request path. Sockets are opened by
 //! a thread that `setns(2)`s into the namespace: a socket stays in the
 //! namespace it was created in, whichever thread later uses it. `http`
 //! serves them.
@@ -98,7 +99,8 @@ impl Plumbing {
         let mac_bytes = link::parse_mac(mac)?;
         link::add_netns(&netns)?;
         let setup = || -> Result<Vec<TcpListener>, String> {
-            link::veth_into_netns(&netns, &veth, inner, mac_bytes, ips)?;
+            let offloads_off = ovs_port::userspace_datapath(&self.ovs_db, &self.bridge);
+            link::veth_into_netns(&netns, &veth, inner, mac_bytes, ips, offloads_off)?;
             let iface_id = crate::metadata::port_name(&self.owner, network);
             ovs_port::add(&self.ovs_db, &self.bridge, &veth, &iface_id, mac, &self.owner)?;
             listen_in(&netns, &[80, 8080])

@@ -39,6 +39,28 @@ pub fn add(ovs_db: &str, bridge: &str, name: &str, iface_id: &str, mac: &str, ow
     Ok(())
 }
 
+/// Whether `bridge` runs on OVS's userspace datapath (`datapath_type`
+/// `netdev`): only there must the veth's TX offloads go off. Unknown (no
+/// answer, no bridge) counts as userspace: turning offloads off is harmless
+/// on the kernel datapath, leaving them on breaks TCP on the userspace one.
+pub fn userspace_datapath(ovs_db: &str, bridge: &str) -> bool {
+    let ops = [Operation::Select {
+        table: "Bridge".into(),
+        conditions: vec![Condition::eq("name", bridge)],
+        columns: Some(vec!["datapath_type".into()]),
+    }];
+    let kind = client(ovs_db)
+        .ok()
+        .and_then(|mut c| c.transact(DB, &ops).ok())
+        .and_then(|r| r[0]["rows"].get(0).and_then(|row| row["datapath_type"].as_str().map(str::to_string)));
+    is_userspace(kind.as_deref())
+}
+
+fn is_userspace(datapath_type: Option<&str>) -> bool {
+    // "" is the kernel datapath ("system"), OVS's default.
+    !matches!(datapath_type, Some("" | "system"))
+}
+
 fn add_ops(bridge: &str, name: &str, iface_id: &str, mac: &str, owner: &Owner) -> Vec<Operation> {
     let mut iface_ids = tags(owner);
     iface_ids.insert("iface-id".into(), iface_id.into());
@@ -143,6 +165,14 @@ fn remove_ops(port: uuid::Uuid, external_ids: &Value, interfaces: &[uuid::Uuid])
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_a_known_kernel_datapath_keeps_offloads() {
+        assert!(is_userspace(Some("netdev")));
+        assert!(!is_userspace(Some("system")));
+        assert!(!is_userspace(Some("")));
+        assert!(is_userspace(None), "unknown: offloads off, the safe side");
+    }
     use super::*;
 
     fn owner() -> Owner {
