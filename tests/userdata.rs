@@ -106,7 +106,21 @@ fn vm_gets_its_data_and_password_once_from_the_host_agent() {
     let codes = String::from_utf8_lossy(&o.stdout).into_owned();
     let answered = codes.lines().filter(|c| *c == "200").count();
     assert!(codes.lines().all(|c| c == "200" || c == "000"), "{codes}");
-    assert!(answered >= 50, "only {answered} of 100 paced requests answered: {codes}");
+    if answered < 50 {
+        // Rare (docs/metadata.md, "Known limits"): say whether the agent saw
+        // the requests at all, and what the data path held, so a recurrence
+        // can be placed.
+        let log = agent.log();
+        let seen = log.lines().skip(before).filter(|l| l.contains("msg=request")).count();
+        let tail: Vec<&str> = log.lines().skip(before).filter(|l| !l.contains("msg=request")).collect();
+        panic!(
+            "only {answered} of 100 paced requests answered ({seen} logged by the agent): {codes}\n\
+             --- agent log since, requests left out:\n{}\n--- vswitchd conntrack:\n{}\n--- vswitchd log:\n{}",
+            tail.join("\n"),
+            hv.appctl_vswitchd(&["dpctl/dump-conntrack"]),
+            std::fs::read_to_string(hv.vswitchd_log()).unwrap_or_default(),
+        );
+    }
     let mut lat: Vec<f64> = agent
         .log()
         .lines()
@@ -125,16 +139,16 @@ fn vm_gets_its_data_and_password_once_from_the_host_agent() {
     assert!(rss < 32 * 1024, "agent RSS {rss} KiB (target ≤ 32 MB)");
     eprintln!("[bench] agent RSS {rss} KiB");
 
-    // Nothing secret in NB, SB or the logs.
-    let nb_dump = central.nbctl(&["list", "DNS"]);
-    let sb_dump = central.sbctl(&["list", "Chassis_Private"]);
+    // Nothing secret in NB, SB (all of both, `ovsdb-client dump`) or the
+    // logs; the dump does hold the sealed rows.
+    let dump = central.dump_both();
+    assert!(dump.contains("s1:") && dump.contains("pw-ack"), "the dump misses the sealed rows or the ack:\n{dump}");
     for secret in [PASSWORD, "N3w-pass", "hello", "runcmd"] {
-        assert!(!nb_dump.contains(secret), "NB holds {secret}");
-        assert!(!sb_dump.contains(secret), "SB holds {secret}");
+        assert!(!dump.contains(secret), "NB or SB holds {secret}");
         assert!(!agent.log().contains(secret), "agent log holds {secret}");
         assert!(!saved.log.contains(secret), "command log holds {secret}");
     }
-    assert!(!nb_dump.contains("5f4dcc3b5aa765d61d8327deb882cf99"), "the MD5 is never stored");
+    assert!(!dump.contains("5f4dcc3b5aa765d61d8327deb882cf99"), "the MD5 is never stored");
 }
 
 #[test]

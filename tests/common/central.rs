@@ -146,6 +146,17 @@ impl Central {
         run(&mut self.sbctl_command(args), CMD_TIMEOUT)
     }
 
+    /// `ovsdb-client dump` of the whole NB and SB, as an operator would
+    /// read them (the secrecy checks of UserData).
+    pub fn dump_both(&self) -> String {
+        let dump = |remote: String, db: &str| {
+            let mut c = ovs_command(self.dir(), "ovsdb-client");
+            c.args(["--timeout=10", "dump", &remote, db]);
+            run_ok(&mut c)
+        };
+        dump(self.nb_remote(), "OVN_Northbound") + &dump(self.sb_remote(), "OVN_Southbound")
+    }
+
     fn sbctl_command(&self, args: &[&str]) -> Command {
         let mut c = ovs_command(self.dir(), "ovn-sbctl");
         c.arg(format!("--db={}", self.sb_remote)).arg("--timeout=10").args(args);
