@@ -230,3 +230,42 @@ fn teardown_after_panic_leaves_nothing_behind() {
     }
     eprintln!("TIME teardown_test_total_ms={}", ms(t));
 }
+
+/// OVS 3.1.0's userspace conntrack aborts now and then (an assertion in
+/// `conn_update_state`); the chassis runs ovs-vswitchd under `--monitor`,
+/// so a crash costs seconds, not the rest of the test. A crash by SIGABRT:
+/// a new vswitchd comes up, ovn-controller reinstalls the flows, the VM gets
+/// a DHCP lease through OVN again; stopping the chassis stops both the
+/// daemon and its monitor.
+#[test]
+fn vswitchd_crash_is_restarted_and_the_data_plane_comes_back() {
+    let central = Central::start();
+    create_dhcp_network(&central);
+    let hv = Chassis::start(&central, "hv1");
+    let vm = hv.plug_vm("vnet0", LSP, MAC);
+    assert!(central.wait_lsp_up(LSP, Duration::from_secs(10)), "LSP never up in NB");
+    assert_eq!(vm.dhcp().ip, "10.1.1.23");
+    let first = hv.vswitchd_pid().expect("vswitchd running");
+    hv.abort_vswitchd();
+    let back = wait_until(Duration::from_secs(30), || hv.vswitchd_pid().is_some_and(|p| p != first));
+    assert!(back, "ovs-vswitchd was not restarted after SIGABRT");
+    let mut leased = false;
+    for _ in 0..10 {
+        if vm.try_dhcp().is_some_and(|l| l.ip == "10.1.1.23") {
+            leased = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(leased, "no DHCP lease through the restarted vswitchd");
+    let vswitchd = hv.vswitchd_pid().unwrap();
+    let monitor = monitor_of(vswitchd).expect("vswitchd runs under its --monitor");
+    drop(vm);
+    drop(hv);
+    assert!(!pid_running(vswitchd), "vswitchd outlived the chassis");
+    assert!(
+        !pid_running(monitor),
+        "vswitchd's monitor outlived the chassis: {}",
+        std::fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap_or_default()
+    );
+}

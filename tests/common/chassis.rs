@@ -100,7 +100,18 @@ impl Chassis {
             .arg(format!("external_ids:ovn-encap-ip={encap_ip}"))
             .arg("external_ids:ovn-bridge-datapath-type=netdev");
         run_ok(&mut c);
-        let vswitchd = Daemon::launch(dir.path(), Some(netns.name()), "ovs-vswitchd", "vswitchd", true, &[&db_remote]);
+        // --monitor: OVS 3.1.0's userspace conntrack aborts now and then
+        // (`conn_update_state` assertion, ovnlab north-south.md; fixed
+        // upstream when un-NAT connections were removed, v3.2). Restarted as
+        // systemd restarts it in production; Drop reports every crash.
+        let vswitchd = Daemon::launch(
+            dir.path(),
+            Some(netns.name()),
+            "ovs-vswitchd",
+            "vswitchd",
+            true,
+            &["--monitor", &db_remote],
+        );
         // ovn-controller 23.03 has no --unixctl: its socket is
         // $OVN_RUNDIR/ovn-controller.<pid>.ctl (OVN_RUNDIR = dir).
         let controller =
@@ -196,6 +207,17 @@ impl Chassis {
 
     pub fn vswitchd_log(&self) -> &Path {
         self.vswitchd.log()
+    }
+
+    /// The running ovs-vswitchd's pid (a new one after a crash: --monitor).
+    pub fn vswitchd_pid(&self) -> Option<u32> {
+        self.vswitchd.pid().filter(|_| self.vswitchd.is_running())
+    }
+
+    /// Crash ovs-vswitchd the way a failed assertion does (SIGABRT).
+    pub fn abort_vswitchd(&self) {
+        let pid = self.vswitchd_pid().expect("vswitchd running");
+        super::daemon::kill("ABRT", pid);
     }
 
     /// Is ovs-vswitchd still running? (OVS 3.1's userspace conntrack
@@ -364,6 +386,15 @@ impl Drop for Chassis {
             dump_logs(
                 &format!("chassis {}", self.name),
                 &[self.controller.log().to_path_buf(), self.vswitchd.log().to_path_buf()],
+            );
+        }
+        let emer = self.vswitchd_emer();
+        if self.vswitchd.is_running() && emer != "(no EMER line)" {
+            eprintln!(
+                "[harness] chassis {}: ovs-vswitchd crashed during the test and was restarted by its \
+                 --monitor. EMER lines of {}:\n{emer}",
+                self.name,
+                self.vswitchd.log().display(),
             );
         }
         if !self.vswitchd.is_running() {

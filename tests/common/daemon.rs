@@ -183,10 +183,14 @@ pub(crate) fn stop_all(ds: &mut [&mut Daemon]) {
         if d.stopped {
             continue;
         }
+        // An OVS `--monitor` process (ovs-vswitchd's, see Chassis) exits
+        // by itself once its daemon dies of SIGTERM: wait for it too.
+        let monitor = d.pid().and_then(monitor_of);
         if let Some(pid) = d.signal("TERM") {
             // A paused daemon handles the TERM once continued.
             d.signal("CONT");
             pending.push((i, pid));
+            pending.extend(monitor.map(|m| (i, m)));
         }
     }
     if !pending.is_empty() && !wait_until(TERM_GRACE, || pending.iter().all(|&(_, p)| !running(p))) {
@@ -226,6 +230,21 @@ pub fn running(pid: u32) -> bool {
         }
         Err(_) => false,
     }
+}
+
+/// The OVS `--monitor` process of daemon `pid`: its parent, which retitles
+/// itself "monitoring pid <pid> (...)" (so its cmdline no longer names the
+/// pidfile).
+pub fn monitor_of(pid: u32) -> Option<u32> {
+    let p = parent(pid).filter(|&p| p != 1)?;
+    let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline).contains(&format!("monitoring pid {pid} ")).then_some(p)
+}
+
+/// The parent of `pid` (`/proc/PID/stat` field 4).
+fn parent(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Does `/proc/PID/cmdline` mention `path` (e.g. `--pidfile=<path>`)?

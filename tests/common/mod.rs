@@ -51,7 +51,7 @@ pub use central::{Central, BLOCKED};
 pub use chassis::{Chassis, Lease, Vm};
 pub use cluster::Cluster;
 pub use cs::{bin, envelope, run_bin, run_cs, run_cs_flags, run_cs_flags_logged, run_cs_logged, CsRun};
-pub use daemon::running as pid_running;
+pub use daemon::{monitor_of, running as pid_running};
 pub use nb::{canonicalize, Nb};
 pub use public::{
     Outside, Server, VlanCapture, INTERNET_HOSTS, OUTSIDE_CIDR, OUTSIDE_GW, OUTSIDE_MAC, PUBLIC_BRIDGE, UPSTREAM_BRIDGE,
