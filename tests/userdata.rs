@@ -157,9 +157,7 @@ fn cloud_init_datasource_gets_user_data_instance_id_hostname_key_and_password() 
     let hv = Chassis::start(&central, "hv1");
     let nb = central.nb();
     let key = ZoneKey::generate();
-    ok(cs(nb, "implement-network", network(42)));
-    run_all(nb, NIC_START, &vm1(42));
-    ok(ud(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key).output);
+    saved_vm1(nb, &key, &[]);
     let records = central.nbctl(&["--bare", "--columns=records", "list", "DNS"]);
     assert!(records.contains("data-server=") || records.contains("\"data-server\""), "{records}");
     assert!(records.contains("data-server.cs.example"), "{records}");
@@ -451,7 +449,7 @@ fn nb_and_sb_restart_under_the_agent_lose_nothing() {
     let hv = Chassis::start(&central, "hv1");
     let key = ZoneKey::generate();
     let (agent, vm) = served_vm(&central, &hv, &key, &[]);
-    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
+    let pw = |h: &str| pw(&vm, h);
     assert_eq!(pw("send_my_password"), PASSWORD);
     assert_eq!(pw("saved_password"), "saved_password");
 
@@ -473,9 +471,7 @@ fn migration_to_another_chassis_keeps_the_password_acknowledged() {
     let hv2 = Chassis::start(&central, "hv2");
     let nb = central.nb();
     let key = ZoneKey::generate();
-    ok(cs(nb, "implement-network", network(42)));
-    run_all(nb, NIC_START, &vm1(42));
-    ok(ud(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key).output);
+    saved_vm1(nb, &key, &[]);
     let agent1 = Agent::start(&central, &hv1, &key.file);
     let agent2 = Agent::start(&central, &hv2, &key.file);
     let (vm, _) = boot_vm(&hv1, "tap1", NIC1, MAC1);
@@ -530,7 +526,7 @@ fn acknowledged_password_is_dropped_from_nb_by_the_next_command() {
     let with_sb = [("ovn.sb.connection", sb.as_str())];
     let sshkey = |k: &str| with(vm1(42), json!({"sshkey": format!("ssh-ed25519 AAAA {k}")}));
     let (agent, vm) = served_vm(&central, &hv, &key, &with_sb);
-    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
+    let pw = |h: &str| pw(&vm, h);
 
     // Not acknowledged yet: a command with the SB keeps the password.
     let r = ud_with(nb, "save-sshkey", sshkey("k1"), &key, &with_sb);
@@ -614,7 +610,7 @@ fn agent_prunes_its_ack_once_the_password_is_dropped_or_replaced() {
     let sb = central.sb_remote();
     let with_sb = [("ovn.sb.connection", sb.as_str())];
     let (mut agent, vm) = served_vm(&central, &hv, &key, &[]);
-    let pw = |h: &str| curl(&vm, &["-H", &format!("DomU_Request: {h}"), &format!("http://{MD}:8080/")]).0;
+    let pw = |h: &str| pw(&vm, h);
     // Served and acknowledged: the ack is in SB and in the state file.
     let serve_and_ack = |agent: &Agent, password: &str| {
         let served = wait_until(Duration::from_secs(30), || pw("send_my_password") == password);

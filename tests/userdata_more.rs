@@ -205,9 +205,7 @@ fn agent_with_a_non_utf8_environment_variable_starts_and_serves() {
     let hv = Chassis::start(&central, "hv1");
     let nb = central.nb();
     let key = ZoneKey::generate();
-    ok(cs(nb, "implement-network", network(42)));
-    run_all(nb, NIC_START, &vm1(42));
-    ok(ud(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), &key).output);
+    saved_vm1(nb, &key, &[]);
     let latin1 = vec![("LC_FOO".into(), std::ffi::OsString::from_vec(b"caf\xe9".to_vec()))];
     let mut agent = Agent::start_with(central.nb_remote(), &hv, &key.file, latin1);
     let (vm, _) = boot_vm(&hv, "tap1", NIC1, MAC1);

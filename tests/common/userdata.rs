@@ -113,14 +113,19 @@ pub fn wait_served(vm: &Vm, agent: &Agent) {
 /// `vm_data` (with [`PASSWORD`]) saved with these registration details;
 /// the agent on `hv`; the VM booted there and served.
 pub fn served_vm(central: &Central, hv: &Chassis, key: &ZoneKey, details: &[(&str, &str)]) -> (Agent, Vm) {
-    let nb = central.nb();
-    ok(cs(nb, "implement-network", network(42)));
-    run_all(nb, NIC_START, &vm1(42));
-    ok(ud_with(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), key, details).output);
+    saved_vm1(central.nb(), key, details);
     let agent = Agent::start(central, hv, &key.file);
     let (vm, _) = boot_vm(hv, "tap1", NIC1, MAC1);
     wait_served(&vm, &agent);
     (agent, vm)
+}
+
+/// Network 42 implemented, `vm1`'s NIC through CloudStack's start
+/// sequence and its `vm_data` (with [`PASSWORD`]) saved.
+pub fn saved_vm1(nb: &Nb, key: &ZoneKey, details: &[(&str, &str)]) {
+    ok(cs(nb, "implement-network", network(42)));
+    run_all(nb, NIC_START, &vm1(42));
+    ok(ud_with(nb, "save-vm-data", save_vm_data(&vm1(42), Some(PASSWORD)), key, details).output);
 }
 
 /// One password-server request from `vm` (`DomU_Request: <ask>`): the body.
