@@ -179,47 +179,25 @@ fn agent_at_scale() {
     });
     assert!(all, "VM {last} not served\n{}", agent.log());
 
-    let before = agent.log().lines().count();
     let script = "for i in 1 2 3 4 5; do curl -s -m 5 -o /tmp/cs-bench-body.$$ -w '%{http_code} %{time_total}\\n' \
                   http://169.254.169.254/latest/meta-data/instance-id; cat /tmp/cs-bench-body.$$; echo; done; rm -f /tmp/cs-bench-body.$$";
-    let client: std::sync::Mutex<Vec<f64>> = Default::default();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..8 {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if k >= vms {
-                    break;
-                }
-                let o = guests[k].exec(&["sh", "-c", script]);
-                let text = String::from_utf8_lossy(&o.stdout).into_owned();
-                let lines: Vec<&str> = text.lines().collect();
-                assert_eq!(lines.len(), 10, "VM {k}: {text}");
-                for pair in lines.chunks(2) {
-                    let (code, secs) = pair[0].split_once(' ').unwrap();
-                    assert_eq!(code, "200", "VM {k}: {text}");
-                    assert_eq!(pair[1], nics[k].0, "VM {k} got another VM's instance-id");
-                    client.lock().unwrap().push(secs.parse::<f64>().unwrap() * 1000.0);
-                }
-            });
-        }
+    requests(&agent, vms, "8 VMs at a time, curl time_total", |k| {
+        let o = guests[k].exec(&["sh", "-c", script]);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 10, "VM {k}: {text}");
+        lines
+            .chunks(2)
+            .map(|pair| {
+                let (code, secs) = pair[0].split_once(' ').unwrap();
+                assert_eq!(code, "200", "VM {k}: {text}");
+                assert_eq!(pair[1], nics[k].0, "VM {k} got another VM's instance-id");
+                secs.parse::<f64>().unwrap() * 1000.0
+            })
+            .collect()
     });
-    let wall = t.elapsed().as_secs_f64();
-    let client = client.into_inner().unwrap();
-    let server = server_latencies(&agent.log(), before);
-    assert_eq!(server.len(), client.len(), "every request logged");
     let rss_all = agent.rss_kb().unwrap();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    eprintln!(
-        "[bench] {} requests from {vms} VMs (5 each, 8 VMs at a time) in {wall:.1} s: client (curl time_total) p50 {:.2} ms p99 {:.2} ms; server p50 {:.3} ms p99 {:.3} ms max {:.3} ms",
-        client.len(),
-        pct(&client, 50.0),
-        pct(&client, 99.0),
-        pct(&server, 50.0),
-        pct(&server, 99.0),
-        pct(&server, 100.0)
-    );
     eprintln!("[bench] agent RSS with {vms} local NICs: {rss_all} KiB; loadavg {}", load.trim());
 
     // The same requests without a process per request: curl, sh and
@@ -227,6 +205,26 @@ fn agent_at_scale() {
     // numbers above (the server's clock starts at accept, before the client
     // has written its request). Here 8 threads of this process enter each
     // VM's namespace in turn and speak HTTP over a plain socket.
+    requests(&agent, vms, "8 in-process clients", |k| {
+        enter_netns(guests[k].netns());
+        (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                let answer = get_instance_id();
+                let ms = t.elapsed().as_secs_f64() * 1000.0;
+                assert!(answer.starts_with("HTTP/1.1 200"), "VM {k}: {answer}");
+                assert!(answer.ends_with(&nics[k].0), "VM {k} got another VM's instance-id: {answer}");
+                ms
+            })
+            .collect()
+    });
+    assert!(rss_all < 32 * 1024, "agent RSS {rss_all} KiB (target ≤ 32 MB)");
+}
+
+/// 5 requests from each of `vms` VMs, 8 VMs at a time (`per_vm(k)` makes
+/// VM k's and returns their client-side times in ms); prints client and
+/// server (the agent's log) percentiles.
+fn requests(agent: &Agent, vms: usize, how: &str, per_vm: impl Fn(usize) -> Vec<f64> + Sync) {
     let before = agent.log().lines().count();
     let client: std::sync::Mutex<Vec<f64>> = Default::default();
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -238,14 +236,8 @@ fn agent_at_scale() {
                 if k >= vms {
                     break;
                 }
-                enter_netns(guests[k].netns());
-                for _ in 0..5 {
-                    let t = Instant::now();
-                    let answer = get_instance_id();
-                    client.lock().unwrap().push(t.elapsed().as_secs_f64() * 1000.0);
-                    assert!(answer.starts_with("HTTP/1.1 200"), "VM {k}: {answer}");
-                    assert!(answer.ends_with(&nics[k].0), "VM {k} got another VM's instance-id: {answer}");
-                }
+                let times = per_vm(k);
+                client.lock().unwrap().extend(times);
             });
         }
     });
@@ -254,7 +246,7 @@ fn agent_at_scale() {
     let server = server_latencies(&agent.log(), before);
     assert_eq!(server.len(), client.len(), "every request logged");
     eprintln!(
-        "[bench] {} requests from {vms} VMs (5 each, 8 in-process clients) in {wall:.1} s: client p50 {:.2} ms p99 {:.2} ms; server p50 {:.3} ms p99 {:.3} ms max {:.3} ms",
+        "[bench] {} requests from {vms} VMs (5 each, {how}) in {wall:.1} s: client p50 {:.2} ms p99 {:.2} ms; server p50 {:.3} ms p99 {:.3} ms max {:.3} ms",
         client.len(),
         pct(&client, 50.0),
         pct(&client, 99.0),
@@ -262,7 +254,6 @@ fn agent_at_scale() {
         pct(&server, 99.0),
         pct(&server, 100.0)
     );
-    assert!(rss_all < 32 * 1024, "agent RSS {rss_all} KiB (target ≤ 32 MB)");
 }
 
 /// The agent's request latencies (`latency_ms`, from accept) logged after
