@@ -215,3 +215,47 @@ fn agent_with_a_non_utf8_environment_variable_starts_and_serves() {
     assert_eq!(pw(&vm, "saved_password"), "saved_password");
     assert!(agent.out().is_empty(), "nothing on stdout/stderr: {}", agent.out());
 }
+
+/// The host's own OVS under the agent: ovs-vswitchd crashes and is
+/// restarted (its ports come back from conf.db, ovn-controller reinstalls
+/// the flows), then the local ovsdb-server restarts. The VM is served again
+/// each time, its acknowledgement holds, and a network whose first VM
+/// arrives after the restarts gets its namespace and OVS port (the agent
+/// reaches the restarted OVS database).
+#[test]
+fn ovs_restarts_under_the_agent_lose_nothing() {
+    let central = Central::start();
+    let mut hv = Chassis::start(&central, "hv1");
+    let nb = central.nb();
+    let key = ZoneKey::generate();
+    let (agent, vm) = served_vm(&central, &hv, &key, &[]);
+    assert_eq!(pw(&vm, "send_my_password"), PASSWORD);
+    assert_eq!(pw(&vm, "saved_password"), "saved_password");
+    let instance_id = |vm: &Vm| curl(vm, &[&format!("http://{MD}/latest/meta-data/instance-id")]);
+    let served_again = |vm: &Vm| wait_until(Duration::from_secs(30), || instance_id(vm).1 == "200");
+
+    let first = hv.vswitchd_pid().unwrap();
+    hv.abort_vswitchd();
+    assert!(wait_until(Duration::from_secs(30), || hv.vswitchd_pid().is_some_and(|p| p != first)));
+    assert!(served_again(&vm), "not served after the vswitchd restart:\n{}", agent.log());
+    assert_eq!(instance_id(&vm).0, VM_UUID);
+    assert_eq!(pw(&vm, "send_my_password"), "saved_password", "the acknowledgement holds");
+
+    hv.restart_ovsdb(Duration::from_secs(1));
+    assert!(served_again(&vm), "not served after the ovsdb-server restart:\n{}", agent.log());
+    assert_eq!(pw(&vm, "send_my_password"), "saved_password");
+
+    // A new network's first VM, after both restarts.
+    const OTHER: &str = "6f5d0c1e-0000-4000-8000-00000000b003";
+    let vm_b = nic(43, NIC2, "02:00:4c:3e:00:08", "10.1.1.34", "vm-b", true);
+    ok(cs(nb, "implement-network", network(43)));
+    run_all(nb, NIC_START, &vm_b);
+    let mut data = vm_data(None);
+    data[7]["content"] = json!(OTHER);
+    ok(ud(nb, "save-vm-data", with(vm_b, json!({"vm_data": data})), &key).output);
+    let (b, _) = boot_vm(&hv, "tap2", NIC2, "02:00:4c:3e:00:08");
+    wait_served(&b, &agent);
+    assert_eq!(instance_id(&b).0, OTHER);
+    assert_eq!(agent.namespaces().len(), 2, "{:?}", agent.namespaces());
+    hv.assert_vswitchd_alive();
+}

@@ -214,6 +214,23 @@ impl Chassis {
         self.vswitchd.pid().filter(|_| self.vswitchd.is_running())
     }
 
+    /// Stop the chassis' ovsdb-server (conf.db) for `down`, then start it
+    /// again on the same database and socket: vswitchd, ovn-controller and
+    /// the metadata agent lose their local OVS connection meanwhile.
+    pub fn restart_ovsdb(&mut self, down: Duration) {
+        self.ovsdb.stop();
+        std::thread::sleep(down);
+        let (db, sock) = (self.dir.file("conf.db"), self.dir.file("db.sock"));
+        self.ovsdb = Daemon::launch(
+            self.dir.path(),
+            Some(self.netns.name()),
+            "ovsdb-server",
+            "ovsdb",
+            true,
+            &[&format!("--remote=punix:{}", sock.display()), &db.to_string_lossy()],
+        );
+    }
+
     /// Crash ovs-vswitchd the way a failed assertion does (SIGABRT).
     pub fn abort_vswitchd(&self) {
         let pid = self.vswitchd_pid().expect("vswitchd running");
