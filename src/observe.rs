@@ -353,11 +353,6 @@ impl Observed {
         pw_acks: (String, String);
     }
 
-    /// Has some chassis acknowledged generation `gen` of `nic`'s password?
-    pub fn pw_acked(&self, nic: &str, gen: &str) -> bool {
-        self.pw_acks().iter().any(|(n, g)| n == nic && g == gen)
-    }
-
     /// The metadata localport when the command read it (every command that
     /// reads DHCP or DNS rows does): DHCP and DNS keys then point at it.
     pub fn md_port_if_read(&self) -> Option<&Port> {
@@ -708,7 +703,7 @@ pub fn read_acks(
         return Ok(Vec::new());
     }
     let ops: Vec<Operation> = pending.iter().map(|(nic, gen)| crate::metadata::select_acks(nic, gen)).collect();
-    let results = sb.transact(crate::metadata::SB_DB, &ops)?;
+    let results = sb.transact(crate::nb::SB_DB, &ops)?;
     Ok(pending.iter().zip(results.iter()).filter(|(_, r)| first_row(r).is_some()).map(|(p, _)| p.clone()).collect())
 }
 

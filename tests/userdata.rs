@@ -799,9 +799,9 @@ fn two_agents_monitors_survive_port_binding_changes() {
     for round in 0..5 {
         // Agent A (its chassis not registered yet) starts first, then B.
         let mut a = connect();
-        a.monitor_cond(view::SB_DB, "local", view::sb_monitor("hv-a", None)).expect("monitor A");
+        a.monitor_cond(cloudstack_ovn::nb::SB_DB, "local", view::sb_monitor("hv-a", None)).expect("monitor A");
         let mut b = connect();
-        b.monitor_cond(view::SB_DB, "local", view::sb_monitor("hv-b", Some(me))).expect("monitor B");
+        b.monitor_cond(cloudstack_ovn::nb::SB_DB, "local", view::sb_monitor("hv-b", Some(me))).expect("monitor B");
         sbctl_ok(&["lsp-bind", NIC1, "hv-b"], &format!("bind, round {round}"));
         b.set_deadline(Deadline::after(Duration::from_secs(10)));
         let mut got = Vec::new();

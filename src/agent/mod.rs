@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::log;
 use crate::metadata::key;
 use crate::metadata::seal::{self, Secret};
-use crate::nb::Owner;
+use crate::nb::{Owner, SB_DB};
 use crate::ovsdb::{Client, Deadline, LeaderCheck, NoCheck, Operation, TlsFiles};
 use netns::{Plumbing, Provisioned};
 use serve::{PasswordAsk, Response};
@@ -224,10 +224,10 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
     loop {
         let round = (|| -> Result<Option<View>> {
             if links.is_none() {
-                let mut s = connect(&sb_remote, &sb_tls, view::SB_DB)?;
+                let mut s = connect(&sb_remote, &sb_tls, SB_DB)?;
                 let mut n = connect(&nb_remote, &nb_tls, crate::nb::DB)?;
                 log::info("connected to OVN databases", &[("sb", &s.remote()), ("nb", &n.remote())]);
-                s.monitor_cond(view::SB_DB, "local", view::sb_monitor(&chassis, None))?;
+                s.monitor_cond(SB_DB, "local", view::sb_monitor(&chassis, None))?;
                 n.monitor_cond(crate::nb::DB, "vm-data", view::nb_monitor(&owner, &Default::default()))?;
                 watched = (None, Default::default());
                 links = Some((s, n));
@@ -242,7 +242,7 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
             let mut fresh = None;
             if dirty || last_read.elapsed() >= RESYNC {
                 if !dirty {
-                    still_in_cluster(s, view::SB_DB)?;
+                    still_in_cluster(s, SB_DB)?;
                     still_in_cluster(n, crate::nb::DB)?;
                 }
                 dirty = false;
@@ -273,7 +273,7 @@ fn start(opts: &Options, settings: &Settings, key_path: &Path) -> Result<()> {
                 // was seen to die under it with several agents at once.)
                 if v.chassis != watched.0 {
                     s.monitor_cancel("local")?;
-                    s.monitor_cond(view::SB_DB, "local", view::sb_monitor(&chassis, v.chassis))?;
+                    s.monitor_cond(SB_DB, "local", view::sb_monitor(&chassis, v.chassis))?;
                     watched.0 = v.chassis;
                 }
                 let nics = v.local_nics();
@@ -454,7 +454,7 @@ fn with_sb<T>(sh: &Shared, f: impl Fn(&mut Client) -> std::result::Result<T, cra
     for attempt in 1..=2 {
         let reused = guard.is_some();
         if guard.is_none() {
-            match connect(&sh.sb_remote, &sh.sb_tls, view::SB_DB) {
+            match connect(&sh.sb_remote, &sh.sb_tls, SB_DB) {
                 Ok(c) => *guard = Some(c),
                 Err(e) => {
                     log::warn("cannot connect to the SB", &[("error", &e)]);

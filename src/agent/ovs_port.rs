@@ -165,6 +165,7 @@ fn remove_ops(port: uuid::Uuid, external_ids: &Value, interfaces: &[uuid::Uuid])
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn only_a_known_kernel_datapath_keeps_offloads() {
@@ -173,7 +174,6 @@ mod tests {
         assert!(!is_userspace(Some("")));
         assert!(is_userspace(None), "unknown: offloads off, the safe side");
     }
-    use super::*;
 
     fn owner() -> Owner {
         Owner("cloudstack".into())

@@ -9,11 +9,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::metadata::{self, key};
-use crate::nb::{Owner, DB as NB_DB};
+use crate::nb::{Owner, DB as NB_DB, SB_DB};
 use crate::ovsdb::value::{as_uuid, string_map_of, string_set_of};
 use crate::ovsdb::{Client, Condition, Function, Operation};
-
-pub const SB_DB: &str = metadata::SB_DB;
 
 /// A network with at least one VM bound here.
 #[derive(Clone, Debug, Default, PartialEq)]

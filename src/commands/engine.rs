@@ -383,12 +383,12 @@ impl Acks {
     }
 
     fn ask(&mut self, ctx: &Context, pending: &[(String, String)]) -> Result<Vec<(String, String)>> {
-        let half = ctx.deadline.remaining()? / 2;
-        if self.client.is_none() {
-            self.client = Some(ctx.connect_sb(half.min(SB_ACK_TIMEOUT))?);
-        }
-        let Some(c) = self.client.as_mut() else { return Ok(Vec::new()) };
-        c.set_deadline(Deadline::after(half.min(SB_ACK_TIMEOUT)));
+        let limit = (ctx.deadline.remaining()? / 2).min(SB_ACK_TIMEOUT);
+        let c = match &mut self.client {
+            Some(c) => c,
+            None => self.client.insert(ctx.connect_sb(limit)?),
+        };
+        c.set_deadline(Deadline::after(limit));
         let found = observe::read_acks(c, pending)?;
         log::debug("password acknowledgements read", &[("asked", &pending.len()), ("acknowledged", &found.len())]);
         Ok(found)

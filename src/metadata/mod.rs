@@ -113,8 +113,6 @@ pub fn select_network_rows(owner: &Owner, network_id: u64) -> crate::ovsdb::Oper
     }
 }
 
-/// The OVN Southbound database, where agents record acknowledgements.
-pub const SB_DB: &str = "OVN_Southbound";
 /// The SB table whose `external_ids` hold an agent's acknowledgements: a
 /// chassis may write its own row (SB RBAC), and it has one row per chassis.
 pub const ACK_TABLE: &str = "Chassis_Private";

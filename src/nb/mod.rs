@@ -10,6 +10,10 @@ pub mod rows;
 pub use ids::{broadcast_uri, localnet_id, localnet_name, port_group_name, switch_name, Kind, Owner};
 
 pub const DB: &str = "OVN_Northbound";
+/// The Southbound database: read by the diagnostics and for password
+/// acknowledgements; only the host agent writes there (its own
+/// `Chassis_Private` row).
+pub const SB_DB: &str = "OVN_Southbound";
 
 pub mod table {
     pub const LOGICAL_SWITCH: &str = "Logical_Switch";

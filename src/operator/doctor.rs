@@ -16,11 +16,9 @@ use serde_json::{json, Value};
 use super::args::DoctorArgs;
 use crate::config::{self, Local, Settings, Source};
 use crate::error::{chain_of, Error};
+use crate::nb::{DB as NB_DB, SB_DB};
 use crate::ovsdb::{self, Client, DatabaseStatus, Deadline, Operation, Remote, TlsFiles};
 use crate::{log, output};
-
-const NB_DB: &str = "OVN_Northbound";
-const SB_DB: &str = "OVN_Southbound";
 
 /// The schema cloudstack-ovn is written against (its minimum).
 const PINNED_SCHEMA: &str = include_str!("../../schemas/ovn-nb.ovsschema");

@@ -18,12 +18,11 @@ use crate::error::Result;
 use crate::nb::ids::RouterScope;
 use crate::nb::ids::Scope;
 use crate::nb::rows::{all_rows, first_row, select_tagged, DhcpOptions, Dns, Port, PortGroup, Router, Switch};
-use crate::nb::{key, table, Kind, DB};
+use crate::nb::{key, table, Kind, DB, SB_DB};
 use crate::ovsdb::value::{as_uuid, optional_uuid, string_map_of};
 use crate::ovsdb::Operation;
 use crate::plan::pbr;
 
-const SB_DB: &str = "OVN_Southbound";
 /// `show` lists at most this many ports and problems (every port is still
 /// checked): the answer stays well under the message bound.
 const MAX_PORTS: usize = 200;
